@@ -1,0 +1,48 @@
+"""model-diff: compare two model checkpoints and explain what training changed.
+
+The public API (kept from the original model-diff README) is listed in ``__all__``. Names
+are imported lazily so that ``import model_diff`` stays cheap: the git textconv driver runs
+once per file per commit and must not pay for jinja2, dulwich or torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_checkpoint": "formats",
+    "open_checkpoint": "formats",
+    "Checkpoint": "checkpoint",
+    "TensorInfo": "checkpoint",
+    "TensorRef": "checkpoint",
+    "ModelDiff": "diff",
+    "DiffConfig": "diff",
+    "ParameterDiff": "diff",
+    "DiffSummary": "diff",
+    "ChangeType": "diff",
+    "compare_checkpoints": "diff",
+    "DiffAnalyzer": "analysis",
+    "AnalysisConfig": "analysis",
+    "compare_training_stages": "analysis",
+    "create_diff_report": "report",
+    "VisualizationConfig": "report",
+    "ModelDiffError": "errors",
+}
+
+__all__ = sorted([*_LAZY, "__version__"])
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'model_diff' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

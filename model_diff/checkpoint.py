@@ -1,0 +1,210 @@
+"""The lazy in-memory view of a checkpoint every reader produces.
+
+A ``Checkpoint`` knows each tensor's name, dtype, shape and size without touching tensor
+data; ``TensorRef.array()`` hands out a flat, zero-copy (where the format allows) numpy view
+when the data is needed, and ``TensorRef.release()`` lets go of the mapped pages afterwards,
+so memory stays bounded by the tensors in flight, not by the checkpoint size.
+
+This module must not import torch, click or the git/hook packages.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .dtypes import DType
+from .naming import natural_sorted
+
+
+class TensorRef:
+    """One tensor of a checkpoint: metadata now, data on demand."""
+
+    __slots__ = ("_loader", "_release", "dtype", "name", "nbytes", "shape", "source")
+
+    def __init__(
+        self,
+        name: str,
+        dtype: DType,
+        shape: tuple[int, ...],
+        loader: Callable[[], np.ndarray],
+        *,
+        release: Callable[[], None] | None = None,
+        source: str | None = None,
+    ) -> None:
+        self.name = name
+        self.dtype = dtype
+        self.shape = tuple(int(s) for s in shape)
+        self.nbytes = self.numel * dtype.itemsize
+        self.source = source  # file the data lives in (a shard, an npz member), for messages
+        self._loader = loader
+        self._release = release
+
+    @property
+    def numel(self) -> int:
+        n = 1
+        for s in self.shape:
+            n *= s
+        return n
+
+    def array(self) -> np.ndarray:
+        """The tensor's elements as a flat C-contiguous array of ``self.dtype.numpy``."""
+        arr = self._loader()
+        if arr.dtype != self.dtype.numpy or arr.ndim != 1 or not arr.flags.c_contiguous:
+            raise TypeError(f"reader bug: {self.name} loader returned {arr.dtype} {arr.shape}")
+        return arr
+
+    def release(self) -> None:
+        """Drop the pages this tensor's data occupies (a no-op where the reader cannot)."""
+        if self._release is not None:
+            self._release()
+
+    def __repr__(self) -> str:
+        return f"TensorRef({self.name!r}, {self.dtype.name}, {self.shape})"
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Per-tensor facts of one checkpoint (the original API's ``Checkpoint.tensor_info``)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    numel: int
+    nbytes: int
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+    l2_norm: float | None
+    zero_fraction: float
+    nan_count: int
+    inf_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+
+class Checkpoint:
+    """A checkpoint opened by a reader: lazy tensors plus metadata and config."""
+
+    def __init__(
+        self,
+        path: str,
+        format: str,
+        tensors: Mapping[str, TensorRef],
+        *,
+        metadata: Mapping[str, str] | None = None,
+        config: Mapping[str, Any] | None = None,
+        skipped: list[str] | None = None,
+        closers: list[Callable[[], None]] | None = None,
+    ) -> None:
+        self.path = path
+        self.format = format
+        self.tensors: dict[str, TensorRef] = {n: tensors[n] for n in natural_sorted(tensors)}
+        self.metadata: dict[str, str] = dict(metadata or {})
+        self.config: dict[str, Any] | None = dict(config) if config is not None else None
+        #: non-tensor entries found in the file (optimizer step counters, strings, ...)
+        self.skipped: list[str] = natural_sorted(skipped or [])
+        self._closers = list(closers or [])
+        self._info: dict[str, TensorInfo] | None = None
+        self._info_lock = threading.Lock()
+
+    # -- the original API -------------------------------------------------------------
+    @property
+    def layer_names(self) -> list[str]:
+        """Tensor names in natural order."""
+        return list(self.tensors)
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(t.numel for t in self.tensors.values())
+
+    @property
+    def size_bytes(self) -> int:
+        """Bytes of tensor data (not the file size: headers and pickles excluded)."""
+        return sum(t.nbytes for t in self.tensors.values())
+
+    @property
+    def tensor_info(self) -> dict[str, TensorInfo]:
+        """Statistics per tensor, computed on first access in one streaming pass."""
+        with self._info_lock:
+            if self._info is None:
+                from .metrics import checkpoint_stats
+
+                self._info = checkpoint_stats(self)
+            return self._info
+
+    @property
+    def dtypes(self) -> dict[str, int]:
+        """Parameter count per dtype name, in name order."""
+        out: dict[str, int] = {}
+        for t in self.tensors.values():
+            out[t.dtype.name] = out.get(t.dtype.name, 0) + t.numel
+        return dict(sorted(out.items()))
+
+    # -- plumbing -----------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.tensors)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.tensors
+
+    def __getitem__(self, name: str) -> TensorRef:
+        return self.tensors[name]
+
+    def renamed(self, mapping: Callable[[str], str]) -> Checkpoint:
+        """A view with every tensor name passed through ``mapping`` (data shared)."""
+        new: dict[str, TensorRef] = {}
+        for name, ref in self.tensors.items():
+            alias = TensorRef(
+                mapping(name), ref.dtype, ref.shape, ref._loader, release=ref._release,
+                source=ref.source,
+            )
+            new[alias.name] = alias
+        view = Checkpoint(
+            self.path, self.format, new, metadata=self.metadata, config=self.config,
+            skipped=self.skipped,
+        )
+        view._closers = self._closers  # closing the view closes the files it shares
+        return view
+
+    def close(self) -> None:
+        while self._closers:
+            self._closers.pop()()
+
+    def __enter__(self) -> Checkpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"Checkpoint({self.path!r}, format={self.format!r}, tensors={len(self)}, "
+                f"parameters={self.num_parameters})")
+
+
+def from_arrays(
+    arrays: Mapping[str, np.ndarray], *, path: str = "<memory>", format: str = "memory",
+    metadata: Mapping[str, str] | None = None, config: Mapping[str, Any] | None = None,
+) -> Checkpoint:
+    """A Checkpoint over in-memory numpy arrays (tests, the demo, API users)."""
+    from .dtypes import from_numpy
+
+    refs: dict[str, TensorRef] = {}
+    for name, arr in arrays.items():
+        a = np.ascontiguousarray(arr)
+        if a.dtype.byteorder == ">":
+            a = a.astype(a.dtype.newbyteorder("="))
+        flat = a.reshape(-1)
+        refs[name] = TensorRef(name, from_numpy(a.dtype), a.shape, lambda flat=flat: flat)
+    return Checkpoint(path, format, refs, metadata=metadata, config=config)

@@ -1,0 +1,426 @@
+"""Pairing two checkpoints tensor by tensor: ``ModelDiff``, its config and its results.
+
+``ModelDiff.diff(old, new)`` aligns names, classifies each tensor (added, removed, shape- or
+dtype-changed, modified, unchanged), runs the streaming metrics on a small thread pool and
+returns ``ParameterDiff`` records in natural name order plus a ``DiffSummary``. Results hold
+no arrays. This module must not import torch, click or the git/hook packages.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from . import metrics
+from .checkpoint import Checkpoint, TensorRef
+from .naming import natural_sorted
+
+
+class ChangeType(str, Enum):
+    ADDED = "added"
+    REMOVED = "removed"
+    MODIFIED = "modified"
+    UNCHANGED = "unchanged"
+    SHAPE_CHANGED = "shape_changed"
+    DTYPE_CHANGED = "dtype_changed"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass
+class DiffConfig:
+    """Options of a diff. Every field changes the result; see the README's field table."""
+
+    #: Run the element-wise pass (all metrics and per-side statistics). False compares bytes
+    #: only: tensors are still classified changed/unchanged exactly, but carry no metrics.
+    compute_element_wise: bool = True
+    #: An element counts as changed for ``change_ratio`` when |new - old| > this.
+    change_threshold: float = 1e-6
+    #: Keep unchanged tensors in the returned list (the summary counts them either way).
+    include_unchanged: bool = False
+    #: Weight the summary's averages by each tensor's element count (False: each tensor = 1).
+    normalize_by_size: bool = True
+    #: Number of most-changed tensors listed in ``DiffSummary.top_changed_layers``.
+    top_k_layers: int = 10
+    #: Worker threads for the tensor pass (None: min(4, cores)).
+    num_workers: int | None = None
+    #: Strip a wrapper prefix (``module.``, ``_orig_mod.``) that only one side has.
+    align_prefixes: bool = True
+    #: Low-rank analysis of 2-D deltas: "auto" (only where affordable), True (always), False.
+    low_rank: bool | str = "auto"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.change_threshold, (int, float)) and self.change_threshold >= 0):
+            raise ValueError("change_threshold must be a number >= 0")
+        if not (isinstance(self.top_k_layers, int) and self.top_k_layers >= 0):
+            raise ValueError("top_k_layers must be an integer >= 0")
+        if self.low_rank not in (True, False, "auto"):
+            raise ValueError("low_rank must be True, False or 'auto'")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class ParameterDiff:
+    """How one named tensor changed between two checkpoints.
+
+    Metrics are None where undefined: for added/removed tensors, for pairs without any
+    finite element, ``cosine_sim`` when exactly one side is all-zero, ``relative_change`` when
+    the old tensor is all-zero. NaN/Inf are counted in ``old_stats``/``new_stats``.
+    """
+
+    name: str
+    change_type: ChangeType
+    old_shape: tuple[int, ...] | None
+    new_shape: tuple[int, ...] | None
+    old_dtype: str | None
+    new_dtype: str | None
+    num_elements: int
+    l2_diff: float | None = None
+    l1_diff: float | None = None
+    max_diff: float | None = None
+    mean_diff: float | None = None
+    mean_signed_diff: float | None = None
+    cosine_sim: float | None = None
+    relative_change: float | None = None
+    change_ratio: float | None = None
+    sign_flip_ratio: float | None = None
+    finite_pairs: int | None = None
+    old_stats: metrics.SideStats | None = None
+    new_stats: metrics.SideStats | None = None
+    #: For a shape change along the first axis (vocabulary resize): rows compared / rows added.
+    overlap_rows: int | None = None
+    added_rows: int | None = None
+    #: Low-rank structure of the delta (see model_diff.lowrank), when computed.
+    low_rank: dict[str, Any] | None = None
+
+    @property
+    def is_changed(self) -> bool:
+        return self.change_type is not ChangeType.UNCHANGED
+
+    @property
+    def nonfinite_old(self) -> int:
+        s = self.old_stats
+        return (s.nan_count + s.inf_count) if s else 0
+
+    @property
+    def nonfinite_new(self) -> int:
+        s = self.new_stats
+        return (s.nan_count + s.inf_count) if s else 0
+
+    @property
+    def old_norm(self) -> float | None:
+        return self.old_stats.norm if self.old_stats else None
+
+    @property
+    def new_norm(self) -> float | None:
+        return self.new_stats.norm if self.new_stats else None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict: non-finite floats become None, enums their values."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, ChangeType):
+                v = v.value
+            elif isinstance(v, tuple):
+                v = list(v)
+            elif isinstance(v, metrics.SideStats):
+                v = v.to_dict()
+            elif isinstance(v, float) and not math.isfinite(v):
+                v = None
+            out[f.name] = v
+        return out
+
+
+@dataclass(frozen=True)
+class DiffSummary:
+    """Whole-checkpoint totals. "parameters" counts named tensors, as in the original API."""
+
+    total_parameters: int
+    modified_parameters: int
+    unchanged_parameters: int
+    added_parameters: int
+    removed_parameters: int
+    shape_changed_parameters: int
+    dtype_changed_parameters: int
+    old_num_elements: int
+    new_num_elements: int
+    changed_elements: int
+    avg_l2_diff: float
+    avg_relative_change: float
+    max_relative_change: float
+    avg_cosine_similarity: float
+    min_cosine_similarity: float
+    nonfinite_tensors: list[str] = field(default_factory=list)
+    top_changed_layers: list[str] = field(default_factory=list)
+    old_path: str | None = None
+    new_path: str | None = None
+    old_format: str | None = None
+    new_format: str | None = None
+
+    @property
+    def changed_parameters(self) -> int:
+        return self.total_parameters - self.unchanged_parameters
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, float) and not math.isfinite(v):
+                v = None
+            out[f.name] = v
+        return out
+
+
+ProgressCallback = Callable[[int, int, str], None]
+
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def align_names(old: Checkpoint, new: Checkpoint) -> tuple[Checkpoint, Checkpoint]:
+    """Strip a wrapper prefix (DDP ``module.``, torch.compile ``_orig_mod.``) one side lacks."""
+    for prefix in _WRAPPER_PREFIXES:
+        old_has = bool(old.tensors) and all(n.startswith(prefix) for n in old.tensors)
+        new_has = bool(new.tensors) and all(n.startswith(prefix) for n in new.tensors)
+        if old_has and not new_has:
+            old = old.renamed(lambda n, p=prefix: n[len(p):])
+        elif new_has and not old_has:
+            new = new.renamed(lambda n, p=prefix: n[len(p):])
+    return old, new
+
+
+class ModelDiff:
+    """Diffs two checkpoints with a ``DiffConfig``."""
+
+    def __init__(self, config: DiffConfig | None = None) -> None:
+        self.config = config or DiffConfig()
+
+    # -- public -------------------------------------------------------------------------
+    def diff(
+        self,
+        old: Checkpoint | str | os.PathLike[str],
+        new: Checkpoint | str | os.PathLike[str],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> tuple[list[ParameterDiff], DiffSummary]:
+        """Compare ``old`` with ``new`` (checkpoints or paths) -> (diffs, summary)."""
+        opened: list[Checkpoint] = []
+        if not isinstance(old, Checkpoint):
+            from .formats import open_checkpoint
+
+            old = open_checkpoint(old)
+            opened.append(old)
+        if not isinstance(new, Checkpoint):
+            from .formats import open_checkpoint
+
+            try:
+                new = open_checkpoint(new)
+            except BaseException:
+                for c in opened:
+                    c.close()
+                raise
+            opened.append(new)
+        try:
+            return self._diff(old, new, progress)
+        finally:
+            for c in opened:
+                c.close()
+
+    # -- internals ------------------------------------------------------------------------
+    def _diff(
+        self, old: Checkpoint, new: Checkpoint, progress: ProgressCallback | None
+    ) -> tuple[list[ParameterDiff], DiffSummary]:
+        if self.config.align_prefixes:
+            old, new = align_names(old, new)
+        names = natural_sorted(set(old.tensors) | set(new.tensors))
+        total = len(names)
+        done = 0
+
+        def work(name: str) -> ParameterDiff:
+            return self.diff_tensor(old.tensors.get(name), new.tensors.get(name))
+
+        workers = self.config.num_workers or metrics.default_workers()
+        all_diffs: list[ParameterDiff] = []
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for d in pool.map(work, names):
+                all_diffs.append(d)
+                done += 1
+                if progress is not None:
+                    progress(done, total, d.name)
+        summary = summarize(all_diffs, self.config, old, new)
+        kept = [d for d in all_diffs if self.config.include_unchanged or d.is_changed]
+        return kept, summary
+
+    def diff_tensor(self, a: TensorRef | None, b: TensorRef | None) -> ParameterDiff:
+        """One tensor pair (either side may be missing)."""
+        if a is None and b is None:
+            raise ValueError("diff_tensor needs at least one side")
+        if a is None or b is None:
+            ref = b if a is None else a
+            assert ref is not None  # for mypy: one side exists (checked above)
+            stats = self._side_stats(ref) if self.config.compute_element_wise else None
+            return ParameterDiff(
+                name=ref.name,
+                change_type=ChangeType.ADDED if a is None else ChangeType.REMOVED,
+                old_shape=None if a is None else a.shape,
+                new_shape=None if b is None else b.shape,
+                old_dtype=None if a is None else a.dtype.name,
+                new_dtype=None if b is None else b.dtype.name,
+                num_elements=ref.numel,
+                old_stats=None if a is None else stats,
+                new_stats=None if b is None else stats,
+            )
+        base = dict(name=b.name, old_shape=a.shape, new_shape=b.shape, old_dtype=a.dtype.name,
+                    new_dtype=b.dtype.name, num_elements=b.numel)
+        try:
+            if a.shape != b.shape:
+                return self._shape_changed(a, b, base)
+            xa, xb = a.array(), b.array()
+            same_dtype = a.dtype == b.dtype
+            if same_dtype and metrics.bytes_equal(xa, xb):
+                if not self.config.compute_element_wise:
+                    return ParameterDiff(change_type=ChangeType.UNCHANGED, **base)  # type: ignore[arg-type]
+                s = metrics.array_stats(xb)
+                return ParameterDiff(
+                    change_type=ChangeType.UNCHANGED, l2_diff=0.0, l1_diff=0.0, max_diff=0.0,
+                    mean_diff=0.0, mean_signed_diff=0.0, cosine_sim=1.0,
+                    relative_change=0.0 if (s.norm or 0.0) > 0 else None, change_ratio=0.0,
+                    sign_flip_ratio=0.0, finite_pairs=b.numel - s.nan_count - s.inf_count,
+                    old_stats=s, new_stats=s, **base,  # type: ignore[arg-type]
+                )
+            ctype = ChangeType.MODIFIED if same_dtype else ChangeType.DTYPE_CHANGED
+            if not self.config.compute_element_wise:
+                return ParameterDiff(change_type=ctype, **base)  # type: ignore[arg-type]
+            m = metrics.diff_arrays(xa, xb, self.config.change_threshold)
+            low_rank = self._low_rank(a, b, xa, xb) if ctype is ChangeType.MODIFIED else None
+            return _from_metrics(ctype, base, m, low_rank=low_rank)
+        finally:
+            a.release()
+            b.release()
+
+    def _shape_changed(self, a: TensorRef, b: TensorRef, base: dict[str, Any]) -> ParameterDiff:
+        # A resize along the first axis only (vocabulary resize of an embedding or LM head):
+        # the leading rows are the same parameters, so compare them and count the new rows.
+        resizable = (len(a.shape) == len(b.shape) >= 1 and a.shape[1:] == b.shape[1:]
+                     and a.dtype.is_float and b.dtype.is_float)
+        if not (resizable and self.config.compute_element_wise):
+            sa = self._side_stats(a) if self.config.compute_element_wise else None
+            sb = self._side_stats(b) if self.config.compute_element_wise else None
+            return ParameterDiff(change_type=ChangeType.SHAPE_CHANGED, old_stats=sa,
+                                 new_stats=sb, **base)
+        rows = min(a.shape[0], b.shape[0])
+        row_len = int(np.prod(a.shape[1:], dtype=np.int64)) if len(a.shape) > 1 else 1
+        m = metrics.diff_arrays(a.array()[: rows * row_len], b.array()[: rows * row_len],
+                                self.config.change_threshold)
+        return _from_metrics(ChangeType.SHAPE_CHANGED, base, m, overlap_rows=rows,
+                             added_rows=b.shape[0] - a.shape[0])
+
+    def _side_stats(self, ref: TensorRef) -> metrics.SideStats:
+        try:
+            return metrics.array_stats(ref.array())
+        finally:
+            ref.release()
+
+    def _low_rank(
+        self, a: TensorRef, b: TensorRef, xa: np.ndarray, xb: np.ndarray
+    ) -> dict[str, Any] | None:
+        if self.config.low_rank is False or len(a.shape) != 2 or not a.dtype.is_float:
+            return None
+        try:
+            from . import lowrank
+        except ImportError:  # the analysis module is optional until it lands
+            return None
+        return lowrank.analyze_delta(xa, xb, a.shape, force=self.config.low_rank is True)
+
+
+def _from_metrics(
+    ctype: ChangeType, base: dict[str, Any], m: metrics.PairMetrics, **extra: Any
+) -> ParameterDiff:
+    return ParameterDiff(
+        change_type=ctype, l2_diff=m.l2_diff, l1_diff=m.l1_diff, max_diff=m.max_diff,
+        mean_diff=m.mean_diff, mean_signed_diff=m.mean_signed_diff, cosine_sim=m.cosine_sim,
+        relative_change=m.relative_change, change_ratio=m.change_ratio,
+        sign_flip_ratio=m.sign_flip_ratio, finite_pairs=m.finite_pairs, old_stats=m.old,
+        new_stats=m.new, **base, **extra,
+    )
+
+
+def _avg(pairs: list[tuple[float, int]], weighted: bool) -> float:
+    if not pairs:
+        return math.nan
+    if weighted:
+        w = sum(n for _, n in pairs)
+        if w > 0:
+            return math.fsum(v * n for v, n in pairs) / w
+    return math.fsum(v for v, _ in pairs) / len(pairs)
+
+
+def summarize(
+    diffs: list[ParameterDiff], config: DiffConfig, old: Checkpoint | None = None,
+    new: Checkpoint | None = None,
+) -> DiffSummary:
+    """Totals over every tensor pair (unchanged ones included)."""
+    count = {t: 0 for t in ChangeType}
+    for d in diffs:
+        count[d.change_type] += 1
+    weighted = config.normalize_by_size
+    compared = [d for d in diffs if d.change_type in (ChangeType.MODIFIED, ChangeType.UNCHANGED,
+                                                      ChangeType.DTYPE_CHANGED)]
+    l2 = [(d.l2_diff, d.num_elements) for d in compared if d.l2_diff is not None]
+    rel = [(d.relative_change, d.num_elements) for d in compared if d.relative_change is not None]
+    cos = [(d.cosine_sim, d.num_elements) for d in compared if d.cosine_sim is not None]
+    ranked = sorted((d for d in diffs if d.relative_change is not None and d.is_changed),
+                    key=lambda d: (-(d.relative_change or 0.0), d.name))
+    changed_elements = sum(
+        round((d.change_ratio or 0.0) * (d.finite_pairs or 0)) for d in compared
+    )
+    nonfinite = [d.name for d in diffs if d.nonfinite_new > 0]
+    return DiffSummary(
+        total_parameters=len(diffs),
+        modified_parameters=count[ChangeType.MODIFIED],
+        unchanged_parameters=count[ChangeType.UNCHANGED],
+        added_parameters=count[ChangeType.ADDED],
+        removed_parameters=count[ChangeType.REMOVED],
+        shape_changed_parameters=count[ChangeType.SHAPE_CHANGED],
+        dtype_changed_parameters=count[ChangeType.DTYPE_CHANGED],
+        old_num_elements=old.num_parameters if old is not None else sum(
+            d.num_elements for d in diffs if d.old_shape is not None),
+        new_num_elements=new.num_parameters if new is not None else sum(
+            d.num_elements for d in diffs if d.new_shape is not None),
+        changed_elements=changed_elements,
+        avg_l2_diff=_avg(l2, weighted),
+        avg_relative_change=_avg(rel, weighted),
+        max_relative_change=max((v for v, _ in rel), default=math.nan),
+        avg_cosine_similarity=_avg(cos, weighted),
+        min_cosine_similarity=min((v for v, _ in cos), default=math.nan),
+        nonfinite_tensors=nonfinite,
+        top_changed_layers=[d.name for d in ranked[: config.top_k_layers]],
+        old_path=old.path if old is not None else None,
+        new_path=new.path if new is not None else None,
+        old_format=old.format if old is not None else None,
+        new_format=new.format if new is not None else None,
+    )
+
+
+def compare_checkpoints(
+    old_path: str | os.PathLike[str] | Checkpoint,
+    new_path: str | os.PathLike[str] | Checkpoint,
+    config: DiffConfig | None = None,
+    **config_overrides: Any,
+) -> tuple[list[ParameterDiff], DiffSummary]:
+    """Load and diff two checkpoints: the original API's one-call entry point."""
+    if config is None:
+        config = DiffConfig(**config_overrides)
+    elif config_overrides:
+        raise TypeError("pass either config= or keyword overrides, not both")
+    return ModelDiff(config).diff(old_path, new_path)

@@ -1,0 +1,74 @@
+"""The dtypes model-diff understands, with one canonical name each.
+
+Canonical names follow torch's spelling without the ``torch.`` prefix (``bfloat16``,
+``float8_e4m3fn``). numpy has no bfloat16 or float8 of its own: ``ml_dtypes`` provides them.
+This module maps between canonical names, safetensors codes, numpy dtypes and torch dtypes.
+It must not import torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import ml_dtypes
+import numpy as np
+
+
+@dataclass(frozen=True)
+class DType:
+    name: str  # canonical, e.g. "bfloat16"
+    st_code: str  # safetensors header code, e.g. "BF16"
+    numpy: np.dtype  # element dtype of the arrays readers hand out
+    kind: str  # "float", "int", "uint" or "bool"
+
+    @property
+    def itemsize(self) -> int:
+        return int(self.numpy.itemsize)
+
+    @property
+    def is_float(self) -> bool:
+        return self.kind == "float"
+
+
+_TABLE = [
+    DType("float64", "F64", np.dtype(np.float64), "float"),
+    DType("float32", "F32", np.dtype(np.float32), "float"),
+    DType("float16", "F16", np.dtype(np.float16), "float"),
+    DType("bfloat16", "BF16", np.dtype(ml_dtypes.bfloat16), "float"),
+    DType("float8_e4m3fn", "F8_E4M3", np.dtype(ml_dtypes.float8_e4m3fn), "float"),
+    DType("float8_e5m2", "F8_E5M2", np.dtype(ml_dtypes.float8_e5m2), "float"),
+    DType("int64", "I64", np.dtype(np.int64), "int"),
+    DType("int32", "I32", np.dtype(np.int32), "int"),
+    DType("int16", "I16", np.dtype(np.int16), "int"),
+    DType("int8", "I8", np.dtype(np.int8), "int"),
+    DType("uint64", "U64", np.dtype(np.uint64), "uint"),
+    DType("uint32", "U32", np.dtype(np.uint32), "uint"),
+    DType("uint16", "U16", np.dtype(np.uint16), "uint"),
+    DType("uint8", "U8", np.dtype(np.uint8), "uint"),
+    DType("bool", "BOOL", np.dtype(np.bool_), "bool"),
+]
+
+BY_NAME: dict[str, DType] = {d.name: d for d in _TABLE}
+BY_ST_CODE: dict[str, DType] = {d.st_code: d for d in _TABLE}
+_BY_NUMPY: dict[np.dtype, DType] = {d.numpy: d for d in _TABLE}
+
+
+def from_name(name: str) -> DType:
+    """The DType for a canonical name; KeyError if unknown."""
+    return BY_NAME[name]
+
+
+def from_numpy(dtype: np.dtype) -> DType:
+    """The DType for a numpy dtype (native byte order); KeyError if unsupported."""
+    dt = np.dtype(dtype)
+    if dt.byteorder == ">":
+        dt = dt.newbyteorder("=")
+    return _BY_NUMPY[dt]
+
+
+def from_torch_name(torch_dtype_str: str) -> DType:
+    """The DType for ``str(torch.dtype)`` such as ``torch.bfloat16``; KeyError if unsupported."""
+    name = torch_dtype_str.removeprefix("torch.")
+    aliases = {"float": "float32", "double": "float64", "half": "float16", "long": "int64",
+               "int": "int32", "short": "int16"}
+    return BY_NAME[aliases.get(name, name)]

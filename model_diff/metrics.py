@@ -1,0 +1,283 @@
+"""Streaming per-tensor metrics: one chunked pass per tensor (pair), float64 accumulators.
+
+The per-chunk step has one contract, shared by the numpy reference below and the compiled
+kernel (``model_diff._kernel``, when built):
+
+    pair_step(a_chunk, b_chunk, threshold, facc, cacc)   # updates facc (float64) and cacc (int64)
+    side_step(x_chunk, facc, cacc)                        # single-side statistics
+
+Accumulator slots are the ``F_*`` / ``C_*`` indices below. Sums cover element positions where
+both sides are finite; NaN/Inf are counted per side instead of poisoning the sums. Everything
+above the step (chunking, bitwise short-circuit, page release, threads, result objects) is
+shared, so replacing the step replaces nothing else.
+
+This module must not import torch, click or the git/hook packages.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint, TensorInfo, TensorRef
+
+#: Elements per chunk: 256K elements keeps float64 temporaries (~2 MiB each) in cache-ish sizes.
+CHUNK_ELEMENTS = 1 << 18
+
+# float64 accumulator slots (pair)
+(F_SUM_D2, F_SUM_ABS_D, F_MAX_ABS_D, F_SUM_D, F_SUM_AB, F_SUM_A2, F_SUM_B2, F_SUM_A, F_SUM_B,
+ F_MIN_A, F_MAX_A, F_MIN_B, F_MAX_B) = range(13)
+NF = 13
+# int64 counter slots (pair)
+(C_N, C_FINITE, C_CHANGED, C_SIGN_FLIPS, C_NAN_A, C_INF_A, C_NAN_B, C_INF_B, C_ZERO_A,
+ C_ZERO_B) = range(10)
+NC = 10
+
+
+def new_accumulators() -> tuple[np.ndarray, np.ndarray]:
+    f = np.zeros(NF, dtype=np.float64)
+    f[[F_MIN_A, F_MIN_B]] = np.inf
+    f[[F_MAX_A, F_MAX_B]] = -np.inf
+    return f, np.zeros(NC, dtype=np.int64)
+
+
+def _as_f64(x: np.ndarray) -> np.ndarray:
+    # Every supported dtype converts to float64 exactly except int64/uint64 above 2**53.
+    return x.astype(np.float64, copy=False)
+
+
+def numpy_pair_step(
+    a: np.ndarray, b: np.ndarray, threshold: float, f: np.ndarray, c: np.ndarray
+) -> None:
+    """Reference step: update pair accumulators with one chunk of old (a) and new (b)."""
+    a64 = _as_f64(a)
+    b64 = _as_f64(b)
+    c[C_N] += a64.size
+    d = b64 - a64
+    sums = (float(d @ d), float(a64 @ b64), float(a64 @ a64), float(b64 @ b64))
+    if not all(math.isfinite(s) for s in sums):
+        # Only chunks holding NaN/Inf (or float64 overflow) pay for the element-wise mask.
+        fa = np.isfinite(a64)
+        fb = np.isfinite(b64)
+        c[C_NAN_A] += int(np.count_nonzero(np.isnan(a64)))
+        c[C_INF_A] += int(np.count_nonzero(np.isinf(a64)))
+        c[C_NAN_B] += int(np.count_nonzero(np.isnan(b64)))
+        c[C_INF_B] += int(np.count_nonzero(np.isinf(b64)))
+        both = fa & fb
+        a64, b64 = a64[both], b64[both]
+        d = b64 - a64
+        sums = (float(d @ d), float(a64 @ b64), float(a64 @ a64), float(b64 @ b64))
+    c[C_FINITE] += a64.size
+    if a64.size == 0:
+        return
+    absd = np.abs(d)
+    f[F_SUM_D2] += sums[0]
+    f[F_SUM_AB] += sums[1]
+    f[F_SUM_A2] += sums[2]
+    f[F_SUM_B2] += sums[3]
+    f[F_SUM_ABS_D] += float(absd.sum())
+    f[F_MAX_ABS_D] = max(f[F_MAX_ABS_D], float(absd.max()))
+    f[F_SUM_D] += float(d.sum())
+    f[F_SUM_A] += float(a64.sum())
+    f[F_SUM_B] += float(b64.sum())
+    f[F_MIN_A] = min(f[F_MIN_A], float(a64.min()))
+    f[F_MAX_A] = max(f[F_MAX_A], float(a64.max()))
+    f[F_MIN_B] = min(f[F_MIN_B], float(b64.min()))
+    f[F_MAX_B] = max(f[F_MAX_B], float(b64.max()))
+    c[C_CHANGED] += int(np.count_nonzero(absd > threshold))
+    c[C_SIGN_FLIPS] += int(np.count_nonzero(((a64 < 0) & (b64 > 0)) | ((a64 > 0) & (b64 < 0))))
+    c[C_ZERO_A] += int(np.count_nonzero(a64 == 0))
+    c[C_ZERO_B] += int(np.count_nonzero(b64 == 0))
+
+
+def numpy_side_step(x: np.ndarray, f: np.ndarray, c: np.ndarray) -> None:
+    """Reference single-side step: uses the A slots of the pair layout."""
+    x64 = _as_f64(x)
+    c[C_N] += x64.size
+    s2 = float(x64 @ x64)
+    if not math.isfinite(s2):
+        c[C_NAN_A] += int(np.count_nonzero(np.isnan(x64)))
+        c[C_INF_A] += int(np.count_nonzero(np.isinf(x64)))
+        x64 = x64[np.isfinite(x64)]
+        s2 = float(x64 @ x64)
+    c[C_FINITE] += x64.size
+    if x64.size == 0:
+        return
+    f[F_SUM_A2] += s2
+    f[F_SUM_A] += float(x64.sum())
+    f[F_MIN_A] = min(f[F_MIN_A], float(x64.min()))
+    f[F_MAX_A] = max(f[F_MAX_A], float(x64.max()))
+    c[C_ZERO_A] += int(np.count_nonzero(x64 == 0))
+
+
+PairStep = Callable[[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray], None]
+SideStep = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
+
+
+def _select_steps() -> tuple[str, PairStep, SideStep]:
+    if os.environ.get("MODEL_DIFF_NO_KERNEL"):
+        return "numpy", numpy_pair_step, numpy_side_step
+    try:
+        from . import _kernel  # type: ignore[attr-defined]
+    except ImportError:
+        return "numpy", numpy_pair_step, numpy_side_step
+    return "kernel", _kernel.pair_step, _kernel.side_step
+
+
+#: "kernel" when the compiled fused step is active, else "numpy" (shown by --version).
+BACKEND, pair_step, side_step = _select_steps()
+
+
+def bytes_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when both arrays hold exactly the same bytes (no float math: NaN == NaN here)."""
+    if a.nbytes != b.nbytes:
+        return False
+    ua = a.view(np.uint8)
+    ub = b.view(np.uint8)
+    step = CHUNK_ELEMENTS * 8
+    for start in range(0, ua.size, step):
+        if not np.array_equal(ua[start:start + step], ub[start:start + step]):
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class SideStats:
+    """Statistics of one side of a tensor pair (over its finite elements)."""
+
+    mean: float | None
+    std: float | None
+    min: float | None
+    max: float | None
+    norm: float | None
+    zero_fraction: float | None
+    nan_count: int
+    inf_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _json_float(v) for k, v in self.__dict__.items()}
+
+
+@dataclass(frozen=True)
+class PairMetrics:
+    """Every metric of one tensor pair; None where a metric is undefined (with the reason)."""
+
+    numel: int
+    finite_pairs: int
+    l2_diff: float | None
+    l1_diff: float | None
+    max_diff: float | None
+    mean_diff: float | None
+    mean_signed_diff: float | None
+    cosine_sim: float | None
+    relative_change: float | None
+    change_ratio: float | None
+    sign_flip_ratio: float | None
+    old: SideStats
+    new: SideStats
+
+
+def _json_float(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _side_from(f: np.ndarray, c: np.ndarray, side: str) -> SideStats:
+    if side == "a":
+        s, s2, mn, mx, nan, inf, zero = (F_SUM_A, F_SUM_A2, F_MIN_A, F_MAX_A, C_NAN_A, C_INF_A,
+                                         C_ZERO_A)
+    else:
+        s, s2, mn, mx, nan, inf, zero = (F_SUM_B, F_SUM_B2, F_MIN_B, F_MAX_B, C_NAN_B, C_INF_B,
+                                         C_ZERO_B)
+    n = int(c[C_FINITE])
+    if n == 0:
+        return SideStats(None, None, None, None, None, None, int(c[nan]), int(c[inf]))
+    mean = float(f[s]) / n
+    var = max(float(f[s2]) / n - mean * mean, 0.0)
+    return SideStats(
+        mean=mean, std=math.sqrt(var), min=float(f[mn]), max=float(f[mx]),
+        norm=math.sqrt(float(f[s2])), zero_fraction=int(c[zero]) / n,
+        nan_count=int(c[nan]), inf_count=int(c[inf]),
+    )
+
+
+def finish_pair(f: np.ndarray, c: np.ndarray) -> PairMetrics:
+    """Turn pair accumulators into metrics (definitions in DESIGN §5)."""
+    n, fin = int(c[C_N]), int(c[C_FINITE])
+    old, new = _side_from(f, c, "a"), _side_from(f, c, "b")
+    if fin == 0:
+        return PairMetrics(n, 0, None, None, None, None, None, None, None, None, None, old, new)
+    l2 = math.sqrt(float(f[F_SUM_D2]))
+    na, nb = math.sqrt(float(f[F_SUM_A2])), math.sqrt(float(f[F_SUM_B2]))
+    if na == 0.0 and nb == 0.0:
+        cos: float | None = 1.0
+    elif na == 0.0 or nb == 0.0:
+        cos = None
+    else:
+        cos = max(-1.0, min(1.0, float(f[F_SUM_AB]) / (na * nb)))
+    return PairMetrics(
+        numel=n, finite_pairs=fin, l2_diff=l2, l1_diff=float(f[F_SUM_ABS_D]),
+        max_diff=float(f[F_MAX_ABS_D]), mean_diff=float(f[F_SUM_ABS_D]) / fin,
+        mean_signed_diff=float(f[F_SUM_D]) / fin, cosine_sim=cos,
+        relative_change=(l2 / na) if na > 0 else None,
+        change_ratio=int(c[C_CHANGED]) / fin, sign_flip_ratio=int(c[C_SIGN_FLIPS]) / fin,
+        old=old, new=new,
+    )
+
+
+def _chunks(n: int, size: int = CHUNK_ELEMENTS) -> range:
+    return range(0, n, size)
+
+
+def diff_arrays(a: np.ndarray, b: np.ndarray, threshold: float) -> PairMetrics:
+    """All pair metrics of two flat arrays of equal length, in one chunked pass."""
+    if a.size != b.size:
+        raise ValueError(f"length mismatch: {a.size} vs {b.size}")
+    f, c = new_accumulators()
+    for start in _chunks(a.size):
+        pair_step(a[start:start + CHUNK_ELEMENTS], b[start:start + CHUNK_ELEMENTS],
+                  float(threshold), f, c)
+    return finish_pair(f, c)
+
+
+def array_stats(x: np.ndarray) -> SideStats:
+    """Single-side statistics of a flat array in one chunked pass."""
+    f, c = new_accumulators()
+    for start in _chunks(x.size):
+        side_step(x[start:start + CHUNK_ELEMENTS], f, c)
+    return _side_from(f, c, "a")
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def tensor_info(ref: TensorRef) -> TensorInfo:
+    from .checkpoint import TensorInfo
+
+    try:
+        s = array_stats(ref.array())
+    finally:
+        ref.release()
+    return TensorInfo(
+        name=ref.name, shape=ref.shape, dtype=ref.dtype.name, numel=ref.numel,
+        nbytes=ref.nbytes, mean=s.mean, std=s.std, min=s.min, max=s.max, l2_norm=s.norm,
+        zero_fraction=s.zero_fraction if s.zero_fraction is not None else 0.0,
+        nan_count=s.nan_count, inf_count=s.inf_count,
+    )
+
+
+def checkpoint_stats(ckpt: Checkpoint, workers: int | None = None) -> dict[str, TensorInfo]:
+    """TensorInfo for every tensor of a checkpoint, tensors spread over a thread pool."""
+    refs = list(ckpt.tensors.values())
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+        infos = list(pool.map(tensor_info, refs))
+    return {i.name: i for i in infos}
