@@ -215,26 +215,25 @@ class ModelDiff:
     ) -> tuple[list[ParameterDiff], DiffSummary]:
         """Compare ``old`` with ``new`` (checkpoints or paths) -> (diffs, summary)."""
         opened: list[Checkpoint] = []
-        if not isinstance(old, Checkpoint):
-            from .formats import open_checkpoint
-
-            old = open_checkpoint(old)
-            opened.append(old)
-        if not isinstance(new, Checkpoint):
-            from .formats import open_checkpoint
-
-            try:
-                new = open_checkpoint(new)
-            except BaseException:
-                for c in opened:
-                    c.close()
-                raise
-            opened.append(new)
         try:
-            return self._diff(old, new, progress)
+            old_ckpt = self._as_checkpoint(old, opened)
+            new_ckpt = self._as_checkpoint(new, opened)
+            return self._diff(old_ckpt, new_ckpt, progress)
         finally:
             for c in opened:
                 c.close()
+
+    @staticmethod
+    def _as_checkpoint(
+        source: Checkpoint | str | os.PathLike[str], opened: list[Checkpoint]
+    ) -> Checkpoint:
+        if isinstance(source, Checkpoint):
+            return source
+        from .formats import open_checkpoint
+
+        ckpt = open_checkpoint(source)
+        opened.append(ckpt)
+        return ckpt
 
     # -- internals ------------------------------------------------------------------------
     def _diff(
