@@ -141,8 +141,7 @@ def _select_steps() -> tuple[str, PairStep, SideStep, ModuleType | None]:
     if os.environ.get("MODEL_DIFF_NO_KERNEL"):
         return "numpy", numpy_pair_step, numpy_side_step, None
     try:
-        # Imported here, not at the top: the environment variable decides whether it loads.
-        from . import _kernel  # noqa: PLC0415
+        from . import _kernel  # here, not at the top: the environment variable decides
     except ImportError:
         return "numpy", numpy_pair_step, numpy_side_step, None
     return "kernel", _kernel.pair_step, _kernel.side_step, _kernel
@@ -308,7 +307,7 @@ def default_workers() -> int:
 
 
 def tensor_info(ref: TensorRef) -> TensorInfo:
-    from .checkpoint import TensorInfo  # noqa: PLC0415 (checkpoint imports this module)
+    from .checkpoint import TensorInfo
 
     try:
         s = array_stats(ref.array())
