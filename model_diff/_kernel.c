@@ -702,7 +702,28 @@ static PyObject *py_bytes_equal(PyObject *self, PyObject *args) {
     return PyBool_FromLong(eq);
 }
 
+/* Tests switch the vector loops off to check the portable loops on the same machine. */
+static PyObject *py_set_simd(PyObject *self, PyObject *arg) {
+    (void)self;
+    int want = PyObject_IsTrue(arg);
+    if (want < 0) return NULL;
+    int before = HAVE_AVX2;
+#if MD_X86
+    if (want) {
+        __builtin_cpu_init();
+        HAVE_AVX2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+    } else {
+        HAVE_AVX2 = 0;
+    }
+#endif
+    return PyBool_FromLong(before);
+}
+
 static PyMethodDef methods[] = {
+    {"_set_simd", py_set_simd, METH_O,
+     "_set_simd(flag) -> previous: use (True, where the CPU has AVX2) or bypass the vector "
+     "loops. For tests; not thread-safe against running steps."},
     {"pair_step", py_pair_step, METH_VARARGS,
      "pair_step(a, b, threshold, facc, cacc): add one chunk of an old/new pair into the "
      "accumulators (same contract as metrics.numpy_pair_step)."},
