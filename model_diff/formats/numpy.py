@@ -83,7 +83,7 @@ class _Header:
             arr = np.ascontiguousarray(arr.reshape(self.shape, order="F"))
         if arr.dtype != self.dtype.numpy:
             arr = arr.astype(self.dtype.numpy)
-        return arr.reshape(-1)
+        return arr if arr.ndim == 1 else arr.reshape(-1)
 
 
 def _mapped_loader(mm: mmap.mmap, h: _Header, offset: int) -> Callable[[], np.ndarray]:
