@@ -122,8 +122,38 @@ def git_common_dirs(starts: Iterable[str]) -> Iterator[str]:
             d = parent
 
 
+_SECTION = re.compile(r'\s*\[\s*([A-Za-z0-9.-]+)\s*(?:"[^"]*")?\s*\]\s*(.*)')
+_STORAGE = re.compile(r"\s*storage\s*=\s*(.*?)\s*$", re.IGNORECASE)
+
+
+def lfs_storage(common_dir: str) -> str:
+    """The repository's LFS directory: ``lfs.storage`` from its ``config`` when set (relative
+    paths are relative to the git dir, as git-lfs reads them), else ``<common dir>/lfs``.
+
+    A line scan of the repository's own config file, not a full git-config parser: includes,
+    ``.lfsconfig`` and user/system config are not consulted (git-lfs's default store is what
+    nearly every repository uses).
+    """
+    section = ""
+    storage: str | None = None
+    try:
+        with open(os.path.join(common_dir, "config"), encoding="utf-8") as f:
+            for line in f:
+                rest = line
+                if m := _SECTION.match(line):
+                    section = m.group(1).lower()
+                    rest = m.group(2)
+                if section == "lfs" and (s := _STORAGE.match(rest)):
+                    storage = s.group(1).split(";")[0].split("#")[0].strip().strip('"')
+    except (OSError, UnicodeDecodeError):
+        storage = None
+    if storage:
+        return os.path.normpath(os.path.join(common_dir, os.path.expanduser(storage)))
+    return os.path.join(common_dir, "lfs")
+
+
 def object_path(common_dir: str, oid: str) -> str:
-    return os.path.join(common_dir, "lfs", "objects", oid[0:2], oid[2:4], oid)
+    return os.path.join(lfs_storage(common_dir), "objects", oid[0:2], oid[2:4], oid)
 
 
 def resolve_pointer(

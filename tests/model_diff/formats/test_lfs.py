@@ -169,3 +169,29 @@ def test_malformed_pointer_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "m.safetensors").write_bytes(b"version https://git-lfs.github.com/spec/v1\n")
     with pytest.raises(CheckpointError, match="malformed Git LFS pointer"):
         open_checkpoint(tmp_path / "m.safetensors")
+
+
+def test_lfs_storage_setting_moves_the_store(tmp_path: Path, clean_env: dict[str, str],
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``lfs.storage`` set (relative to the git dir), objects are found where git-lfs put
+    them, not in .git/lfs."""
+    if shutil.which("git-lfs") is None:
+        pytest.skip("git-lfs is not installed")
+    for var in ("GIT_DIR", "GIT_COMMON_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(clean_env, repo, "init", "-q")
+    git(clean_env, repo, "config", "lfs.storage", "../lfs-elsewhere")
+    git(clean_env, repo, "lfs", "install", "--local")
+    git(clean_env, repo, "lfs", "track", "*.safetensors")
+    save_safetensors(repo / "m.safetensors", STATE)
+    git(clean_env, repo, "add", ".")
+    git(clean_env, repo, "commit", "-q", "-m", "m")
+    assert (repo / "lfs-elsewhere" / "objects").is_dir()
+    assert not (repo / ".git" / "lfs" / "objects").exists()
+    pointer = tmp_path / "pointer.safetensors"
+    pointer.write_text(git(clean_env, repo, "show", "HEAD:m.safetensors"))
+    monkeypatch.chdir(repo)
+    with open_checkpoint(pointer) as ckpt:
+        assert ckpt["w"].array().tolist() == list(range(10))
