@@ -86,6 +86,9 @@ def open_file(path: str, *, label: str | None = None, format: str | None = None,
         return open_file(obj, label=label, format=format, unsafe_pickle=unsafe_pickle,
                          name=name or path)
     reader = _reader(format) if format else READERS[detect_format(path, name=name or label)]
+    if reader is hf:
+        raise CheckpointError("is a file; the huggingface format is a model directory",
+                              path=label, hint="pass the directory, or drop the format")
     return reader.open_path(path, label=label, unsafe_pickle=unsafe_pickle)
 
 
