@@ -79,7 +79,7 @@ def _open_index(directory: str, index_name: str, label: str, unsafe_pickle: bool
                 ) -> tuple[dict[str, TensorRef], dict[str, str], list[str], list[Checkpoint]]:
     # The package's opener (LFS pointers, content detection); imported here because the
     # package imports this module.
-    from . import open_file  # noqa: PLC0415
+    from . import open_file
 
     index = _read_json(os.path.join(directory, index_name), label)
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
@@ -125,7 +125,7 @@ def _open_index(directory: str, index_name: str, label: str, unsafe_pickle: bool
 
 def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = False) -> Checkpoint:
     """Open a HuggingFace model or adapter directory as one lazy Checkpoint."""
-    from . import open_file  # noqa: PLC0415  (see _open_index)
+    from . import open_file  # see _open_index
 
     label = label or path
     for name, is_index in CANDIDATES:

@@ -51,7 +51,7 @@ def sniff(head: bytes, path: str) -> bool:
 
 def _import_torch(label: str) -> Any:
     try:
-        import torch  # noqa: PLC0415  (optional, slow to import: only when a pickle is read)
+        import torch  # optional and slow to import: only when a pickle is read
     except ImportError:
         raise MissingDependencyError(
             "is a PyTorch checkpoint, and reading it needs torch, which is not installed",
