@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, ModelDiffError
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ModelDiffError
 
 
 def _version_message() -> str:
@@ -125,7 +125,8 @@ def run_compare(
     from .diff import DiffConfig, ModelDiff
     from .report import create_diff_report
 
-    lr: bool | str = {"auto": "auto", "on": True, "off": False}[low_rank]
+    modes: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
+    lr = modes[low_rank]
     config = DiffConfig(change_threshold=threshold, include_unchanged=True, top_k_layers=top_k,
                         num_workers=workers, low_rank=lr)
     old = _open_spec(old_spec, unsafe_pickle)

@@ -100,7 +100,7 @@ def test_dtype_change_still_measures_values() -> None:
 
 
 def test_one_nan_is_a_change_and_is_counted() -> None:
-    """A pair that differs only by one NaN is modified, with the NaN counted, and stays JSON-safe."""
+    """A pair differing only by one NaN is modified, the NaN counted, and stays JSON-safe."""
     a = np.arange(10, dtype=np.float32)
     b = a.copy()
     b[3] = np.nan
@@ -181,7 +181,7 @@ def test_wrapper_prefix_is_aligned() -> None:
     b = {"w": np.ones(3, np.float32)}
     old, new = align_names(from_arrays(a), from_arrays(b))
     assert list(old.tensors) == list(new.tensors) == ["w"]
-    diffs, s = ModelDiff(DiffConfig(align_prefixes=False)).diff(from_arrays(a), from_arrays(b))
+    _, s = ModelDiff(DiffConfig(align_prefixes=False)).diff(from_arrays(a), from_arrays(b))
     assert (s.added_parameters, s.removed_parameters) == (1, 1)
 
 
