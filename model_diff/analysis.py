@@ -729,7 +729,7 @@ def find_tied_candidates(rows: Sequence[_Row], old: Checkpoint | None = None,
 
 
 def _same_bytes(ckpt: Checkpoint, a: str, b: str) -> bool:
-    from .metrics import bytes_equal  # noqa: PLC0415 - only when confirming tied weights
+    from .metrics import bytes_equal  # only when confirming tied weights
 
     if a not in ckpt.tensors or b not in ckpt.tensors:
         return False
@@ -746,6 +746,6 @@ def compare_training_stages(
     checkpoints: Sequence[str | os.PathLike[str] | Checkpoint], **kwargs: Any,
 ) -> dict[str, Any]:
     """How each block's change evolves over a sequence of checkpoints (model_diff.timeline)."""
-    from .timeline import compare_training_stages as run  # noqa: PLC0415 - avoids a cycle
+    from .timeline import compare_training_stages as run  # lazy: avoids a cycle
 
     return run(checkpoints, **kwargs)
