@@ -181,7 +181,7 @@ def _names(names: Sequence[str]) -> str:
     return f"{shown} and {more} more" if more > 0 else shown
 
 
-def _insight(  # noqa: PLR0917 - one insight record, fields in their documented order
+def _insight(
     code: str, severity: str, category: str, title: str, description: str,
     evidence: dict[str, Any],
 ) -> dict[str, Any]:
