@@ -71,12 +71,12 @@ def render_text(view: ReportView) -> str:
 
     out.heading("Summary")
     out.add(f"  {fmt_int(view.changed_count)} of {fmt_int(view.total_count)} tensors changed")
-    counts = "   ".join(
-        out.style(f"{title.lower()} {fmt_int(view.counts[k])}", _GROUP_STYLE[k])
-        for k, title in GROUPS
-    )
-    for line in _wrap_plain(counts, "  ", view.config.color):
-        out.add(line)
+    # Two fixed lines (structural, then content changes): no width-dependent wrapping, so
+    # coloured and plain output have the same layout.
+    for keys in (GROUPS[:4], GROUPS[4:]):
+        out.add("  " + "   ".join(
+            out.style(f"{title.lower()} {fmt_int(view.counts[k])}", _GROUP_STYLE[k])
+            for k, title in keys))
     out.add(f"  relative change  avg {fmt_pct(s.avg_relative_change)}"
             f"   max {fmt_pct(s.max_relative_change)}")
     out.add(f"  cosine           avg {fmt_cos(s.avg_cosine_similarity)}"
@@ -147,13 +147,6 @@ def _input_lines(out: _Out, side: str, label: str, info: dict[str, object]) -> N
     if isinstance(dtypes, dict) and dtypes:
         parts.append(printable(fmt_dtypes(dtypes)))
     out.add(shorten("     " + ", ".join(parts), WIDTH))
-
-
-def _wrap_plain(text: str, indent: str, color: bool) -> list[str]:
-    # Coloured text cannot be wrapped by width; the counts line fits 80 columns by design.
-    if color:
-        return [indent + text]
-    return textwrap.wrap(text, WIDTH, initial_indent=indent, subsequent_indent=indent)
 
 
 def _name_row(out: _Out, name: str, cells: str, mark: str = " ") -> None:
