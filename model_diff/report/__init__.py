@@ -9,6 +9,7 @@ renders only: it never reads checkpoints, prints or writes files.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -30,25 +31,23 @@ __all__ = [
 ]
 
 
+#: format -> (module, function). Imported on demand: the text report must not pay for jinja2.
+_RENDERERS = {
+    "text": ("text", "render_text"),
+    "json": ("json_report", "render_json"),
+    "markdown": ("markdown", "render_markdown"),
+    "html": ("html", "render_html"),
+}
+
+
 def _renderer(format: str) -> Callable[[ReportView], str]:
-    # Imported on demand: the text report must not pay for jinja2.
-    if format == "text":
-        from .text import render_text
-
-        return render_text
-    if format == "json":
-        from .json_report import render_json
-
-        return render_json
-    if format == "markdown":
-        from .markdown import render_markdown
-
-        return render_markdown
-    if format == "html":
-        from .html import render_html
-
-        return render_html
-    raise ValueError(f"format must be one of {', '.join(map(repr, FORMATS))}, not {format!r}")
+    if format not in _RENDERERS:
+        raise ValueError(
+            f"format must be one of {', '.join(map(repr, FORMATS))}, not {format!r}")
+    module, name = _RENDERERS[format]
+    fn: Callable[[ReportView], str] = getattr(
+        importlib.import_module(f".{module}", __name__), name)
+    return fn
 
 
 def render(view: ReportView, format: str = "text") -> str:
@@ -56,7 +55,7 @@ def render(view: ReportView, format: str = "text") -> str:
     return _renderer(format)(view)
 
 
-def create_diff_report(
+def create_diff_report(  # noqa: PLR0917 - the original API's positional order
     diffs: Sequence[ParameterDiff],
     summary: DiffSummary,
     analysis: Mapping[str, Any] | None = None,

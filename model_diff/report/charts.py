@@ -65,7 +65,7 @@ class _Svg:
         return Markup("".join([*self.parts, "</svg>"]))  # noqa: S704 - every text escaped above
 
 
-def _y_axis(svg: _Svg, left: float, top: float, bottom: float, right: float,
+def _y_axis(svg: _Svg, *, left: float, top: float, bottom: float, right: float,
             vmax: float, step: float, label: Any = fmt_pct) -> None:
     n = round(vmax / step)
     for i in range(n + 1):
@@ -96,7 +96,7 @@ def depth_chart(profile: Sequence[dict[str, Any]], width: int, height: int) -> M
     vmax, step = _nice_max(max(v for s in pts.values() for _, v, _ in s))
     left, right, top, bottom = 64.0, width - 16.0, 34.0, height - 40.0
     svg = _Svg(width, height, "Relative change by depth per layer type", "depth")
-    _y_axis(svg, left, top, bottom, right, vmax, step)
+    _y_axis(svg, left=left, top=top, bottom=bottom, right=right, vmax=vmax, step=step)
     b0, b1 = blocks[0], blocks[-1]
 
     def x_of(b: int) -> float:
@@ -117,7 +117,7 @@ def depth_chart(profile: Sequence[dict[str, Any]], width: int, height: int) -> M
         if len(coords) > 1:
             d = " ".join(f"{_f(x)},{_f(y)}" for x, y in coords)
             svg.add(f'<polyline points="{d}" class="line {cls}" fill="none"/>')
-        for (x, y), (b, v, c) in zip(coords, series):
+        for (x, y), (b, v, c) in zip(coords, series, strict=True):
             tip = f"{printable(t)}, block {b}: {fmt_pct(v)}"
             if c:
                 tip += f" ({c} tensors)"
@@ -217,9 +217,10 @@ def cosine_histogram(diffs: Sequence[ParameterDiff], width: int, height: int) ->
     vmax, step = _nice_max(max(counts))
     step = max(step, 1.0)
     vmax = max(vmax, step)
-    _y_axis(svg, left, top, bottom, right, vmax, step, label=lambda v: fmt_int(round(v)))
+    _y_axis(svg, left=left, top=top, bottom=bottom, right=right, vmax=vmax, step=step,
+            label=lambda v: fmt_int(round(v)))
     slot = (right - left) / len(_COS_BINS)
-    for i, ((lo, hi, label), n) in enumerate(zip(_COS_BINS, counts)):
+    for i, ((lo, _hi, label), n) in enumerate(zip(_COS_BINS, counts, strict=True)):
         h = (bottom - top) * n / vmax
         x = left + slot * i + slot * 0.15
         cls = "bar hist" + (" warn" if lo >= 1e-1 else "")

@@ -87,7 +87,7 @@ def render_markdown(view: ReportView) -> str:
     if od or nd:
         inputs_rows.append(["dtypes", md_text(fmt_dtypes(od if isinstance(od, dict) else None)),
                             md_text(fmt_dtypes(nd if isinstance(nd, dict) else None))])
-    head += _table(["", "old", "new"], inputs_rows, "lll") + [""]
+    head += [*_table(["", "old", "new"], inputs_rows, "lll"), ""]
     counts = " · ".join(f"{t.lower()} **{fmt_int(view.counts[k])}**" for k, t in GROUPS)
     head.append(f"**{fmt_int(view.changed_count)} of {fmt_int(view.total_count)} tensors "
                 f"changed**: {counts}")
@@ -99,8 +99,8 @@ def render_markdown(view: ReportView) -> str:
     if view.pattern:
         facts.insert(0, f"pattern {md_code(view.pattern)}")
     if s.nonfinite_tensors:
-        n = len(s.nonfinite_tensors)
-        facts.append(f":x: NaN/Inf in {n} tensor{'' if n == 1 else 's'}")
+        bad = len(s.nonfinite_tensors)
+        facts.append(f":x: NaN/Inf in {bad} tensor{'' if bad == 1 else 's'}")
     head.append(" · ".join(facts))
     head.append("")
 
@@ -156,7 +156,7 @@ def _fit_tensors(view: ReportView, head: str, footer: str) -> str:
             continue
         header, align = _HEADERS["modified" if key == "modified" else "structural"]
         total = view.counts[key]
-        section = [f"#### {title} ({fmt_int(total)})", ""] + _table(header, [], align)
+        section = [f"#### {title} ({fmt_int(total)})", "", *_table(header, [], align)]
         size = sum(len(p) + 1 for p in section)
         if cut or used + size > budget:
             cut = True
@@ -172,7 +172,7 @@ def _fit_tensors(view: ReportView, head: str, footer: str) -> str:
         if not rows:
             cut = True
             break
-        parts += section + rows + [""]
+        parts += [*section, *rows, ""]
         used += size + 1
         written += len(rows)
         if cut:

@@ -239,8 +239,8 @@ def build_view(
     groups: dict[str, list[ParameterDiff]] = {k: [] for k, _ in GROUPS}
     for d in diffs:
         groups[ChangeType(d.change_type).value].append(d)
-    for k in groups:
-        groups[k].sort(key=lambda d: natural_key(d.name))
+    for members in groups.values():
+        members.sort(key=lambda d: natural_key(d.name))
     counts = {
         "added": summary.added_parameters,
         "removed": summary.removed_parameters,
@@ -298,7 +298,7 @@ def _read_analysis(view: ReportView, a: dict[str, Any]) -> None:
                 num_elements=_int(row.get("num_elements")),
             ))
     dp = a.get("depth_profile") or []
-    view.depth_profile = [p for p in dp if isinstance(p, Mapping)] if isinstance(dp, list) else []
+    view.depth_profile = [p for p in dp if isinstance(p, dict)] if isinstance(dp, list) else []
     fl = a.get("frozen_layers") or []
     view.frozen_layers = [str(x) for x in fl] if isinstance(fl, list) else []
     lr = a.get("low_rank")

@@ -17,7 +17,8 @@ from model_diff.checkpoint import Checkpoint, from_arrays
 from model_diff.diff import DiffConfig, DiffSummary, ModelDiff, ParameterDiff
 
 XSS_NAME = "</script><script>alert(1)</script>"
-XSS_TITLE_NAME = "</script><script>document.title='pwned'</script><img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">"
+XSS_TITLE_NAME = ("</script><script>document.title='pwned'</script>"
+                  "<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">")
 
 
 def golden_arrays(n_blocks: int = 3, d_model: int = 8, vocab: int = 16

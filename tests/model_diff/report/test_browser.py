@@ -13,7 +13,6 @@ import pytest
 
 from model_diff.report import VisualizationConfig, create_diff_report
 
-from .conftest import Diffed
 from .pairs import XSS_NAME, XSS_TITLE_NAME, diff_pair, documented_analysis, golden_arrays
 from .png import read_png
 
