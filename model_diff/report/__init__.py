@@ -9,6 +9,7 @@ renders only: it never reads checkpoints, prints or writes files.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -55,7 +56,7 @@ def render(view: ReportView, format: str = "text") -> str:
     return _renderer(format)(view)
 
 
-def create_diff_report(  # noqa: PLR0917 - the original API's positional order
+def create_diff_report(
     diffs: Sequence[ParameterDiff],
     summary: DiffSummary,
     analysis: Mapping[str, Any] | None = None,
@@ -66,15 +67,19 @@ def create_diff_report(  # noqa: PLR0917 - the original API's positional order
     *,
     inputs: Mapping[str, Any] | None = None,
     diff_config: DiffConfig | Mapping[str, Any] | None = None,
+    color: bool | None = None,
 ) -> str:
     """A report of a diff as a string.
 
     ``analysis`` is ``DiffAnalyzer.analyze``'s dict or None (the report then has no insights).
     ``old_name``/``new_name`` label the two sides (default: the checkpoint paths).
     ``inputs`` ({"old": {...}, "new": {...}}, see ``inputs_from_checkpoints``) adds what the
-    summary lacks (dtypes, sizes); ``diff_config`` is recorded in the JSON report.
+    summary lacks (dtypes, sizes); ``diff_config`` is recorded in the JSON report. ``color``,
+    when given, overrides ``config.color`` (ANSI colour in the text report).
     """
     render_fn = _renderer(format)  # validate the format before any work
+    if color is not None:
+        config = dataclasses.replace(config or VisualizationConfig(), color=color)
     view = build_view(diffs, summary, analysis, old_name=old_name, new_name=new_name,
                       config=config, inputs=inputs, diff_config=diff_config)
     return render_fn(view)

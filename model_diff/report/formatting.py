@@ -75,11 +75,12 @@ def fmt_shape(shape: Sequence[int] | None) -> str:
 
 
 def fmt_dtypes(dtypes: dict[str, int] | None) -> str:
-    """``{"float32": 10, "bfloat16": 2}`` -> "float32 x10, bfloat16 x2" (most common first)."""
+    """Parameters per dtype, most first: {"float32": 7_000_000_000, "float16": 512} ->
+    "float32 7B, float16 512"."""
     if not dtypes:
         return NA
     items = sorted(dtypes.items(), key=lambda kv: (-kv[1], kv[0]))
-    return ", ".join(f"{k} x{v}" for k, v in items)
+    return ", ".join(f"{k} {fmt_params(v)}" for k, v in items)
 
 
 def printable(name: str) -> str:

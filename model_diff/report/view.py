@@ -139,20 +139,19 @@ def inputs_from_checkpoints(old: Any, new: Any) -> dict[str, dict[str, Any]]:
 
 
 def _describe(ckpt: Any) -> dict[str, Any]:
-    dtypes: dict[str, int] = {}
-    for t in ckpt.tensors.values():  # tensors per dtype (Checkpoint.dtypes counts elements)
-        dtypes[t.dtype.name] = dtypes.get(t.dtype.name, 0) + 1
     return {
         "path": ckpt.path,
         "format": ckpt.format,
         "num_tensors": len(ckpt.tensors),
         "num_parameters": int(ckpt.num_parameters),
         "size_bytes": int(ckpt.size_bytes),
-        "dtypes": dict(sorted(dtypes.items())),
+        "dtypes": dict(sorted(ckpt.dtypes.items())),  # parameters per dtype
     }
 
 
 _INPUT_KEYS = ("path", "format", "num_tensors", "num_parameters", "size_bytes", "dtypes")
+#: Shorter spellings accepted in ``inputs`` (the CLI's checkpoint descriptions use them).
+_INPUT_ALIASES = {"tensors": "num_tensors", "parameters": "num_parameters", "bytes": "size_bytes"}
 
 
 def _derive_inputs(
@@ -174,10 +173,12 @@ def _derive_inputs(
             counts: dict[str, int] = {}
             for d in diffs:
                 dt = d.old_dtype if side == "old" else d.new_dtype
-                if dt is not None:
-                    counts[dt] = counts.get(dt, 0) + 1
+                shape = d.old_shape if side == "old" else d.new_shape
+                if dt is not None and shape is not None:
+                    counts[dt] = counts.get(dt, 0) + math.prod(shape)
             derived["dtypes"] = dict(sorted(counts.items()))
-        extra = (given or {}).get(side) or {}
+        raw = (given or {}).get(side) or {}
+        extra = {_INPUT_ALIASES.get(k, k): v for k, v in raw.items()}
         merged = {k: jsonable(extra.get(k, derived[k])) for k in _INPUT_KEYS}
         for k in sorted(extra):
             if k not in merged:

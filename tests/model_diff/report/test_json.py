@@ -39,7 +39,8 @@ def test_report_validates_against_shipped_schema(pair: Diffed) -> None:
     assert doc["schema_version"] == "1.0"
     assert doc["tool"] == {"name": "model-diff", "version": model_diff.__version__}
     assert doc["config"]["diff"]["include_unchanged"] is True
-    assert doc["inputs"]["new"]["dtypes"] == {"float16": 1, "float32": 29}
+    assert doc["inputs"]["new"]["dtypes"] == pair.new.dtypes  # parameters per dtype
+    assert set(doc["inputs"]["new"]["dtypes"]) == {"float16", "float32"}
     assert doc["inputs"]["old"]["num_parameters"] == pair.old.num_parameters
 
 
@@ -103,9 +104,21 @@ def test_analysis_none_is_null_and_inputs_fall_back_to_summary() -> None:
     assert doc["old_name"] == "a.npz"
     assert doc["inputs"]["old"] == {"path": "a.npz", "format": "npz", "num_tensors": 2,
                                     "num_parameters": 6, "size_bytes": None,
-                                    "dtypes": {"float32": 2}}
+                                    "dtypes": {"float32": 6}}
     changed_only, summary2 = ModelDiff().diff(old, new)
     doc2 = json.loads(create_diff_report(changed_only, summary2, None, format="json"))
     assert doc2["inputs"]["old"]["dtypes"] is None
     assert doc2["counts"]["unchanged"] == 1 and doc2["tensors"]["unchanged"] == []
     jsonschema.validate(doc2, _schema(), cls=jsonschema.Draft202012Validator)
+
+
+def test_inputs_accept_the_cli_short_keys(pair: Diffed) -> None:
+    """inputs={"old": {"tensors", "parameters", ...}} map to num_tensors / num_parameters."""
+    inputs = {side: {"path": f"{side}.safetensors", "format": "safetensors", "tensors": 7,
+                     "parameters": 70, "dtypes": {"bfloat16": 70}} for side in ("old", "new")}
+    doc = json.loads(create_diff_report(pair.diffs, pair.summary, None, format="json",
+                                        inputs=inputs))
+    assert doc["inputs"]["old"] == {"path": "old.safetensors", "format": "safetensors",
+                                    "num_tensors": 7, "num_parameters": 70, "size_bytes": None,
+                                    "dtypes": {"bfloat16": 70}}
+    jsonschema.validate(doc, _schema(), cls=jsonschema.Draft202012Validator)

@@ -72,3 +72,11 @@ def test_max_layers_display_keeps_the_most_changed(pair: Diffed) -> None:
     section = out.split("Modified (")[1].split("Unchanged (")[0]
     listed = [line.split()[0].lstrip("!") for line in section.splitlines()[2:] if line.strip()]
     assert listed == ["model.layers.2.mlp.up_proj.weight", top.name]
+
+
+def test_color_keyword_overrides_the_config(pair: Diffed) -> None:
+    """create_diff_report(color=...) is how the CLI passes isatty()."""
+    on = create_diff_report(pair.diffs, pair.summary, None, format="text", color=True)
+    off = create_diff_report(pair.diffs, pair.summary, None, format="text", color=False,
+                             config=VisualizationConfig(color=True))
+    assert "\x1b[" in on and "\x1b" not in off
