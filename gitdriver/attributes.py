@@ -159,7 +159,7 @@ def uninstall_text(text: str) -> str | None:
         if _pattern_of(line) in p.edited and _diff_value(line) == DRIVER:
             lines[i] = _DIFF_OURS.sub("diff=lfs", line, count=1)
     if p.added_eol and p.before and not p.after:
-        last = p.before[-1]
+        last = lines[len(p.before) - 1]
         lines[len(p.before) - 1] = last[:-2] if last.endswith("\r\n") else last[:-1]
     out = "".join(lines)
     if p.created and out == "":

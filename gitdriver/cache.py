@@ -31,6 +31,10 @@ import xxhash
 
 from .gitcmd import find_git_dirs
 
+#: Version of the textconv output format: bump when the lines change. It keys this cache's
+#: paths and the command ``install --cachetextconv`` registers (git's own cache key).
+TEXTCONV_FORMAT_VERSION = 1
+
 DEFAULT_MAX_BYTES = 64 << 20
 _HASH_BUF = 4 << 20
 

@@ -38,8 +38,7 @@ from model_diff.errors import GitError, ModelDiffError
 
 from . import attributes, gitcmd
 from .attributes import DEFAULT_PATTERNS, DRIVER
-from .textconv import TEXTCONV_FORMAT_VERSION
-
+from .cache import TEXTCONV_FORMAT_VERSION
 
 SCOPES = ("local", "global", "system")
 _OURS_MARKERS = ("model_diff", "model-diff")
@@ -210,7 +209,8 @@ def install(*, scope: str = "local", patterns: list[str] | None = None, external
     if after != (before or ""):
         _write_text_atomic(attr_path, after)
         added, edited = attributes.installed_patterns(after)
-        out.changes.append(Change(str(attr_path), "diff=model-diff for " + " ".join(added + edited)))
+        out.changes.append(Change(str(attr_path),
+                                  "diff=model-diff for " + " ".join(added + edited)))
         for pat in edited:
             out.notes.append(f"{attr_path}: changed diff=lfs to diff=model-diff on the "
                              f"existing line for {pat} (uninstall restores it)")

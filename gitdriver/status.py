@@ -17,8 +17,8 @@ from pathlib import Path
 
 from . import gitcmd
 from .attributes import DEFAULT_PATTERNS, DRIVER
+from .cache import TEXTCONV_FORMAT_VERSION
 from .install import SCOPES
-from .textconv import TEXTCONV_FORMAT_VERSION
 
 
 @dataclass
@@ -70,7 +70,7 @@ def collect(cwd: str | os.PathLike[str] | None = None,
         values: dict[tuple[str, str], str] = {}
         for i in range(0, len(fields) - 2, 3):
             values[(fields[i], fields[i + 1])] = fields[i + 2]
-        for pat, sample in zip(pats, samples):
+        for pat, sample in zip(pats, samples, strict=True):
             attrs.append((pat, sample, values.get((sample, "diff"), "unspecified")))
             if values.get((sample, "filter")) == "lfs":
                 lfs_patterns.append(pat)
@@ -95,12 +95,12 @@ def _diagnose(st: Status, top: Path | None) -> None:
     for scope, keys in st.driver.items():
         cmd = keys.get(f"diff.{DRIVER}.textconv", "")
         m = re.search(r"--format-version=(\d+)", cmd)
-        if keys.get(f"diff.{DRIVER}.cachetextconv") == "true":
-            if not m or int(m.group(1)) != TEXTCONV_FORMAT_VERSION:
-                st.warnings.append(
-                    f"{scope}: cachetextconv is on but the command does not carry the current "
-                    f"output format (--format-version={TEXTCONV_FORMAT_VERSION}): git may show "
-                    f"stale cached lines; run `model-diff install --cachetextconv` again")
+        stale = not m or int(m.group(1)) != TEXTCONV_FORMAT_VERSION
+        if keys.get(f"diff.{DRIVER}.cachetextconv") == "true" and stale:
+            st.warnings.append(
+                f"{scope}: cachetextconv is on but the command does not carry the current "
+                f"output format (--format-version={TEXTCONV_FORMAT_VERSION}): git may show "
+                f"stale cached lines; run `model-diff install --cachetextconv` again")
         if f"diff.{DRIVER}.command" in keys:
             st.warnings.append(f"{scope}: the external diff command is on: `git diff` uses it, "
                                "`git log -p`/`git show` use the textconv")

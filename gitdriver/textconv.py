@@ -5,7 +5,8 @@ path git hands us (a temp file, a worktree path, a pointer):
 
     model-diff textconv v1 full
     checkpoint safetensors tensors=27 parameters=1234567 bytes=4938268 file=xxh3:<32 hex>
-    model.embed_tokens.weight float32 [256,64] xxh3:<32 hex> mean=... std=... min=... max=... nan=0 inf=0
+    model.embed_tokens.weight float32 [256,64] xxh3:<32 hex> mean=... std=... min=... max=...
+        nan=0 inf=0      (one line per tensor; wrapped here)
     ...
 
 Tensor lines are in natural order, fields separated by single spaces, so ``git diff`` marks
@@ -40,11 +41,7 @@ from model_diff.errors import LFSObjectMissingError, ModelDiffError
 from model_diff.formats import lfs, open_checkpoint
 from model_diff.metrics import array_stats, default_workers
 
-from .cache import TextconvCache, file_key, lfs_key
-
-#: Version of the output format: bump when the lines change. It is part of the cache path
-#: and of the command ``install --cachetextconv`` registers (git's cache key).
-TEXTCONV_FORMAT_VERSION = 1
+from .cache import TEXTCONV_FORMAT_VERSION, TextconvCache, file_key, lfs_key
 
 _HASH_CHUNK = 4 << 20
 _PREFIX = "model-diff textconv"
@@ -68,7 +65,7 @@ def tensor_line(ref: TensorRef, *, fast: bool) -> str:
         raw = arr.view(np.uint8)
         h = xxhash.xxh3_128()
         for start in range(0, raw.size, _HASH_CHUNK):
-            h.update(raw[start:start + _HASH_CHUNK])
+            h.update(memoryview(raw[start:start + _HASH_CHUNK]))
         shape = "[" + ",".join(str(s) for s in ref.shape) + "]"
         line = f"{_name(ref.name)} {ref.dtype.name} {shape} xxh3:{h.hexdigest()}"
         if not fast:

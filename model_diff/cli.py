@@ -83,7 +83,7 @@ def _scoped(f: Any) -> Any:
               help="written by install --cachetextconv so git's cache keys change with it")
 def textconv(path: str, fast: bool, format_version: int | None) -> None:
     """Git textconv driver: one line per tensor (never fails; errors become one line)."""
-    from gitdriver.textconv import main as textconv_main
+    from gitdriver.textconv import main as textconv_main  # noqa: PLC0415
 
     args = [path, *(["--fast"] if fast else [])]
     if format_version is not None:
@@ -102,7 +102,7 @@ def textconv(path: str, fast: bool, format_version: int | None) -> None:
               help="let git cache textconv output in refs/notes/textconv/model-diff")
 def install(scope: str, patterns: tuple[str, ...], external: bool, cachetextconv: bool) -> None:
     """Register the model-diff git drivers and .gitattributes lines."""
-    from gitdriver.install import install as do_install
+    from gitdriver.install import install as do_install  # noqa: PLC0415
 
     outcome = do_install(scope=scope, patterns=list(patterns) or None, external=external,
                          cachetextconv=cachetextconv)
@@ -118,7 +118,7 @@ def install(scope: str, patterns: tuple[str, ...], external: bool, cachetextconv
 @_scoped
 def uninstall(scope: str) -> None:
     """Remove exactly what install added (config keys and attribute lines)."""
-    from gitdriver.install import uninstall as do_uninstall
+    from gitdriver.install import uninstall as do_uninstall  # noqa: PLC0415
 
     outcome = do_uninstall(scope=scope)
     for change in outcome.changes:
@@ -132,6 +132,6 @@ def uninstall(scope: str) -> None:
               help="patterns to check (default: the install defaults)")
 def status(patterns: tuple[str, ...]) -> None:
     """Show driver config, the diff attribute per pattern, LFS, and fresh-clone fallbacks."""
-    from gitdriver.status import collect, format_status
+    from gitdriver.status import collect, format_status  # noqa: PLC0415
 
     click.echo(format_status(collect(patterns=list(patterns) or None)), nl=False)
