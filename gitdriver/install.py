@@ -7,7 +7,8 @@ What install writes, in the chosen scope (``--local`` default, ``--global``, ``-
     difftool.model-diff.cmd    "<python>" -m model_diff difftool "$LOCAL" "$REMOTE" "$MERGED"
     diff.model-diff.cachetextconv true            (--cachetextconv; the textconv command then
                                                    carries --format-version=N, see below)
-    diff.model-diff.command    "<python>" -m model_diff ext-diff   (--external)
+    diff.model-diff.command    <hand-off to difftool>; exec "<python>" -m model_diff ext-diff
+                                                  (--external; see DIFFTOOL_HANDOFF)
 
 plus attribute lines (``gitdriver.attributes``) in ``<top>/.gitattributes`` (local),
 ``core.attributesFile`` or ``$XDG_CONFIG_HOME/git/attributes`` (global), the system
@@ -20,8 +21,8 @@ virtualenvs where ``model-diff`` is not on PATH.
 ``refs/notes/textconv/model-diff``, keyed by blob id and invalidated only when the command string
 changes): the output-format version is embedded in the command so an upgrade that changes the
 output invalidates it. ``--external`` adds the external diff command; git lets that command
-shadow ``git difftool -t model-diff`` (GIT-NOTES 3d), so the ``ext-diff`` entry point hands a
-call that comes from ``git difftool`` back to git's difftool helper (see README).
+shadow ``git difftool`` (GIT-NOTES 3d), so the command first hands a call that comes from
+``git difftool`` back to git's difftool helper (``DIFFTOOL_HANDOFF``).
 
 This module must not import click or dulwich and never prints: it returns what it did.
 """
@@ -69,6 +70,16 @@ def python_command(executable: str | None = None) -> str:
     return f'"{exe}"'
 
 
+#: Prefix of the external diff command. ``git difftool`` runs ``git diff`` with
+#: ``GIT_EXTERNAL_DIFF=git-difftool--helper``, but an attribute driver's ``command`` takes
+#: precedence over that variable, so without this every ``git difftool`` (``-t model-diff``,
+#: ``-x CMD``, ``diff.tool``) would print the external diff instead of running the tool
+#: (GIT-NOTES 3d). git runs the command through ``sh`` with the 7/9 arguments appended as
+#: ``"$@"``; handing them to the helper restores difftool exactly.
+DIFFTOOL_HANDOFF = ('case "$GIT_EXTERNAL_DIFF" in *git-difftool--helper) '
+                    'exec git difftool--helper "$@";; esac;')
+
+
 def driver_config(*, external: bool, cachetextconv: bool,
                   executable: str | None = None) -> dict[str, str]:
     """The config keys and values install writes for these options."""
@@ -83,7 +94,7 @@ def driver_config(*, external: bool, cachetextconv: bool,
     if cachetextconv:
         cfg[f"diff.{DRIVER}.cachetextconv"] = "true"
     if external:
-        cfg[f"diff.{DRIVER}.command"] = f"{py} -m model_diff ext-diff"
+        cfg[f"diff.{DRIVER}.command"] = f"{DIFFTOOL_HANDOFF} exec {py} -m model_diff ext-diff"
     return cfg
 
 

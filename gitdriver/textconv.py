@@ -116,10 +116,13 @@ def convert(path: str, *, fast: bool, cache: TextconvCache | None) -> str:
             return (f"{_PREFIX}: Git LFS object sha256:{pointer.oid} ({pointer.size} bytes) "
                     "is not fetched; run `git lfs fetch` to see its tensors\n")
         fkey = file_key(obj)
-        text = render(path, file_hash=_hash_of(fkey), fast=fast)
+        text = cache.get(fkey, mode) if cache is not None else None
+        if text is None:
+            text = render(path, file_hash=_hash_of(fkey), fast=fast)
+            if cache is not None:
+                cache.put(fkey, mode, text)  # the smudged file has the same bytes
         if cache is not None:
             cache.put(pkey, mode, text)
-            cache.put(fkey, mode, text)  # the smudged file has the same bytes
         return text
     fkey = file_key(path)
     if cache is not None and (hit := cache.get(fkey, mode)) is not None:

@@ -216,3 +216,21 @@ def test_attribute_install_then_uninstall_round_trips(
     assert attributes.install_text(installed, list(PATTERNS)) == installed
     restored = attributes.uninstall_text(installed)
     assert restored == text or (text == "" and restored is None)
+
+
+def test_external_driver_hands_git_difftool_back_to_the_tool(
+        lfs_repo: Path, clean_env: dict[str, str]) -> None:
+    """With `install --external`, `git difftool -x CMD` and `git difftool -t TOOL` still run the
+    tool (the external command would otherwise shadow difftool, GIT-NOTES 3d)."""
+    assert run_model_diff(["install", "--external"], clean_env, cwd=lfs_repo).returncode == 0
+    (lfs_repo / "w.npy").write_bytes(b"old")
+    git(["add", "-A"], lfs_repo, clean_env)
+    git(["commit", "-q", "-m", "one"], lfs_repo, clean_env)
+    (lfs_repo / "w.npy").write_bytes(b"new")
+    git(["config", "difftool.probe.cmd", 'echo "PROBE $LOCAL $MERGED"'], lfs_repo, clean_env)
+    extcmd = git(["difftool", "-y", "-x", "echo EXTCMD"], lfs_repo, clean_env)
+    assert extcmd.startswith("EXTCMD ") and extcmd.rstrip().endswith(" w.npy")
+    tool = git(["difftool", "-y", "-t", "probe"], lfs_repo, clean_env)
+    assert tool.startswith("PROBE ") and tool.rstrip().endswith(" w.npy")
+    cmd = git(["config", "diff.model-diff.command"], lfs_repo, clean_env)
+    assert cmd.startswith('case "$GIT_EXTERNAL_DIFF" in *git-difftool--helper)')
