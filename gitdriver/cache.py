@@ -48,7 +48,7 @@ def file_key(path: str | os.PathLike[str]) -> str:
     try:
         with open(path, "rb", buffering=0) as f:
             while True:
-                n = f.readinto(view)  # type: ignore[attr-defined]
+                n = f.readinto(view)
                 if not n:
                     break
                 h.update(view[:n])

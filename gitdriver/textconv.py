@@ -62,10 +62,10 @@ def tensor_line(ref: TensorRef, *, fast: bool) -> str:
     """One tensor's line: content hash over its mapped bytes (streamed), then statistics."""
     try:
         arr = ref.array()
-        raw = arr.view(np.uint8)
+        raw = arr.view(np.uint8).data  # a memoryview of the mapped bytes: nothing copied
         h = xxhash.xxh3_128()
-        for start in range(0, raw.size, _HASH_CHUNK):
-            h.update(memoryview(raw[start:start + _HASH_CHUNK]))
+        for start in range(0, len(raw), _HASH_CHUNK):
+            h.update(raw[start:start + _HASH_CHUNK])
         shape = "[" + ",".join(str(s) for s in ref.shape) + "]"
         line = f"{_name(ref.name)} {ref.dtype.name} {shape} xxh3:{h.hexdigest()}"
         if not fast:

@@ -120,7 +120,7 @@ def test_closed_pipe_ends_quietly_with_exit_0(tmp_path: Path, env: dict[str, str
 def test_startup_imports_neither_click_torch_jinja2_nor_dulwich(
         tmp_path: Path, env: dict[str, str]) -> None:
     """`python -m model_diff textconv` on a small safetensors file loads no heavy module and
-    finishes well under a second (target 0.5 s, see README)."""
+    costs little more than starting Python with numpy (README: < 0.5 s whole process)."""
     path = tmp_path / "small.safetensors"
     save_safetensors(path, toy_transformer(n_blocks=1, d_model=8, vocab=16))
     probe = ("import runpy, sys; sys.argv = ['model_diff', 'textconv', sys.argv[1]]\n"
@@ -132,12 +132,16 @@ def test_startup_imports_neither_click_torch_jinja2_nor_dulwich(
     proc = subprocess.run([sys.executable, "-c", probe, str(path)], env=env,
                           capture_output=True, text=True, check=True)
     assert "HEAVY []" in proc.stderr
-    best = min(_timed(path, env) for _ in range(3))
-    assert best < 1.0, f"textconv took {best:.2f} s"
+    # Relative to the floor (an interpreter that imports numpy), so a loaded machine does not
+    # make it flaky: torch alone (~2.3 s) or click+jinja2 would break it.
+    textconv = [sys.executable, "-m", "model_diff", "textconv", str(path)]
+    floor = [sys.executable, "-c", "import numpy, xxhash"]
+    best = min(_timed(textconv, env) for _ in range(3))
+    base = min(_timed(floor, env) for _ in range(3))
+    assert best < 2 * base + 0.25, f"textconv {best:.2f} s vs numpy import {base:.2f} s"
 
 
-def _timed(path: Path, env: dict[str, str]) -> float:
+def _timed(cmd: list[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "model_diff", "textconv", str(path)], env=env,
-                   capture_output=True, check=True)
+    subprocess.run(cmd, env=env, capture_output=True, check=True)
     return time.perf_counter() - t0
