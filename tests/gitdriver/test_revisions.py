@@ -94,7 +94,7 @@ def test_unknown_revision_and_missing_path_are_typed_errors_with_fixes(history: 
 
 def test_outside_a_repository_is_a_typed_error(tmp_path: Path) -> None:
     """open_repo outside any repository says so and how to fix it."""
-    with pytest.raises(GitError, match="not inside a git repository.*git init"):
+    with pytest.raises(GitError, match=r"not inside a git repository.*git init"):
         open_repo(tmp_path)
 
 
