@@ -125,7 +125,7 @@ def _select_steps() -> tuple[str, PairStep, SideStep]:
     if os.environ.get("MODEL_DIFF_NO_KERNEL"):
         return "numpy", numpy_pair_step, numpy_side_step
     try:
-        from . import _kernel  # type: ignore[attr-defined]
+        from . import _kernel
     except ImportError:
         return "numpy", numpy_pair_step, numpy_side_step
     return "kernel", _kernel.pair_step, _kernel.side_step
