@@ -368,7 +368,7 @@ def open_spec(spec: str, *, cwd: str | None = None, **open_kwargs: Any) -> Check
     """Open ``REV:path`` from git history, or ``spec`` itself when it is a plain path.
 
     The returned checkpoint's ``path`` is ``spec``; closing it removes any temporary copy.
-    ``open_kwargs`` go to ``model_diff.formats.open_checkpoint`` (``format=``, ...).
+    ``open_kwargs`` go to the reader (``format=``, ``unsafe_pickle=``).
     """
     parts = split_spec(spec)
     if parts is None:
@@ -382,51 +382,56 @@ def open_revision(repo: GitRepo, rev: str | None, path: str, *, display: str | N
                   **open_kwargs: Any) -> Checkpoint:
     """Open ``path`` (top-level relative) as it is at ``rev`` (``""``: the index; None: disk).
 
-    A directory (a HuggingFace checkpoint folder) is laid out in a temporary directory with
-    LFS objects linked, not copied.
+    An LFS object is opened where it lies in the store. A plain blob is written to a
+    temporary file first; a directory (a HuggingFace checkpoint folder) is laid out in a
+    temporary directory with LFS objects linked, not copied.
     """
     if rev is None:
-        return open_worktree_file(os.path.join(repo.root, *path.split("/")), display=display,
-                                  **open_kwargs)
+        return open_worktree_file(os.path.join(repo.root, *path.split("/")),
+                                  display=display or path, **open_kwargs)
     name = display or f"{rev}:{path}"
+    mode, sha = _lookup(repo, rev, path)
+    if not stat.S_ISDIR(mode):
+        ref = repo._blob_ref(path, sha, mode)
+        if ref.lfs_oid is not None and ref.lfs_size is not None:
+            obj = repo.lfs_object_path(ref.lfs_oid, ref.lfs_size, display=name)
+            return _open_file(obj, name, path, **open_kwargs)
     tmp = tempfile.mkdtemp(prefix="model-diff-rev-")
-    cleanup = weakref.finalize(_Anchor(), shutil.rmtree, tmp, ignore_errors=True)
     try:
-        target = _materialize(repo, rev, path, tmp, name)
-        return _open(target, name, tmp, cleanup, **open_kwargs)
+        target = os.path.join(tmp, os.path.basename(path) or "checkout")
+        if stat.S_ISDIR(mode):
+            _write_tree(repo, sha, target, name)
+            inner = _relabel(lambda: _open_checkpoint(target, **open_kwargs), target, tmp, name)
+        else:
+            _write_blob(repo, repo._blob_ref(path, sha, mode), target, name)
+            inner = _open_file(target, name, path, **open_kwargs)
     except BaseException:
-        cleanup()
+        shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finalizers: list[weakref.finalize] = []
+
+    def remove_tmp() -> None:
+        finalizers[0]()
+
+    ckpt = Checkpoint(name, inner.format, inner.tensors, metadata=inner.metadata,
+                      config=inner.config, skipped=inner.skipped,
+                      closers=[remove_tmp, inner.close])  # closers run last-first
+    # The directory goes when the checkpoint closes, or when it is collected unclosed.
+    finalizers.append(weakref.finalize(ckpt, shutil.rmtree, tmp, ignore_errors=True))
+    return ckpt
 
 
 def open_worktree_file(path: str, *, cwd: str | None = None, display: str | None = None,
                        **open_kwargs: Any) -> Checkpoint:
-    """Open a file on disk; a Git LFS pointer left in a checkout is resolved from the store."""
+    """Open a file or folder on disk, named ``display`` in messages and reports.
+
+    A Git LFS pointer left in a checkout (or handed over by a driver) is resolved from the
+    local LFS store by the reader.
+    """
     full = os.path.join(cwd, path) if cwd else path
-    ptr = _read_pointer(full) if os.path.isfile(full) else None
-    if ptr is None:
+    if display is None or os.path.isdir(full):
         return _open_checkpoint(full, **open_kwargs)
-    name = display or path
-    # git hands drivers temporary copies outside the repository, and runs them from the top
-    # level: the store is the current directory's repository's, else the file's own.
-    try:
-        repo = open_repo(cwd)
-    except GitError:
-        try:
-            repo = open_repo(os.path.dirname(os.path.abspath(full)))
-        except GitError:  # no repository, no store: the reader names the pointer and the fix
-            return _open_checkpoint(full, **open_kwargs)
-    with repo:
-        obj = repo.lfs_object_path(ptr.oid, ptr.size, display=name)
-    tmp = tempfile.mkdtemp(prefix="model-diff-rev-")
-    cleanup = weakref.finalize(_Anchor(), shutil.rmtree, tmp, ignore_errors=True)
-    try:
-        link = os.path.join(tmp, os.path.basename(full))
-        os.symlink(obj, link)
-        return _open(link, name, tmp, cleanup, **open_kwargs)
-    except BaseException:
-        cleanup()
-        raise
+    return _open_file(full, display, display, **open_kwargs)
 
 
 def blob_at(repo: GitRepo, rev: str, path: str) -> BlobRef | None:
@@ -452,15 +457,32 @@ def read_blob_bytes(repo: GitRepo, rev: str, path: str) -> bytes:
 
 # -- helpers --------------------------------------------------------------------------------
 
-class _Anchor:
-    """An object whose only job is to own a temporary directory's finalizer."""
-
-
 def _open_checkpoint(path: str, **kw: Any) -> Checkpoint:
     # Imported when a checkpoint is opened, so listing changes never loads the readers.
-    from model_diff.formats import open_checkpoint  # noqa: PLC0415
+    from model_diff.formats import open_checkpoint
 
     return open_checkpoint(path, **kw)
+
+
+def _open_file(path: str, label: str, name: str, **kw: Any) -> Checkpoint:
+    """Open one file; ``label`` names it in messages, ``name``'s extension helps detection."""
+    from model_diff.formats import open_file
+
+    if not os.path.exists(path):
+        return _open_checkpoint(path, **kw)  # the reader's own "no such file" error
+    return open_file(path, label=label, name=name, **kw)
+
+
+def _relabel(opener: Any, target: str, tmp: str, name: str) -> Checkpoint:
+    """Run ``opener``; errors name what the user asked for, never our temporary directory."""
+    try:
+        ckpt: Checkpoint = opener()
+    except ModelDiffError as exc:
+        if exc.path and exc.path.startswith(tmp):
+            exc.path = name + exc.path[len(target):]
+        exc.message = exc.message.replace(target, name).replace(tmp, name)
+        raise
+    return ckpt
 
 
 def _tree(repo: GitRepo, tree_id: bytes) -> Tree:
@@ -471,58 +493,29 @@ def _tree(repo: GitRepo, tree_id: bytes) -> Tree:
     return tree
 
 
-def _open(target: str, name: str, tmp: str, cleanup: weakref.finalize, **kw: Any) -> Checkpoint:
-    try:
-        inner = _open_checkpoint(target, **kw)
-    except ModelDiffError as exc:
-        # Name what the user asked for, never our temporary directory.
-        if exc.path and exc.path.startswith(tmp):
-            exc.path = name
-        exc.message = exc.message.replace(target, name).replace(tmp, name)
-        raise
-    ckpt = Checkpoint(name, inner.format, inner.tensors, metadata=inner.metadata,
-                      config=inner.config, skipped=inner.skipped,
-                      closers=[cleanup, inner.close])  # closers run last-first
-    # Tie the directory's life to the checkpoint too, in case a caller never closes it.
-    weakref.finalize(ckpt, cleanup)
-    return ckpt
-
-
-def _materialize(repo: GitRepo, rev: str, path: str, tmp: str, name: str) -> str:
-    """Write (or link) ``rev:path`` under ``tmp``; return the file or directory to open."""
+def _lookup(repo: GitRepo, rev: str, path: str) -> tuple[int, bytes]:
+    """(mode, sha) of ``path`` at ``rev``; ``rev == ""`` reads the index, as git's ``:path``."""
     if rev == "":
-        return _materialize_index(repo, path, tmp, name)
+        try:
+            entry: object = repo.repo.open_index()[path.encode()]
+        except KeyError:
+            entry = None
+        if not isinstance(entry, IndexEntry):
+            raise GitError(f"path {path!r} is not in the index",
+                           hint="stage it with `git add` or give a revision (HEAD:path)")
+        return entry.mode, entry.sha
     commit = repo.commit(rev)
-    store = repo.repo.object_store
+    if path == "":
+        return stat.S_IFDIR, commit.tree
     try:
-        mode, sha = (stat.S_IFDIR, commit.tree) if path == "" else tree_lookup_path(
-            store.__getitem__, commit.tree, path.encode())
+        mode, sha = tree_lookup_path(repo.repo.object_store.__getitem__, commit.tree,
+                                     path.encode())
     except KeyError:
         raise GitError(
             f"path {path!r} does not exist in {rev}",
             hint=f"list the files with `git ls-tree -r --name-only {rev}`",
         ) from None
-    base = os.path.basename(path) or "checkout"
-    dest = os.path.join(tmp, base)
-    if stat.S_ISDIR(mode):
-        _write_tree(repo, sha, dest, name)
-    else:
-        _write_blob(repo, repo._blob_ref(path, sha, mode), dest, name)
-    return dest
-
-
-def _materialize_index(repo: GitRepo, path: str, tmp: str, name: str) -> str:
-    index = repo.repo.open_index()
-    try:
-        entry = index[path.encode()]
-        if not isinstance(entry, IndexEntry):
-            raise KeyError(path)
-    except KeyError:
-        raise GitError(f"path {path!r} is not in the index",
-                       hint="stage it with `git add` or give a revision (HEAD:path)") from None
-    dest = os.path.join(tmp, os.path.basename(path))
-    _write_blob(repo, repo._blob_ref(path, entry.sha, entry.mode), dest, name)
-    return dest
+    return mode, sha
 
 
 def _write_tree(repo: GitRepo, tree_id: bytes, dest: str, name: str) -> None:
