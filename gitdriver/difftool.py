@@ -25,7 +25,8 @@ from model_diff.checkpoint import Checkpoint
 from model_diff.errors import ModelDiffError, UnknownFormatError
 from model_diff.naming import natural_sorted
 
-from .revisions import Change, GitRepo, is_checkpoint_path, open_spec, open_worktree_file
+from .extdiff import describe, open_side
+from .revisions import Change, GitRepo, is_checkpoint_path, open_spec
 
 #: What git passes for a missing side on POSIX (Windows git passes it literally too).
 DEV_NULL = "/dev/null"
@@ -171,8 +172,12 @@ def run_pair(pair: Pair, fmt: str, *, repo_root: str | None = None,
 def _open(pair: Pair, side: str, name: str, repo_root: str | None) -> Checkpoint:
     if pair.is_spec:
         return open_spec(side, cwd=repo_root)
+    if os.path.isdir(side):
+        from model_diff.formats import open_checkpoint
+
+        return open_checkpoint(side)
     # git's temporary copies are named by the path they stand for, never by where they lie
-    return open_worktree_file(side, cwd=repo_root, display=name or None)
+    return open_side(side, name or os.path.basename(side), repo_root)
 
 
 def compare_checkpoints(old: Checkpoint, new: Checkpoint, fmt: str, pair: Pair, *,
@@ -190,12 +195,6 @@ def compare_checkpoints(old: Checkpoint, new: Checkpoint, fmt: str, pair: Pair, 
         shown, summary, analysis, format=fmt, old_name=pair.old_name, new_name=pair.new_name,
         inputs=inputs, diff_config=DiffConfig())
     return report
-
-
-def describe(ckpt: Checkpoint) -> dict[str, Any]:
-    """The facts of one side that need no tensor data: format, counts, dtypes."""
-    return {"format": ckpt.format, "tensors": len(ckpt), "parameters": ckpt.num_parameters,
-            "dtypes": ckpt.dtypes}
 
 
 # -- putting reports together ----------------------------------------------------------------

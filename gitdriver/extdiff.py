@@ -7,20 +7,19 @@ prints no ``diff --git`` header for such a driver, so ``render_ext_diff`` writes
 then one line per changed tensor and the analysis's insights.
 
 This module must not print or exit: ``model_diff.cli`` prints the text and always exits 0
-(a non-zero exit makes git stop with "external diff died").
+(a non-zero exit makes git stop with "external diff died"). It runs once per changed file,
+so it imports neither dulwich nor the report templates.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from model_diff.checkpoint import Checkpoint
 from model_diff.errors import ModelDiffError
-
-from .difftool import describe
-from .revisions import open_worktree_file
 
 MISSING = "."
 
@@ -103,19 +102,40 @@ def _body(a: ExtDiffArgs, cwd: str | None) -> list[str]:
         return ["content identical"]  # a pure rename or a mode change: nothing to read
     if a.old_missing or a.new_missing:
         side = a.new_file if a.old_missing else a.old_file
-        with open_worktree_file(side, cwd=cwd, display=a.new_path or a.path) as ckpt:
+        with open_side(side, a.new_path or a.path, cwd) as ckpt:
             info = describe(ckpt)
         verb = "added" if a.old_missing else "removed"
         return [f"{verb}: {_facts(info)}"]
-    old = open_worktree_file(a.old_file, cwd=cwd, display=f"a/{a.path}")
+    old = open_side(a.old_file, f"a/{a.path}", cwd)
     try:
-        new = open_worktree_file(a.new_file, cwd=cwd, display=f"b/{a.new_path or a.path}")
+        new = open_side(a.new_file, f"b/{a.new_path or a.path}", cwd)
         try:
             return _compact(old, new)
         finally:
             new.close()
     finally:
         old.close()
+
+
+def open_side(path: str, label: str, cwd: str | None = None) -> Checkpoint:
+    """Open a file git handed over, named ``label`` (its repository path) in messages.
+
+    git's temporary copies keep the basename, and an LFS pointer (``GIT_LFS_SKIP_SMUDGE``)
+    is resolved by the reader from the store of the repository git runs us in.
+    """
+    from model_diff.formats import open_file
+
+    full = os.path.join(cwd, path) if cwd else path
+    if not os.path.isfile(full):
+        raise ModelDiffError("no such file", path=label,
+                             hint="git passes existing files; check the driver configuration")
+    return open_file(full, label=label, name=label)
+
+
+def describe(ckpt: Checkpoint) -> dict[str, Any]:
+    """The facts of one side that need no tensor data: format, counts, dtypes."""
+    return {"format": ckpt.format, "tensors": len(ckpt), "parameters": ckpt.num_parameters,
+            "dtypes": ckpt.dtypes}
 
 
 def _compact(old: Checkpoint, new: Checkpoint) -> list[str]:
