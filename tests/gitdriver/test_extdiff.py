@@ -60,12 +60,12 @@ def test_git_diff_runs_the_driver_for_renames_adds_deletes_and_edits(
     assert "-v0\n+v2" in out  # other files keep git's own diff
 
 
+@pytest.mark.parametrize("repo", [True], ids=["lfs"], indirect=True)
 def test_pointers_reaching_the_driver_are_resolved_from_the_store(
         repo: tuple[History, dict[str, str]]) -> None:
     """GIT_LFS_SKIP_SMUDGE=1 hands over pointers; the output is the smudged one."""
     history, env = repo
-    if not history.lfs:
-        pytest.skip("pointers exist only in the LFS repository")
+    assert history.lfs
     smudged = _diff(history.root, env, "HEAD~1", "HEAD", "--", "model.safetensors").stdout
     skipped = _diff(history.root, {**env, "GIT_LFS_SKIP_SMUDGE": "1"}, "HEAD~1", "HEAD", "--",
                     "model.safetensors").stdout
