@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
+from click.testing import CliRunner, Result
 
 from gitdriver.revisions import (
     Change,
@@ -13,11 +17,16 @@ from gitdriver.revisions import (
     changed_checkpoints,
     merge_base,
     open_repo,
+    open_spec,
     read_blob_bytes,
     split_spec,
 )
-from model_diff.errors import GitError
+from model_diff.checkpoint import Checkpoint, from_arrays
+from model_diff.cli import cli
+from model_diff.diff import DiffConfig, ModelDiff
+from model_diff.errors import GitError, LFSObjectMissingError
 from model_diff.toy import save_safetensors
+from tests.conftest import run_model_diff
 from tests.gitdriver.history import History, build_history, git, init_repo, scrubbed_env, toy
 
 
@@ -154,3 +163,167 @@ def test_an_existing_path_is_never_read_as_a_revision(tmp_path: Path) -> None:
     assert split_spec(str(odd)) is None
     assert split_spec("HEAD~2:ckpt/a:b.safetensors") == ("HEAD~2", "ckpt/a:b.safetensors")
     assert split_spec("model.safetensors") is None
+
+
+# -- opening REV:path -------------------------------------------------------------------------
+
+def _same_weights(ckpt: Checkpoint, arrays: dict[str, np.ndarray]) -> bool:
+    return set(ckpt.tensors) == set(arrays) and all(
+        np.array_equal(ckpt[n].array().reshape(a.shape), a) for n, a in arrays.items())
+
+
+def test_open_spec_reads_each_revisions_weights(history: History,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    """REV:path gives that commit's tensors (LFS from the store), named by the spec; closing
+    it leaves no temporary file behind."""
+    monkeypatch.chdir(history.root / "ckpt")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for spec, arrays in [("HEAD~2:model.safetensors", history.model[0]),
+                         ("HEAD~1:../model.safetensors", history.model[1]),
+                         ("HEAD:ckpt/renamed.safetensors", history.moved),
+                         ("HEAD~2:old.safetensors", history.old)]:
+        with open_spec(spec) as ckpt:
+            assert ckpt.path == spec and ckpt.format == "safetensors"
+            assert _same_weights(ckpt, arrays)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_lfs_object_names_the_oid_and_the_fetch(history: History,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An LFS object absent from the store is a typed error that says `git lfs fetch`."""
+    monkeypatch.chdir(history.root)
+    with open_repo() as repo:
+        ref = repo.blob("HEAD~1", "model.safetensors")
+    if ref.lfs_oid is None:
+        with open_spec("HEAD~1:model.safetensors") as ckpt:  # plain blobs need no store
+            assert _same_weights(ckpt, history.model[1])
+        return
+    obj = Path(history.root / ".git/lfs/objects" / ref.lfs_oid[:2] / ref.lfs_oid[2:4]
+               / ref.lfs_oid)
+    hidden = obj.with_name("hidden")
+    obj.rename(hidden)
+    try:
+        with pytest.raises(LFSObjectMissingError, match=(
+                rf"HEAD~1:model.safetensors: .*{ref.lfs_oid[:12]}.*git lfs fetch")):
+            open_spec("HEAD~1:model.safetensors")
+    finally:
+        hidden.rename(obj)
+
+
+def test_folder_and_index_specs(tmp_path: Path, clean_env: dict[str, str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """REV:folder opens a HuggingFace directory as committed; :path reads the staged file."""
+    root = tmp_path / "repo"
+    init_repo(root, clean_env, lfs=False)
+    (root / "hf").mkdir()
+    (root / "hf" / "config.json").write_text('{"model_type": "llama"}')
+    save_safetensors(root / "hf" / "model.safetensors", toy(0))
+    git(root, clean_env, "add", "-A")
+    git(root, clean_env, "commit", "-q", "-m", "c0")
+    save_safetensors(root / "hf" / "model.safetensors", toy(1))
+    git(root, clean_env, "add", "-A")
+    save_safetensors(root / "hf" / "model.safetensors", toy(2))  # unstaged on top
+    monkeypatch.chdir(root)
+    with open_spec("HEAD:hf") as ckpt:
+        assert ckpt.path == "HEAD:hf" and ckpt.config == {"model_type": "llama"}
+        assert _same_weights(ckpt, toy(0))
+    with open_spec(":hf/model.safetensors") as ckpt:
+        assert _same_weights(ckpt, toy(1))
+    with pytest.raises(GitError, match="not in the index"):
+        open_spec(":hf/absent.safetensors")
+
+
+# -- model-diff diff / compare on revisions ----------------------------------------------------
+
+def _invoke(args: list[str]) -> Result:
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def test_diff_command_lists_added_removed_renamed_and_modified(
+        history: History, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Acceptance 6: `model-diff diff HEAD~2 HEAD`, with and without LFS."""
+    monkeypatch.chdir(history.root)
+    out = _invoke(["diff", "HEAD~2", "HEAD"]).stdout
+    n = len(history.new)
+    assert out.startswith("model-diff HEAD~2..HEAD\n")
+    assert ("=== ckpt/renamed.safetensors ===\nrenamed from moved.safetensors "
+            "(similarity 100%): content identical") in out
+    assert "=== model.safetensors ===\nmodified\n" in out
+    assert "HEAD~2:model.safetensors -> HEAD:model.safetensors" in out
+    assert f"=== new.safetensors ===\nadded: {n} tensors" in out
+    assert f"=== old.safetensors ===\nremoved: {n} tensors" in out
+    assert "notes.txt" not in out
+
+
+def test_diff_command_json_carries_each_files_report(history: History,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """JSON: one entry per file, the modified pair's numbers equal a direct engine run."""
+    monkeypatch.chdir(history.root)
+    doc = json.loads(_invoke(["diff", "--format", "json", "HEAD~2", "HEAD"]).stdout)
+    assert doc["base"] == "HEAD~2" and doc["head"] == "HEAD"
+    assert [(f["path"], f["status"]) for f in doc["files"]] == [
+        ("ckpt/renamed.safetensors", "renamed"), ("model.safetensors", "modified"),
+        ("new.safetensors", "added"), ("old.safetensors", "removed")]
+    _, expected = ModelDiff(DiffConfig(include_unchanged=True)).diff(
+        from_arrays(history.model[0]), from_arrays(history.model[2]))
+    got = doc["files"][1]["report"]["summary"]
+    assert got["modified_parameters"] == expected.modified_parameters
+    assert got["avg_relative_change"] == pytest.approx(expected.avg_relative_change, rel=1e-12)
+
+
+def test_diff_command_markdown_and_html(history: History, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Markdown lists every file in a table; HTML embeds each report escaped in a frame."""
+    monkeypatch.chdir(history.root)
+    md = _invoke(["diff", "--format", "markdown", "HEAD~2", "HEAD"]).stdout
+    assert f"| new.safetensors | added: {len(history.new)} tensors" in md
+    assert "## model.safetensors" in md
+    page = _invoke(["diff", "--format", "html", "HEAD~2", "HEAD"]).stdout
+    assert page.count("<iframe") == 1 and 'srcdoc="&lt;!DOCTYPE html&gt;' in page
+    assert "<script" not in page  # the embedded report's markup is escaped, not live
+
+
+def test_diff_command_pathspecs_and_the_working_tree(history: History,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without REV2 the working tree is the new side; `--` and bare paths limit the files."""
+    monkeypatch.chdir(history.root)
+    out = _invoke(["diff", "HEAD~2", "--", "ckpt"]).stdout
+    assert out.startswith("model-diff HEAD~2 vs working tree\n")
+    assert [ln for ln in out.splitlines() if ln.startswith("===")] == [
+        "=== ckpt/renamed.safetensors ==="]
+    out = _invoke(["diff", "HEAD~1", "new.safetensors"]).stdout
+    assert [ln for ln in out.splitlines() if ln.startswith("===")] == ["=== new.safetensors ==="]
+
+
+@pytest.mark.parametrize("history", [False], ids=["plain"], indirect=True)
+def test_diff_and_compare_errors_exit_2_with_one_line(history: History,
+                                                      clean_env: dict[str, str]) -> None:
+    """An unknown revision or path is one line on stderr naming it, exit 2, no stdout."""
+    proc = run_model_diff(["diff", "nope", "HEAD"], clean_env, cwd=history.root)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.startswith("model-diff: error: unknown revision 'nope'")
+    assert proc.stderr.count("\n") == 1
+    proc = run_model_diff(["compare", "HEAD:absent.safetensors", "model.safetensors"],
+                          clean_env, cwd=history.root)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert "path 'absent.safetensors' does not exist in HEAD" in proc.stderr
+
+
+@pytest.mark.parametrize("history", [True], ids=["lfs"], indirect=True)
+def test_compare_reads_rev_paths_like_files(history: History, clean_env: dict[str, str],
+                                            tmp_path: Path) -> None:
+    """`compare REV:path path` and `compare REV1:path REV2:path` equal comparing the files."""
+    old, new = tmp_path / "old.safetensors", tmp_path / "new.safetensors"
+    save_safetensors(old, history.model[0])
+    save_safetensors(new, history.model[2])
+
+    def summary(a: str, b: str) -> dict[str, object]:
+        proc = run_model_diff(["compare", a, b, "--format", "json"], clean_env,
+                              cwd=history.root)
+        assert proc.returncode == 0, proc.stderr
+        s = json.loads(proc.stdout)["summary"]
+        return {k: v for k, v in s.items() if k not in ("old_path", "new_path")}
+
+    files = summary(str(old), str(new))
+    assert summary("HEAD~2:model.safetensors", "model.safetensors") == files
+    assert summary("HEAD~2:model.safetensors", "HEAD:model.safetensors") == files
