@@ -193,7 +193,7 @@ def compare_checkpoints(old: Checkpoint, new: Checkpoint, fmt: str, pair: Pair, 
               "new": {"path": pair.new_name, **describe(new)}}
     report: str = create_diff_report(
         shown, summary, analysis, format=fmt, old_name=pair.old_name, new_name=pair.new_name,
-        inputs=inputs, diff_config=DiffConfig())
+        inputs=inputs, diff_config=DiffConfig(), color=color)
     return report
 
 
