@@ -150,6 +150,21 @@ class GitRepo:
         bases = find_merge_base(self.repo, [self.commit(rev1).id, self.commit(rev2).id])
         return bases[0].decode() if bases else None
 
+    def parse_range(self, text: str) -> tuple[str, str] | None:
+        """``A..B`` -> (A, B) and ``A...B`` -> (merge-base of A and B, B), as ``git diff``
+        reads them (an empty side is HEAD); None when ``text`` is not a range."""
+        if "..." in text:
+            a, b = (x or "HEAD" for x in text.split("...", 1))
+            base = self.merge_base(a, b)
+            if base is None:
+                raise GitError(f"{a} and {b} have no common ancestor ({text})",
+                               hint=f"compare them directly: {a} {b}")
+            return base, b
+        if ".." in text:
+            a, b = (x or "HEAD" for x in text.split("..", 1))
+            return a, b
+        return None
+
     # -- paths -------------------------------------------------------------------------
     def repo_path(self, path: str) -> str:
         """A path as git's ``REV:path`` reads it: from the top, or from cwd when ``./``/``../``."""

@@ -315,13 +315,16 @@ class _PathspecCommand(click.Command):
 
 
 @cli.command("diff", cls=_PathspecCommand)
-@click.argument("revisions", nargs=-1, required=True, metavar="REV1 [REV2] [-- PATHSPEC...]")
+@click.argument("revisions", nargs=-1, required=True,
+                metavar="REV1 [REV2] | REV1..REV2 | REV1...REV2 [-- PATHSPEC...]")
 @_fmt_option
 @_output_option
 @click.pass_context
 def diff_revisions(ctx: click.Context, revisions: tuple[str, ...], fmt: str,
                    output: str | None) -> None:
     """Report every checkpoint changed between two revisions (REV2 default: the working tree).
+
+    REV1...REV2 compares REV2 with its merge-base with REV1 (what a pull request changed).
 
     Added, removed, renamed (with similarity) and modified checkpoint files are listed;
     each modified pair gets the full report. Git LFS objects are read from the local store.
@@ -338,7 +341,10 @@ def diff_revisions(ctx: click.Context, revisions: tuple[str, ...], fmt: str,
     rev1, rest = revisions[0], list(revisions[1:])
     with open_repo() as repo:
         rev2: str | None = None
-        if rest and not os.path.exists(rest[0]):
+        span = repo.parse_range(rev1) if not os.path.exists(rev1) else None
+        if span is not None:
+            rev1, rev2 = span
+        elif rest and not os.path.exists(rest[0]):
             try:
                 repo.commit(rest[0])
                 rev2 = rest.pop(0)
@@ -352,7 +358,10 @@ def diff_revisions(ctx: click.Context, revisions: tuple[str, ...], fmt: str,
         pairs = change_pairs(repo, changes)
         color = output is None and fmt == "text" and sys.stdout.isatty()
         results = run_pairs(pairs, fmt, repo_root=repo.root, color=color)
-    title = f"model-diff {rev1}..{rev2}" if rev2 else f"model-diff {rev1} vs working tree"
+    if span is not None:
+        title = f"model-diff {revisions[0]}"
+    else:
+        title = f"model-diff {rev1}..{rev2}" if rev2 else f"model-diff {rev1} vs working tree"
     write_output(render_results(results, fmt, title=title, meta=meta), output)
     failed = [r for r in results if r.error and not r.skipped]
     for r in failed:

@@ -327,3 +327,19 @@ def test_compare_reads_rev_paths_like_files(history: History, clean_env: dict[st
     files = summary(str(old), str(new))
     assert summary("HEAD~2:model.safetensors", "model.safetensors") == files
     assert summary("HEAD~2:model.safetensors", "HEAD:model.safetensors") == files
+
+
+def test_diff_command_reads_git_ranges(history: History, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`A..B`, `A..` and `A...B` (from the merge-base, as for a pull request) work as in git."""
+    monkeypatch.chdir(history.root)
+
+    def files(args: list[str]) -> list[tuple[str, str]]:
+        doc = json.loads(_invoke(["diff", "--format", "json", *args]).stdout)
+        return [(f["path"], f["status"]) for f in doc["files"]]
+
+    expected = files(["HEAD~2", "HEAD"])
+    assert files(["HEAD~2..HEAD"]) == expected
+    assert files(["HEAD~2.."]) == expected
+    assert files(["HEAD~2...HEAD"]) == expected  # HEAD~2 is its own merge-base with HEAD
+    assert files(["HEAD...HEAD~2"]) == []  # nothing on HEAD~2's side since the fork
+    assert _invoke(["diff", "HEAD~1..HEAD"]).stdout.startswith("model-diff HEAD~1..HEAD\n")
