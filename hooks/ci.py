@@ -44,7 +44,10 @@ def ci_plan(
     globs = tuple(paths) or CHECKPOINT_GLOBS
     targets: list[Target] = []
     deleted: list[str] = []
-    for c in gitrepo.changes(top, base_sha, head_sha):
+    def wanted(path: str) -> bool:
+        return is_checkpoint(path, globs)
+
+    for c in gitrepo.pair_moves(gitrepo.changes(top, base_sha, head_sha), wanted):
         if c.status == "D":
             if c.old_path and is_checkpoint(c.old_path, globs):
                 deleted.append(c.old_path)

@@ -10,7 +10,9 @@ module never prints and never exits.
 from __future__ import annotations
 
 import os
+import posixpath
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +105,34 @@ def _parse_name_status(out: str) -> list[Change]:
                                   None if letter == "D" else path))
             i += 2
     return changes
+
+
+def pair_moves(listed: list[Change], is_candidate: Callable[[str], bool]) -> list[Change]:
+    """Turn a delete + add of checkpoints in one directory into a rename.
+
+    git's rename detection compares content, so it rarely recognises a retrained checkpoint
+    saved under a new name (``step_1000`` -> ``step_2000``) and never an LFS pointer whose
+    object changed. When, in one directory, exactly one checkpoint with a given extension was
+    deleted and exactly one with that extension added, they are paired as a rename (``R``).
+    """
+    def key(path: str) -> tuple[str, str]:
+        return posixpath.dirname(path), posixpath.splitext(path)[1]
+
+    deleted: dict[tuple[str, str], list[Change]] = {}
+    added: dict[tuple[str, str], list[Change]] = {}
+    for c in listed:
+        if c.status == "D" and c.old_path and is_candidate(c.old_path):
+            deleted.setdefault(key(c.old_path), []).append(c)
+        elif c.status == "A" and c.new_path and is_candidate(c.new_path):
+            added.setdefault(key(c.new_path), []).append(c)
+    paired: dict[int, Change] = {}
+    drop: set[int] = set()
+    for k, dels in deleted.items():
+        adds = added.get(k, [])
+        if len(dels) == 1 and len(adds) == 1:
+            paired[id(adds[0])] = Change("R", dels[0].old_path, adds[0].new_path)
+            drop.add(id(dels[0]))
+    return [paired.get(id(c), c) for c in listed if id(c) not in drop]
 
 
 def changes(top: Path, base: str, head: str | None = None, *, cached: bool = False) -> list[Change]:

@@ -60,11 +60,13 @@ def staged_targets(
     if from_ref and to_ref:
         mb = gitrepo.merge_base(top, from_ref, to_ref)
         base = mb
-        listed = gitrepo.changes(top, mb, gitrepo.require_commit(top, to_ref))
+        listed = gitrepo.pair_moves(
+            gitrepo.changes(top, mb, gitrepo.require_commit(top, to_ref)), is_checkpoint)
         base_label = "merge-base"
     else:
         base = gitrepo.resolve(top, "HEAD")
-        listed = gitrepo.changes(top, base, cached=True) if base else []
+        listed = (gitrepo.pair_moves(gitrepo.changes(top, base, cached=True), is_checkpoint)
+                  if base else [])
         base_label = "HEAD"
     renamed_from = {c.new_path: c.old_path for c in listed if c.status in "RC" and c.new_path}
 
