@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -43,19 +44,42 @@ def nan_step(state: Mapping[str, np.ndarray], seed: int = 1) -> dict[str, np.nda
     return out
 
 
+@pytest.fixture(scope="module")
+def module_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """``clean_env`` for module-scoped fixtures (repos built once per test module)."""
+    from tests.conftest import _SCRUB_PREFIXES, PROJECT_ROOT
+
+    home = tmp_path_factory.mktemp("home")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES)}
+    env.update(
+        HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=str(home / ".gitconfig"), GIT_AUTHOR_NAME="Test",
+        GIT_AUTHOR_EMAIL="test@example.com", GIT_COMMITTER_NAME="Test",
+        GIT_COMMITTER_EMAIL="test@example.com", GIT_AUTHOR_DATE="2026-01-01T00:00:00Z",
+        GIT_COMMITTER_DATE="2026-01-01T00:00:00Z", PAGER="cat", GIT_PAGER="cat", NO_COLOR="1",
+        PYTHONPATH=os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(
+            os.pathsep),
+    )
+    return env
+
+
+def init_repo(repo: Path, env: Mapping[str, str], lfs: bool = False) -> Path:
+    """``git init`` (branch main) in ``repo``; with ``lfs``, track *.safetensors in Git LFS."""
+    repo.mkdir(parents=True, exist_ok=True)
+    git(repo, "init", "-q", "-b", "main", env=env)
+    if lfs:
+        git(repo, "lfs", "install", "--local", env=env)
+        git(repo, "lfs", "track", "*.safetensors", env=env)
+        git(repo, "add", ".gitattributes", env=env)
+        git(repo, "commit", "-qm", "lfs", env=env)
+    return repo
+
+
 @pytest.fixture
 def repo_factory(tmp_path: Path, clean_env: dict[str, str]) -> Callable[..., Path]:
     """``make(name, lfs=False)``: a fresh git repo (LFS tracking *.safetensors when asked)."""
 
     def make(name: str = "repo", lfs: bool = False) -> Path:
-        repo = tmp_path / name
-        repo.mkdir()
-        git(repo, "init", "-q", "-b", "main", env=clean_env)
-        if lfs:
-            git(repo, "lfs", "install", "--local", env=clean_env)
-            git(repo, "lfs", "track", "*.safetensors", env=clean_env)
-            git(repo, "add", ".gitattributes", env=clean_env)
-            git(repo, "commit", "-qm", "lfs", env=clean_env)
-        return repo
+        return init_repo(tmp_path / name, clean_env, lfs)
 
     return make
