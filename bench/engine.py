@@ -10,7 +10,9 @@ folder outside the repository. It then warms the page cache and, in one run, mea
       (start-up, imports, reading, metrics, analysis and report included), with its peak RSS
       from ``wait4``;
 
-and prints throughput (bytes of both files / wall time), the ratio b/a and the peak RSS, per
+and (c) ``ModelDiff.diff`` alone in a fresh process (the engine without start-up, analysis or
+report), and prints throughput (bytes of both files / wall time), the ratio to (a) and the peak
+RSS, per
 metrics backend (the compiled kernel, and numpy via ``MODEL_DIFF_NO_KERNEL=1``). Not part of
 the test suite. Run from the repository root:
 
@@ -152,6 +154,22 @@ def run_compare(old: Path, new: Path, env: dict[str, str], api: bool,
     return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
+_ENGINE_ONLY = """
+import sys, time
+from model_diff import DiffConfig, ModelDiff, metrics
+t = time.perf_counter()
+ModelDiff(DiffConfig(low_rank=False)).diff(sys.argv[1], sys.argv[2])
+print(time.perf_counter() - t, metrics.BACKEND)
+"""
+
+
+def run_engine(old: Path, new: Path, env: dict[str, str]) -> float:
+    """Seconds of ``ModelDiff.diff`` alone (open, metrics, release; no start-up or report)."""
+    out = subprocess.run([sys.executable, "-c", _ENGINE_ONLY, str(old), str(new)], env=env,
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[0])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-gib", type=float, default=1.0, help="size of EACH file (default 1)")
@@ -200,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"ratio b/a {total / wall / floor:.2f}, peak RSS {rss / (1 << 20):.0f} MiB, "
                   f"CPU {cpu:.2f} s (best of {len(runs)}: "
                   f"{', '.join(f'{r[0]:.2f}' for r in runs)} s)")
+            engine = min(run_engine(old, new, env) for _ in range(args.repeats))
+            print(f"(c) ModelDiff.diff alone (low_rank off) [{backend}]: {engine:.2f} s, "
+                  f"{total / engine / 1e9:.2f} GB/s, ratio c/a {total / engine / floor:.2f}")
     finally:
         if not args.keep:
             for p in (old, new):
