@@ -129,6 +129,10 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, object] = {
             "size_bytes": size, "tensors": n_tensors, "changed": name,
             "python": platform.python_version(), "cpus": os.cpu_count(),
+            "metrics_backend": subprocess.run(
+                [sys.executable, "-c", "from model_diff import metrics; print(metrics.BACKEND)"],
+                check=True, capture_output=True, text=True, env=env).stdout.strip(),
+            "load_average_at_start": os.getloadavg()[0],
             "git": subprocess.run(["git", "--version"], check=True, capture_output=True,
                                   text=True).stdout.strip(),
         }
@@ -169,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
         for label, wall, rss, changed in rows:
             print(f"| {label} | {wall:.2f} | {rss / 2**20:.0f} | {changed or ''} |")
         print(f"\ntextconv: {results['textconv_s_per_gib']:.2f} s/GiB full, "
-              f"{results['textconv--fast_s_per_gib']:.2f} s/GiB --fast")
+              f"{results['textconv--fast_s_per_gib']:.2f} s/GiB --fast; metrics backend "
+              f"{results['metrics_backend']}; {results['cpus']} CPUs, load average "
+              f"{results['load_average_at_start']:.1f} at start, {results['git']}")
         out_dir = ROOT / "bench" / "out"
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "git.json").write_text(json.dumps(results, indent=2) + "\n")
