@@ -196,3 +196,19 @@ def test_cachetextconv_notes_are_keyed_by_the_versioned_command(
     assert again.stdout == first  # no object to smudge, no model-diff cache: served from notes
     st = run_model_diff(["status"], repo.env, cwd=copy)
     assert "git's textconv cache: refs/notes/textconv/model-diff" in st.stdout
+
+
+def test_difftool_still_runs_the_tool_with_the_external_driver_installed(
+        repo: Repo, tmp_path: Path) -> None:
+    """Acceptance 2, install side: after `install --external`, `git difftool -y -t model-diff`
+    prints the difftool report (metrics + insights), while `git diff` runs ext-diff."""
+    copy = tmp_path / "ext"
+    shutil.copytree(repo.path, copy, symlinks=True)
+    assert run_model_diff(["install", "--external"], repo.env, cwd=copy).returncode == 0
+    tool = git(["difftool", "-y", "-t", "model-diff", "HEAD~1", "--", "model.safetensors"],
+               copy, repo.env).stdout
+    assert "Insights (" in tool and CHANGED in tool
+    assert "diff --git" not in tool  # not the external driver's output
+    ext = git(["diff", "HEAD~1", "HEAD"], copy, repo.env).stdout
+    assert ext.startswith("diff --git a/model.safetensors b/model.safetensors")
+    assert CHANGED in ext and "model-diff textconv" not in ext
