@@ -84,19 +84,26 @@ def env_for(home: Path) -> dict[str, str]:
     return env
 
 
+TIME = shutil.which("time", path="/usr/bin:/bin") or "/usr/bin/time"
+
+
 def measure(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, bytes]:
-    """(wall seconds, peak RSS in bytes of the largest process in the tree, stdout)."""
+    """(wall seconds, peak RSS in bytes of the largest process in the tree, stdout).
+
+    The RSS comes from GNU time (``%M``): it forks the command from a small process, whereas
+    a child forked from this (large) Python process would report our own RSS as its floor.
+    """
     with tempfile.TemporaryFile() as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run([TIME, "-f", "MAXRSS_KB %M", *cmd], cwd=cwd, env=env, stdout=out,
+                              stderr=subprocess.PIPE, check=False)
         wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err = proc.stderr.read() if proc.stderr else b""
+        err = proc.stderr.decode(errors="replace")
         if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err.decode()}")
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err}")
+        rss_kb = int(err.rsplit("MAXRSS_KB ", 1)[1].split()[0])
         out.seek(0)
-        return wall, usage.ru_maxrss * 1024, out.read()
+        return wall, rss_kb * 1024, out.read()
 
 
 def git(args: list[str], cwd: Path, env: dict[str, str]) -> None:
