@@ -15,7 +15,7 @@ between commits has the same content, so its lines are looked up instead of reco
   (that is exactly how git's own ``cachetextconv`` gets poisoned, GIT-NOTES 3c).
 
 ``MODEL_DIFF_NO_CACHE=1`` turns it off; ``MODEL_DIFF_CACHE_MAX_MB`` bounds it (default 64).
-This module must not import click, dulwich or numpy.
+This module must not import click or dulwich, nor run subprocesses (textconv calls it).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import xxhash
 
-from .gitcmd import find_git_dirs
+from model_diff.formats.lfs import git_common_dirs
 
 #: Version of the textconv output format: bump when the lines change. It keys this cache's
 #: paths and the command ``install --cachetextconv`` registers (git's own cache key).
@@ -65,9 +65,11 @@ def lfs_key(oid: str) -> str:
 
 def default_root(start: str | os.PathLike[str] | None = None) -> Path:
     """The cache directory for the repository around ``start`` (or the user cache outside)."""
-    dirs = find_git_dirs(start)
-    if dirs is not None:
-        return dirs.common_dir / "model-diff" / "textconv-cache"
+    # The same walk the LFS reader uses to find the object store (GIT_COMMON_DIR / GIT_DIR
+    # first, then .git directories or gitdir: files upwards): file reads only, no subprocess.
+    common = next(iter(git_common_dirs([os.fspath(start) if start else os.getcwd()])), None)
+    if common is not None:
+        return Path(common).resolve() / "model-diff" / "textconv-cache"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "model-diff" / "textconv-cache"
 
