@@ -134,11 +134,19 @@ def convert(path: str, *, fast: bool, cache: TextconvCache | None) -> str:
 
 
 def _error_line(message: str, path: str) -> str:
-    # git's temp paths differ per run: name the file by its basename only.
+    """One error line naming the file by its basename (git's temp paths differ per run) and
+    ending with the file's content hash: git prints nothing at all for a file whose two sides
+    convert to the same text (GIT-NOTES 3a), so two different unreadable versions must not
+    give the same line."""
     base = os.path.basename(path) or path
     for variant in {os.path.abspath(path), path}:
         message = message.replace(variant, base)
-    return f"{_PREFIX}: error: {' '.join(message.split())}\n"
+    try:
+        key = file_key(path)
+        ident = f" [file=xxh3:{_hash_of(key)} bytes={key.rsplit('-', 1)[1]}]"
+    except OSError:
+        ident = ""
+    return f"{_PREFIX}: error: {' '.join(message.split())}{ident}\n"
 
 
 def _parse(argv: list[str]) -> tuple[str | None, bool, str | None]:

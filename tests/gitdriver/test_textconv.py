@@ -145,3 +145,17 @@ def _timed(cmd: list[str], env: dict[str, str]) -> float:
     t0 = time.perf_counter()
     subprocess.run(cmd, env=env, capture_output=True, check=True)
     return time.perf_counter() - t0
+
+
+def test_two_different_unreadable_files_give_different_lines(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    """An error line ends with the file's content hash, so a changed non-checkpoint `.bin`
+    still shows in `git diff` (identical textconv output would hide the file entirely)."""
+    a, b = tmp_path / "a" / "blob.bin", tmp_path / "b" / "blob.bin"
+    for p, data in ((a, b"not a checkpoint v1"), (b, b"not a checkpoint v2")):
+        p.parent.mkdir()
+        p.write_bytes(data)
+    la, lb = textconv(a, env), textconv(b, env)
+    assert la.startswith("model-diff textconv: error: blob.bin") and la != lb
+    assert la.rstrip().endswith(
+        f"[file=xxh3:{xxhash.xxh3_128(b'not a checkpoint v1').hexdigest()} bytes=19]")
