@@ -34,6 +34,9 @@ def _chromium(tmp_path: Path, url: str, *extra: str) -> str:
     return proc.stdout
 
 
+_VOID = {"wbr", "br", "input", "meta", "img", "hr", "link"}
+
+
 class _Dom(HTMLParser):
     """Collects the SVG charts (with their child element counts), titles and cell texts."""
 
@@ -48,6 +51,7 @@ class _Dom(HTMLParser):
         self.imgs = 0
         self.rows: list[tuple[str, bool]] = []
         self._in: list[str] = []
+        self._td: list[str] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -64,21 +68,28 @@ class _Dom(HTMLParser):
             self.body_attrs = a
         if tag == "tr" and "data-i" in a:
             self.rows.append(("", "hidden" in a))
-        self._in.append(tag)
+        if tag == "td":
+            self._td = []
+        if tag not in _VOID:
+            self._in.append(tag)
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "svg":
             self.depth -= 1
+        if tag == "td" and self._td is not None:
+            text = "".join(self._td)
+            self.cells.append(text)
+            if self.rows and not self.rows[-1][0]:
+                self.rows[-1] = (text, self.rows[-1][1])
+            self._td = None
         if self._in:
             self._in.pop()
 
     def handle_data(self, data: str) -> None:
         if self._in and self._in[-1] == "title" and not self.depth:
             self.title += data
-        if self._in and self._in[-1] == "td":
-            self.cells.append(data)
-            if self.rows and not self.rows[-1][0]:
-                self.rows[-1] = (data, self.rows[-1][1])
+        if self._td is not None:
+            self._td.append(data)
 
 
 @pytest.fixture(scope="module")
