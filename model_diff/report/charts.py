@@ -260,7 +260,8 @@ def low_rank_rows(diffs: Sequence[ParameterDiff]) -> list[dict[str, Any]]:
         shape = d.new_shape or d.old_shape or ()
         full = _pick(lr, _FULL) or (float(min(shape)) if len(shape) == 2 else None)
         rows.append({"name": d.name, "r90": _pick(lr, _R90), "r99": _pick(lr, _R99),
-                     "effective": _pick(lr, ("effective_rank",)), "full": full})
+                     "effective": _pick(lr, ("effective_rank",)), "full": full,
+                     "limit": _pick(lr, ("rank_limit",))})
     return rows
 
 
@@ -298,8 +299,10 @@ def low_rank_chart(rows: Sequence[dict[str, Any]], width: int, height: int,
             svg.add(f'<rect x="{_f(label_w)}" y="{_f(y)}" width="{_f(w)}" height="{_f(bar)}" '
                     f'class="bar {cls}"><title>{escape(name)}: {key[1:]}% energy at rank '
                     f"{int(r[key])} of {int(full)}</title></rect>")
-        r90 = "-" if r["r90"] is None else str(int(r["r90"]))
-        r99 = "-" if r["r99"] is None else str(int(r["r99"]))
+        # None: the rank lies beyond what the bounded-cost method resolved (rank_limit).
+        beyond = f">{int(r['limit'])}" if r.get("limit") else "?"
+        r90 = beyond if r["r90"] is None else str(int(r["r90"]))
+        r99 = beyond if r["r99"] is None else str(int(r["r99"]))
         svg.text(right + 6, y + bar / 2 + 4, f"{r90}/{r99} of {int(full)}", cls="val",
                  size=11)
     return svg.done()
