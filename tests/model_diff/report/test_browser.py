@@ -13,7 +13,7 @@ import pytest
 
 from model_diff.report import VisualizationConfig, create_diff_report
 
-from .pairs import XSS_NAME, XSS_TITLE_NAME, diff_pair, documented_analysis, golden_arrays
+from .pairs import XSS_NAME, XSS_TITLE_NAME, analyse, diff_pair, golden_arrays
 from .png import read_png
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -101,7 +101,7 @@ def hostile_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     old = from_arrays(base, path="base.safetensors", format="safetensors")
     new = from_arrays(ft, path="finetuned.safetensors", format="safetensors")
     diffs, summary, _ = diff_pair(old, new)
-    page = create_diff_report(diffs, summary, documented_analysis(diffs), format="html",
+    page = create_diff_report(diffs, summary, analyse(diffs, summary, old, new), format="html",
                               old_name="base", new_name="finetuned",
                               config=VisualizationConfig(include_raw_data=True))
     path = tmp_path_factory.mktemp("report") / "report.html"
@@ -120,7 +120,7 @@ def test_charts_render_and_hostile_names_run_nothing(hostile_report: Path,
     dom = _Dom()
     dom.feed(dom_text)
     charts = {str(s["class"]): int(s["children"]) for s in dom.svgs}  # type: ignore[call-overload]
-    assert set(charts) == {"chart depth", "chart layers", "chart cosine"}
+    assert set(charts) == {"chart depth", "chart layers", "chart cosine", "chart lowrank"}
     assert all(n >= 10 for n in charts.values()), charts
     # The payloads did not run: title unchanged, no attribute set, no element injected.
     assert dom.title == "model-diff: base → finetuned"

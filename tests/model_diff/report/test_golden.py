@@ -58,10 +58,10 @@ def test_report_matches_golden_file(pair: Diffed, fmt: str) -> None:
 _SCRIPT = """
 import hashlib
 from model_diff.report import VisualizationConfig, create_diff_report, inputs_from_checkpoints
-from tests.model_diff.report.pairs import diff_pair, documented_analysis, golden_checkpoints
+from tests.model_diff.report.pairs import analyse, diff_pair, golden_checkpoints
 old, new = golden_checkpoints()
 diffs, summary, cfg = diff_pair(old, new)
-analysis = documented_analysis(diffs)
+analysis = analyse(diffs, summary, old, new)
 for fmt in ("text", "json", "markdown", "html"):
     out = create_diff_report(diffs, summary, analysis, format=fmt, old_name="a", new_name="b",
                              config=VisualizationConfig(include_raw_data=True),

@@ -18,7 +18,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 def test_sections_in_order_insights_before_tensor_groups(pair: Diffed) -> None:
     out = create_diff_report(pair.diffs, pair.summary, pair.analysis, format="text",
                              **pair.kwargs())
-    heads = ["Summary", "Insights (3)", "Layer types", "Added (1)", "Removed (1)",
+    heads = ["Summary", f"Insights ({len(pair.analysis['insights'])})", "Layer types", "Added (1)", "Removed (1)",
              "Shape changed (1)", "Dtype changed (1)", "Modified (", "Unchanged (2)"]
     positions = [out.index("\n" + h) for h in heads]
     assert positions == sorted(positions)
@@ -80,3 +80,12 @@ def test_color_keyword_overrides_the_config(pair: Diffed) -> None:
     off = create_diff_report(pair.diffs, pair.summary, None, format="text", color=False,
                              config=VisualizationConfig(color=True))
     assert "\x1b[" in on and "\x1b" not in off
+
+
+def test_partial_analysis_dicts_render_in_every_format(pair: Diffed) -> None:
+    """Optional analysis keys may be missing; odd values are ignored, not fatal."""
+    partial = {"insights": [{"code": "x", "severity": "bogus", "title": "Only insights"}],
+               "layer_analysis": {"mlp": {"count": "many"}}, "depth_profile": [{"block": "a"}]}
+    for fmt in ("text", "json", "markdown", "html"):
+        out = create_diff_report(pair.diffs, pair.summary, partial, format=fmt)
+        assert "Only insights" in out
