@@ -304,3 +304,33 @@ def _read_analysis(view: ReportView, a: dict[str, Any]) -> None:
     view.frozen_layers = [str(x) for x in fl] if isinstance(fl, list) else []
     lr = a.get("low_rank")
     view.low_rank_summary = lr if isinstance(lr, dict) and lr else None
+
+
+def block_profile(profile: Sequence[Mapping[str, Any]], max_rows: int = 24
+                  ) -> list[tuple[str, float]]:
+    """Average relative change per block (all layer types, weighted by tensor count).
+
+    More than ``max_rows`` blocks are merged into equal runs of consecutive blocks
+    ("12-15"), so a 96-block model still fits a screen.
+    """
+    sums: dict[int, list[float]] = {}
+    for p in profile:
+        block, value = p.get("block"), _num(p.get("avg_change"))
+        if isinstance(block, bool) or not isinstance(block, int) or value is None:
+            continue
+        count = _int(p.get("count")) or 1
+        acc = sums.setdefault(block, [0.0, 0.0])
+        acc[0] += value * count
+        acc[1] += count
+    blocks = sorted(sums)
+    if not blocks:
+        return []
+    per = math.ceil(len(blocks) / max_rows)
+    rows = []
+    for i in range(0, len(blocks), per):
+        run = blocks[i:i + per]
+        total = sum(sums[b][0] for b in run)
+        weight = sum(sums[b][1] for b in run)
+        label = str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
+        rows.append((label, total / weight))
+    return rows

@@ -89,3 +89,22 @@ def test_partial_analysis_dicts_render_in_every_format(pair: Diffed) -> None:
     for fmt in ("text", "json", "markdown", "html"):
         out = create_diff_report(pair.diffs, pair.summary, partial, format=fmt)
         assert "Only insights" in out
+
+
+def test_depth_profile_shows_later_blocks_moving_more(pair: Diffed) -> None:
+    """The toy fine-tune moves later blocks more: the depth bars grow with the block index."""
+    out = create_diff_report(pair.diffs, pair.summary, pair.analysis, format="text")
+    section = out.split("Change by depth (avg relative change per block)\n")[1].split("\n\n")[0]
+    bars = [line.count("#") for line in section.splitlines()]
+    assert len(bars) == 3 and bars == sorted(bars) and bars[-1] == 40
+
+
+def test_block_profile_merges_runs_of_blocks_beyond_max_rows() -> None:
+    from model_diff.report.view import block_profile
+
+    profile = [{"block": b, "layer_type": t, "avg_change": float(b), "count": 1}
+               for b in range(10) for t in ("attention", "mlp")]
+    assert block_profile(profile, max_rows=24)[3] == ("3", 3.0)
+    merged = block_profile(profile, max_rows=4)
+    assert [label for label, _ in merged] == ["0-2", "3-5", "6-8", "9"]
+    assert merged[0][1] == 1.0
