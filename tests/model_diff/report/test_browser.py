@@ -27,7 +27,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
 
 
 def _chromium(tmp_path: Path, url: str, *extra: str) -> str:
-    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    profile = tmp_path / "profile"  # a fresh profile: no state from any other run
     proc = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *extra, url],  # type: ignore[list-item]
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -109,14 +109,26 @@ def hostile_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_charts_render_and_hostile_names_run_nothing(hostile_report: Path,
-                                                     tmp_path: Path) -> None:
-    """Acceptance 1: non-empty SVG charts, a non-blank screenshot, the payloads shown as text."""
-    shot = tmp_path / "report.png"
+@pytest.fixture(scope="module")
+def loaded(hostile_report: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """One Chromium run: the DOM after the scripts ran, and a screenshot.
+
+    The URL asks the table for a filtered, sorted view (#q=script&sort=-2): the filter keeps
+    exactly the two hostile names, the sort reorders every row by relative change.
+    """
+    tmp = tmp_path_factory.mktemp("chromium")
+    shot = tmp / "report.png"
     # Half device scale: a 1000x1500 CSS-pixel page (header to depth chart) in 500x750 pixels,
     # a quarter of the PNG to decode.
-    dom_text = _chromium(tmp_path, hostile_report.as_uri(), "--window-size=1000,1500",
-                         "--force-device-scale-factor=0.5", f"--screenshot={shot}", "--dump-dom")
+    dom_text = _chromium(tmp, hostile_report.as_uri() + "#q=script&sort=-2",
+                         "--window-size=1000,1500", "--force-device-scale-factor=0.5",
+                         f"--screenshot={shot}", "--dump-dom")
+    return dom_text, shot
+
+
+def test_charts_render_and_hostile_names_run_nothing(loaded: tuple[str, Path]) -> None:
+    """Acceptance 1: non-empty SVG charts, a non-blank screenshot, the payloads shown as text."""
+    dom_text, shot = loaded
     dom = _Dom()
     dom.feed(dom_text)
     charts = {str(s["class"]): int(s["children"]) for s in dom.svgs}  # type: ignore[call-overload]
@@ -126,8 +138,10 @@ def test_charts_render_and_hostile_names_run_nothing(hostile_report: Path,
     assert dom.title == "model-diff: base → finetuned"
     assert "data-pwned" not in dom.body_attrs
     assert dom.imgs == 0 and dom.scripts == 2
-    assert XSS_NAME in dom.cells and XSS_TITLE_NAME in dom.cells
     assert 'class="js"' in dom_text  # the table script ran (after the payloads, if any)
+    # ... and they are the visible rows of the filtered table, as text.
+    visible = [name for name, hidden in dom.rows if not hidden]
+    assert sorted(visible) == sorted([XSS_NAME, XSS_TITLE_NAME])
     pixels = read_png(shot)
     assert pixels.shape[:2] == (750, 500)
     colours = np.unique(pixels.reshape(-1, pixels.shape[2])[:, :3], axis=0)
@@ -137,16 +151,15 @@ def test_charts_render_and_hostile_names_run_nothing(hostile_report: Path,
         assert (np.abs(pixels[..., :3].astype(int) - rgb).sum(-1) < 30).sum() > 50, rgb
 
 
-def test_table_filters_and_sorts_in_the_browser(hostile_report: Path, tmp_path: Path) -> None:
-    """#q= filters rows by name, #sort=-2 orders them by relative change, descending."""
-    dom_text = _chromium(tmp_path, hostile_report.as_uri() + "#q=mlp.up&sort=-2", "--dump-dom")
+def test_table_filters_and_sorts_in_the_browser(loaded: tuple[str, Path]) -> None:
+    """#q= hides rows whose name lacks the text; #sort=-2 orders by relative change, descending."""
+    dom_text, _ = loaded
     dom = _Dom()
     dom.feed(dom_text)
-    visible = [name for name, hidden in dom.rows if not hidden]
-    assert visible and all("mlp.up_proj" in n for n in visible)
-    assert len(visible) < len(dom.rows)
+    hidden = [name for name, is_hidden in dom.rows if is_hidden]
+    assert hidden and not any("script" in n for n in hidden)
     assert re.search(r'<th class="num" data-col="2" aria-sort="descending">', dom_text)
     rel = [float(m) for m in re.findall(
-        r'<tr data-i="\d+" data-change="modified">(?:<td.*?</td>){4}<td class="num">'
+        r'<tr data-i="\d+" data-change="modified" hidden="">(?:<td.*?</td>){4}<td class="num">'
         r'(?:<span[^>]*></span>)?([0-9.]+)%</td>', dom_text)]
     assert len(rel) >= 5 and rel == sorted(rel, reverse=True)

@@ -18,8 +18,9 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 def test_sections_in_order_insights_before_tensor_groups(pair: Diffed) -> None:
     out = create_diff_report(pair.diffs, pair.summary, pair.analysis, format="text",
                              **pair.kwargs())
-    heads = ["Summary", f"Insights ({len(pair.analysis['insights'])})", "Layer types", "Added (1)", "Removed (1)",
-             "Shape changed (1)", "Dtype changed (1)", "Modified (", "Unchanged (2)"]
+    heads = ["Summary", f"Insights ({len(pair.analysis['insights'])})", "Layer types",
+             "Change by depth", "Added (1)", "Removed (1)", "Shape changed (1)",
+             "Dtype changed (1)", "Modified (", "Unchanged (2)"]
     positions = [out.index("\n" + h) for h in heads]
     assert positions == sorted(positions)
     # Critical first, then warning, then info.
