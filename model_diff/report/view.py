@@ -255,7 +255,7 @@ def build_view(
     shown = {k: [d for d in v if id(d) in keep] for k, v in groups.items()}
     shown["unchanged"] = []
 
-    a = jsonable(analysis) if analysis is not None else None
+    a = jsonable(_drop_duplicates(analysis)) if analysis is not None else None
     if diff_config is not None and not isinstance(diff_config, Mapping):
         diff_config = diff_config.to_dict()
     view = ReportView(
@@ -273,6 +273,14 @@ def build_view(
     if a is not None:
         _read_analysis(view, a)
     return view
+
+
+def _drop_duplicates(analysis: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The analysis without ``low_rank.tensors``: each tensor's record carries its own."""
+    lr = analysis.get("low_rank")
+    if isinstance(lr, Mapping) and "tensors" in lr:
+        return {**analysis, "low_rank": {k: v for k, v in lr.items() if k != "tensors"}}
+    return analysis
 
 
 def _default_name(path: str | None, side: str) -> str:
