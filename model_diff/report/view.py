@@ -10,6 +10,7 @@ missing optional keys. It must not format for a particular output (no markup her
 from __future__ import annotations
 
 import enum
+import heapq
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -187,13 +188,14 @@ def _derive_inputs(
     return out
 
 
-def _rank_key(d: ParameterDiff) -> tuple[int, float, tuple[Any, ...]]:
-    """Most important first: structural changes, non-finite values, then relative change."""
+def _rank_key(d: ParameterDiff, position: int) -> tuple[int, float, int]:
+    """Most important first: structural changes, non-finite values, then relative change;
+    ties in natural name order (``position`` in the naturally sorted list)."""
     structural = d.change_type.value in STRUCTURAL
     nonfinite = d.nonfinite_new > 0
     rel = d.relative_change if d.relative_change is not None else -1.0
     tier = 0 if structural else (1 if nonfinite else 2)
-    return (tier, -rel, natural_key(d.name))
+    return (tier, -rel, position)
 
 
 def _insight(raw: Mapping[str, Any]) -> Insight:
@@ -251,7 +253,9 @@ def build_view(
         "unchanged": summary.unchanged_parameters,
     }
     changed = [d for k, v in groups.items() if k != "unchanged" for d in v]
-    keep = {id(d) for d in sorted(changed, key=_rank_key)[: config.max_layers_display]}
+    ranked = heapq.nsmallest(config.max_layers_display, range(len(changed)),
+                             key=lambda i: _rank_key(changed[i], i))
+    keep = {id(changed[i]) for i in ranked}
     shown = {k: [d for d in v if id(d) in keep] for k, v in groups.items()}
     shown["unchanged"] = []
 
