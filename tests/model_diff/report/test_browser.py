@@ -113,14 +113,14 @@ def hostile_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def loaded(hostile_report: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
     """One Chromium run: the DOM after the scripts ran, and a screenshot.
 
-    The URL asks the table for a filtered, sorted view (#q=script&sort=-2): the filter keeps
+    The URL asks the table for a filtered, sorted view (#q=script&sort=-rel): the filter keeps
     exactly the two hostile names, the sort reorders every row by relative change.
     """
     tmp = tmp_path_factory.mktemp("chromium")
     shot = tmp / "report.png"
     # Half device scale: a 1000x1500 CSS-pixel page (header to depth chart) in 500x750 pixels,
     # a quarter of the PNG to decode.
-    dom_text = _chromium(tmp, hostile_report.as_uri() + "#q=script&sort=-2",
+    dom_text = _chromium(tmp, hostile_report.as_uri() + "#q=script&sort=-rel",
                          "--window-size=1000,1500", "--force-device-scale-factor=0.5",
                          f"--screenshot={shot}", "--dump-dom")
     return dom_text, shot
@@ -152,7 +152,7 @@ def test_charts_render_and_hostile_names_run_nothing(loaded: tuple[str, Path]) -
 
 
 def test_table_filters_and_sorts_in_the_browser(loaded: tuple[str, Path]) -> None:
-    """#q= hides rows whose name lacks the text; #sort=-2 orders by relative change, descending."""
+    """#q= hides rows whose name lacks the text; #sort=-rel: by relative change, descending."""
     dom_text, _ = loaded
     dom = _Dom()
     dom.feed(dom_text)
