@@ -67,7 +67,7 @@ def render_text(view: ReportView) -> str:
     for side, label in (("old", view.old_name), ("new", view.new_name)):
         _input_lines(out, side, printable(label), view.inputs[side])
     if view.pattern:
-        out.add(f"pattern  {view.pattern}")
+        out.add(f"pattern  {printable(view.pattern)}")
 
     out.heading("Summary")
     out.add(f"  {fmt_int(view.changed_count)} of {fmt_int(view.total_count)} tensors changed")
@@ -75,8 +75,8 @@ def render_text(view: ReportView) -> str:
     # coloured and plain output have the same layout.
     for keys in (GROUPS[:4], GROUPS[4:]):
         out.add("  " + "   ".join(
-            out.style(f"{title.lower()} {fmt_int(view.counts[k])}", _GROUP_STYLE[k])
-            for k, title in keys))
+            out.style(f"{heading.lower()} {fmt_int(view.counts[k])}", _GROUP_STYLE[k])
+            for k, heading in keys))
     out.add(f"  relative change  avg {fmt_pct(s.avg_relative_change)}"
             f"   max {fmt_pct(s.max_relative_change)}")
     out.add(f"  cosine           avg {fmt_cos(s.avg_cosine_similarity)}"
