@@ -29,15 +29,17 @@ def _f(x: float) -> str:
 
 
 def _nice_max(v: float) -> tuple[float, float]:
-    """A round axis maximum >= v and its tick step (1, 2 or 5 times a power of ten)."""
+    """A round axis maximum >= v and its tick step (1, 2, 2.5 or 5 times a power of ten),
+    with at most five steps, as tight above ``v`` as those steps allow."""
     if v <= 0 or not math.isfinite(v):
         return 1.0, 0.25
-    exp = math.floor(math.log10(v / 4))
-    for m in (1, 2, 5, 10):
+    exp = math.floor(math.log10(v / 5))
+    for m in (1, 2, 2.5, 5, 10):
         step = m * 10.0**exp
-        if step * 4 >= v:
-            return step * math.ceil(v / step - 1e-9), step
-    return v, v / 4  # unreachable: m=10 always satisfies the test
+        n = math.ceil(v / step - 1e-9)
+        if n <= 5:
+            return step * n, step
+    return v, v / 5  # unreachable: m=10 gives n <= 5
 
 
 def _series_class(layer_type: str) -> str:
@@ -99,8 +101,12 @@ def depth_chart(profile: Sequence[dict[str, Any]], width: int, height: int) -> M
     _y_axis(svg, left=left, top=top, bottom=bottom, right=right, vmax=vmax, step=step)
     b0, b1 = blocks[0], blocks[-1]
 
+    inset = 14.0  # keep the first and last points off the axis lines
+
     def x_of(b: int) -> float:
-        return (left + right) / 2 if b1 == b0 else left + (right - left) * (b - b0) / (b1 - b0)
+        if b1 == b0:
+            return (left + right) / 2
+        return left + inset + (right - left - 2 * inset) * (b - b0) / (b1 - b0)
 
     stride = max(1, math.ceil(len(blocks) / max(1, int((right - left) // 36))))
     for i, b in enumerate(blocks):

@@ -126,3 +126,15 @@ def test_no_low_rank_chart_without_low_rank_records(pair: Diffed) -> None:
     analysis = {k: v for k, v in pair.analysis.items() if k != "low_rank"}
     page = create_diff_report(diffs, pair.summary, analysis, format="html")
     assert 'id="chart-lowrank"' not in page and 'class="chart depth"' in page
+
+
+@pytest.mark.parametrize("value, expected", [
+    (0.0404, (0.05, 0.01)), (0.0352, (0.04, 0.01)), (37, (40.0, 10.0)), (0.0083, (0.01, 0.002)),
+    (5, (5.0, 1.0)), (0.0, (1.0, 0.25)),
+])
+def test_axis_maximum_is_round_and_tight(value: float, expected: tuple[float, float]) -> None:
+    """At most five round steps, the first round value at or above the data maximum."""
+    from model_diff.report.charts import _nice_max
+
+    vmax, step = _nice_max(value)
+    assert vmax == pytest.approx(expected[0]) and step == pytest.approx(expected[1])
