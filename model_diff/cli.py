@@ -286,3 +286,294 @@ def timeline(checkpoints: tuple[str, ...], fmt: str, output: str | None, thresho
     )
     render = render_timeline_json if fmt == "json" else render_timeline_text
     write_output(render(result), output)
+
+
+# --- git integration: textconv, install, uninstall, status commands ---
+_SCOPE_OPTIONS = [
+    click.option("--global", "scope", flag_value="global", help="~/.gitconfig + global attributes"),
+    click.option("--system", "scope", flag_value="system", help="system gitconfig + attributes"),
+    click.option("--local", "scope", flag_value="local", default=True,
+                 help="this repository (default)"),
+]
+
+
+def _scoped(f: Any) -> Any:
+    for opt in reversed(_SCOPE_OPTIONS):
+        f = opt(f)
+    return f
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument("path", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--fast", is_flag=True, help="hashes only, no statistics")
+@click.option("--format-version", type=int, default=None, hidden=True,
+              help="written by install --cachetextconv so git's cache keys change with it")
+def textconv(path: str, fast: bool, format_version: int | None) -> None:
+    """Git textconv driver: one line per tensor (never fails; errors become one line)."""
+    from gitdriver.textconv import main as textconv_main
+
+    args = [path, *(["--fast"] if fast else [])]
+    if format_version is not None:
+        args.append(f"--format-version={format_version}")
+    sys.exit(textconv_main(args))
+
+
+@cli.command()
+@_scoped
+@click.option("--pattern", "patterns", multiple=True, metavar="GLOB",
+              help="attribute pattern (repeatable; default: *.safetensors *.pt *.pth *.bin "
+                   "*.ckpt *.npz *.npy)")
+@click.option("--external", is_flag=True,
+              help="also register the external diff command (git diff only)")
+@click.option("--cachetextconv", is_flag=True,
+              help="let git cache textconv output in refs/notes/textconv/model-diff")
+def install(scope: str, patterns: tuple[str, ...], external: bool, cachetextconv: bool) -> None:
+    """Register the model-diff git drivers and .gitattributes lines."""
+    from gitdriver.install import install as do_install
+
+    outcome = do_install(scope=scope, patterns=list(patterns) or None, external=external,
+                         cachetextconv=cachetextconv)
+    for change in outcome.changes:
+        click.echo(str(change))
+    if not outcome.changes:
+        click.echo(f"model-diff: already installed ({scope}); nothing changed")
+    for note in outcome.notes:
+        click.echo(f"note: {note}")
+
+
+@cli.command()
+@_scoped
+def uninstall(scope: str) -> None:
+    """Remove exactly what install added (config keys and attribute lines)."""
+    from gitdriver.install import uninstall as do_uninstall
+
+    outcome = do_uninstall(scope=scope)
+    for change in outcome.changes:
+        click.echo(str(change))
+    if not outcome.changes:
+        click.echo(f"model-diff: not installed ({scope}); nothing changed")
+
+
+@cli.command()
+@click.option("--pattern", "patterns", multiple=True, metavar="GLOB",
+              help="patterns to check (default: the install defaults)")
+def status(patterns: tuple[str, ...]) -> None:
+    """Show driver config, the diff attribute per pattern, LFS, and fresh-clone fallbacks."""
+    from gitdriver.status import collect, format_status
+
+    click.echo(format_status(collect(patterns=list(patterns) or None)), nl=False)
+# --- git revisions, difftool and external diff commands ---
+
+def _emit_driver_output(text: str) -> None:
+    """Write a git driver's output; a closed pipe (``git diff | head``) is not an error."""
+    import os
+
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush cannot fail (exit 120).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+class _PathspecCommand(click.Command):
+    """A command whose arguments after ``--`` are pathspecs (click itself drops the ``--``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            i = args.index("--")
+            ctx.meta["model_diff.pathspecs"] = list(args[i + 1:])
+            args = args[:i]
+        return super().parse_args(ctx, args)
+
+
+@cli.command("diff", cls=_PathspecCommand)
+@click.argument("revisions", nargs=-1, required=True,
+                metavar="REV1 [REV2] | REV1..REV2 | REV1...REV2 [-- PATHSPEC...]")
+@_fmt_option
+@_output_option
+@click.pass_context
+def diff_revisions(ctx: click.Context, revisions: tuple[str, ...], fmt: str,
+                   output: str | None) -> None:
+    """Report every checkpoint changed between two revisions (REV2 default: the working tree).
+
+    REV1...REV2 compares REV2 with its merge-base with REV1 (what a pull request changed).
+
+    Added, removed, renamed (with similarity) and modified checkpoint files are listed;
+    each modified pair gets the full report. Git LFS objects are read from the local store.
+    Exit 2 when a changed file could not be read (the report still lists the others).
+    """
+    import os
+
+    from gitdriver.difftool import change_pairs, render_results, run_pairs
+    from gitdriver.revisions import open_repo
+
+    from .errors import EXIT_USAGE
+
+    pathspecs = list(ctx.meta.get("model_diff.pathspecs", []))
+    rev1, rest = revisions[0], list(revisions[1:])
+    with open_repo() as repo:
+        rev2: str | None = None
+        span = repo.parse_range(rev1) if not os.path.exists(rev1) else None
+        if span is not None:
+            rev1, rev2 = span
+        elif rest and not os.path.exists(rest[0]):
+            try:
+                repo.commit(rest[0])
+                rev2 = rest.pop(0)
+            except ModelDiffError:
+                if not pathspecs and len(rest) == 1:
+                    raise  # `diff A B` where B is neither a revision nor a path: say so
+        pathspecs = rest + pathspecs
+        changes = repo.changes(rev1, rev2, pathspecs)
+        meta = {"base": rev1, "base_commit": repo.commit_id(rev1), "head": rev2,
+                "head_commit": repo.commit_id(rev2) if rev2 else None}
+        pairs = change_pairs(repo, changes)
+        color = output is None and fmt == "text" and sys.stdout.isatty()
+        results = run_pairs(pairs, fmt, repo_root=repo.root, color=color)
+    if span is not None:
+        title = f"model-diff {revisions[0]}"
+    else:
+        title = f"model-diff {rev1}..{rev2}" if rev2 else f"model-diff {rev1} vs working tree"
+    write_output(render_results(results, fmt, title=title, meta=meta), output)
+    failed = [r for r in results if r.error and not r.skipped]
+    for r in failed:
+        click.echo(f"model-diff: error: {r.error}", err=True)
+    if failed:
+        ctx.exit(EXIT_USAGE)
+
+
+@cli.command("difftool")
+@click.argument("local")
+@click.argument("remote")
+@click.argument("merged", required=False)
+@click.option("--html", "as_html", is_flag=True,
+              help="Write the HTML report (to -o or a temporary file) and open it in a browser.")
+@_fmt_option
+@_output_option
+def difftool(local: str, remote: str, merged: str | None, as_html: bool, fmt: str,
+             output: str | None) -> None:
+    """The full paired report for `git difftool -t model-diff` (LOCAL REMOTE [MERGED]).
+
+    /dev/null sides (added or deleted files) and --dir-diff folder pairs are handled. Errors
+    are printed and the exit code stays 0, so git goes on to the next file.
+    """
+    from gitdriver.difftool import (
+        difftool_pairs,
+        open_in_browser,
+        render_results,
+        run_pairs,
+        write_temp_html,
+    )
+
+    fmt = "html" if as_html else fmt
+    try:
+        pairs = difftool_pairs(local, remote, merged or None)
+        color = output is None and fmt == "text" and sys.stdout.isatty()
+        results = run_pairs(pairs, fmt, color=color)
+        label = pairs[0].label if len(pairs) == 1 else "--dir-diff"
+        title = "" if len(pairs) == 1 else f"model-diff difftool {label}"
+        text = render_results(results, fmt, title=title, unwrap_single=True)
+        for r in results:
+            if r.error and not r.skipped:
+                click.echo(f"model-diff: error: {r.error}", err=True)
+        if fmt == "html" and as_html:
+            if output is None:
+                path = write_temp_html(text)
+            else:
+                write_output(text, output)
+                path = output
+            opened = open_in_browser(path)
+            note = "" if opened else " (no browser found: open it yourself)"
+            _emit_driver_output(f"model-diff: HTML report for {label}: {path}{note}\n")
+        elif output is not None:
+            write_output(text, output)
+        else:
+            _emit_driver_output(text)
+    except ModelDiffError as exc:
+        click.echo(f"model-diff: error: {exc}", err=True)
+
+
+@cli.command("ext-diff", context_settings={"ignore_unknown_options": True,
+                                           "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def ext_diff(args: tuple[str, ...]) -> None:
+    """External diff driver for `diff.model-diff.command` (git passes 7 or 9 arguments).
+
+    Prints its own `diff --git` header, then a compact per-tensor diff and the insights.
+    Always exits 0: a failing driver would stop `git diff` ("external diff died").
+    """
+    from gitdriver.extdiff import render_ext_diff
+
+    try:
+        text = render_ext_diff(list(args))
+    except Exception as exc:  # a bug must still not make git fail; say what happened
+        text = f"model-diff: internal error (a bug, please report it): {exc!r}\n"
+    _emit_driver_output(text)
+
+
+# --- hooks commands ---
+_FORMATS = click.Choice(["text", "json", "markdown", "github"])
+_FAIL_ON = click.Choice(["error", "warning", "never"])
+
+
+def _emit_outcome(outcome: Any) -> None:
+    """Print a hooks ``Outcome`` and exit with its code (the one place hooks output goes out)."""
+    if outcome.stdout:
+        click.echo(outcome.stdout, nl=False)
+    if outcome.stderr:
+        click.echo(outcome.stderr, nl=False, err=True)
+    click.get_current_context().exit(outcome.exit_code)
+
+
+@cli.command("check")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--staged", is_flag=True,
+              help="Check staged checkpoints against HEAD (what the pre-commit hook runs).")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False),
+              help="TOML policy file (default: [tool.model-diff.check] in pyproject.toml).")
+@click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
+@click.option("--fail-on", type=_FAIL_ON, default=None,
+              help="Violations that fail the check (default: the policy's fail_on, 'error').")
+def check_cmd(paths: tuple[str, ...], staged: bool, policy_file: str | None, fmt: str,
+              fail_on: str | None) -> None:
+    """Fail on NaN/Inf, frozen layers and instability: OLD NEW, or --staged [PATHS...].
+
+    Exit 0 clean, 1 policy violated, 2 unreadable input or bad policy.
+    """
+    from hooks import commands
+
+    _emit_outcome(commands.check(list(paths), staged=staged, policy_file=policy_file,
+                                 fmt=fmt, fail_on=fail_on))
+
+
+@cli.command("health")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
+def health_cmd(paths: tuple[str, ...], fmt: str) -> None:
+    """Single-file checks (readable, not truncated, no NaN/Inf): exit 0, 1 NaN/Inf, 2 unreadable."""
+    from hooks import commands
+
+    _emit_outcome(commands.health(list(paths), fmt=fmt))
+
+
+@cli.command("ci")
+@click.option("--base", required=True, help="Base revision (e.g. the pull request's base sha).")
+@click.option("--head", default="HEAD", show_default=True,
+              help="Head revision; '-' compares the base with the working tree.")
+@click.option("--paths", multiple=True, help="Glob(s) of checkpoints to check (repeatable).")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
+@click.option("--fail-on", type=_FAIL_ON, default=None,
+              help="Violations that fail the job (default: the policy's fail_on, 'error').")
+@click.option("--report", type=click.Path(dir_okay=False),
+              help="Also write the full Markdown report here.")
+def ci_cmd(*, base: str, head: str, paths: tuple[str, ...], policy_file: str | None, fmt: str,
+           fail_on: str | None, report: str | None) -> None:
+    """Check every checkpoint changed between --base and --head (GitHub annotations too)."""
+    from hooks import commands
+
+    _emit_outcome(commands.ci(base=base, head=None if head == "-" else head, paths=list(paths),
+                              policy_file=policy_file, fmt=fmt, fail_on=fail_on,
+                              report=report))
