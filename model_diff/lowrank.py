@@ -32,7 +32,7 @@ import numpy as np
 #: Width of the randomized sketch: ranks up to this are resolved, above it "> RANK_LIMIT".
 RANK_LIMIT = 64
 #: Subspace (power) iterations: sharpen the spectrum for slowly decaying updates.
-POWER_ITERATIONS = 2
+POWER_ITERATIONS = 1
 #: "auto" analyses matrices up to this many elements (4096 x 1024; 16 MiB of float32).
 AUTO_MAX_ELEMENTS = 4 * 1024 * 1024
 #: Elements of the delta materialised at once (float32), whatever the matrix size.

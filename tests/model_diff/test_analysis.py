@@ -310,3 +310,20 @@ def test_seed_readme_analysis_example_prints_pattern_types_and_insights(
     assert "embedding: 1 layers, avg change: 0.0000" in out
     assert "[info] 1 of 75 tensors frozen (bit-identical): Exactly unchanged: " \
            "model.embed_tokens.weight." in out
+
+
+def test_every_insight_code_is_documented_and_emitted_codes_are_known() -> None:
+    """docs/insights.md has a row per code in INSIGHT_CODES; every emitted code is listed."""
+    from pathlib import Path
+
+    from model_diff.analysis import INSIGHT_CODES
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "insights.md").read_text()
+    for code in INSIGHT_CODES:
+        assert f"| `{code}` |" in doc, code
+    tuned = fine_tune(BASE)
+    tuned["model.layers.2.mlp.down_proj.weight"][0, 0] = np.nan
+    tuned["model.layers.1.mlp.up_proj.weight"] = BASE["model.layers.1.mlp.up_proj.weight"] * 3
+    emitted = set(codes(analyse(BASE, tuned))) | set(codes(analyse(BASE, BASE)))
+    assert emitted <= set(INSIGHT_CODES)
+    assert len(emitted) >= 6
