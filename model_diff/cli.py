@@ -288,6 +288,80 @@ def timeline(checkpoints: tuple[str, ...], fmt: str, output: str | None, thresho
     write_output(render(result), output)
 
 
+# --- git integration: textconv, install, uninstall, status commands ---
+_SCOPE_OPTIONS = [
+    click.option("--global", "scope", flag_value="global", help="~/.gitconfig + global attributes"),
+    click.option("--system", "scope", flag_value="system", help="system gitconfig + attributes"),
+    click.option("--local", "scope", flag_value="local", default=True,
+                 help="this repository (default)"),
+]
+
+
+def _scoped(f: Any) -> Any:
+    for opt in reversed(_SCOPE_OPTIONS):
+        f = opt(f)
+    return f
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument("path", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--fast", is_flag=True, help="hashes only, no statistics")
+@click.option("--format-version", type=int, default=None, hidden=True,
+              help="written by install --cachetextconv so git's cache keys change with it")
+def textconv(path: str, fast: bool, format_version: int | None) -> None:
+    """Git textconv driver: one line per tensor (never fails; errors become one line)."""
+    from gitdriver.textconv import main as textconv_main
+
+    args = [path, *(["--fast"] if fast else [])]
+    if format_version is not None:
+        args.append(f"--format-version={format_version}")
+    sys.exit(textconv_main(args))
+
+
+@cli.command()
+@_scoped
+@click.option("--pattern", "patterns", multiple=True, metavar="GLOB",
+              help="attribute pattern (repeatable; default: *.safetensors *.pt *.pth *.bin "
+                   "*.ckpt *.npz *.npy)")
+@click.option("--external", is_flag=True,
+              help="also register the external diff command (git diff only)")
+@click.option("--cachetextconv", is_flag=True,
+              help="let git cache textconv output in refs/notes/textconv/model-diff")
+def install(scope: str, patterns: tuple[str, ...], external: bool, cachetextconv: bool) -> None:
+    """Register the model-diff git drivers and .gitattributes lines."""
+    from gitdriver.install import install as do_install
+
+    outcome = do_install(scope=scope, patterns=list(patterns) or None, external=external,
+                         cachetextconv=cachetextconv)
+    for change in outcome.changes:
+        click.echo(str(change))
+    if not outcome.changes:
+        click.echo(f"model-diff: already installed ({scope}); nothing changed")
+    for note in outcome.notes:
+        click.echo(f"note: {note}")
+
+
+@cli.command()
+@_scoped
+def uninstall(scope: str) -> None:
+    """Remove exactly what install added (config keys and attribute lines)."""
+    from gitdriver.install import uninstall as do_uninstall
+
+    outcome = do_uninstall(scope=scope)
+    for change in outcome.changes:
+        click.echo(str(change))
+    if not outcome.changes:
+        click.echo(f"model-diff: not installed ({scope}); nothing changed")
+
+
+@cli.command()
+@click.option("--pattern", "patterns", multiple=True, metavar="GLOB",
+              help="patterns to check (default: the install defaults)")
+def status(patterns: tuple[str, ...]) -> None:
+    """Show driver config, the diff attribute per pattern, LFS, and fresh-clone fallbacks."""
+    from gitdriver.status import collect, format_status
+
+    click.echo(format_status(collect(patterns=list(patterns) or None)), nl=False)
 # --- git revisions, difftool and external diff commands ---
 
 def _emit_driver_output(text: str) -> None:
@@ -436,3 +510,69 @@ def ext_diff(args: tuple[str, ...]) -> None:
     except Exception as exc:  # a bug must still not make git fail; say what happened
         text = f"model-diff: internal error (a bug, please report it): {exc!r}\n"
     _emit_driver_output(text)
+
+
+# --- hooks commands ---
+_FORMATS = click.Choice(["text", "json", "markdown", "github"])
+_FAIL_ON = click.Choice(["error", "warning", "never"])
+
+
+def _emit_outcome(outcome: Any) -> None:
+    """Print a hooks ``Outcome`` and exit with its code (the one place hooks output goes out)."""
+    if outcome.stdout:
+        click.echo(outcome.stdout, nl=False)
+    if outcome.stderr:
+        click.echo(outcome.stderr, nl=False, err=True)
+    click.get_current_context().exit(outcome.exit_code)
+
+
+@cli.command("check")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--staged", is_flag=True,
+              help="Check staged checkpoints against HEAD (what the pre-commit hook runs).")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False),
+              help="TOML policy file (default: [tool.model-diff.check] in pyproject.toml).")
+@click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
+@click.option("--fail-on", type=_FAIL_ON, default=None,
+              help="Violations that fail the check (default: the policy's fail_on, 'error').")
+def check_cmd(paths: tuple[str, ...], staged: bool, policy_file: str | None, fmt: str,
+              fail_on: str | None) -> None:
+    """Fail on NaN/Inf, frozen layers and instability: OLD NEW, or --staged [PATHS...].
+
+    Exit 0 clean, 1 policy violated, 2 unreadable input or bad policy.
+    """
+    from hooks import commands
+
+    _emit_outcome(commands.check(list(paths), staged=staged, policy_file=policy_file,
+                                 fmt=fmt, fail_on=fail_on))
+
+
+@cli.command("health")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
+def health_cmd(paths: tuple[str, ...], fmt: str) -> None:
+    """Single-file checks (readable, not truncated, no NaN/Inf): exit 0, 1 NaN/Inf, 2 unreadable."""
+    from hooks import commands
+
+    _emit_outcome(commands.health(list(paths), fmt=fmt))
+
+
+@cli.command("ci")
+@click.option("--base", required=True, help="Base revision (e.g. the pull request's base sha).")
+@click.option("--head", default="HEAD", show_default=True,
+              help="Head revision; '-' compares the base with the working tree.")
+@click.option("--paths", multiple=True, help="Glob(s) of checkpoints to check (repeatable).")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
+@click.option("--fail-on", type=_FAIL_ON, default=None,
+              help="Violations that fail the job (default: the policy's fail_on, 'error').")
+@click.option("--report", type=click.Path(dir_okay=False),
+              help="Also write the full Markdown report here.")
+def ci_cmd(*, base: str, head: str, paths: tuple[str, ...], policy_file: str | None, fmt: str,
+           fail_on: str | None, report: str | None) -> None:
+    """Check every checkpoint changed between --base and --head (GitHub annotations too)."""
+    from hooks import commands
+
+    _emit_outcome(commands.ci(base=base, head=None if head == "-" else head, paths=list(paths),
+                              policy_file=policy_file, fmt=fmt, fail_on=fail_on,
+                              report=report))

@@ -26,6 +26,8 @@ def seed_examples() -> list[str]:
     blocks = re.split(r"(?=from model_diff import)", text[start:end])
     out = []
     for block in blocks:
+        if not block.strip():
+            continue
         lines = block.strip("\n").splitlines()
         fixed: list[str] = []
         for line in lines:

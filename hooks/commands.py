@@ -1,0 +1,148 @@
+"""The ``check``, ``health`` and ``ci`` commands: options in, ``Outcome`` (text + exit code) out.
+
+``model_diff.cli`` parses flags, calls these and prints what they return; the only files
+written here are the ones GitHub names (``$GITHUB_STEP_SUMMARY``, ``$GITHUB_OUTPUT``) and an
+explicit ``--report`` path. Exit codes: 0 clean, 1 violations at or above ``--fail-on``,
+2 unreadable input or a bad policy / revision.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from model_diff.errors import EXIT_USAGE, ModelDiffError
+
+from . import github, gitrepo
+from .ci import ci_plan
+from .gate import FileResult, Opener, Target, check_files, check_target, exit_code
+from .policy import Policy, load_policy
+from .render import counts, render_json, render_markdown, render_text
+from .staged import staged_targets, worktree_opener
+
+FORMATS = ("text", "json", "markdown", "github")
+FAIL_ON = ("error", "warning", "never")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    stdout: str
+    exit_code: int
+    stderr: str = ""
+
+
+def policy_for(policy_file: str | None, cwd: str | os.PathLike[str] = ".") -> Policy:
+    return load_policy(policy_file, cwd=cwd, top_level=gitrepo.try_top_level(cwd))
+
+
+def _render(results: Sequence[FileResult], *, fmt: str, command: str, policy: Policy,
+            fail_on: str, deleted: Sequence[str] = ()) -> str:
+    if fmt == "json":
+        return render_json(results, policy, fail_on, deleted)
+    if fmt == "markdown":
+        return render_markdown(results, command, deleted)
+    text = render_text(results, command, deleted)
+    if fmt == "github":
+        lines = github.annotation_lines(results)
+        return "\n".join(lines) + ("\n" if lines else "") + text
+    return text
+
+
+def _github_files(results: Sequence[FileResult], *, command: str, rc: int,
+                  deleted: Sequence[str], report: str | None,
+                  environ: Mapping[str, str]) -> None:
+    md = render_markdown(results, command, deleted, max_bytes=github.SUMMARY_MAX_BYTES)
+    if environ.get("GITHUB_STEP_SUMMARY"):
+        github.append_summary(md, environ["GITHUB_STEP_SUMMARY"])
+    if environ.get("GITHUB_OUTPUT"):
+        c = counts(results)
+        outputs = {
+            "result": "pass" if rc == 0 else "fail",
+            "exit-code": str(rc),
+            "checked": str(c["files"]),
+            "violations": str(c["errors"] + c["warnings"]),
+            "errors": str(c["errors"]),
+            "warnings": str(c["warnings"]),
+            "unreadable": str(c["unreadable"]),
+            "failed-files": "\n".join(r.path for r in results if r.status in
+                                      ("failed", "unreadable")),
+        }
+        if report:
+            outputs["report"] = report
+        github.write_outputs(outputs, environ["GITHUB_OUTPUT"])
+
+
+def _finish(results: Sequence[FileResult], *, fmt: str, command: str, policy: Policy,
+            fail_on: str | None, deleted: Sequence[str] = (), report: str | None = None,
+            environ: Mapping[str, str] | None = None) -> Outcome:
+    env = os.environ if environ is None else environ
+    fo = fail_on or policy.fail_on
+    rc = exit_code(results, fo)
+    if report:
+        Path(report).write_text(render_markdown(results, command, deleted), encoding="utf-8")
+    if fmt == "github":
+        _github_files(results, command=command, rc=rc, deleted=deleted, report=report,
+                      environ=env)
+    return Outcome(_render(results, fmt=fmt, command=command, policy=policy, fail_on=fo,
+                           deleted=deleted), rc)
+
+
+def check(
+    paths: Sequence[str], *, staged: bool, policy_file: str | None, fmt: str,
+    fail_on: str | None, cwd: str = ".", environ: Mapping[str, str] | None = None,
+) -> Outcome:
+    """``model-diff check OLD NEW`` or ``model-diff check --staged [PATHS...]``."""
+    env = os.environ if environ is None else environ
+    policy = policy_for(policy_file, cwd)
+    if staged:
+        results = [check_target(t, policy) for t in staged_targets(paths, cwd=cwd, environ=env)]
+    else:
+        if len(paths) != 2:
+            raise ModelDiffError(
+                f"check needs OLD and NEW (got {len(paths)} path(s))",
+                hint="model-diff check OLD NEW, or model-diff check --staged [PATHS...]")
+        results = [check_files(paths[0], paths[1], policy)]
+    return _finish(results, fmt=fmt, command="check", policy=policy, fail_on=fail_on,
+                   environ=env)
+
+
+def health(paths: Sequence[str], *, fmt: str, cwd: str = ".",
+           environ: Mapping[str, str] | None = None) -> Outcome:
+    """``model-diff health PATHS...``: single-file checks, no base, no policy."""
+    if not paths:
+        return Outcome("", EXIT_USAGE, "model-diff: error: health needs at least one path\n")
+    top = gitrepo.try_top_level(cwd)
+    targets = []
+    for p in paths:
+        if top is not None:
+            # Inside a repo an LFS pointer is resolved from the local store, like the hook's.
+            rel = os.path.relpath(Path(cwd, p).absolute(), top)
+            opener = worktree_opener(top, rel) if not rel.startswith("..") else _local(p)
+        else:
+            opener = _local(p)
+        targets.append(Target(path=p, new=opener, new_label=p))
+    results = [check_target(t, Policy()) for t in targets]
+    return _finish(results, fmt=fmt, command="health", policy=Policy(), fail_on="error",
+                   environ=environ)
+
+
+def _local(p: str) -> Opener:
+    return lambda _tmp: Path(p)
+
+
+def ci(
+    *, base: str, head: str | None, paths: Sequence[str], policy_file: str | None, fmt: str,
+    fail_on: str | None, report: str | None, cwd: str = ".",
+    environ: Mapping[str, str] | None = None,
+) -> Outcome:
+    """``model-diff ci --base REF [--head REF]``: every changed checkpoint between revisions."""
+    env = os.environ if environ is None else environ
+    policy = policy_for(policy_file, cwd)
+    plan = ci_plan(base, head, paths, cwd=cwd)
+    results = [check_target(t, policy) for t in plan.targets]
+    if report is None and fmt == "github" and env.get("RUNNER_TEMP"):
+        report = str(Path(env["RUNNER_TEMP"]) / "model-diff-report.md")
+    return _finish(results, fmt=fmt, command="ci", policy=policy, fail_on=fail_on,
+                   deleted=plan.deleted, report=report, environ=env)

@@ -1,0 +1,137 @@
+"""Check results as text, JSON and Markdown: strings only, deterministic, no I/O.
+
+Tensor and file names come from the checkpoint and may hold anything a string can (newlines,
+``|``, ``<``): text output escapes control characters so every finding stays on one line;
+Markdown escapes table and HTML syntax.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from .check import Violation
+from .gate import FileResult
+from .policy import Policy
+
+_CTRL = {i: f"\\x{i:02x}" for i in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f"}
+
+
+def one_line(s: str) -> str:
+    """``s`` with control characters escaped (a tensor name may contain a newline)."""
+    return s.translate(_CTRL)
+
+
+def counts(results: Sequence[FileResult]) -> dict[str, int]:
+    vs = [v for r in results for v in r.violations]
+    return {
+        "files": len(results),
+        "failed": sum(r.status == "failed" for r in results),
+        "warnings_only": sum(r.status == "warnings" for r in results),
+        "unreadable": sum(r.status == "unreadable" for r in results),
+        "errors": sum(v.level == "error" for v in vs),
+        "warnings": sum(v.level == "warning" for v in vs),
+    }
+
+
+def headline(results: Sequence[FileResult], command: str) -> str:
+    c = counts(results)
+    return (f"model-diff {command}: {c['files']} checkpoint(s): {c['failed']} failed, "
+            f"{c['warnings_only']} with warnings, {c['unreadable']} unreadable "
+            f"({c['errors']} error(s), {c['warnings']} warning(s))")
+
+
+def _sides(r: FileResult) -> str:
+    if r.mode == "health":
+        return "no base: single-file checks"
+    return f"{r.old_label} -> {r.new_label}"
+
+
+def render_text(results: Sequence[FileResult], command: str = "check",
+                deleted: Sequence[str] = ()) -> str:
+    lines = [headline(results, command)]
+    for r in results:
+        tag = {"ok": "ok", "warnings": "WARN", "failed": "FAILED", "unreadable": "UNREADABLE"}
+        lines.append(f"{tag[r.status]:<10} {one_line(r.path)} ({one_line(_sides(r))})")
+        if r.error is not None:
+            lines.append(f"  error: {one_line(r.error)}")
+        for v in r.violations:
+            lines.append(f"  {v.level:<7} {v.code}: {one_line(v.message)}")
+    for d in deleted:
+        lines.append(f"{'deleted':<10} {one_line(d)} (not checked)")
+    return "\n".join(lines) + "\n"
+
+
+def _json_safe(x: Any) -> Any:
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_json_safe(v) for v in x]
+    return x
+
+
+def render_json(results: Sequence[FileResult], policy: Policy, fail_on: str,
+                deleted: Sequence[str] = ()) -> str:
+    doc = {
+        "version": 1,
+        "fail_on": fail_on,
+        "policy": {
+            "allow_frozen": list(policy.allow_frozen), "min_cosine": policy.min_cosine,
+            "max_relative_change": policy.max_relative_change,
+            "severity": dict(policy.severity),
+        },
+        "counts": counts(results),
+        "files": [r.to_dict() for r in results],
+        "deleted": list(deleted),
+    }
+    return json.dumps(_json_safe(doc), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def md_cell(s: str) -> str:
+    """Text safe inside a GitHub Markdown table cell (no HTML, no cell breaks)."""
+    s = one_line(s)
+    for ch, rep in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("|", "\\|"), ("`", "\\`"),
+                    ("*", "\\*"), ("_", "\\_"), ("[", "\\["), ("]", "\\]")):
+        s = s.replace(ch, rep)
+    return s
+
+
+_STATUS_MD = {"ok": "✅ ok", "warnings": "⚠️ warnings", "failed": "❌ failed",
+              "unreadable": "❌ unreadable"}
+
+
+def render_markdown(results: Sequence[FileResult], command: str = "check",
+                    deleted: Sequence[str] = (), *, max_bytes: int = 256 * 1024) -> str:
+    """A Markdown summary: one row per file, then one row per violation, within ``max_bytes``."""
+    out = ["## model-diff " + command, "", md_cell(headline(results, command)), "",
+           "| Checkpoint | Compared | Status | Tensors | Changed |", "|---|---|---|---:|---:|"]
+    for r in results:
+        out.append(f"| {md_cell(r.path)} | {md_cell(_sides(r))} | {_STATUS_MD[r.status]} | "
+                   f"{r.stats.get('tensors', '')} | {r.stats.get('changed', '')} |")
+    for d in deleted:
+        out.append(f"| {md_cell(d)} | deleted | not checked | | |")
+    rows = [(r, v) for r in results for v in r.violations]
+    errors = [r for r in results if r.error is not None]
+    if rows or errors:
+        out += ["", "| Checkpoint | Level | Code | Details |", "|---|---|---|---|"]
+    head = "\n".join(out) + "\n"
+    body: list[str] = []
+    size = len(head.encode())
+    items: list[tuple[FileResult, Violation | None]] = [(r, None) for r in errors]
+    items += [(r, v) for r, v in rows]
+    for i, (r, v) in enumerate(items):
+        if v is None:
+            line = f"| {md_cell(r.path)} | error | unreadable | {md_cell(r.error or '')} |\n"
+        else:
+            line = f"| {md_cell(r.path)} | {v.level} | {v.code} | {md_cell(v.message)} |\n"
+        if size + len(line.encode()) > max_bytes - 200:
+            body.append(f"\n_{len(items) - i} more finding(s) not shown (summary size limit); "
+                        "run `model-diff ci --format json` for all of them._\n")
+            break
+        body.append(line)
+        size += len(line.encode())
+    return head + "".join(body)
