@@ -20,7 +20,7 @@ from .ci import ci_plan
 from .gate import FileResult, Opener, Target, check_files, check_target, exit_code
 from .policy import Policy, load_policy
 from .render import counts, render_json, render_markdown, render_text
-from .staged import staged_targets, worktree_opener
+from .staged import repo_relative, staged_targets, worktree_opener
 
 FORMATS = ("text", "json", "markdown", "github")
 FAIL_ON = ("error", "warning", "never")
@@ -116,12 +116,12 @@ def health(paths: Sequence[str], *, fmt: str, cwd: str = ".",
     top = gitrepo.try_top_level(cwd)
     targets = []
     for p in paths:
+        opener = _local(p)
         if top is not None:
             # Inside a repo an LFS pointer is resolved from the local store, like the hook's.
-            rel = os.path.relpath(Path(cwd, p).absolute(), top)
-            opener = worktree_opener(top, rel) if not rel.startswith("..") else _local(p)
-        else:
-            opener = _local(p)
+            rel = repo_relative(top, p, Path(cwd).resolve())
+            if rel is not None:
+                opener = worktree_opener(top, rel)
         targets.append(Target(path=p, new=opener, new_label=p))
     results = [check_target(t, Policy()) for t in targets]
     return _finish(results, fmt=fmt, command="health", policy=Policy(), fail_on="error",

@@ -36,14 +36,14 @@ def revision_opener(top: Path, rev: str, path: str) -> Opener:
     return lambda tmp: gitrepo.file_at(top, rev, path, tmp)
 
 
-def _rel(top: Path, path: str, cwd: Path) -> str:
-    """``path`` (as the user or pre-commit passed it, relative to cwd) relative to ``top``."""
+def repo_relative(top: Path, path: str, cwd: Path) -> str | None:
+    """``path`` (relative to ``cwd`` or absolute) relative to ``top``; None if outside it."""
     # Resolve the parent only: the file itself may be a symlink we must not follow.
     p = (cwd / path).parent.resolve() / Path(path).name
     try:
         return p.relative_to(top.resolve()).as_posix()
     except ValueError:
-        return Path(path).as_posix()
+        return None
 
 
 def staged_targets(
@@ -71,7 +71,7 @@ def staged_targets(
     renamed_from = {c.new_path: c.old_path for c in listed if c.status in "RC" and c.new_path}
 
     if paths:
-        rels = [_rel(top, p, cwd_p) for p in paths]
+        rels = [repo_relative(top, p, cwd_p) or Path(p).as_posix() for p in paths]
     elif base is None:  # initial commit: everything in the index is new
         rels = [p for p in gitrepo.git(["ls-files", "-z", "--cached"], top).split("\0")
                 if p and is_checkpoint(p)]
