@@ -32,7 +32,26 @@ _LAZY = {
     "ModelDiffError": "errors",
 }
 
-__all__ = sorted([*_LAZY, "__version__"])
+__all__ = [
+    "AnalysisConfig",
+    "ChangeType",
+    "Checkpoint",
+    "DiffAnalyzer",
+    "DiffConfig",
+    "DiffSummary",
+    "ModelDiff",
+    "ModelDiffError",
+    "ParameterDiff",
+    "TensorInfo",
+    "TensorRef",
+    "VisualizationConfig",
+    "__version__",
+    "compare_checkpoints",
+    "compare_training_stages",
+    "create_diff_report",
+    "load_checkpoint",
+    "open_checkpoint",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -10,6 +10,7 @@ This module must not import torch, click or the git/hook packages.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -205,6 +206,6 @@ def from_arrays(
         a = np.ascontiguousarray(arr)
         if a.dtype.byteorder == ">":
             a = a.astype(a.dtype.newbyteorder("="))
-        flat = a.reshape(-1)
-        refs[name] = TensorRef(name, from_numpy(a.dtype), a.shape, lambda flat=flat: flat)
+        refs[name] = TensorRef(name, from_numpy(a.dtype), a.shape,
+                               functools.partial(a.reshape, -1))
     return Checkpoint(path, format, refs, metadata=metadata, config=config)

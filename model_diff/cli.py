@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, ModelDiffError
+from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ModelDiffError
 
 
 def _version_message() -> str:
@@ -58,6 +58,459 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
+
+# --- core commands: compare, inspect, demo ---
+
+FORMATS = ("text", "json", "markdown", "html")
+
+
+def _progress_callback() -> Any:
+    """A progress line on stderr when stderr is a terminal; None otherwise (CI, pipes, git)."""
+    if not sys.stderr.isatty():
+        return None
+
+    def show(done: int, total: int, name: str) -> None:
+        end = "\n" if done == total else ""
+        label = name if len(name) <= 50 else "..." + name[-47:]
+        click.echo(f"\r\x1b[2K[{done}/{total}] {label}", err=True, nl=False)
+        if end:
+            click.echo("", err=True)
+
+    return show
+
+
+def _open_spec(spec: str, unsafe_pickle: bool) -> Any:
+    """Open a checkpoint argument: a path, or ``REV:path`` read from git history."""
+    import os
+
+    from .formats import open_checkpoint
+
+    if not os.path.exists(spec) and ":" in spec:
+        from gitdriver.revisions import open_spec
+
+        return open_spec(spec, unsafe_pickle=unsafe_pickle)
+    return open_checkpoint(spec, unsafe_pickle=unsafe_pickle)
+
+
+def write_output(text: str, output: str | None) -> None:
+    """Write to stdout, or to ``output`` atomically (a partial file is never left behind)."""
+    import os
+    import tempfile
+
+    if output is None or output == "-":
+        click.echo(text, nl=not text.endswith("\n"))
+        return
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):
+        raise ModelDiffError("output directory does not exist", path=directory,
+                             hint="create it or choose another -o path")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".model-diff-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, output)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def run_compare(
+    old_spec: str, new_spec: str, *, fmt: str, threshold: float, include_unchanged: bool,
+    top_k: int, low_rank: str, workers: int | None, unsafe_pickle: bool,
+    old_name: str | None, new_name: str | None, color: bool,
+) -> str:
+    """Load, diff, analyse and render two checkpoints; returns the report text."""
+    from .analysis import DiffAnalyzer
+    from .diff import DiffConfig, ModelDiff
+    from .report import create_diff_report
+
+    modes: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
+    lr = modes[low_rank]
+    config = DiffConfig(change_threshold=threshold, include_unchanged=True, top_k_layers=top_k,
+                        num_workers=workers, low_rank=lr)
+    old = _open_spec(old_spec, unsafe_pickle)
+    try:
+        new = _open_spec(new_spec, unsafe_pickle)
+        try:
+            diffs, summary = ModelDiff(config).diff(old, new, progress=_progress_callback())
+            analysis = DiffAnalyzer().analyze(diffs, summary)
+            inputs = {"old": _describe(old, old_name or old_spec),
+                      "new": _describe(new, new_name or new_spec)}
+        finally:
+            new.close()
+    finally:
+        old.close()
+    shown = diffs if include_unchanged else [d for d in diffs if d.is_changed]
+    report_config = DiffConfig(change_threshold=threshold, include_unchanged=include_unchanged,
+                               top_k_layers=top_k, num_workers=workers, low_rank=lr)
+    return create_diff_report(
+        shown, summary, analysis, format=fmt, old_name=old_name or old_spec,
+        new_name=new_name or new_spec, inputs=inputs, diff_config=report_config, color=color,
+    )
+
+
+def _describe(ckpt: Any, spec: str) -> dict[str, Any]:
+    return {"path": spec, "format": ckpt.format, "tensors": len(ckpt),
+            "parameters": ckpt.num_parameters, "dtypes": ckpt.dtypes}
+
+
+_fmt_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="text",
+                           show_default=True, help="Report format.")
+_output_option = click.option("-o", "--output", type=click.Path(dir_okay=False),
+                              help="Write the report to FILE instead of stdout.")
+_unsafe_option = click.option(
+    "--unsafe-pickle", is_flag=True,
+    help="Allow full pickle loading of .pt files (runs code from the file: trusted files only).")
+
+
+@cli.command()
+@click.argument("old")
+@click.argument("new")
+@_fmt_option
+@_output_option
+@click.option("--threshold", type=click.FloatRange(min=0), default=1e-6, show_default=True,
+              help="An element counts as changed when |new-old| exceeds this (change_ratio).")
+@click.option("--include-unchanged", is_flag=True, help="List unchanged tensors too.")
+@click.option("--top-k", type=click.IntRange(min=0), default=10, show_default=True,
+              help="Most-changed tensors listed in the summary.")
+@click.option("--low-rank", type=click.Choice(["auto", "on", "off"]), default="auto",
+              show_default=True, help="Low-rank analysis of 2-D deltas.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Worker threads (default: min(4, cores)).")
+@click.option("--old-name", help="Label for OLD in the report (default: the argument).")
+@click.option("--new-name", help="Label for NEW in the report (default: the argument).")
+@click.option("--open", "open_browser", is_flag=True,
+              help="Open the written report in a browser (with -o).")
+@_unsafe_option
+def compare(old: str, new: str, fmt: str, output: str | None, threshold: float,
+            include_unchanged: bool, top_k: int, low_rank: str, workers: int | None,
+            old_name: str | None, new_name: str | None, open_browser: bool,
+            unsafe_pickle: bool) -> None:
+    """Compare two checkpoints: OLD and NEW are files, HF directories or REV:path."""
+    color = output is None and fmt == "text" and sys.stdout.isatty()
+    text = run_compare(old, new, fmt=fmt, threshold=threshold,
+                       include_unchanged=include_unchanged, top_k=top_k, low_rank=low_rank,
+                       workers=workers, unsafe_pickle=unsafe_pickle, old_name=old_name,
+                       new_name=new_name, color=color)
+    write_output(text, output)
+    if open_browser:
+        if output is None:
+            raise click.UsageError("--open needs -o FILE")
+        import webbrowser
+        from pathlib import Path
+
+        if not webbrowser.open(Path(output).resolve().as_uri()):
+            click.echo(f"report written to {output}", err=True)
+
+
+@cli.command()
+@click.argument("checkpoint")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Output format.")
+@_output_option
+@_unsafe_option
+def inspect(checkpoint: str, fmt: str, output: str | None, unsafe_pickle: bool) -> None:
+    """Describe one checkpoint: format, dtypes, and statistics per tensor."""
+    from .describe import render_inspect
+
+    ckpt = _open_spec(checkpoint, unsafe_pickle)
+    try:
+        text = render_inspect(ckpt, checkpoint, fmt)
+    finally:
+        ckpt.close()
+    write_output(text, output)
+
+
+@cli.command()
+@_fmt_option
+@_output_option
+@click.option("--keep", type=click.Path(file_okay=False),
+              help="Write the two demo checkpoints into this directory and keep them.")
+def demo(fmt: str, output: str | None, keep: str | None) -> None:
+    """Build two small checkpoints of a toy transformer and compare them.
+
+    The "fine-tune" keeps the token embeddings frozen and moves later blocks more than earlier
+    ones, which the report should show.
+    """
+    import tempfile
+    from pathlib import Path
+
+    from .toy import fine_tune, save_safetensors, toy_transformer
+
+    with tempfile.TemporaryDirectory(prefix="model-diff-demo-") as tmp:
+        where = Path(keep) if keep else Path(tmp)
+        where.mkdir(parents=True, exist_ok=True)
+        base = toy_transformer(n_blocks=6, d_model=64, vocab=512, seed=0)
+        save_safetensors(where / "base.safetensors", base)
+        save_safetensors(where / "finetuned.safetensors", fine_tune(base, seed=1))
+        color = output is None and fmt == "text" and sys.stdout.isatty()
+        text = run_compare(
+            str(where / "base.safetensors"), str(where / "finetuned.safetensors"), fmt=fmt,
+            threshold=1e-6, include_unchanged=False, top_k=10, low_rank="auto", workers=None,
+            unsafe_pickle=False, old_name="base.safetensors",
+            new_name="finetuned.safetensors", color=color,
+        )
+    if keep:
+        click.echo(f"demo checkpoints kept in {keep}", err=True)
+    write_output(text, output)
+
+
+# --- analysis commands: timeline ---
+
+
+@cli.command()
+@click.argument("checkpoints", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Output format.")
+@_output_option
+@click.option("--threshold", type=click.FloatRange(min=0), default=1e-6, show_default=True,
+              help="|new-old| above which an element counts as changed.")
+@click.option("--unsafe-pickle", is_flag=True,
+              help="Allow full pickle loading of .pt files (runs code from the file).")
+def timeline(checkpoints: tuple[str, ...], fmt: str, output: str | None, threshold: float,
+             unsafe_pickle: bool) -> None:
+    """Show how each block's change evolves over CHECKPOINTS (in training order).
+
+    Each consecutive pair is diffed and analysed; the table gives every block's aggregate
+    relative change per step, its trend, and each step's pattern and insight codes.
+    """
+    from .diff import DiffConfig
+    from .timeline import compare_training_stages, render_timeline_json, render_timeline_text
+
+    if len(checkpoints) < 2:
+        raise click.UsageError("timeline needs at least two checkpoints (in training order)")
+    result = compare_training_stages(
+        list(checkpoints), diff_config=DiffConfig(change_threshold=threshold),
+        opener=lambda spec: _open_spec(str(spec), unsafe_pickle),
+    )
+    render = render_timeline_json if fmt == "json" else render_timeline_text
+    write_output(render(result), output)
+
+
+# --- git integration: textconv, install, uninstall, status commands ---
+_SCOPE_OPTIONS = [
+    click.option("--global", "scope", flag_value="global", help="~/.gitconfig + global attributes"),
+    click.option("--system", "scope", flag_value="system", help="system gitconfig + attributes"),
+    click.option("--local", "scope", flag_value="local", default=True,
+                 help="this repository (default)"),
+]
+
+
+def _scoped(f: Any) -> Any:
+    for opt in reversed(_SCOPE_OPTIONS):
+        f = opt(f)
+    return f
+
+
+@cli.command(context_settings={"ignore_unknown_options": False})
+@click.argument("path", type=click.Path(dir_okay=True, path_type=str))
+@click.option("--fast", is_flag=True, help="hashes only, no statistics")
+@click.option("--format-version", type=int, default=None, hidden=True,
+              help="written by install --cachetextconv so git's cache keys change with it")
+def textconv(path: str, fast: bool, format_version: int | None) -> None:
+    """Git textconv driver: one line per tensor (never fails; errors become one line)."""
+    from gitdriver.textconv import main as textconv_main
+
+    args = [path, *(["--fast"] if fast else [])]
+    if format_version is not None:
+        args.append(f"--format-version={format_version}")
+    sys.exit(textconv_main(args))
+
+
+@cli.command()
+@_scoped
+@click.option("--pattern", "patterns", multiple=True, metavar="GLOB",
+              help="attribute pattern (repeatable; default: *.safetensors *.pt *.pth *.bin "
+                   "*.ckpt *.npz *.npy)")
+@click.option("--external", is_flag=True,
+              help="also register the external diff command (git diff only)")
+@click.option("--cachetextconv", is_flag=True,
+              help="let git cache textconv output in refs/notes/textconv/model-diff")
+def install(scope: str, patterns: tuple[str, ...], external: bool, cachetextconv: bool) -> None:
+    """Register the model-diff git drivers and .gitattributes lines."""
+    from gitdriver.install import install as do_install
+
+    outcome = do_install(scope=scope, patterns=list(patterns) or None, external=external,
+                         cachetextconv=cachetextconv)
+    for change in outcome.changes:
+        click.echo(str(change))
+    if not outcome.changes:
+        click.echo(f"model-diff: already installed ({scope}); nothing changed")
+    for note in outcome.notes:
+        click.echo(f"note: {note}")
+
+
+@cli.command()
+@_scoped
+def uninstall(scope: str) -> None:
+    """Remove exactly what install added (config keys and attribute lines)."""
+    from gitdriver.install import uninstall as do_uninstall
+
+    outcome = do_uninstall(scope=scope)
+    for change in outcome.changes:
+        click.echo(str(change))
+    if not outcome.changes:
+        click.echo(f"model-diff: not installed ({scope}); nothing changed")
+
+
+@cli.command()
+@click.option("--pattern", "patterns", multiple=True, metavar="GLOB",
+              help="patterns to check (default: the install defaults)")
+def status(patterns: tuple[str, ...]) -> None:
+    """Show driver config, the diff attribute per pattern, LFS, and fresh-clone fallbacks."""
+    from gitdriver.status import collect, format_status
+
+    click.echo(format_status(collect(patterns=list(patterns) or None)), nl=False)
+# --- git revisions, difftool and external diff commands ---
+
+def _emit_driver_output(text: str) -> None:
+    """Write a git driver's output; a closed pipe (``git diff | head``) is not an error."""
+    import os
+
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush cannot fail (exit 120).
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+
+
+class _PathspecCommand(click.Command):
+    """A command whose arguments after ``--`` are pathspecs (click itself drops the ``--``)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if "--" in args:
+            i = args.index("--")
+            ctx.meta["model_diff.pathspecs"] = list(args[i + 1:])
+            args = args[:i]
+        return super().parse_args(ctx, args)
+
+
+@cli.command("diff", cls=_PathspecCommand)
+@click.argument("revisions", nargs=-1, required=True,
+                metavar="REV1 [REV2] | REV1..REV2 | REV1...REV2 [-- PATHSPEC...]")
+@_fmt_option
+@_output_option
+@click.pass_context
+def diff_revisions(ctx: click.Context, revisions: tuple[str, ...], fmt: str,
+                   output: str | None) -> None:
+    """Report every checkpoint changed between two revisions (REV2 default: the working tree).
+
+    REV1...REV2 compares REV2 with its merge-base with REV1 (what a pull request changed).
+
+    Added, removed, renamed (with similarity) and modified checkpoint files are listed;
+    each modified pair gets the full report. Git LFS objects are read from the local store.
+    Exit 2 when a changed file could not be read (the report still lists the others).
+    """
+    import os
+
+    from gitdriver.difftool import change_pairs, render_results, run_pairs
+    from gitdriver.revisions import open_repo
+
+    from .errors import EXIT_USAGE
+
+    pathspecs = list(ctx.meta.get("model_diff.pathspecs", []))
+    rev1, rest = revisions[0], list(revisions[1:])
+    with open_repo() as repo:
+        rev2: str | None = None
+        span = repo.parse_range(rev1) if not os.path.exists(rev1) else None
+        if span is not None:
+            rev1, rev2 = span
+        elif rest and not os.path.exists(rest[0]):
+            try:
+                repo.commit(rest[0])
+                rev2 = rest.pop(0)
+            except ModelDiffError:
+                if not pathspecs and len(rest) == 1:
+                    raise  # `diff A B` where B is neither a revision nor a path: say so
+        pathspecs = rest + pathspecs
+        changes = repo.changes(rev1, rev2, pathspecs)
+        meta = {"base": rev1, "base_commit": repo.commit_id(rev1), "head": rev2,
+                "head_commit": repo.commit_id(rev2) if rev2 else None}
+        pairs = change_pairs(repo, changes)
+        color = output is None and fmt == "text" and sys.stdout.isatty()
+        results = run_pairs(pairs, fmt, repo_root=repo.root, color=color)
+    if span is not None:
+        title = f"model-diff {revisions[0]}"
+    else:
+        title = f"model-diff {rev1}..{rev2}" if rev2 else f"model-diff {rev1} vs working tree"
+    write_output(render_results(results, fmt, title=title, meta=meta), output)
+    failed = [r for r in results if r.error and not r.skipped]
+    for r in failed:
+        click.echo(f"model-diff: error: {r.error}", err=True)
+    if failed:
+        ctx.exit(EXIT_USAGE)
+
+
+@cli.command("difftool")
+@click.argument("local")
+@click.argument("remote")
+@click.argument("merged", required=False)
+@click.option("--html", "as_html", is_flag=True,
+              help="Write the HTML report (to -o or a temporary file) and open it in a browser.")
+@_fmt_option
+@_output_option
+def difftool(local: str, remote: str, merged: str | None, as_html: bool, fmt: str,
+             output: str | None) -> None:
+    """The full paired report for `git difftool -t model-diff` (LOCAL REMOTE [MERGED]).
+
+    /dev/null sides (added or deleted files) and --dir-diff folder pairs are handled. Errors
+    are printed and the exit code stays 0, so git goes on to the next file.
+    """
+    from gitdriver.difftool import (
+        difftool_pairs,
+        open_in_browser,
+        render_results,
+        run_pairs,
+        write_temp_html,
+    )
+
+    fmt = "html" if as_html else fmt
+    try:
+        pairs = difftool_pairs(local, remote, merged or None)
+        color = output is None and fmt == "text" and sys.stdout.isatty()
+        results = run_pairs(pairs, fmt, color=color)
+        label = pairs[0].label if len(pairs) == 1 else "--dir-diff"
+        title = "" if len(pairs) == 1 else f"model-diff difftool {label}"
+        text = render_results(results, fmt, title=title, unwrap_single=True)
+        for r in results:
+            if r.error and not r.skipped:
+                click.echo(f"model-diff: error: {r.error}", err=True)
+        if fmt == "html" and as_html:
+            if output is None:
+                path = write_temp_html(text)
+            else:
+                write_output(text, output)
+                path = output
+            opened = open_in_browser(path)
+            note = "" if opened else " (no browser found: open it yourself)"
+            _emit_driver_output(f"model-diff: HTML report for {label}: {path}{note}\n")
+        elif output is not None:
+            write_output(text, output)
+        else:
+            _emit_driver_output(text)
+    except ModelDiffError as exc:
+        click.echo(f"model-diff: error: {exc}", err=True)
+
+
+@cli.command("ext-diff", context_settings={"ignore_unknown_options": True,
+                                           "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def ext_diff(args: tuple[str, ...]) -> None:
+    """External diff driver for `diff.model-diff.command` (git passes 7 or 9 arguments).
+
+    Prints its own `diff --git` header, then a compact per-tensor diff and the insights.
+    Always exits 0: a failing driver would stop `git diff` ("external diff died").
+    """
+    from gitdriver.extdiff import render_ext_diff
+
+    try:
+        text = render_ext_diff(list(args))
+    except Exception as exc:  # a bug must still not make git fail; say what happened
+        text = f"model-diff: internal error (a bug, please report it): {exc!r}\n"
+    _emit_driver_output(text)
 _ = EXIT_USAGE  # re-exported for commands below
 
 

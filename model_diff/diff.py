@@ -8,6 +8,7 @@ no arrays. This module must not import torch, click or the git/hook packages.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -187,15 +188,20 @@ ProgressCallback = Callable[[int, int, str], None]
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
+def _strip_prefix(prefix: str, name: str) -> str:
+    return name[len(prefix):]
+
+
 def align_names(old: Checkpoint, new: Checkpoint) -> tuple[Checkpoint, Checkpoint]:
     """Strip a wrapper prefix (DDP ``module.``, torch.compile ``_orig_mod.``) one side lacks."""
     for prefix in _WRAPPER_PREFIXES:
         old_has = bool(old.tensors) and all(n.startswith(prefix) for n in old.tensors)
         new_has = bool(new.tensors) and all(n.startswith(prefix) for n in new.tensors)
+        strip = functools.partial(_strip_prefix, prefix)
         if old_has and not new_has:
-            old = old.renamed(lambda n, p=prefix: n[len(p):])
+            old = old.renamed(strip)
         elif new_has and not old_has:
-            new = new.renamed(lambda n, p=prefix: n[len(p):])
+            new = new.renamed(strip)
     return old, new
 
 
@@ -215,26 +221,25 @@ class ModelDiff:
     ) -> tuple[list[ParameterDiff], DiffSummary]:
         """Compare ``old`` with ``new`` (checkpoints or paths) -> (diffs, summary)."""
         opened: list[Checkpoint] = []
-        if not isinstance(old, Checkpoint):
-            from .formats import open_checkpoint
-
-            old = open_checkpoint(old)
-            opened.append(old)
-        if not isinstance(new, Checkpoint):
-            from .formats import open_checkpoint
-
-            try:
-                new = open_checkpoint(new)
-            except BaseException:
-                for c in opened:
-                    c.close()
-                raise
-            opened.append(new)
         try:
-            return self._diff(old, new, progress)
+            old_ckpt = self._as_checkpoint(old, opened)
+            new_ckpt = self._as_checkpoint(new, opened)
+            return self._diff(old_ckpt, new_ckpt, progress)
         finally:
             for c in opened:
                 c.close()
+
+    @staticmethod
+    def _as_checkpoint(
+        source: Checkpoint | str | os.PathLike[str], opened: list[Checkpoint]
+    ) -> Checkpoint:
+        if isinstance(source, Checkpoint):
+            return source
+        from .formats import open_checkpoint
+
+        ckpt = open_checkpoint(source)
+        opened.append(ckpt)
+        return ckpt
 
     # -- internals ------------------------------------------------------------------------
     def _diff(

@@ -21,8 +21,10 @@ import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import ml_dtypes
 import numpy as np
 
 if TYPE_CHECKING:
@@ -57,6 +59,15 @@ def numpy_pair_step(
     a: np.ndarray, b: np.ndarray, threshold: float, f: np.ndarray, c: np.ndarray
 ) -> None:
     """Reference step: update pair accumulators with one chunk of old (a) and new (b)."""
+    # inf - inf and float64 overflow are expected here: they route the chunk to the masked
+    # path (or are the true answer), so numpy's floating-point warnings are silenced.
+    with np.errstate(all="ignore"):
+        _numpy_pair_step(a, b, threshold, f, c)
+
+
+def _numpy_pair_step(
+    a: np.ndarray, b: np.ndarray, threshold: float, f: np.ndarray, c: np.ndarray
+) -> None:
     a64 = _as_f64(a)
     b64 = _as_f64(b)
     c[C_N] += a64.size
@@ -99,6 +110,11 @@ def numpy_pair_step(
 
 def numpy_side_step(x: np.ndarray, f: np.ndarray, c: np.ndarray) -> None:
     """Reference single-side step: uses the A slots of the pair layout."""
+    with np.errstate(all="ignore"):
+        _numpy_side_step(x, f, c)
+
+
+def _numpy_side_step(x: np.ndarray, f: np.ndarray, c: np.ndarray) -> None:
     x64 = _as_f64(x)
     c[C_N] += x64.size
     s2 = float(x64 @ x64)
@@ -121,29 +137,55 @@ PairStep = Callable[[np.ndarray, np.ndarray, float, np.ndarray, np.ndarray], Non
 SideStep = Callable[[np.ndarray, np.ndarray, np.ndarray], None]
 
 
-def _select_steps() -> tuple[str, PairStep, SideStep]:
+def _select_steps() -> tuple[str, PairStep, SideStep, ModuleType | None]:
     if os.environ.get("MODEL_DIFF_NO_KERNEL"):
-        return "numpy", numpy_pair_step, numpy_side_step
+        return "numpy", numpy_pair_step, numpy_side_step, None
     try:
-        from . import _kernel  # type: ignore[attr-defined]
+        from . import _kernel  # here, not at the top: the environment variable decides
     except ImportError:
-        return "numpy", numpy_pair_step, numpy_side_step
-    return "kernel", _kernel.pair_step, _kernel.side_step
+        return "numpy", numpy_pair_step, numpy_side_step, None
+    return "kernel", _kernel.pair_step, _kernel.side_step, _kernel
 
 
 #: "kernel" when the compiled fused step is active, else "numpy" (shown by --version).
-BACKEND, pair_step, side_step = _select_steps()
+#: ``MODEL_DIFF_NO_KERNEL=1`` in the environment forces "numpy".
+BACKEND, pair_step, side_step, _KERNEL = _select_steps()
+
+#: Element dtypes the kernel reads (native byte order); anything else takes the numpy step.
+_KERNEL_DTYPES = frozenset(
+    np.dtype(t) for t in (
+        np.float64, np.float32, np.float16, ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn,
+        ml_dtypes.float8_e5m2, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+        np.uint32, np.uint64, np.bool_,
+    )
+)
+
+
+def _kernel_reads(*arrays: np.ndarray) -> bool:
+    return _KERNEL is not None and all(
+        x.dtype in _KERNEL_DTYPES and x.flags.c_contiguous for x in arrays)
+
+
+def steps_for(*arrays: np.ndarray) -> tuple[PairStep, SideStep]:
+    """The active (pair, side) steps for these arrays: the kernel's where it reads them."""
+    if _kernel_reads(*arrays):
+        return pair_step, side_step
+    return numpy_pair_step, numpy_side_step
 
 
 def bytes_equal(a: np.ndarray, b: np.ndarray) -> bool:
     """True when both arrays hold exactly the same bytes (no float math: NaN == NaN here)."""
     if a.nbytes != b.nbytes:
         return False
-    ua = a.view(np.uint8)
-    ub = b.view(np.uint8)
-    step = CHUNK_ELEMENTS * 8
-    for start in range(0, ua.size, step):
-        if not np.array_equal(ua[start:start + step], ub[start:start + step]):
+    if _KERNEL is not None and a.flags.c_contiguous and b.flags.c_contiguous:
+        return bool(_KERNEL.bytes_equal(a, b))  # memcmp without the GIL
+    fa, fb = a.reshape(-1), b.reshape(-1)
+    if fa.dtype.itemsize != fb.dtype.itemsize:
+        fa, fb = fa.view(np.uint8), fb.view(np.uint8)  # contiguous here: sizes differ per item
+    for start in _chunks(fa.size):
+        ca = np.ascontiguousarray(fa[start:start + CHUNK_ELEMENTS]).view(np.uint8)
+        cb = np.ascontiguousarray(fb[start:start + CHUNK_ELEMENTS]).view(np.uint8)
+        if not np.array_equal(ca, cb):
             return False
     return True
 
@@ -238,21 +280,25 @@ def _chunks(n: int, size: int = CHUNK_ELEMENTS) -> range:
 
 
 def diff_arrays(a: np.ndarray, b: np.ndarray, threshold: float) -> PairMetrics:
-    """All pair metrics of two flat arrays of equal length, in one chunked pass."""
+    """All pair metrics of two arrays of equal size (compared flat), in one chunked pass."""
     if a.size != b.size:
         raise ValueError(f"length mismatch: {a.size} vs {b.size}")
+    a, b = a.reshape(-1), b.reshape(-1)
+    step, _ = steps_for(a, b)
     f, c = new_accumulators()
     for start in _chunks(a.size):
-        pair_step(a[start:start + CHUNK_ELEMENTS], b[start:start + CHUNK_ELEMENTS],
-                  float(threshold), f, c)
+        step(a[start:start + CHUNK_ELEMENTS], b[start:start + CHUNK_ELEMENTS],
+             float(threshold), f, c)
     return finish_pair(f, c)
 
 
 def array_stats(x: np.ndarray) -> SideStats:
-    """Single-side statistics of a flat array in one chunked pass."""
+    """Single-side statistics of an array (taken flat) in one chunked pass."""
+    x = x.reshape(-1)
+    _, step = steps_for(x)
     f, c = new_accumulators()
     for start in _chunks(x.size):
-        side_step(x[start:start + CHUNK_ELEMENTS], f, c)
+        step(x[start:start + CHUNK_ELEMENTS], f, c)
     return _side_from(f, c, "a")
 
 

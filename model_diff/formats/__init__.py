@@ -1,0 +1,123 @@
+"""Opening checkpoints: format detection and the registry of readers.
+
+``open_checkpoint(path)`` (alias ``load_checkpoint``, the original API's name) turns a file, a
+HuggingFace directory or a Git LFS pointer into a lazy ``Checkpoint``. The format is decided
+by content where the content says it (a ``.bin`` that is safetensors, a ``.pt`` that is a zip,
+numpy's magic, an LFS pointer's text), else by extension. Readers are plug-in modules meeting
+``base.Reader``, listed in ``READERS``.
+
+This package must not import torch at import time (only ``formats.torch`` does, lazily, when
+a pickle is actually read), nor click, dulwich or the git/hook packages: the git textconv
+opens safetensors files through it and must start fast.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ..checkpoint import Checkpoint
+from ..errors import CheckpointError, UnknownFormatError
+from . import hf, lfs, numpy, safetensors, torch
+from .base import Reader, read_head
+
+__all__ = ["READERS", "Reader", "detect_format", "load_checkpoint", "open_checkpoint",
+           "open_file"]
+
+#: Every format model-diff reads, by the name ``Checkpoint.format`` reports. Content sniffing
+#: tries them in this order; ``hf`` is for directories only.
+READERS: dict[str, Reader] = {
+    safetensors.NAME: safetensors,
+    numpy.NAME: numpy,
+    torch.NAME: torch,
+    hf.NAME: hf,
+}
+
+_ALIASES = {"pt": "pytorch", "pth": "pytorch", "torch": "pytorch", "bin": "pytorch",
+            "ckpt": "pytorch", "npy": "numpy", "npz": "numpy", "hf": "huggingface",
+            "st": "safetensors"}
+
+SUPPORTED = ("safetensors (.safetensors), PyTorch (.pt .pth .bin .ckpt), numpy (.npy .npz), "
+             "a HuggingFace model directory, or a Git LFS pointer to one of these")
+
+
+def _reader(format: str) -> Reader:
+    key = _ALIASES.get(format.lower(), format.lower())
+    if key not in READERS:
+        raise UnknownFormatError(
+            f"unknown format {format!r}", hint=f"use one of: {', '.join(READERS)}")
+    return READERS[key]
+
+
+def detect_format(path: str, *, name: str | None = None) -> str:
+    """The ``READERS`` key for the file at ``path``: by content first, then by the extension of
+    ``name`` (default ``path``; an LFS object is named by its pointer's path)."""
+    label = name or path
+    head = read_head(path)
+    for key, reader in READERS.items():
+        if key != hf.NAME and reader.sniff(head, path):
+            return key
+    ext = os.path.splitext(label)[1].lower()
+    for key, reader in READERS.items():
+        if ext in reader.EXTENSIONS:
+            return key
+    raise UnknownFormatError(f"is not a checkpoint format model-diff reads (expected "
+                             f"{SUPPORTED})", path=label,
+                             hint="save it as safetensors, or name the format explicitly")
+
+
+def open_file(path: str, *, label: str | None = None, format: str | None = None,
+              unsafe_pickle: bool = False, name: str | None = None) -> Checkpoint:
+    """Open one checkpoint file (an LFS pointer resolved from the local store).
+
+    ``label`` names the file in messages and ``Checkpoint.path``; ``name`` supplies the
+    extension used when the content does not decide the format.
+    """
+    label = label or path
+    if os.path.getsize(path) == 0:
+        raise CheckpointError("is empty (0 bytes)", path=label,
+                              hint="the file was never written completely; re-save or "
+                                   "re-fetch it")
+    pointer = lfs.read_pointer(path)
+    if pointer is None and read_head(path).startswith(lfs.VERSION_LINE):
+        raise CheckpointError("is a malformed Git LFS pointer (no valid oid/size lines)",
+                              path=label, hint="check it out again with `git lfs pull`")
+    if pointer is not None:
+        obj = lfs.resolve_pointer(pointer, path=path, label=label)
+        return open_file(obj, label=label, format=format, unsafe_pickle=unsafe_pickle,
+                         name=name or path)
+    reader = _reader(format) if format else READERS[detect_format(path, name=name or label)]
+    if reader is hf:
+        raise CheckpointError("is a file; the huggingface format is a model directory",
+                              path=label, hint="pass the directory, or drop the format")
+    return reader.open_path(path, label=label, unsafe_pickle=unsafe_pickle)
+
+
+def open_checkpoint(
+    path: str | os.PathLike[str], *, format: str | None = None, unsafe_pickle: bool = False
+) -> Checkpoint:
+    """Open a checkpoint file or HuggingFace directory lazily (no tensor data is read).
+
+    ``format`` forces a reader (``safetensors``, ``pytorch``, ``numpy``, ``huggingface``).
+    ``unsafe_pickle=True`` lets PyTorch pickles run arbitrary code; only for files you trust.
+    Raises ``model_diff.errors.CheckpointError`` (and subclasses) or ``MissingDependencyError``.
+    """
+    p = os.fspath(path)
+    if not os.path.exists(p):
+        raise CheckpointError("no such file or directory", path=p,
+                              hint="check the path; for a file at a git revision use REV:path")
+    if os.path.isdir(p):
+        if format is not None and _reader(format) is not hf:
+            raise CheckpointError(f"is a directory, not a {format} file", path=p,
+                                  hint="pass the checkpoint file inside it")
+        return hf.open_path(p, label=p, unsafe_pickle=unsafe_pickle)
+    try:
+        return open_file(p, format=format, unsafe_pickle=unsafe_pickle)
+    except PermissionError:
+        raise CheckpointError("cannot be read (permission denied)", path=p,
+                              hint="check the file's permissions") from None
+    except IsADirectoryError:
+        raise CheckpointError("is a directory", path=p) from None
+
+
+#: The original API's name.
+load_checkpoint = open_checkpoint

@@ -1,0 +1,200 @@
+"""Engine benchmark: whole-process ``model-diff compare`` against the page-cache read rate.
+
+Generates a pair of safetensors checkpoints of a LLaMA-like shape (old, and a "fine-tune" with
+some tensors identical and the rest perturbed), streamed to disk piece by piece, in a temporary
+folder outside the repository. It then warms the page cache and, in one run, measures
+
+  (a) the machine's floor: reading both files from page cache with ``readinto`` into one reused
+      page-aligned 4 MiB buffer, and
+  (b) ``python -m model_diff compare OLD NEW --format json -o /dev/null`` in a fresh process
+      (start-up, imports, reading, metrics, analysis and report included), with its peak RSS
+      from ``wait4``;
+
+and prints throughput (bytes of both files / wall time), the ratio b/a and the peak RSS, per
+metrics backend (the compiled kernel, and numpy via ``MODEL_DIFF_NO_KERNEL=1``). Not part of
+the test suite. Run from the repository root:
+
+    python bench/engine.py --size-gib 1 --dtype bf16
+    python bench/engine.py --size-gib 2 --dtype fp32
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import mmap
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+GIB = 1 << 30
+PIECE = 1 << 22  # elements generated and written at a time (bounded generator memory)
+
+
+def transformer_shapes(total_bytes: int, itemsize: int) -> list[tuple[str, tuple[int, ...]]]:
+    """LLaMA-like tensor shapes (d_model 1024) with as many blocks as fill ``total_bytes``."""
+    d, ff, vocab = 1024, 2816, 8192
+    per_block = (4 * d * d + 3 * d * ff + 2 * d) * itemsize
+    fixed = (2 * vocab * d + d) * itemsize
+    blocks = max(1, round((total_bytes - fixed) / per_block))
+    shapes: list[tuple[str, tuple[int, ...]]] = [("model.embed_tokens.weight", (vocab, d))]
+    for i in range(blocks):
+        p = f"model.layers.{i}."
+        shapes += [(p + "input_layernorm.weight", (d,))]
+        shapes += [(p + f"self_attn.{x}_proj.weight", (d, d)) for x in "qkvo"]
+        shapes += [(p + "post_attention_layernorm.weight", (d,)),
+                   (p + "mlp.gate_proj.weight", (ff, d)), (p + "mlp.up_proj.weight", (ff, d)),
+                   (p + "mlp.down_proj.weight", (d, ff))]
+    shapes += [("model.norm.weight", (d,)), ("lm_head.weight", (vocab, d))]
+    return shapes
+
+
+def is_frozen(name: str, index: int) -> bool:
+    """Tensors kept bit-identical in the "fine-tune": embeddings, norms, every 7th tensor."""
+    return "embed" in name or "norm" in name or index % 7 == 0
+
+
+def pieces(numel: int) -> Iterator[int]:
+    left = numel
+    while left > 0:
+        n = min(PIECE, left)
+        yield n
+        left -= n
+
+
+def to_dtype(x: np.ndarray, dtype: str) -> np.ndarray:
+    if dtype == "fp32":
+        return x
+    # bfloat16: the top half of each float32 (truncation is fine for benchmark data).
+    return (x.view(np.uint32) >> 16).astype(np.uint16)
+
+
+def write_pair(old: Path, new: Path, size_gib: float, dtype: str) -> int:
+    """Write OLD and NEW safetensors files; returns the number of tensors."""
+    itemsize = 4 if dtype == "fp32" else 2
+    code = "F32" if dtype == "fp32" else "BF16"
+    shapes = transformer_shapes(int(size_gib * GIB), itemsize)
+    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, shape in sorted(shapes):
+        nbytes = int(np.prod(shape)) * itemsize
+        header[name] = {"dtype": code, "shape": list(shape),
+                        "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    rng = np.random.default_rng(0)
+    order = {name: i for i, (name, _) in enumerate(shapes)}
+    with open(old, "wb") as fo, open(new, "wb") as fn:
+        for f in (fo, fn):
+            f.write(len(raw).to_bytes(8, "little") + raw)
+        for name, shape in sorted(shapes):
+            std = 1.0 if len(shape) == 1 else 1.0 / np.sqrt(shape[-1])
+            frozen = is_frozen(name, order[name])
+            for n in pieces(int(np.prod(shape))):
+                a = rng.standard_normal(n, dtype=np.float32) * np.float32(std)
+                if len(shape) == 1:
+                    a = np.ones(n, dtype=np.float32)
+                fo.write(to_dtype(a, dtype).tobytes())
+                if not frozen:
+                    a += rng.standard_normal(n, dtype=np.float32) * np.float32(std * 1e-2)
+                fn.write(to_dtype(a, dtype).tobytes())
+    return len(shapes)
+
+
+def read_rate(paths: list[Path], repeats: int = 3) -> float:
+    """Best bytes/s of reading all ``paths`` from page cache into one page-aligned buffer."""
+    buf = mmap.mmap(-1, 4 << 20)  # anonymous mapping: page-aligned, reused
+    view = memoryview(buf)
+    total = sum(p.stat().st_size for p in paths)
+    best = 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for p in paths:
+            with open(p, "rb", buffering=0) as f:
+                while f.readinto(view):
+                    pass
+        best = max(best, total / (time.perf_counter() - t))
+    view.release()
+    buf.close()
+    return best
+
+
+def run_compare(old: Path, new: Path, env: dict[str, str], api: bool) -> tuple[float, int, int]:
+    """(wall seconds, peak RSS bytes, exit code) of one compare in a fresh process."""
+    if api:
+        cmd = [sys.executable, "-c", "import sys; from model_diff import compare_checkpoints; "
+               "compare_checkpoints(sys.argv[1], sys.argv[2])", str(old), str(new)]
+    else:
+        cmd = [sys.executable, "-m", "model_diff", "compare", str(old), str(new),
+               "--format", "json", "-o", os.devnull]
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if proc.stderr:
+        proc.stderr.close()
+    if proc.returncode not in (0, 1):
+        sys.exit(f"compare failed (exit {proc.returncode}):\n{err}")
+    return wall, usage.ru_maxrss * 1024, proc.returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size-gib", type=float, default=1.0, help="size of EACH file (default 1)")
+    ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--backend", choices=["kernel", "numpy", "both"], default="both")
+    ap.add_argument("--repeats", type=int, default=3, help="compare runs per backend (median)")
+    ap.add_argument("--api", action="store_true",
+                    help="time compare_checkpoints() in a subprocess instead of the CLI")
+    ap.add_argument("--dir", help="where to write the pair (default: a new temp folder)")
+    ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    args = ap.parse_args(argv)
+
+    work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="model-diff-bench-"))
+    work.mkdir(parents=True, exist_ok=True)
+    old, new = work / "old.safetensors", work / "new.safetensors"
+    try:
+        t = time.perf_counter()
+        n = write_pair(old, new, args.size_gib, args.dtype)
+        total = old.stat().st_size + new.stat().st_size
+        print(f"wrote 2 x {old.stat().st_size / GIB:.2f} GiB {args.dtype}, {n} tensors each, "
+              f"in {time.perf_counter() - t:.1f} s ({work})")
+        read_rate([old, new], repeats=1)  # warm the page cache
+        floor = read_rate([old, new])
+        print(f"(a) page-cache read of both files: {floor / 1e9:.2f} GB/s")
+        backends = ["kernel", "numpy"] if args.backend == "both" else [args.backend]
+        base = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_DIFF_")}
+        base["PYTHONPATH"] = os.pathsep.join([str(ROOT), base.get("PYTHONPATH", "")])
+        what = "compare_checkpoints()" if args.api else "model-diff compare --format json"
+        for backend in backends:
+            env = dict(base, **({"MODEL_DIFF_NO_KERNEL": "1"} if backend == "numpy" else {}))
+            runs = [run_compare(old, new, env, args.api) for _ in range(args.repeats)]
+            wall = statistics.median(r[0] for r in runs)
+            rss = max(r[1] for r in runs)
+            print(f"(b) {what} [{backend}]: {wall:.2f} s, {total / wall / 1e9:.2f} GB/s, "
+                  f"ratio b/a {total / wall / floor:.2f}, peak RSS {rss / (1 << 20):.0f} MiB "
+                  f"(median of {len(runs)}: {', '.join(f'{r[0]:.2f}' for r in runs)} s)")
+    finally:
+        if not args.keep:
+            for p in (old, new):
+                p.unlink(missing_ok=True)
+            if not args.dir:
+                shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

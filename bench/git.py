@@ -1,0 +1,185 @@
+"""Benchmark: the textconv driver through real git + git-lfs on a 1 GiB checkpoint pair.
+
+Builds a Git LFS repository holding a ~1 GiB float32 safetensors checkpoint (16 tensors of
+64 MiB) in two commits that differ in one tensor, installs the driver with
+``model-diff install`` and measures, each as a fresh process tree (wall time, and peak RSS of
+the largest process in the tree: git, git-lfs or the textconv):
+
+- ``git diff HEAD~1 HEAD``: git smudges both sides through git-lfs, then runs the textconv
+  (model-diff's cache off, then on and warm);
+- the same with ``GIT_LFS_SKIP_SMUDGE=1``: pointers reach the textconv, which reads the
+  objects straight from the LFS store (cache off, then on and warm);
+- ``model-diff textconv FILE`` alone, full and ``--fast``, cache off, file in page cache:
+  seconds per GiB.
+
+Run from the repository root (numbers go to stdout as a Markdown table and to
+``bench/out/git.json``):
+
+    python bench/git.py [--size-mib 1024] [--workdir DIR] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+TENSOR_MIB = 64
+
+
+def write_checkpoint(path: Path, n_tensors: int, seed: int) -> list[tuple[str, int, int]]:
+    """Stream a float32 safetensors file tensor by tensor; returns (name, start, end) offsets
+    relative to the data section."""
+    numel = TENSOR_MIB * (1 << 20) // 4
+    names = [f"model.layers.{i}.mlp.weight" for i in range(n_tensors)]
+    header: dict[str, object] = {}
+    spans = []
+    for i, name in enumerate(sorted(names)):
+        start = i * numel * 4
+        header[name] = {"dtype": "F32", "shape": [numel // 4096, 4096],
+                        "data_offsets": [start, start + numel * 4]}
+        spans.append((name, start, start + numel * 4))
+    hbytes = json.dumps(header, separators=(",", ":")).encode()
+    hbytes += b" " * (-len(hbytes) % 8)
+    rng = np.random.default_rng(seed)
+    with open(path, "wb") as f:
+        f.write(len(hbytes).to_bytes(8, "little"))
+        f.write(hbytes)
+        for _ in spans:
+            f.write((rng.standard_normal(numel, dtype=np.float32) * 0.02).tobytes())
+    return [(n, s + 8 + len(hbytes), e + 8 + len(hbytes)) for n, s, e in spans]
+
+
+def env_for(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("GIT_", "MODEL_DIFF_", "PRE_COMMIT"))}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
+               XDG_CACHE_HOME=str(home / ".cache"), GIT_CONFIG_NOSYSTEM="1",
+               GIT_CONFIG_GLOBAL=str(home / ".gitconfig"), GIT_AUTHOR_NAME="bench",
+               GIT_AUTHOR_EMAIL="bench@example.com", GIT_COMMITTER_NAME="bench",
+               GIT_COMMITTER_EMAIL="bench@example.com", PAGER="cat", GIT_PAGER="cat",
+               PYTHONPATH=str(ROOT), TMPDIR=str(home / "tmp"))
+    (home / "tmp").mkdir(parents=True, exist_ok=True)
+    return env
+
+
+def measure(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, bytes]:
+    """(wall seconds, peak RSS in bytes of the largest process in the tree, stdout)."""
+    with tempfile.TemporaryFile() as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err = proc.stderr.read() if proc.stderr else b""
+        if proc.returncode != 0:
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err.decode()}")
+        out.seek(0)
+        return wall, usage.ru_maxrss * 1024, out.read()
+
+
+def git(args: list[str], cwd: Path, env: dict[str, str]) -> None:
+    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--size-mib", type=int, default=1024, help="checkpoint size (default 1024)")
+    ap.add_argument("--workdir", type=Path, default=None, help="where to build (default: tmp)")
+    ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    args = ap.parse_args(argv)
+    n_tensors = max(1, args.size_mib // TENSOR_MIB)
+    work = Path(tempfile.mkdtemp(prefix="model-diff-bench-", dir=args.workdir))
+    try:
+        env = env_for(work / "home")
+        repo = work / "repo"
+        repo.mkdir()
+        git(["init", "-q", "-b", "main"], repo, env)
+        git(["lfs", "install", "--local"], repo, env)
+        git(["lfs", "track", "*.safetensors"], repo, env)
+        subprocess.run([sys.executable, "-m", "model_diff", "install"], cwd=repo, env=env,
+                       check=True, capture_output=True)
+        ckpt = repo / "model.safetensors"
+        t0 = time.perf_counter()
+        spans = write_checkpoint(ckpt, n_tensors, seed=0)
+        size = ckpt.stat().st_size
+        print(f"built {size / 2**30:.2f} GiB checkpoint in {time.perf_counter() - t0:.1f} s",
+              file=sys.stderr)
+        git(["add", "-A"], repo, env)
+        git(["commit", "-q", "-m", "v1"], repo, env)
+        v1_copy = work / "v1.safetensors"
+        shutil.copy(ckpt, v1_copy)
+        name, start, end = spans[len(spans) // 2]
+        with open(ckpt, "r+b") as f:  # change one tensor in place
+            f.seek(start)
+            rng = np.random.default_rng(1)
+            f.write((rng.standard_normal((end - start) // 4, dtype=np.float32) * 0.02).tobytes())
+        git(["commit", "-q", "-am", f"v2: {name} changed"], repo, env)
+
+        results: dict[str, object] = {
+            "size_bytes": size, "tensors": n_tensors, "changed": name,
+            "python": platform.python_version(), "cpus": os.cpu_count(),
+            "git": subprocess.run(["git", "--version"], check=True, capture_output=True,
+                                  text=True).stdout.strip(),
+        }
+        rows = []
+        no_cache = dict(env, MODEL_DIFF_NO_CACHE="1")
+        skip = dict(env, GIT_LFS_SKIP_SMUDGE="1")
+        skip_no_cache = dict(skip, MODEL_DIFF_NO_CACHE="1")
+        diff = ["git", "diff", "HEAD~1", "HEAD"]
+        cases = [
+            ("git diff HEAD~1 HEAD (smudge; cache off)", diff, no_cache),
+            ("git diff HEAD~1 HEAD (smudge; cache cold)", diff, env),
+            ("git diff HEAD~1 HEAD (smudge; cache warm)", diff, env),
+            ("GIT_LFS_SKIP_SMUDGE=1 git diff (LFS store; cache off)", diff, skip_no_cache),
+            ("GIT_LFS_SKIP_SMUDGE=1 git diff (LFS store; cache cold)", diff, skip),
+            ("GIT_LFS_SKIP_SMUDGE=1 git diff (LFS store; cache warm)", diff, skip),
+        ]
+        outputs = []
+        for label, cmd, e in cases:
+            wall, rss, out = measure(cmd, repo, e)
+            outputs.append(out)
+            changed = [ln for ln in out.decode().splitlines()
+                       if ln.startswith(("-model.", "+model."))]
+            rows.append((label, wall, rss, len(changed)))
+        if len({o for o in outputs}) != 1:
+            raise SystemExit("outputs differ between cases: a bug")
+        for mode in ([], ["--fast"]):
+            tc = [sys.executable, "-m", "model_diff", "textconv", str(v1_copy), *mode]
+            measure(tc, work, no_cache)  # page cache warm
+            best = min(measure(tc, work, no_cache)[:2] for _ in range(2))
+            rows.append((f"model-diff textconv {' '.join(mode) or '(full)'} (cache off)",
+                         best[0], best[1], 0))
+            results[f"textconv{mode[0] if mode else ''}_s_per_gib"] = best[0] / (size / 2**30)
+        results["rows"] = [{"case": r[0], "seconds": r[1], "peak_rss_bytes": r[2],
+                            "changed_lines": r[3]} for r in rows]
+        print(f"| case ({size / 2**30:.2f} GiB, 1 of {n_tensors} tensors changed) "
+              "| wall s | peak RSS MiB | -/+ tensor lines |")
+        print("|---|---:|---:|---:|")
+        for label, wall, rss, changed in rows:
+            print(f"| {label} | {wall:.2f} | {rss / 2**20:.0f} | {changed or ''} |")
+        print(f"\ntextconv: {results['textconv_s_per_gib']:.2f} s/GiB full, "
+              f"{results['textconv--fast_s_per_gib']:.2f} s/GiB --fast")
+        out_dir = ROOT / "bench" / "out"
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "git.json").write_text(json.dumps(results, indent=2) + "\n")
+    finally:
+        if args.keep:
+            print(f"kept {work}", file=sys.stderr)
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

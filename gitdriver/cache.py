@@ -1,0 +1,160 @@
+"""model-diff's own textconv cache: output keyed by content identity, not by path or blob id.
+
+``git log -p`` runs the textconv once per file per commit; a checkpoint that did not change
+between commits has the same content, so its lines are looked up instead of recomputed.
+
+- **Key**: the LFS oid when the input is a pointer (no need to read the object on a hit), else
+  xxh3-128 of the whole file plus its size; the output-format version and the mode (full or
+  fast) are part of the path, so a format change never serves old lines.
+- **Where**: ``<git common dir>/model-diff/textconv-cache/`` inside a repository (shared by
+  linked worktrees, removed with the repository), else ``$XDG_CACHE_HOME/model-diff/
+  textconv-cache`` (default ``~/.cache``).
+- **Writes are atomic** (temp file + rename) so concurrent git processes never read half an
+  entry; **size is bounded** by trimming least-recently-used entries (a hit refreshes mtime).
+- Only complete conversions are stored: a pointer whose object is missing is never cached
+  (that is exactly how git's own ``cachetextconv`` gets poisoned, GIT-NOTES 3c).
+
+``MODEL_DIFF_NO_CACHE=1`` turns it off; ``MODEL_DIFF_CACHE_MAX_MB`` bounds it (default 64).
+This module must not import click, dulwich or numpy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import mmap
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import xxhash
+
+from .gitcmd import find_git_dirs
+
+#: Version of the textconv output format: bump when the lines change. It keys this cache's
+#: paths and the command ``install --cachetextconv`` registers (git's own cache key).
+TEXTCONV_FORMAT_VERSION = 1
+
+DEFAULT_MAX_BYTES = 64 << 20
+_HASH_BUF = 4 << 20
+
+
+def file_key(path: str | os.PathLike[str]) -> str:
+    """``xxh3-<32 hex>-<size>`` of a file's bytes, read into one reused page-aligned buffer."""
+    h = xxhash.xxh3_128()
+    buf = mmap.mmap(-1, _HASH_BUF)  # anonymous mmap: page-aligned, reused for every read
+    view = memoryview(buf)
+    size = 0
+    try:
+        with open(path, "rb", buffering=0) as f:
+            while True:
+                n = f.readinto(view)
+                if not n:
+                    break
+                h.update(view[:n])
+                size += n
+    finally:
+        view.release()
+        buf.close()
+    return f"xxh3-{h.hexdigest()}-{size}"
+
+
+def lfs_key(oid: str) -> str:
+    return f"lfs-{oid}"
+
+
+def default_root(start: str | os.PathLike[str] | None = None) -> Path:
+    """The cache directory for the repository around ``start`` (or the user cache outside)."""
+    dirs = find_git_dirs(start)
+    if dirs is not None:
+        return dirs.common_dir / "model-diff" / "textconv-cache"
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "model-diff" / "textconv-cache"
+
+
+def _max_bytes() -> int:
+    raw = os.environ.get("MODEL_DIFF_CACHE_MAX_MB")
+    if raw:
+        with contextlib.suppress(ValueError):
+            return max(0, int(float(raw) * (1 << 20)))
+    return DEFAULT_MAX_BYTES
+
+
+class TextconvCache:
+    """Entries under ``root/v<version>/<mode>/<first 2 hex digits>/<key>``; LRU-bounded."""
+
+    def __init__(self, root: Path, *, version: int, max_bytes: int | None = None) -> None:
+        self.root = root
+        self.version = version
+        self.max_bytes = _max_bytes() if max_bytes is None else max_bytes
+
+    @classmethod
+    def for_cwd(cls, version: int) -> TextconvCache | None:
+        """The cache textconv uses, or None when ``MODEL_DIFF_NO_CACHE`` is set."""
+        if os.environ.get("MODEL_DIFF_NO_CACHE"):
+            return None
+        return cls(default_root(), version=version)
+
+    def _path(self, key: str, mode: str) -> Path:
+        shard = key.split("-", 1)[-1][:2]
+        return self.root / f"v{self.version}" / mode / shard / key
+
+    def get(self, key: str, mode: str) -> str | None:
+        p = self._path(key, mode)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(p)  # most recently used
+        return text
+
+    def put(self, key: str, mode: str, text: str) -> None:
+        """Store an entry atomically, then trim; failures are silent (a cache is optional)."""
+        p = self._path(key, mode)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    f.write(text)
+                os.replace(tmp, p)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+            self.trim()
+        except OSError:
+            return
+
+    def entries(self) -> list[tuple[float, int, Path]]:
+        """(mtime, size, path) of every entry, any version."""
+        out = []
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                if name.startswith(".tmp-"):
+                    continue
+                p = Path(dirpath) / name
+                try:
+                    st = p.stat()
+                except OSError:
+                    continue
+                out.append((st.st_mtime, st.st_size, p))
+        return out
+
+    def trim(self) -> int:
+        """Delete least-recently-used entries until the total fits; returns entries removed."""
+        entries = self.entries()
+        total = sum(size for _, size, _ in entries)
+        removed = 0
+        for _, size, p in sorted(entries, key=lambda e: (e[0], str(e[2]))):
+            if total <= self.max_bytes:
+                break
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed += 1
+            total -= size
+        return removed
+
+    def clear(self) -> None:
+        shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,319 @@
+"""``git difftool -t model-diff`` and ``model-diff diff``: full paired reports of checkpoint files.
+
+A ``Pair`` is one file as two sides (either may be absent: an added or deleted file). Pairs
+come from difftool's arguments (two files, ``/dev/null`` for a missing side, or two folders
+with ``--dir-diff``) or from a revision diff (``gitdriver.revisions.Change``). Each present
+pair is diffed and analysed by the engine and rendered in the chosen report format; several
+pairs are put together into one document of that format.
+
+This module must not print or exit (``model_diff.cli`` does) and never runs ``git`` itself.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import tempfile
+import webbrowser
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from model_diff.checkpoint import Checkpoint
+from model_diff.errors import ModelDiffError, UnknownFormatError
+from model_diff.naming import natural_sorted
+
+from .extdiff import describe, open_side
+from .revisions import Change, GitRepo, is_checkpoint_path, open_spec
+
+#: What git passes for a missing side on POSIX (Windows git passes it literally too).
+DEV_NULL = "/dev/null"
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One file to report: a label, the two sides to open (None = absent) and their names.
+
+    ``old``/``new`` are filesystem paths (``is_spec`` False) or ``REV:path`` specs.
+    """
+
+    label: str
+    old: str | None
+    new: str | None
+    old_name: str = ""
+    new_name: str = ""
+    status: str = "modified"
+    old_path: str | None = None
+    new_path: str | None = None
+    similarity: int | None = None
+    is_spec: bool = False
+
+
+@dataclass
+class PairResult:
+    """What a pair produced: a rendered report, a one-side description, or an error."""
+
+    pair: Pair
+    report: str | None = None
+    old_info: dict[str, Any] | None = None
+    new_info: dict[str, Any] | None = None
+    error: str | None = None
+    skipped: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# -- where pairs come from -------------------------------------------------------------------
+
+def difftool_pairs(local: str, remote: str, merged: str | None) -> list[Pair]:
+    """Pairs for difftool's ``$LOCAL $REMOTE [$MERGED]``: two files, or two --dir-diff folders."""
+    if os.path.isdir(local) and os.path.isdir(remote):
+        return dir_pairs(local, remote)
+    label = merged or _common_label(local, remote)
+    old = None if local == DEV_NULL else local
+    new = None if remote == DEV_NULL else remote
+    status = "added" if old is None else "removed" if new is None else "modified"
+    return [Pair(label, old, new, f"a/{label}", f"b/{label}", status,
+                 label if old else None, label if new else None)]
+
+
+def dir_pairs(left: str, right: str) -> list[Pair]:
+    """Checkpoint files of two folders paired by relative path (a file on one side only is
+    an add or a delete), in natural order. Other files are not checkpoints and are left out."""
+    lfiles, rfiles = _walk(left), _walk(right)
+    pairs: list[Pair] = []
+    for rel in natural_sorted(set(lfiles) | set(rfiles)):
+        if not is_checkpoint_path(rel):
+            continue
+        old, new = lfiles.get(rel), rfiles.get(rel)
+        status = "added" if old is None else "removed" if new is None else "modified"
+        pairs.append(Pair(rel, old, new, f"a/{rel}", f"b/{rel}", status,
+                          rel if old else None, rel if new else None))
+    return pairs
+
+
+def change_pairs(repo: GitRepo, changes: Sequence[Change]) -> list[Pair]:
+    """Pairs for a revision diff: ``REV:path`` specs, or on-disk paths for the working tree."""
+    pairs = []
+    for ch in changes:
+        old = f"{ch.old_rev}:{ch.old_path}" if ch.old_path else None
+        if ch.new_path is None:
+            new = None
+        elif ch.new_rev is None:
+            new = os.path.join(repo.root, *ch.new_path.split("/"))
+        else:
+            new = f"{ch.new_rev}:{ch.new_path}"
+        new_name = (f"{ch.new_rev}:{ch.new_path}" if ch.new_rev is not None else ch.new_path) or ""
+        pairs.append(Pair(ch.path, old, new, old or "", new_name, ch.status, ch.old_path,
+                          ch.new_path, ch.similarity, is_spec=True))
+    return pairs
+
+
+def _walk(root: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            full = os.path.join(dirpath, name)
+            out[os.path.relpath(full, root).replace(os.sep, "/")] = full
+    return out
+
+
+def _common_label(local: str, remote: str) -> str:
+    present = remote if remote != DEV_NULL else local
+    return os.path.basename(present)
+
+
+# -- running the engine ----------------------------------------------------------------------
+
+def run_pairs(pairs: Sequence[Pair], fmt: str, *, repo_root: str | None = None,
+              color: bool = False) -> list[PairResult]:
+    """Diff and analyse every pair; an unreadable pair becomes an error result, not a stop."""
+    return [run_pair(p, fmt, repo_root=repo_root, color=color) for p in pairs]
+
+
+def run_pair(pair: Pair, fmt: str, *, repo_root: str | None = None,
+             color: bool = False) -> PairResult:
+    result = PairResult(pair)
+    try:
+        if pair.old is not None and pair.new is not None:
+            if pair.status == "renamed" and pair.similarity == 100:
+                return result  # identical content: nothing to diff
+            old = _open(pair, pair.old, pair.old_name, repo_root)
+            try:
+                new = _open(pair, pair.new, pair.new_name, repo_root)
+                try:
+                    result.report = compare_checkpoints(old, new, fmt, pair, color=color)
+                    result.old_info, result.new_info = describe(old), describe(new)
+                finally:
+                    new.close()
+            finally:
+                old.close()
+        else:
+            side = pair.old if pair.old is not None else pair.new
+            if side is None:
+                raise ModelDiffError(f"{pair.label}: both sides are missing")
+            ckpt = _open(pair, side, pair.old_name if side == pair.old else pair.new_name,
+                         repo_root)
+            with ckpt:
+                info = describe(ckpt)
+            if pair.old is None:
+                result.new_info = info
+            else:
+                result.old_info = info
+    except UnknownFormatError as exc:
+        result.skipped = True
+        result.error = str(exc)
+    except ModelDiffError as exc:
+        result.error = str(exc)
+    return result
+
+
+def _open(pair: Pair, side: str, name: str, repo_root: str | None) -> Checkpoint:
+    if pair.is_spec:
+        return open_spec(side, cwd=repo_root)
+    if os.path.isdir(side):
+        from model_diff.formats import open_checkpoint
+
+        return open_checkpoint(side)
+    # git's temporary copies are named by the path they stand for, never by where they lie
+    return open_side(side, name or os.path.basename(side), repo_root)
+
+
+def compare_checkpoints(old: Checkpoint, new: Checkpoint, fmt: str, pair: Pair, *,
+                        color: bool = False) -> str:
+    """The engine's full report (metrics + analysis + insights) for one pair."""
+    from model_diff import DiffAnalyzer, DiffConfig, ModelDiff, create_diff_report
+
+    config = DiffConfig(include_unchanged=True)
+    diffs, summary = ModelDiff(config).diff(old, new)
+    analysis = DiffAnalyzer().analyze(diffs, summary)
+    shown = [d for d in diffs if d.is_changed]
+    inputs = {"old": {"path": pair.old_name, **describe(old)},
+              "new": {"path": pair.new_name, **describe(new)}}
+    report: str = create_diff_report(
+        shown, summary, analysis, format=fmt, old_name=pair.old_name, new_name=pair.new_name,
+        inputs=inputs, diff_config=DiffConfig(), color=color)
+    return report
+
+
+# -- putting reports together ----------------------------------------------------------------
+
+def status_line(r: PairResult) -> str:
+    """One line saying what happened to the file: ``added: 19 tensors, 12,345 parameters``."""
+    p = r.pair
+    if p.status == "renamed":
+        head = f"renamed from {p.old_path} (similarity {p.similarity}%)"
+        return head + (": content identical" if p.similarity == 100 else "")
+    if r.skipped:
+        return "skipped: not a checkpoint format model-diff reads"
+    if r.error is not None:
+        return "error: " + r.error
+    info = r.new_info if p.status == "added" else r.old_info
+    if p.status in ("added", "removed") and info is not None:
+        return (f"{p.status}: {info['tensors']:,} tensors, {info['parameters']:,} parameters "
+                f"({info['format']}; {', '.join(info['dtypes'])})")
+    return p.status
+
+
+def render_results(results: Sequence[PairResult], fmt: str, *, title: str,
+                   meta: dict[str, Any] | None = None, unwrap_single: bool = False) -> str:
+    """One document in ``fmt`` for all results.
+
+    With ``unwrap_single``, a single modified pair's HTML or JSON is the engine's report
+    itself (difftool on one file), not a one-entry list.
+    """
+    if (unwrap_single and len(results) == 1 and results[0].report is not None
+            and fmt in ("html", "json")):
+        return results[0].report
+    if fmt != "text" and not title:
+        title = results[0].pair.label if results else "model-diff"
+    if fmt == "json":
+        return _render_json(results, title, meta or {})
+    if fmt == "html":
+        return _render_html(results, title)
+    if fmt == "markdown":
+        return _render_markdown(results, title)
+    return _render_text(results, title)
+
+
+def _render_text(results: Sequence[PairResult], title: str) -> str:
+    lines = [title] if title else []
+    if not results:
+        lines.append("no checkpoint changes")
+    for r in results:
+        lines += ["", f"=== {r.pair.label} ===", status_line(r)]
+        if r.report:
+            lines += ["", r.report.rstrip("\n")]
+    return "\n".join(lines) + "\n"
+
+
+def _render_markdown(results: Sequence[PairResult], title: str) -> str:
+    out = [f"# {_md(title)}", ""]
+    if not results:
+        out.append("No checkpoint changes.")
+    else:
+        out += ["| file | change |", "| --- | --- |"]
+        out += [f"| {_md(r.pair.label)} | {_md(status_line(r))} |" for r in results]
+    for r in results:
+        if r.report:
+            out += ["", f"## {_md(r.pair.label)}", "", r.report.rstrip("\n")]
+    return "\n".join(out) + "\n"
+
+
+def _render_json(results: Sequence[PairResult], title: str, meta: dict[str, Any]) -> str:
+    files = []
+    for r in results:
+        p = r.pair
+        files.append({
+            "path": p.label, "status": p.status, "old_path": p.old_path,
+            "new_path": p.new_path, "similarity": p.similarity, "old": r.old_info,
+            "new": r.new_info, "error": r.error, "skipped": r.skipped,
+            "report": json.loads(r.report) if r.report else None,
+        })
+    doc = {"title": title, **meta, "files": files}
+    return json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def _render_html(results: Sequence[PairResult], title: str) -> str:
+    """A page listing every file, each full report embedded (escaped) in its own frame."""
+    rows = "\n".join(
+        f"<tr><td><a href=\"#f{i}\">{html.escape(r.pair.label)}</a></td>"
+        f"<td>{html.escape(status_line(r))}</td></tr>" for i, r in enumerate(results))
+    frames = "\n".join(
+        f"<section id=\"f{i}\"><h2>{html.escape(r.pair.label)}</h2>"
+        f"<p>{html.escape(status_line(r))}</p>"
+        + (f"<iframe title=\"{html.escape(r.pair.label)}\" sandbox "
+           f"srcdoc=\"{html.escape(r.report, quote=True)}\"></iframe>" if r.report else "")
+        + "</section>" for i, r in enumerate(results))
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title><style>"
+        "body{font-family:system-ui,sans-serif;margin:2em}"
+        "table{border-collapse:collapse}td{border:1px solid #ccc;padding:.3em .6em}"
+        "iframe{width:100%;height:80vh;border:1px solid #ccc}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>"
+        + (f"<table>{rows}</table>" if results else "<p>No checkpoint changes.</p>")
+        + frames + "</body></html>\n")
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+# -- HTML in a browser -----------------------------------------------------------------------
+
+def write_temp_html(text: str) -> str:
+    """Write an HTML report to a new temporary file, kept afterwards for the browser to read."""
+    fd, path = tempfile.mkstemp(prefix="model-diff-", suffix=".html")
+    with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+        f.write(text)
+    return path
+
+
+def open_in_browser(path: str) -> bool:
+    """Open ``path`` with ``webbrowser`` (which honours ``$BROWSER``); False when none ran."""
+    try:
+        return webbrowser.open(Path(path).resolve().as_uri())
+    except webbrowser.Error:
+        return False

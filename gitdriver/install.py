@@ -1,0 +1,273 @@
+"""``model-diff install`` / ``uninstall`` / ``status``: register the git drivers, reversibly.
+
+What install writes, in the chosen scope (``--local`` default, ``--global``, ``--system``), with
+``git config`` subprocess calls (git edits its own files; we never rewrite them wholesale):
+
+    diff.model-diff.textconv   "<python>" -m model_diff textconv
+    difftool.model-diff.cmd    "<python>" -m model_diff difftool "$LOCAL" "$REMOTE" "$MERGED"
+    diff.model-diff.cachetextconv true            (--cachetextconv; the textconv command then
+                                                   carries --format-version=N, see below)
+    diff.model-diff.command    <hand-off to difftool>; exec "<python>" -m model_diff ext-diff
+                                                  (--external; see DIFFTOOL_HANDOFF)
+
+plus attribute lines (``gitdriver.attributes``) in ``<top>/.gitattributes`` (local),
+``core.attributesFile`` or ``$XDG_CONFIG_HOME/git/attributes`` (global), the system
+``core.attributesFile`` or ``/etc/gitattributes`` (system).
+
+The commands use the *current* interpreter, quoted for git's ``sh``, so they work from GUIs and
+virtualenvs where ``model-diff`` is not on PATH.
+
+``--cachetextconv`` turns on git's own textconv cache (notes under
+``refs/notes/textconv/model-diff``, keyed by blob id and invalidated only when the command string
+changes): the output-format version is embedded in the command so an upgrade that changes the
+output invalidates it. ``--external`` adds the external diff command; git lets that command
+shadow ``git difftool`` (GIT-NOTES 3d), so the command first hands a call that comes from
+``git difftool`` back to git's difftool helper (``DIFFTOOL_HANDOFF``).
+
+This module must not import click or dulwich and never prints: it returns what it did.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from model_diff.errors import GitError, ModelDiffError
+
+from . import attributes, gitcmd
+from .attributes import DEFAULT_PATTERNS, DRIVER
+from .cache import TEXTCONV_FORMAT_VERSION
+
+SCOPES = ("local", "global", "system")
+_OURS_MARKERS = ("model_diff", "model-diff")
+
+
+@dataclass
+class Change:
+    """One thing install or uninstall did (or would have done), for the report."""
+
+    what: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.detail}"
+
+
+@dataclass
+class Outcome:
+    changes: list[Change] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def python_command(executable: str | None = None) -> str:
+    """The interpreter, quoted for git's ``sh``: ``"<path>"``, or single quotes when needed."""
+    exe = executable or sys.executable
+    if any(c in exe for c in '"$`\\\n'):
+        return shlex.quote(exe)
+    return f'"{exe}"'
+
+
+#: Prefix of the external diff command. ``git difftool`` runs ``git diff`` with
+#: ``GIT_EXTERNAL_DIFF=git-difftool--helper``, but an attribute driver's ``command`` takes
+#: precedence over that variable, so without this every ``git difftool`` (``-t model-diff``,
+#: ``-x CMD``, ``diff.tool``) would print the external diff instead of running the tool
+#: (GIT-NOTES 3d). git runs the command through ``sh`` with the 7/9 arguments appended as
+#: ``"$@"``; handing them to the helper restores difftool exactly.
+DIFFTOOL_HANDOFF = ('case "$GIT_EXTERNAL_DIFF" in *git-difftool--helper) '
+                    'exec git difftool--helper "$@";; esac;')
+
+
+def driver_config(*, external: bool, cachetextconv: bool,
+                  executable: str | None = None) -> dict[str, str]:
+    """The config keys and values install writes for these options."""
+    py = python_command(executable)
+    textconv = f"{py} -m model_diff textconv"
+    if cachetextconv:
+        textconv += f" --format-version={TEXTCONV_FORMAT_VERSION}"
+    cfg = {
+        f"diff.{DRIVER}.textconv": textconv,
+        f"difftool.{DRIVER}.cmd": f'{py} -m model_diff difftool "$LOCAL" "$REMOTE" "$MERGED"',
+    }
+    if cachetextconv:
+        cfg[f"diff.{DRIVER}.cachetextconv"] = "true"
+    if external:
+        cfg[f"diff.{DRIVER}.command"] = f"{DIFFTOOL_HANDOFF} exec {py} -m model_diff ext-diff"
+    return cfg
+
+
+_ALL_KEYS = (f"diff.{DRIVER}.textconv", f"diff.{DRIVER}.cachetextconv",
+             f"diff.{DRIVER}.command", f"difftool.{DRIVER}.cmd")
+_SECTIONS = (f"diff.{DRIVER}", f"difftool.{DRIVER}")
+#: a key install sets only when the config file lacked its final newline (git adds one)
+_NOEOL_KEY = f"diff.{DRIVER}.restorenoeol"
+
+
+def _is_ours(key: str, value: str) -> bool:
+    if key.endswith(".cachetextconv") or key == _NOEOL_KEY:
+        return True
+    return any(m in value for m in _OURS_MARKERS)
+
+
+def _scope_args(scope: str) -> list[str]:
+    if scope not in SCOPES:
+        raise ModelDiffError(f"unknown scope {scope!r}", hint="use local, global or system")
+    return [f"--{scope}"]
+
+
+def _repo_top(scope: str, cwd: Path) -> Path | None:
+    top = gitcmd.toplevel(cwd)
+    if scope == "local" and top is None:
+        raise GitError(f"{cwd}: not inside a git repository (or in a bare one)",
+                       hint="cd into a repository, or use --global")
+    return top
+
+
+def config_file(scope: str, cwd: Path) -> Path | None:
+    """The file git writes for ``git config --<scope>``, where it can be known."""
+    if scope == "local":
+        dirs = gitcmd.find_git_dirs(cwd)
+        return dirs.common_dir / "config" if dirs else None
+    if scope == "global":
+        env = os.environ.get("GIT_CONFIG_GLOBAL")
+        if env:
+            return Path(env)
+        home = Path(os.path.expanduser("~"))
+        dot = home / ".gitconfig"
+        xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "git" / "config"
+        return xdg if (not dot.exists() and xdg.exists()) else dot
+    env = os.environ.get("GIT_CONFIG_SYSTEM")
+    if env:
+        return Path(env)
+    proc = gitcmd.git(["config", "--system", "--show-origin", "--list"], cwd=cwd, check=False)
+    first = proc.stdout.split("\t", 1)[0] if proc.returncode == 0 else ""
+    return Path(first[len("file:"):]) if first.startswith("file:") else None
+
+
+def attributes_file(scope: str, cwd: Path) -> Path:
+    """Where install writes attribute lines for a scope (README: Git integration)."""
+    if scope == "local":
+        top = _repo_top(scope, cwd)
+        assert top is not None  # _repo_top raised otherwise
+        return top / ".gitattributes"
+    configured = gitcmd.config_get([f"--{scope}"], "core.attributesFile", cwd=cwd)
+    if configured:
+        return Path(os.path.expanduser(configured))
+    if scope == "global":
+        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                 ".config")
+        return Path(base) / "git" / "attributes"
+    return Path("/etc/gitattributes")
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_bytes().decode("utf-8", errors="surrogateescape")
+    except FileNotFoundError:
+        return None
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.model-diff-tmp")
+    data = text.encode("utf-8", errors="surrogateescape")
+    mode = path.stat().st_mode & 0o7777 if path.exists() else None
+    with open(tmp, "wb") as f:
+        f.write(data)
+    if mode is not None:
+        os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def install(*, scope: str = "local", patterns: list[str] | None = None, external: bool = False,
+            cachetextconv: bool = False, cwd: str | os.PathLike[str] | None = None,
+            executable: str | None = None) -> Outcome:
+    """Register the driver and its attributes; a second identical call changes nothing."""
+    here = Path(cwd or os.getcwd())
+    sargs = _scope_args(scope)
+    _repo_top(scope, here)
+    out = Outcome()
+    wanted = driver_config(external=external, cachetextconv=cachetextconv,
+                           executable=executable)
+    current = gitcmd.config_keys(sargs, rf"^(diff|difftool)\.{DRIVER}\.", cwd=here)
+    for key, value in current.items():
+        if key in wanted and value != wanted[key] and not _is_ours(key, value):
+            raise ModelDiffError(
+                f"{key} is already set to {value!r}, not by model-diff",
+                hint=f"remove it (git config --{scope} --unset {key}) and run install again",
+            )
+    if any(current.get(k) != v for k, v in wanted.items()):
+        cfg = config_file(scope, here)
+        if (cfg is not None and not any(k in current for k in _ALL_KEYS)
+                and cfg.is_file() and cfg.stat().st_size
+                and not cfg.read_bytes().endswith(b"\n")):
+            # git adds the missing final newline when it appends our section; note it so
+            # uninstall can give the file back byte for byte.
+            gitcmd.config_set(sargs, _NOEOL_KEY, "true", cwd=here)
+    for key, value in wanted.items():
+        if current.get(key) != value:
+            gitcmd.config_set(sargs, key, value, cwd=here)
+            out.changes.append(Change(f"git config --{scope}", f"{key} = {value}"))
+    for key in _ALL_KEYS:
+        if key in current and key not in wanted:
+            gitcmd.config_unset(sargs, key, cwd=here)
+            out.changes.append(Change(f"git config --{scope}", f"unset {key}"))
+    attr_path = attributes_file(scope, here)
+    before = _read_text(attr_path)
+    after = attributes.install_text(before, list(patterns or DEFAULT_PATTERNS))
+    if after != (before or ""):
+        _write_text_atomic(attr_path, after)
+        added, edited = attributes.installed_patterns(after)
+        out.changes.append(Change(str(attr_path),
+                                  "diff=model-diff for " + " ".join(added + edited)))
+        for pat in edited:
+            out.notes.append(f"{attr_path}: changed diff=lfs to diff=model-diff on the "
+                             f"existing line for {pat} (uninstall restores it)")
+    if external:
+        out.notes.append("external diff on: `git diff` runs model-diff ext-diff; `git log -p` "
+                         "and `git show` keep using the textconv (add --ext-diff to change "
+                         "that)")
+    if cachetextconv:
+        out.notes.append(f"git's textconv cache on: clear it with `git update-ref -d "
+                         f"refs/notes/textconv/{DRIVER}`")
+    return out
+
+
+def uninstall(*, scope: str = "local", cwd: str | os.PathLike[str] | None = None) -> Outcome:
+    """Take back what install did in this scope; a second call changes nothing."""
+    here = Path(cwd or os.getcwd())
+    sargs = _scope_args(scope)
+    _repo_top(scope, here)
+    out = Outcome()
+    current = gitcmd.config_keys(sargs, rf"^(diff|difftool)\.{DRIVER}\.", cwd=here)
+    noeol = current.get(_NOEOL_KEY) == "true"
+    for key, value in current.items():
+        if key in _ALL_KEYS and _is_ours(key, value):
+            gitcmd.config_unset(sargs, key, cwd=here)
+            out.changes.append(Change(f"git config --{scope}", f"unset {key}"))
+    if noeol:
+        gitcmd.config_unset(sargs, _NOEOL_KEY, cwd=here)
+    remaining = gitcmd.config_keys(sargs, rf"^(diff|difftool)\.{DRIVER}\.", cwd=here)
+    for section in _SECTIONS:
+        if not any(k.startswith(section + ".") for k in remaining):
+            gitcmd.config_remove_section(sargs, section, cwd=here)
+    if noeol:
+        cfg = config_file(scope, here)
+        if cfg is not None and cfg.is_file():
+            data = cfg.read_bytes()
+            if data.endswith(b"\n"):
+                with open(cfg, "r+b") as f:
+                    f.truncate(len(data) - 1)
+    attr_path = attributes_file(scope, here)
+    before = _read_text(attr_path)
+    if before is not None:
+        after = attributes.uninstall_text(before)
+        if after is None:
+            attr_path.unlink()
+            out.changes.append(Change(str(attr_path), "removed (install had created it)"))
+        elif after != before:
+            _write_text_atomic(attr_path, after)
+            out.changes.append(Change(str(attr_path), "removed model-diff lines"))
+    return out

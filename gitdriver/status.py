@@ -1,0 +1,135 @@
+"""``model-diff status``: what git will do with checkpoints here, and why.
+
+Reports the driver config per scope, the ``diff`` attribute git resolves for each pattern
+(``git check-attr``, so ordering and ``.git/info/attributes`` are accounted for), Git LFS
+presence, and whether a fresh clone would silently fall back to pointer/binary diffs because
+the driver config (which is per clone or per user, never committed) is missing.
+
+This module must not import click or dulwich and never prints: it returns a report.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import gitcmd
+from .attributes import DEFAULT_PATTERNS, DRIVER
+from .cache import TEXTCONV_FORMAT_VERSION
+from .install import SCOPES
+
+
+@dataclass
+class Status:
+    in_repo: bool
+    driver: dict[str, dict[str, str]]  # scope -> key -> value
+    attributes: list[tuple[str, str, str]]  # (pattern, sample path, diff attribute)
+    lfs_version: str | None
+    lfs_filter: bool
+    lfs_patterns: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def driver_scopes(self) -> list[str]:
+        return [s for s in SCOPES if f"diff.{DRIVER}.textconv" in self.driver.get(s, {})]
+
+
+def sample_path(pattern: str) -> str:
+    """A file name a glob matches, for ``git check-attr`` (which takes paths, not patterns)."""
+    p = pattern.lstrip("/")
+    p = p.replace("**/", "").replace("/**", "/x")
+    p = re.sub(r"\[[^\]]*\]", "x", p)
+    return p.replace("*", "model").replace("?", "x") or "model"
+
+
+def _lfs_version(cwd: Path) -> str | None:
+    proc = gitcmd.git(["lfs", "version"], cwd=cwd, check=False)
+    return proc.stdout.strip().split(" ")[0] if proc.returncode == 0 else None
+
+
+def collect(cwd: str | os.PathLike[str] | None = None,
+            patterns: list[str] | None = None) -> Status:
+    here = Path(cwd or os.getcwd())
+    top = gitcmd.toplevel(here)
+    driver: dict[str, dict[str, str]] = {}
+    for scope in SCOPES:
+        if scope == "local" and top is None:
+            continue
+        keys = gitcmd.config_keys([f"--{scope}"], rf"^(diff|difftool)\.{DRIVER}\.", cwd=here)
+        if keys:
+            driver[scope] = keys
+    attrs: list[tuple[str, str, str]] = []
+    lfs_patterns: list[str] = []
+    if top is not None:
+        pats = list(patterns or DEFAULT_PATTERNS)
+        samples = [sample_path(p) for p in pats]
+        proc = gitcmd.git(["check-attr", "-z", "diff", "filter", "--", *samples], cwd=top)
+        fields = proc.stdout.split("\0")
+        values: dict[tuple[str, str], str] = {}
+        for i in range(0, len(fields) - 2, 3):
+            values[(fields[i], fields[i + 1])] = fields[i + 2]
+        for pat, sample in zip(pats, samples, strict=True):
+            attrs.append((pat, sample, values.get((sample, "diff"), "unspecified")))
+            if values.get((sample, "filter")) == "lfs":
+                lfs_patterns.append(pat)
+    lfs_filter = gitcmd.config_get([], "filter.lfs.process", cwd=here) is not None
+    st = Status(in_repo=top is not None, driver=driver, attributes=attrs,
+                lfs_version=_lfs_version(here), lfs_filter=lfs_filter, lfs_patterns=lfs_patterns)
+    _diagnose(st, top)
+    return st
+
+
+def _diagnose(st: Status, top: Path | None) -> None:
+    names_driver = [p for p, _, v in st.attributes if v == DRIVER]
+    scopes = st.driver_scopes
+    if names_driver and not scopes:
+        st.warnings.append(
+            f"attributes name diff={DRIVER} but no driver is configured: git silently falls "
+            "back to binary/pointer diffs; run `model-diff install`")
+    for pat, _, value in st.attributes:
+        if value == "lfs" and scopes:
+            st.warnings.append(f"{pat}: diff=lfs wins for these files (pointer diffs); "
+                               "run `model-diff install` to edit the LFS line in place")
+    for scope, keys in st.driver.items():
+        cmd = keys.get(f"diff.{DRIVER}.textconv", "")
+        m = re.search(r"--format-version=(\d+)", cmd)
+        stale = not m or int(m.group(1)) != TEXTCONV_FORMAT_VERSION
+        if keys.get(f"diff.{DRIVER}.cachetextconv") == "true" and stale:
+            st.warnings.append(
+                f"{scope}: cachetextconv is on but the command does not carry the current "
+                f"output format (--format-version={TEXTCONV_FORMAT_VERSION}): git may show "
+                f"stale cached lines; run `model-diff install --cachetextconv` again")
+        if f"diff.{DRIVER}.command" in keys:
+            st.warnings.append(f"{scope}: the external diff command is on: `git diff` uses it, "
+                               "`git log -p`/`git show` use the textconv")
+    if top is not None and names_driver and scopes == ["local"]:
+        tracked = gitcmd.git(["ls-files", "--", ".gitattributes"], cwd=top, check=False)
+        if tracked.stdout.strip():
+            st.warnings.append(
+                "a fresh clone will show pointer/binary diffs until `model-diff install` is run "
+                "there: the driver lives in .git/config, which is not cloned "
+                "(or use `model-diff install --global`)")
+
+
+def format_status(st: Status) -> str:
+    lines = ["driver config:"]
+    if not st.driver:
+        lines.append("  (none: git shows binary/pointer diffs for checkpoints)")
+    for scope, keys in st.driver.items():
+        for key, value in sorted(keys.items()):
+            lines.append(f"  {scope:<6} {key} = {value}")
+    if st.in_repo:
+        lines.append("attributes (git check-attr diff):")
+        width = max((len(p) for p, _, _ in st.attributes), default=0)
+        for pat, sample, value in st.attributes:
+            mark = "ok" if value == DRIVER else "not model-diff"
+            lines.append(f"  {pat:<{width}}  {sample}: diff={value}  [{mark}]")
+    else:
+        lines.append("attributes: (not in a repository)")
+    lfs = st.lfs_version or "not installed"
+    lines.append(f"git-lfs: {lfs}; filter configured: {'yes' if st.lfs_filter else 'no'}"
+                 + (f"; LFS patterns: {' '.join(st.lfs_patterns)}" if st.lfs_patterns else ""))
+    lines += [f"warning: {w}" for w in st.warnings]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,191 @@
+"""``model-diff textconv PATH``: the git textconv driver, one line per tensor.
+
+Output (format version ``TEXTCONV_FORMAT_VERSION``), deterministic and independent of the
+path git hands us (a temp file, a worktree path, a pointer):
+
+    model-diff textconv v1 full
+    checkpoint safetensors tensors=27 parameters=1234567 bytes=4938268 file=xxh3:<32 hex>
+    model.embed_tokens.weight float32 [256,64] xxh3:<32 hex> mean=... std=... min=... max=...
+        nan=0 inf=0      (one line per tensor; wrapped here)
+    ...
+
+Tensor lines are in natural order, fields separated by single spaces, so ``git diff`` marks
+exactly the changed tensors and ``git diff --word-diff`` the changed fields. ``--fast`` drops
+the statistics (hashing only, near read speed).
+
+A git textconv must never fail (a non-zero exit aborts the whole ``git diff``, GIT-NOTES 3a):
+every problem, expected or not, becomes one ``model-diff textconv: error: ...`` line and exit 0;
+a closed pipe (``git log -p | head``) ends quietly with exit 0. A Git LFS pointer (git hands
+one over under ``GIT_LFS_SKIP_SMUDGE=1`` or ``filter.lfs.required=false``) is resolved from the
+local LFS store, giving the same bytes as the smudged file; an object that is not there gives
+one line naming the oid, the size and ``git lfs fetch``.
+
+Startup matters (git runs this once per file per commit): this module is reached from
+``python -m model_diff textconv`` without click, and imports numpy, xxhash and the format
+readers only; torch only if the file is a pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import xxhash
+
+from model_diff import __version__
+from model_diff.checkpoint import TensorRef
+from model_diff.errors import LFSObjectMissingError, ModelDiffError
+from model_diff.formats import lfs, open_checkpoint
+from model_diff.metrics import array_stats, default_workers
+
+from .cache import TEXTCONV_FORMAT_VERSION, TextconvCache, file_key, lfs_key
+
+_HASH_CHUNK = 4 << 20
+_PREFIX = "model-diff textconv"
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.6g}"
+
+
+def _name(name: str) -> str:
+    """The name as one whitespace-free field (JSON-quoted when it has spaces or controls)."""
+    if not name or name.startswith('"') or any(c.isspace() or not c.isprintable() for c in name):
+        return json.dumps(name)
+    return name
+
+
+def tensor_line(ref: TensorRef, *, fast: bool) -> str:
+    """One tensor's line: content hash over its mapped bytes (streamed), then statistics."""
+    try:
+        arr = ref.array()
+        raw = arr.view(np.uint8).data  # a memoryview of the mapped bytes: nothing copied
+        h = xxhash.xxh3_128()
+        for start in range(0, len(raw), _HASH_CHUNK):
+            h.update(raw[start:start + _HASH_CHUNK])
+        shape = "[" + ",".join(str(s) for s in ref.shape) + "]"
+        line = f"{_name(ref.name)} {ref.dtype.name} {shape} xxh3:{h.hexdigest()}"
+        if not fast:
+            s = array_stats(arr)
+            line += (f" mean={_fmt(s.mean)} std={_fmt(s.std)} min={_fmt(s.min)}"
+                     f" max={_fmt(s.max)} nan={s.nan_count} inf={s.inf_count}")
+        return line
+    finally:
+        ref.release()
+
+
+def render(path: str, *, file_hash: str, fast: bool) -> str:
+    """The full textconv text of a checkpoint file (pointer already known to be resolvable)."""
+    with open_checkpoint(path) as ckpt:
+        refs = list(ckpt.tensors.values())
+        workers = min(default_workers(), max(1, len(refs)))
+        if workers > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                lines = list(pool.map(lambda r: tensor_line(r, fast=fast), refs))
+        else:
+            lines = [tensor_line(r, fast=fast) for r in refs]
+        header = [
+            f"{_PREFIX} v{TEXTCONV_FORMAT_VERSION} {'fast' if fast else 'full'}",
+            f"checkpoint {ckpt.format} tensors={len(refs)} parameters={ckpt.num_parameters}"
+            f" bytes={ckpt.size_bytes} file=xxh3:{file_hash}",
+        ]
+        if ckpt.skipped:
+            header.append("skipped " + " ".join(_name(n) for n in ckpt.skipped))
+    return "\n".join(header + lines) + "\n"
+
+
+def _hash_of(key: str) -> str:
+    return key.split("-")[1]
+
+
+def convert(path: str, *, fast: bool, cache: TextconvCache | None) -> str:
+    """The textconv text for ``path``, from the cache when its content was seen before."""
+    mode = "fast" if fast else "full"
+    pointer = lfs.read_pointer(path)
+    if pointer is not None:
+        pkey = lfs_key(pointer.oid)
+        if cache is not None and (hit := cache.get(pkey, mode)) is not None:
+            return hit
+        try:
+            obj = lfs.resolve_pointer(pointer, path=path)
+        except LFSObjectMissingError:
+            # Never cached: once the object is fetched the real lines must appear.
+            return (f"{_PREFIX}: Git LFS object sha256:{pointer.oid} ({pointer.size} bytes) "
+                    "is not fetched; run `git lfs fetch` to see its tensors\n")
+        fkey = file_key(obj)
+        text = cache.get(fkey, mode) if cache is not None else None
+        if text is None:
+            text = render(path, file_hash=_hash_of(fkey), fast=fast)
+            if cache is not None:
+                cache.put(fkey, mode, text)  # the smudged file has the same bytes
+        if cache is not None:
+            cache.put(pkey, mode, text)
+        return text
+    fkey = file_key(path)
+    if cache is not None and (hit := cache.get(fkey, mode)) is not None:
+        return hit
+    text = render(path, file_hash=_hash_of(fkey), fast=fast)
+    if cache is not None:
+        cache.put(fkey, mode, text)
+    return text
+
+
+def _error_line(message: str, path: str) -> str:
+    # git's temp paths differ per run: name the file by its basename only.
+    base = os.path.basename(path) or path
+    for variant in {os.path.abspath(path), path}:
+        message = message.replace(variant, base)
+    return f"{_PREFIX}: error: {' '.join(message.split())}\n"
+
+
+def _parse(argv: list[str]) -> tuple[str | None, bool, str | None]:
+    path, fast = None, False
+    for arg in argv:
+        if arg == "--fast":
+            fast = True
+        elif arg.startswith("--format-version="):
+            continue  # only there to change git's cachetextconv key
+        elif arg == "--":
+            continue
+        elif path is None:
+            path = arg
+        else:
+            return None, fast, f"unexpected argument {arg!r}"
+    if path is None:
+        return None, fast, "usage: model-diff textconv PATH [--fast]"
+    return path, fast, None
+
+
+def _write(text: str) -> None:
+    data = text.encode("utf-8", errors="backslashreplace")
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        # The reader went away (`git log -p | head`): stop quietly, and keep the interpreter's
+        # final flush from raising again on the dead pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def main(argv: list[str]) -> int:
+    """Entry point; always returns 0 (a failing textconv would abort git)."""
+    path, fast, usage = _parse(argv)
+    if usage is not None or path is None:
+        _write(f"{_PREFIX}: error: {usage}\n")
+        return 0
+    try:
+        text = convert(path, fast=fast, cache=TextconvCache.for_cwd(TEXTCONV_FORMAT_VERSION))
+    except ModelDiffError as e:
+        text = _error_line(str(e), path)
+    except OSError as e:
+        text = _error_line(f"{path}: cannot be read: {e.strerror or e}", path)
+    except Exception as e:  # a bug must still not break git: one line naming it
+        text = _error_line(f"internal error in model-diff {__version__}: "
+                           f"{type(e).__name__}: {e} (please report it)", path)
+    _write(text)
+    return 0

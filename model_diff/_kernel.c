@@ -1,0 +1,757 @@
+/*
+ * model_diff._kernel: the fused single-pass metric step (the fast path of metrics.py).
+ *
+ * pair_step(a, b, threshold, facc, cacc) and side_step(x, facc, cacc) have exactly the
+ * contract of metrics.numpy_pair_step / numpy_side_step: they add one chunk of old (a) and
+ * new (b) elements into float64 accumulators (facc, F_* slots) and int64 counters (cacc,
+ * C_* slots). Sums cover positions where both sides are finite; NaN/Inf are counted per side.
+ *
+ * How: the chunk is walked in blocks of BLOCK elements. Each block runs a fast loop that
+ * assumes every element is finite (no masks), computes differences and products in double
+ * and keeps 4-lane partial sums; if the block's sums of squares come out non-finite (a NaN
+ * or Inf is present, or float64 overflowed) the block is recomputed element by element with
+ * masks. Block results are folded into float64 totals. f64/f32/bf16/f16 pairs of one dtype
+ * read straight from the (possibly unaligned, possibly mmap'd) buffer with AVX2 when the CPU
+ * has it (runtime dispatch); every other dtype or mixed-dtype pair converts one block at a
+ * time into an L1-sized double buffer. No numpy headers: buffers come through the buffer
+ * protocol, dtypes are read from the array's ``dtype`` attribute. The GIL is released while
+ * computing.
+ *
+ * This module must not allocate per element, keep state between calls, or hold the GIL
+ * while it reads tensor data.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define MD_X86 1
+#include <immintrin.h>
+#else
+#define MD_X86 0
+#endif
+
+/* Accumulator slots: must match metrics.py. */
+enum {
+    F_SUM_D2, F_SUM_ABS_D, F_MAX_ABS_D, F_SUM_D, F_SUM_AB, F_SUM_A2, F_SUM_B2, F_SUM_A, F_SUM_B,
+    F_MIN_A, F_MAX_A, F_MIN_B, F_MAX_B, NF
+};
+enum {
+    C_N, C_FINITE, C_CHANGED, C_SIGN_FLIPS, C_NAN_A, C_INF_A, C_NAN_B, C_INF_B, C_ZERO_A,
+    C_ZERO_B, NC
+};
+
+enum {
+    DT_F64, DT_F32, DT_F16, DT_BF16, DT_F8E4M3, DT_F8E5M2, DT_I8, DT_I16, DT_I32, DT_I64,
+    DT_U8, DT_U16, DT_U32, DT_U64, DT_BOOL, DT_COUNT
+};
+static const int ITEMSIZE[DT_COUNT] = {8, 4, 2, 2, 1, 1, 1, 2, 4, 8, 1, 2, 4, 8, 1};
+
+#define BLOCK 2048
+
+typedef struct {
+    double f[NF];
+    int64_t c[NC];
+} Acc;
+
+static double F8_E4M3[256];
+static double F8_E5M2[256];
+static int HAVE_AVX2 = 0;
+
+static void acc_init(Acc *a) {
+    memset(a, 0, sizeof(*a));
+    a->f[F_MIN_A] = a->f[F_MIN_B] = INFINITY;
+    a->f[F_MAX_A] = a->f[F_MAX_B] = -INFINITY;
+}
+
+static void acc_merge(Acc *into, const Acc *x) {
+    static const int sums[] = {F_SUM_D2, F_SUM_ABS_D, F_SUM_D, F_SUM_AB, F_SUM_A2, F_SUM_B2,
+                               F_SUM_A, F_SUM_B};
+    for (size_t i = 0; i < sizeof(sums) / sizeof(sums[0]); i++) into->f[sums[i]] += x->f[sums[i]];
+    if (x->f[F_MAX_ABS_D] > into->f[F_MAX_ABS_D]) into->f[F_MAX_ABS_D] = x->f[F_MAX_ABS_D];
+    if (x->f[F_MIN_A] < into->f[F_MIN_A]) into->f[F_MIN_A] = x->f[F_MIN_A];
+    if (x->f[F_MAX_A] > into->f[F_MAX_A]) into->f[F_MAX_A] = x->f[F_MAX_A];
+    if (x->f[F_MIN_B] < into->f[F_MIN_B]) into->f[F_MIN_B] = x->f[F_MIN_B];
+    if (x->f[F_MAX_B] > into->f[F_MAX_B]) into->f[F_MAX_B] = x->f[F_MAX_B];
+    for (int i = 0; i < NC; i++) into->c[i] += x->c[i];
+}
+
+/* ---- element conversion ----------------------------------------------------------------- */
+
+static double half_to_double(uint16_t h) {
+    int e = (h >> 10) & 0x1f;
+    int m = h & 0x3ff;
+    double v;
+    if (e == 0) v = ldexp((double)m, -24);
+    else if (e == 31) v = m ? NAN : INFINITY;
+    else v = ldexp((double)(m | 0x400), e - 25);
+    return (h & 0x8000) ? -v : v;
+}
+
+static void build_f8_tables(void) {
+    for (int i = 0; i < 256; i++) {
+        int s = i >> 7, e, m;
+        double v;
+        /* E4M3FN: bias 7, no infinities, S.1111.111 is NaN. */
+        e = (i >> 3) & 0xf;
+        m = i & 7;
+        if (e == 15 && m == 7) v = NAN;
+        else if (e == 0) v = ldexp((double)m, -9);
+        else v = ldexp((double)(m | 8), e - 10);
+        F8_E4M3[i] = s ? -v : v;
+        /* E5M2: bias 15, IEEE-like infinities and NaNs. */
+        e = (i >> 2) & 0x1f;
+        m = i & 3;
+        if (e == 31) v = m ? NAN : INFINITY;
+        else if (e == 0) v = ldexp((double)m, -16);
+        else v = ldexp((double)(m | 4), e - 17);
+        F8_E5M2[i] = s ? -v : v;
+    }
+}
+
+#define CONVERT_LOOP(T, EXPR)                                  \
+    for (size_t i = 0; i < n; i++) {                          \
+        T v_;                                                   \
+        memcpy(&v_, src + i * sizeof(T), sizeof(T));            \
+        dst[i] = (double)(EXPR);                                \
+    }                                                           \
+    break;
+
+/* Convert n elements of dtype dt at src (any alignment) into doubles. */
+static void convert_block(int dt, const char *src, size_t n, double *dst) {
+    switch (dt) {
+    case DT_F64: memcpy(dst, src, n * sizeof(double)); break;
+    case DT_F32: CONVERT_LOOP(float, v_)
+    case DT_F16: CONVERT_LOOP(uint16_t, half_to_double(v_))
+    case DT_BF16: {
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, src + 2 * i, 2);
+            uint32_t u = (uint32_t)h << 16;
+            float f;
+            memcpy(&f, &u, 4);
+            dst[i] = f;
+        }
+        break;
+    }
+    case DT_F8E4M3: CONVERT_LOOP(uint8_t, F8_E4M3[v_])
+    case DT_F8E5M2: CONVERT_LOOP(uint8_t, F8_E5M2[v_])
+    case DT_I8: CONVERT_LOOP(int8_t, v_)
+    case DT_I16: CONVERT_LOOP(int16_t, v_)
+    case DT_I32: CONVERT_LOOP(int32_t, v_)
+    case DT_I64: CONVERT_LOOP(int64_t, v_)
+    case DT_U8: CONVERT_LOOP(uint8_t, v_)
+    case DT_U16: CONVERT_LOOP(uint16_t, v_)
+    case DT_U32: CONVERT_LOOP(uint32_t, v_)
+    case DT_U64: CONVERT_LOOP(uint64_t, v_)
+    case DT_BOOL: CONVERT_LOOP(uint8_t, v_ != 0)
+    default: break;
+    }
+}
+
+/* ---- portable loops over doubles ---------------------------------------------------------- */
+
+/* Fast pair loop: assumes every element finite (the caller checks the sums afterwards). */
+static void pair_fast_f64(const double *x, const double *y, size_t n, double thr, Acc *acc) {
+    double sd2 = 0, sad = 0, sd = 0, sab = 0, sa2 = 0, sb2 = 0, sa = 0, sb = 0;
+    double mxd = acc->f[F_MAX_ABS_D], mna = acc->f[F_MIN_A], mxa = acc->f[F_MAX_A];
+    double mnb = acc->f[F_MIN_B], mxb = acc->f[F_MAX_B];
+    int64_t ch = 0, fl = 0, za = 0, zb = 0;
+    for (size_t i = 0; i < n; i++) {
+        double a = x[i], b = y[i], d = b - a, ad = fabs(d);
+        sd2 += d * d; sad += ad; sd += d; sab += a * b; sa2 += a * a; sb2 += b * b;
+        sa += a; sb += b;
+        if (ad > mxd) mxd = ad;
+        if (a < mna) mna = a;
+        if (a > mxa) mxa = a;
+        if (b < mnb) mnb = b;
+        if (b > mxb) mxb = b;
+        ch += ad > thr;
+        fl += (a < 0 && b > 0) || (a > 0 && b < 0);
+        za += a == 0;
+        zb += b == 0;
+    }
+    acc->f[F_SUM_D2] += sd2; acc->f[F_SUM_ABS_D] += sad; acc->f[F_SUM_D] += sd;
+    acc->f[F_SUM_AB] += sab; acc->f[F_SUM_A2] += sa2; acc->f[F_SUM_B2] += sb2;
+    acc->f[F_SUM_A] += sa; acc->f[F_SUM_B] += sb;
+    acc->f[F_MAX_ABS_D] = mxd; acc->f[F_MIN_A] = mna; acc->f[F_MAX_A] = mxa;
+    acc->f[F_MIN_B] = mnb; acc->f[F_MAX_B] = mxb;
+    acc->c[C_N] += (int64_t)n; acc->c[C_FINITE] += (int64_t)n;
+    acc->c[C_CHANGED] += ch; acc->c[C_SIGN_FLIPS] += fl;
+    acc->c[C_ZERO_A] += za; acc->c[C_ZERO_B] += zb;
+}
+
+/* Masked pair loop: NaN/Inf counted per side, sums over positions finite on both sides. */
+static void pair_slow_f64(const double *x, const double *y, size_t n, double thr, Acc *acc) {
+    Acc t;
+    acc_init(&t);
+    for (size_t i = 0; i < n; i++) {
+        double a = x[i], b = y[i];
+        int fa = isfinite(a), fb = isfinite(b);
+        t.c[C_NAN_A] += isnan(a) != 0; t.c[C_INF_A] += isinf(a) != 0;
+        t.c[C_NAN_B] += isnan(b) != 0; t.c[C_INF_B] += isinf(b) != 0;
+        if (fa && fb) pair_fast_f64(&x[i], &y[i], 1, thr, &t);
+    }
+    t.c[C_N] = (int64_t)n;
+    acc_merge(acc, &t);
+}
+
+static void side_fast_f64(const double *x, size_t n, Acc *acc) {
+    double s2 = 0, s = 0, mn = acc->f[F_MIN_A], mx = acc->f[F_MAX_A];
+    int64_t z = 0;
+    for (size_t i = 0; i < n; i++) {
+        double a = x[i];
+        s2 += a * a; s += a;
+        if (a < mn) mn = a;
+        if (a > mx) mx = a;
+        z += a == 0;
+    }
+    acc->f[F_SUM_A2] += s2; acc->f[F_SUM_A] += s;
+    acc->f[F_MIN_A] = mn; acc->f[F_MAX_A] = mx;
+    acc->c[C_N] += (int64_t)n; acc->c[C_FINITE] += (int64_t)n; acc->c[C_ZERO_A] += z;
+}
+
+static void side_slow_f64(const double *x, size_t n, Acc *acc) {
+    Acc t;
+    acc_init(&t);
+    for (size_t i = 0; i < n; i++) {
+        double a = x[i];
+        t.c[C_NAN_A] += isnan(a) != 0; t.c[C_INF_A] += isinf(a) != 0;
+        if (isfinite(a)) side_fast_f64(&x[i], 1, &t);
+    }
+    t.c[C_N] = (int64_t)n;
+    acc_merge(acc, &t);
+}
+
+/* ---- AVX2 loops reading the source dtype directly ----------------------------------------- */
+#if MD_X86
+#define AVX2 __attribute__((target("avx2,fma,f16c")))
+
+static inline AVX2 __m256d ld_f64(const char *p) { return _mm256_loadu_pd((const double *)p); }
+static inline AVX2 __m256d ld_f32(const char *p) { return _mm256_cvtps_pd(_mm_loadu_ps((const float *)p)); }
+static inline AVX2 __m256d ld_bf16(const char *p) {
+    __m128i h = _mm_loadl_epi64((const __m128i *)p);
+    return _mm256_cvtps_pd(_mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(h), 16)));
+}
+static inline AVX2 __m256d ld_f16(const char *p) {
+    return _mm256_cvtps_pd(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)p)));
+}
+static inline AVX2 __m256 ld8_f32(const char *p) { return _mm256_loadu_ps((const float *)p); }
+static inline AVX2 __m256 ld8_bf16(const char *p) {
+    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
+}
+static inline AVX2 __m256 ld8_f16(const char *p) {
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
+}
+
+static inline AVX2 double hsum(__m256d v) {
+    __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(s, _mm_unpackhi_pd(s, s)));
+}
+static inline AVX2 double hmax(__m256d v) {
+    __m128d s = _mm_max_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_max_sd(s, _mm_unpackhi_pd(s, s)));
+}
+static inline AVX2 double hmin(__m256d v) {
+    __m128d s = _mm_min_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_min_sd(s, _mm_unpackhi_pd(s, s)));
+}
+static inline AVX2 double hmin_ps(__m256 v) {
+    __m128 s = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_min_ps(s, _mm_movehl_ps(s, s));
+    return (double)_mm_cvtss_f32(_mm_min_ss(s, _mm_shuffle_ps(s, s, 1)));
+}
+static inline AVX2 double hmax_ps(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    return (double)_mm_cvtss_f32(_mm_max_ss(s, _mm_shuffle_ps(s, s, 1)));
+}
+/* Counters: lanes accumulate 0 - mask (a true compare is all ones, i.e. -1). */
+static inline AVX2 int64_t hcount64(__m256i v) {
+    int64_t t[4];
+    _mm256_storeu_si256((__m256i *)t, v);
+    return t[0] + t[1] + t[2] + t[3];
+}
+static inline AVX2 int64_t hcount32(__m256i v) {
+    int32_t t[8];
+    _mm256_storeu_si256((__m256i *)t, v);
+    return (int64_t)t[0] + t[1] + t[2] + t[3] + t[4] + t[5] + t[6] + t[7];
+}
+
+/* Vector part of one block, pass 1 (sums, max|d|, changed count) in double: differences and
+ * products of float32 values are exact there. n4 is a multiple of 4; all assumed finite. */
+#define DEFINE_PAIR_SUMS_AVX2(NAME, LD, ES)                                                   \
+    static AVX2 void NAME(const char *pa, const char *pb, size_t n4, double thr, Acc *acc) {   \
+        const __m256d absmask = _mm256_castsi256_pd(_mm256_set1_epi64x(0x7fffffffffffffffLL));\
+        const __m256d vthr = _mm256_set1_pd(thr), zero = _mm256_setzero_pd();               \
+        __m256d sd2 = zero, sad = zero, sd = zero, sab = zero, sa2 = zero, sb2 = zero;        \
+        __m256d sa = zero, sb = zero, mxd = zero;                                             \
+        __m256i ch = _mm256_setzero_si256();                                                  \
+        for (size_t i = 0; i < n4; i += 4) {                                                  \
+            __m256d a = LD(pa + i * ES), b = LD(pb + i * ES);                                 \
+            __m256d d = _mm256_sub_pd(b, a), ad = _mm256_and_pd(d, absmask);                  \
+            sd2 = _mm256_fmadd_pd(d, d, sd2);                                                 \
+            sab = _mm256_fmadd_pd(a, b, sab);                                                 \
+            sa2 = _mm256_fmadd_pd(a, a, sa2);                                                 \
+            sb2 = _mm256_fmadd_pd(b, b, sb2);                                                 \
+            sad = _mm256_add_pd(sad, ad);                                                     \
+            sd = _mm256_add_pd(sd, d);                                                        \
+            sa = _mm256_add_pd(sa, a);                                                        \
+            sb = _mm256_add_pd(sb, b);                                                        \
+            mxd = _mm256_max_pd(mxd, ad);                                                     \
+            ch = _mm256_sub_epi64(ch, _mm256_castpd_si256(_mm256_cmp_pd(ad, vthr, _CMP_GT_OQ)));\
+        }                                                                                     \
+        acc->f[F_SUM_D2] += hsum(sd2); acc->f[F_SUM_ABS_D] += hsum(sad);                      \
+        acc->f[F_SUM_D] += hsum(sd); acc->f[F_SUM_AB] += hsum(sab);                           \
+        acc->f[F_SUM_A2] += hsum(sa2); acc->f[F_SUM_B2] += hsum(sb2);                         \
+        acc->f[F_SUM_A] += hsum(sa); acc->f[F_SUM_B] += hsum(sb);                             \
+        acc->f[F_MAX_ABS_D] = fmax(acc->f[F_MAX_ABS_D], hmax(mxd));                           \
+        acc->c[C_N] += (int64_t)n4; acc->c[C_FINITE] += (int64_t)n4;                          \
+        acc->c[C_CHANGED] += hcount64(ch);                                                    \
+    }
+
+/* Pass 2 (min/max, zeros, sign flips): exact in the source precision, so float32 lanes (8
+ * wide) serve f32/bf16/f16. A sign flip is (a<0) != (b<0) with neither side zero. */
+#define DEFINE_PAIR_ORDER_AVX2_PS(NAME, LD8, ES)                                              \
+    static AVX2 void NAME(const char *pa, const char *pb, size_t n8, Acc *acc) {              \
+        const __m256 zero = _mm256_setzero_ps();                                              \
+        __m256 mna = _mm256_set1_ps(INFINITY), mnb = mna;                                     \
+        __m256 mxa = _mm256_set1_ps(-INFINITY), mxb = mxa;                                    \
+        __m256i fl = _mm256_setzero_si256(), za = fl, zb = fl;                                \
+        for (size_t i = 0; i < n8; i += 8) {                                                  \
+            __m256 a = LD8(pa + i * ES), b = LD8(pb + i * ES);                                \
+            mna = _mm256_min_ps(mna, a); mxa = _mm256_max_ps(mxa, a);                         \
+            mnb = _mm256_min_ps(mnb, b); mxb = _mm256_max_ps(mxb, b);                         \
+            __m256 a0 = _mm256_cmp_ps(a, zero, _CMP_EQ_OQ), b0 = _mm256_cmp_ps(b, zero, _CMP_EQ_OQ);\
+            __m256 sx = _mm256_xor_ps(_mm256_cmp_ps(a, zero, _CMP_LT_OQ),                     \
+                                      _mm256_cmp_ps(b, zero, _CMP_LT_OQ));                    \
+            __m256 flip = _mm256_andnot_ps(_mm256_or_ps(a0, b0), sx);                         \
+            za = _mm256_sub_epi32(za, _mm256_castps_si256(a0));                               \
+            zb = _mm256_sub_epi32(zb, _mm256_castps_si256(b0));                               \
+            fl = _mm256_sub_epi32(fl, _mm256_castps_si256(flip));                             \
+        }                                                                                     \
+        acc->f[F_MIN_A] = fmin(acc->f[F_MIN_A], hmin_ps(mna));                                \
+        acc->f[F_MAX_A] = fmax(acc->f[F_MAX_A], hmax_ps(mxa));                                \
+        acc->f[F_MIN_B] = fmin(acc->f[F_MIN_B], hmin_ps(mnb));                                \
+        acc->f[F_MAX_B] = fmax(acc->f[F_MAX_B], hmax_ps(mxb));                                \
+        acc->c[C_SIGN_FLIPS] += hcount32(fl);                                                 \
+        acc->c[C_ZERO_A] += hcount32(za); acc->c[C_ZERO_B] += hcount32(zb);                   \
+    }
+
+/* Pass 2 for float64 sources, 4 lanes. */
+static AVX2 void pair_order_avx2_f64(const char *pa, const char *pb, size_t n4, Acc *acc) {
+    const __m256d zero = _mm256_setzero_pd();
+    __m256d mna = _mm256_set1_pd(INFINITY), mnb = mna;
+    __m256d mxa = _mm256_set1_pd(-INFINITY), mxb = mxa;
+    __m256i fl = _mm256_setzero_si256(), za = fl, zb = fl;
+    for (size_t i = 0; i < n4; i += 4) {
+        __m256d a = ld_f64(pa + i * 8), b = ld_f64(pb + i * 8);
+        mna = _mm256_min_pd(mna, a); mxa = _mm256_max_pd(mxa, a);
+        mnb = _mm256_min_pd(mnb, b); mxb = _mm256_max_pd(mxb, b);
+        __m256d a0 = _mm256_cmp_pd(a, zero, _CMP_EQ_OQ), b0 = _mm256_cmp_pd(b, zero, _CMP_EQ_OQ);
+        __m256d sx = _mm256_xor_pd(_mm256_cmp_pd(a, zero, _CMP_LT_OQ),
+                                   _mm256_cmp_pd(b, zero, _CMP_LT_OQ));
+        __m256d flip = _mm256_andnot_pd(_mm256_or_pd(a0, b0), sx);
+        za = _mm256_sub_epi64(za, _mm256_castpd_si256(a0));
+        zb = _mm256_sub_epi64(zb, _mm256_castpd_si256(b0));
+        fl = _mm256_sub_epi64(fl, _mm256_castpd_si256(flip));
+    }
+    acc->f[F_MIN_A] = fmin(acc->f[F_MIN_A], hmin(mna));
+    acc->f[F_MAX_A] = fmax(acc->f[F_MAX_A], hmax(mxa));
+    acc->f[F_MIN_B] = fmin(acc->f[F_MIN_B], hmin(mnb));
+    acc->f[F_MAX_B] = fmax(acc->f[F_MAX_B], hmax(mxb));
+    acc->c[C_SIGN_FLIPS] += hcount64(fl);
+    acc->c[C_ZERO_A] += hcount64(za); acc->c[C_ZERO_B] += hcount64(zb);
+}
+
+#define DEFINE_PAIR_AVX2(NAME, SUMS, ORDER)                                                  \
+    static AVX2 void NAME(const char *pa, const char *pb, size_t n8, double thr, Acc *acc) {  \
+        SUMS(pa, pb, n8, thr, acc);                                                           \
+        ORDER(pa, pb, n8, acc);                                                               \
+    }
+
+#define DEFINE_SIDE_AVX2(NAME, LD, ES)                                                        \
+    static AVX2 void NAME(const char *px, size_t n4, Acc *acc) {                              \
+        const __m256d zero = _mm256_setzero_pd();                                             \
+        __m256d s2 = zero, s = zero, s2b = zero, sb = zero;                                   \
+        __m256d mn = _mm256_set1_pd(INFINITY), mx = _mm256_set1_pd(-INFINITY);                \
+        __m256i z = _mm256_setzero_si256();                                                   \
+        size_t i = 0;                                                                         \
+        for (; i + 8 <= n4; i += 8) {                                                         \
+            __m256d a = LD(px + i * ES), b = LD(px + (i + 4) * ES);                           \
+            s2 = _mm256_fmadd_pd(a, a, s2); s2b = _mm256_fmadd_pd(b, b, s2b);                 \
+            s = _mm256_add_pd(s, a); sb = _mm256_add_pd(sb, b);                               \
+            mn = _mm256_min_pd(mn, _mm256_min_pd(a, b));                                      \
+            mx = _mm256_max_pd(mx, _mm256_max_pd(a, b));                                      \
+            z = _mm256_sub_epi64(z, _mm256_castpd_si256(_mm256_cmp_pd(a, zero, _CMP_EQ_OQ))); \
+            z = _mm256_sub_epi64(z, _mm256_castpd_si256(_mm256_cmp_pd(b, zero, _CMP_EQ_OQ))); \
+        }                                                                                     \
+        for (; i < n4; i += 4) {                                                              \
+            __m256d a = LD(px + i * ES);                                                      \
+            s2 = _mm256_fmadd_pd(a, a, s2); s = _mm256_add_pd(s, a);                          \
+            mn = _mm256_min_pd(mn, a); mx = _mm256_max_pd(mx, a);                             \
+            z = _mm256_sub_epi64(z, _mm256_castpd_si256(_mm256_cmp_pd(a, zero, _CMP_EQ_OQ))); \
+        }                                                                                     \
+        acc->f[F_SUM_A2] += hsum(_mm256_add_pd(s2, s2b));                                     \
+        acc->f[F_SUM_A] += hsum(_mm256_add_pd(s, sb));                                        \
+        acc->f[F_MIN_A] = fmin(acc->f[F_MIN_A], hmin(mn));                                    \
+        acc->f[F_MAX_A] = fmax(acc->f[F_MAX_A], hmax(mx));                                    \
+        acc->c[C_N] += (int64_t)n4; acc->c[C_FINITE] += (int64_t)n4;                          \
+        acc->c[C_ZERO_A] += hcount64(z);                                                        \
+    }
+
+DEFINE_PAIR_SUMS_AVX2(pair_sums_avx2_f64, ld_f64, 8)
+DEFINE_PAIR_SUMS_AVX2(pair_sums_avx2_f32, ld_f32, 4)
+DEFINE_PAIR_SUMS_AVX2(pair_sums_avx2_bf16, ld_bf16, 2)
+DEFINE_PAIR_SUMS_AVX2(pair_sums_avx2_f16, ld_f16, 2)
+DEFINE_PAIR_ORDER_AVX2_PS(pair_order_avx2_f32, ld8_f32, 4)
+DEFINE_PAIR_ORDER_AVX2_PS(pair_order_avx2_bf16, ld8_bf16, 2)
+DEFINE_PAIR_ORDER_AVX2_PS(pair_order_avx2_f16, ld8_f16, 2)
+DEFINE_PAIR_AVX2(pair_avx2_f64, pair_sums_avx2_f64, pair_order_avx2_f64)
+DEFINE_PAIR_AVX2(pair_avx2_f32, pair_sums_avx2_f32, pair_order_avx2_f32)
+DEFINE_PAIR_AVX2(pair_avx2_bf16, pair_sums_avx2_bf16, pair_order_avx2_bf16)
+DEFINE_PAIR_AVX2(pair_avx2_f16, pair_sums_avx2_f16, pair_order_avx2_f16)
+DEFINE_SIDE_AVX2(side_avx2_f64, ld_f64, 8)
+DEFINE_SIDE_AVX2(side_avx2_f32, ld_f32, 4)
+DEFINE_SIDE_AVX2(side_avx2_bf16, ld_bf16, 2)
+DEFINE_SIDE_AVX2(side_avx2_f16, ld_f16, 2)
+
+typedef void (*pair_vec_fn)(const char *, const char *, size_t, double, Acc *);
+typedef void (*side_vec_fn)(const char *, size_t, Acc *);
+
+static pair_vec_fn pair_vec_for(int dt) {
+    if (!HAVE_AVX2) return NULL;
+    switch (dt) {
+    case DT_F64: return pair_avx2_f64;
+    case DT_F32: return pair_avx2_f32;
+    case DT_BF16: return pair_avx2_bf16;
+    case DT_F16: return pair_avx2_f16;
+    default: return NULL;
+    }
+}
+static side_vec_fn side_vec_for(int dt) {
+    if (!HAVE_AVX2) return NULL;
+    switch (dt) {
+    case DT_F64: return side_avx2_f64;
+    case DT_F32: return side_avx2_f32;
+    case DT_BF16: return side_avx2_bf16;
+    case DT_F16: return side_avx2_f16;
+    default: return NULL;
+    }
+}
+#endif /* MD_X86 */
+
+/* A block's fast result is trustworthy when its sums of squares and products are finite:
+ * any NaN/Inf element makes a^2 or b^2 non-finite, and overflow shows the same way. */
+static int pair_ok(const Acc *t) {
+    return isfinite(t->f[F_SUM_D2]) && isfinite(t->f[F_SUM_AB]) && isfinite(t->f[F_SUM_A2]) &&
+           isfinite(t->f[F_SUM_B2]);
+}
+
+/* ---- the chunk drivers ---------------------------------------------------------------------- */
+
+static void pair_run(int dta, const char *pa, int dtb, const char *pb, size_t n, double thr,
+                     Acc *total) {
+    double xa[BLOCK], xb[BLOCK];
+    const size_t ea = (size_t)ITEMSIZE[dta], eb = (size_t)ITEMSIZE[dtb];
+#if MD_X86
+    pair_vec_fn vec = dta == dtb ? pair_vec_for(dta) : NULL;
+#endif
+    for (size_t start = 0; start < n; start += BLOCK) {
+        size_t len = n - start < BLOCK ? n - start : BLOCK;
+        const char *ba = pa + start * ea, *bb = pb + start * eb;
+        Acc t;
+        acc_init(&t);
+        size_t done = 0;
+#if MD_X86
+        if (vec) {
+            done = len & ~(size_t)7;
+            vec(ba, bb, done, thr, &t);
+            if (len > done) {
+                convert_block(dta, ba + done * ea, len - done, xa);
+                convert_block(dtb, bb + done * eb, len - done, xb);
+                pair_fast_f64(xa, xb, len - done, thr, &t);
+            }
+            done = len;
+        }
+#endif
+        if (!done) {
+            convert_block(dta, ba, len, xa);
+            convert_block(dtb, bb, len, xb);
+            pair_fast_f64(xa, xb, len, thr, &t);
+        }
+        if (!pair_ok(&t)) {
+            acc_init(&t);
+            convert_block(dta, ba, len, xa);
+            convert_block(dtb, bb, len, xb);
+            pair_slow_f64(xa, xb, len, thr, &t);
+        }
+        acc_merge(total, &t);
+    }
+}
+
+static void side_run(int dt, const char *px, size_t n, Acc *total) {
+    double xa[BLOCK];
+    const size_t es = (size_t)ITEMSIZE[dt];
+#if MD_X86
+    side_vec_fn vec = side_vec_for(dt);
+#endif
+    for (size_t start = 0; start < n; start += BLOCK) {
+        size_t len = n - start < BLOCK ? n - start : BLOCK;
+        const char *bx = px + start * es;
+        Acc t;
+        acc_init(&t);
+        size_t done = 0;
+#if MD_X86
+        if (vec) {
+            done = len & ~(size_t)3;
+            vec(bx, done, &t);
+            if (len > done) {
+                convert_block(dt, bx + done * es, len - done, xa);
+                side_fast_f64(xa, len - done, &t);
+            }
+            done = len;
+        }
+#endif
+        if (!done) {
+            convert_block(dt, bx, len, xa);
+            side_fast_f64(xa, len, &t);
+        }
+        if (!isfinite(t.f[F_SUM_A2])) {
+            acc_init(&t);
+            convert_block(dt, bx, len, xa);
+            side_slow_f64(xa, len, &t);
+        }
+        acc_merge(total, &t);
+    }
+}
+
+/* ---- Python glue ------------------------------------------------------------------------------ */
+
+/* The dtype code of a numpy array (native byte order only), or -1 with TypeError set. */
+static int dtype_code(PyObject *arr) {
+    PyObject *dt = PyObject_GetAttrString(arr, "dtype");
+    if (!dt) return -1;
+    PyObject *kind = PyObject_GetAttrString(dt, "kind");
+    PyObject *size = PyObject_GetAttrString(dt, "itemsize");
+    PyObject *order = PyObject_GetAttrString(dt, "byteorder");
+    PyObject *name = PyObject_GetAttrString(dt, "name");
+    int code = -1;
+    if (kind && size && order && name && PyUnicode_Check(kind) && PyUnicode_Check(order) &&
+        PyUnicode_Check(name)) {
+        const char *k = PyUnicode_AsUTF8(kind), *o = PyUnicode_AsUTF8(order);
+        const char *nm = PyUnicode_AsUTF8(name);
+        long sz = PyLong_AsLong(size);
+        if (k && o && nm && strcmp(o, ">") != 0) {
+            if (strcmp(nm, "bfloat16") == 0) code = DT_BF16;
+            else if (strcmp(nm, "float8_e4m3fn") == 0) code = DT_F8E4M3;
+            else if (strcmp(nm, "float8_e5m2") == 0) code = DT_F8E5M2;
+            else if (k[0] == 'f') code = sz == 8 ? DT_F64 : sz == 4 ? DT_F32 : sz == 2 ? DT_F16 : -1;
+            else if (k[0] == 'i')
+                code = sz == 1 ? DT_I8 : sz == 2 ? DT_I16 : sz == 4 ? DT_I32 : sz == 8 ? DT_I64 : -1;
+            else if (k[0] == 'u')
+                code = sz == 1 ? DT_U8 : sz == 2 ? DT_U16 : sz == 4 ? DT_U32 : sz == 8 ? DT_U64 : -1;
+            else if (k[0] == 'b' && sz == 1) code = DT_BOOL;
+        }
+        if (code < 0 && !PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "model_diff._kernel: unsupported dtype %R", dt);
+    }
+    Py_XDECREF(kind); Py_XDECREF(size); Py_XDECREF(order); Py_XDECREF(name);
+    Py_DECREF(dt);
+    return code;
+}
+
+typedef struct {
+    Py_buffer f, c;
+    int have_f, have_c;
+} AccBufs;
+
+static int get_accs(PyObject *fo, PyObject *co, AccBufs *ab) {
+    ab->have_f = ab->have_c = 0;
+    if (PyObject_GetBuffer(fo, &ab->f, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    ab->have_f = 1;
+    if (PyObject_GetBuffer(co, &ab->c, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
+        return -1;
+    ab->have_c = 1;
+    if (ab->f.len != (Py_ssize_t)(NF * sizeof(double)) || strcmp(ab->f.format, "d") != 0) {
+        PyErr_SetString(PyExc_ValueError, "facc must be a float64 array of metrics.NF slots");
+        return -1;
+    }
+    if (ab->c.len != (Py_ssize_t)(NC * sizeof(int64_t)) || ab->c.itemsize != 8 ||
+        !(strcmp(ab->c.format, "l") == 0 || strcmp(ab->c.format, "q") == 0)) {
+        PyErr_SetString(PyExc_ValueError, "cacc must be an int64 array of metrics.NC slots");
+        return -1;
+    }
+    return 0;
+}
+
+static void release_accs(AccBufs *ab) {
+    if (ab->have_f) PyBuffer_Release(&ab->f);
+    if (ab->have_c) PyBuffer_Release(&ab->c);
+}
+
+/* Add a chunk's result into the caller's accumulators (same folding as the numpy step). */
+static void store(const Acc *t, AccBufs *ab) {
+    Acc cur;
+    memcpy(cur.f, ab->f.buf, sizeof(cur.f));
+    memcpy(cur.c, ab->c.buf, sizeof(cur.c));
+    acc_merge(&cur, t);
+    memcpy(ab->f.buf, cur.f, sizeof(cur.f));
+    memcpy(ab->c.buf, cur.c, sizeof(cur.c));
+}
+
+/* Below this many bytes, releasing the GIL costs more than it gains. */
+#define NOGIL_BYTES (64 * 1024)
+
+static PyObject *py_pair_step(PyObject *self, PyObject *args) {
+    PyObject *a, *b, *fo, *co;
+    double thr;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOdOO:pair_step", &a, &b, &thr, &fo, &co)) return NULL;
+    int dta = dtype_code(a);
+    if (dta < 0) return NULL;
+    int dtb = dtype_code(b);
+    if (dtb < 0) return NULL;
+    Py_buffer va, vb;
+    if (PyObject_GetBuffer(a, &va, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(b, &vb, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&va);
+        return NULL;
+    }
+    PyObject *ret = NULL;
+    AccBufs ab;
+    size_t n = (size_t)va.len / (size_t)ITEMSIZE[dta];
+    if (get_accs(fo, co, &ab) < 0) goto done;
+    if ((size_t)vb.len / (size_t)ITEMSIZE[dtb] != n) {
+        PyErr_Format(PyExc_ValueError, "pair_step: length mismatch: %zu vs %zu", n,
+                     (size_t)vb.len / (size_t)ITEMSIZE[dtb]);
+        goto done;
+    }
+    Acc t;
+    acc_init(&t);
+    if ((size_t)(va.len + vb.len) >= NOGIL_BYTES) {
+        Py_BEGIN_ALLOW_THREADS
+        pair_run(dta, (const char *)va.buf, dtb, (const char *)vb.buf, n, thr, &t);
+        Py_END_ALLOW_THREADS
+    } else {
+        pair_run(dta, (const char *)va.buf, dtb, (const char *)vb.buf, n, thr, &t);
+    }
+    store(&t, &ab);
+    ret = Py_None;
+    Py_INCREF(ret);
+done:
+    release_accs(&ab);
+    PyBuffer_Release(&va);
+    PyBuffer_Release(&vb);
+    return ret;
+}
+
+static PyObject *py_side_step(PyObject *self, PyObject *args) {
+    PyObject *x, *fo, *co;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOO:side_step", &x, &fo, &co)) return NULL;
+    int dt = dtype_code(x);
+    if (dt < 0) return NULL;
+    Py_buffer vx;
+    if (PyObject_GetBuffer(x, &vx, PyBUF_SIMPLE) < 0) return NULL;
+    PyObject *ret = NULL;
+    AccBufs ab;
+    size_t n = (size_t)vx.len / (size_t)ITEMSIZE[dt];
+    if (get_accs(fo, co, &ab) < 0) goto done;
+    Acc t;
+    acc_init(&t);
+    if ((size_t)vx.len >= NOGIL_BYTES) {
+        Py_BEGIN_ALLOW_THREADS
+        side_run(dt, (const char *)vx.buf, n, &t);
+        Py_END_ALLOW_THREADS
+    } else {
+        side_run(dt, (const char *)vx.buf, n, &t);
+    }
+    store(&t, &ab);
+    ret = Py_None;
+    Py_INCREF(ret);
+done:
+    release_accs(&ab);
+    PyBuffer_Release(&vx);
+    return ret;
+}
+
+static PyObject *py_bytes_equal(PyObject *self, PyObject *args) {
+    PyObject *a, *b;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO:bytes_equal", &a, &b)) return NULL;
+    Py_buffer va, vb;
+    if (PyObject_GetBuffer(a, &va, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(b, &vb, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&va);
+        return NULL;
+    }
+    int eq = va.len == vb.len;
+    if (eq) {
+        Py_BEGIN_ALLOW_THREADS
+        eq = memcmp(va.buf, vb.buf, (size_t)va.len) == 0;
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&va);
+    PyBuffer_Release(&vb);
+    return PyBool_FromLong(eq);
+}
+
+/* Tests switch the vector loops off to check the portable loops on the same machine. */
+static PyObject *py_set_simd(PyObject *self, PyObject *arg) {
+    (void)self;
+    int want = PyObject_IsTrue(arg);
+    if (want < 0) return NULL;
+    int before = HAVE_AVX2;
+#if MD_X86
+    if (want) {
+        __builtin_cpu_init();
+        HAVE_AVX2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+    } else {
+        HAVE_AVX2 = 0;
+    }
+#endif
+    return PyBool_FromLong(before);
+}
+
+static PyMethodDef methods[] = {
+    {"_set_simd", py_set_simd, METH_O,
+     "_set_simd(flag) -> previous: use (True, where the CPU has AVX2) or bypass the vector "
+     "loops. For tests; not thread-safe against running steps."},
+    {"pair_step", py_pair_step, METH_VARARGS,
+     "pair_step(a, b, threshold, facc, cacc): add one chunk of an old/new pair into the "
+     "accumulators (same contract as metrics.numpy_pair_step)."},
+    {"side_step", py_side_step, METH_VARARGS,
+     "side_step(x, facc, cacc): single-side statistics into the A slots (same contract as "
+     "metrics.numpy_side_step)."},
+    {"bytes_equal", py_bytes_equal, METH_VARARGS,
+     "bytes_equal(a, b): True when both C-contiguous buffers hold the same bytes."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_kernel",
+    "Fused single-pass metric step for model_diff.metrics (see the C source's header).", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__kernel(void) {
+    build_f8_tables();
+#if MD_X86
+    __builtin_cpu_init();
+    HAVE_AVX2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                __builtin_cpu_supports("f16c");
+#endif
+    PyObject *m = PyModule_Create(&module);
+    if (m && PyModule_AddStringConstant(m, "SIMD", HAVE_AVX2 ? "avx2" : "none") < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

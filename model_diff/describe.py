@@ -1,0 +1,70 @@
+"""``model-diff inspect``: one checkpoint described as text or strict JSON.
+
+Pure rendering over a ``Checkpoint``; the CLI does the I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from . import __version__
+from .checkpoint import Checkpoint
+
+
+def inspect_dict(ckpt: Checkpoint, label: str) -> dict[str, Any]:
+    """Everything ``inspect`` shows, JSON-safe (non-finite floats become None)."""
+    infos = ckpt.tensor_info
+    return {
+        "tool": {"name": "model-diff", "version": __version__},
+        "path": label,
+        "format": ckpt.format,
+        "tensors": len(ckpt),
+        "parameters": ckpt.num_parameters,
+        "size_bytes": ckpt.size_bytes,
+        "dtypes": ckpt.dtypes,
+        "metadata": dict(sorted(ckpt.metadata.items())),
+        "config": ckpt.config,
+        "skipped": ckpt.skipped,
+        "nonfinite_tensors": [n for n, i in infos.items() if i.nan_count or i.inf_count],
+        "tensor_info": [_finite(infos[n].to_dict()) for n in ckpt.tensors],
+    }
+
+
+def _finite(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in d.items()}
+
+
+def _num(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4g}"
+
+
+def render_inspect(ckpt: Checkpoint, label: str, fmt: str) -> str:
+    data = inspect_dict(ckpt, label)
+    if fmt == "json":
+        return json.dumps(data, indent=2, allow_nan=False) + "\n"
+    lines = [
+        f"{label}",
+        f"  format:     {data['format']}",
+        f"  tensors:    {data['tensors']:,}",
+        f"  parameters: {data['parameters']:,}",
+        f"  size:       {data['size_bytes'] / 1e6:,.1f} MB",
+        "  dtypes:     " + ", ".join(f"{k} ({v:,})" for k, v in data["dtypes"].items()),
+    ]
+    if data["skipped"]:
+        lines.append(f"  skipped:    {len(data['skipped'])} non-tensor entries: "
+                     + ", ".join(data["skipped"][:8]) + (" ..." if len(data["skipped"]) > 8
+                                                         else ""))
+    if data["nonfinite_tensors"]:
+        lines.append(f"  NaN/Inf in: {', '.join(data['nonfinite_tensors'])}")
+    lines.append("")
+    for info in ckpt.tensor_info.values():
+        shape = "x".join(str(s) for s in info.shape) or "scalar"
+        extra = ""
+        if info.nan_count or info.inf_count:
+            extra = f"  nan={info.nan_count} inf={info.inf_count}"
+        lines.append(f"{info.name}  {info.dtype} [{shape}]  mean={_num(info.mean)} "
+                     f"std={_num(info.std)} min={_num(info.min)} max={_num(info.max)}{extra}")
+    return "\n".join(lines) + "\n"

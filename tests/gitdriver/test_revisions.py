@@ -1,0 +1,345 @@
+"""Reading checkpoints at revisions and listing changed checkpoints, against real git repos."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner, Result
+
+from gitdriver.revisions import (
+    Change,
+    blob_at,
+    changed_checkpoints,
+    merge_base,
+    open_repo,
+    open_spec,
+    read_blob_bytes,
+    split_spec,
+)
+from model_diff.checkpoint import Checkpoint, from_arrays
+from model_diff.cli import cli
+from model_diff.diff import DiffConfig, ModelDiff
+from model_diff.errors import GitError, LFSObjectMissingError
+from model_diff.toy import save_safetensors
+from tests.conftest import run_model_diff
+from tests.gitdriver.history import History, build_history, git, init_repo, scrubbed_env, toy
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "lfs"])
+def history(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> History:
+    base = tmp_path_factory.mktemp("rev-lfs" if request.param else "rev-plain")
+    return build_history(base / "repo", scrubbed_env(base / "home"), lfs=request.param)
+
+
+EXPECTED = [
+    Change("renamed", "moved.safetensors", "ckpt/renamed.safetensors", "HEAD~2", "HEAD", 100),
+    Change("modified", "model.safetensors", "model.safetensors", "HEAD~2", "HEAD"),
+    Change("added", None, "new.safetensors", "HEAD~2", "HEAD"),
+    Change("removed", "old.safetensors", None, "HEAD~2", "HEAD"),
+]
+
+
+def test_changes_between_revisions_list_each_kind_and_skip_other_files(history: History) -> None:
+    """HEAD~2..HEAD: one rename, one modification, one add, one removal; notes.txt ignored."""
+    assert changed_checkpoints("HEAD~2", "HEAD", cwd=str(history.root)) == EXPECTED
+
+
+def test_pathspecs_are_relative_to_the_callers_directory(history: History) -> None:
+    """A directory pathspec from a subdirectory and a glob select only matching changes."""
+    in_sub = changed_checkpoints("HEAD~2", "HEAD", ["."], cwd=str(history.root / "ckpt"))
+    assert [c.path for c in in_sub] == ["ckpt/renamed.safetensors"]
+    globbed = changed_checkpoints("HEAD~2", "HEAD", ["*ew.safetensors"], cwd=str(history.root))
+    assert [c.path for c in globbed] == ["new.safetensors"]
+
+
+def test_renamed_from_maps_new_paths_to_old(history: History) -> None:
+    """renamed_from gives the hooks each renamed checkpoint's previous path."""
+    with open_repo(history.root) as repo:
+        assert repo.renamed_from("HEAD~2", "HEAD") == {
+            "ckpt/renamed.safetensors": "moved.safetensors"}
+        assert repo.renamed_from("HEAD~1", "HEAD") == {}
+
+
+def test_lfs_pointer_blobs_resolve_to_the_store_object(history: History) -> None:
+    """In an LFS repo the blob is a pointer whose object file holds the committed bytes."""
+    with open_repo(history.root) as repo:
+        ref = repo.blob("HEAD", "model.safetensors")
+        on_disk = (history.root / "model.safetensors").read_bytes()
+        if not history.lfs:
+            assert ref.lfs_oid is None
+            assert read_blob_bytes(repo, "HEAD", "model.safetensors") == on_disk
+            return
+        assert ref.lfs_oid == hashlib.sha256(on_disk).hexdigest()
+        assert read_blob_bytes(repo, "HEAD", "model.safetensors").startswith(b"version ")
+        obj = repo.lfs_object_path(ref.lfs_oid, ref.lfs_size or 0, display="x")
+        assert Path(obj).read_bytes() == on_disk
+        assert "/lfs/objects/" in obj
+
+
+def test_blob_at_is_none_for_paths_absent_at_a_revision(history: History) -> None:
+    """blob_at answers None for a file new since the revision, and errors on a bad revision."""
+    with open_repo(history.root) as repo:
+        assert blob_at(repo, "HEAD~1", "new.safetensors") is None
+        assert blob_at(repo, "HEAD", "new.safetensors") is not None
+        with pytest.raises(GitError, match="unknown revision 'nope'"):
+            blob_at(repo, "nope", "new.safetensors")
+
+
+def test_unknown_revision_and_missing_path_are_typed_errors_with_fixes(history: History) -> None:
+    """Each failure names what was asked and the command that shows what exists."""
+    with open_repo(history.root) as repo:
+        with pytest.raises(GitError, match=r"unknown revision 'HEAD~9'.*git log"):
+            repo.commit("HEAD~9")
+        with pytest.raises(GitError, match=r"'absent.safetensors' does not exist in HEAD.*ls-tree"):
+            repo.blob("HEAD", "absent.safetensors")
+        with pytest.raises(GitError, match="is a directory"):
+            repo.blob("HEAD", "ckpt")
+
+
+def test_outside_a_repository_is_a_typed_error(tmp_path: Path) -> None:
+    """open_repo outside any repository says so and how to fix it."""
+    with pytest.raises(GitError, match=r"not inside a git repository.*git init"):
+        open_repo(tmp_path)
+
+
+def test_merge_base_of_two_branches(tmp_path: Path) -> None:
+    """merge_base finds the fork point of two branches, as `git merge-base` does."""
+    env = scrubbed_env(tmp_path / "home")
+    root = tmp_path / "repo"
+    init_repo(root, env, lfs=False)
+    (root / "a.txt").write_text("a\n")
+    git(root, env, "add", "-A")
+    git(root, env, "commit", "-q", "-m", "base")
+    git(root, env, "checkout", "-q", "-b", "topic")
+    (root / "b.txt").write_text("b\n")
+    git(root, env, "add", "-A")
+    git(root, env, "commit", "-q", "-m", "topic")
+    git(root, env, "checkout", "-q", "main")
+    (root / "c.txt").write_text("c\n")
+    git(root, env, "add", "-A")
+    git(root, env, "commit", "-q", "-m", "main")
+    expected = git(root, env, "merge-base", "main", "topic").stdout.strip()
+    assert merge_base("main", "topic", cwd=str(root)) == expected
+    assert merge_base("main", "topic", cwd=str(root)) != git(root, env, "rev-parse",
+                                                              "main").stdout.strip()
+
+
+@pytest.mark.parametrize("lfs", [False, True], ids=["plain", "lfs"])
+def test_worktree_side_sees_edits_deletions_renames_and_new_files(tmp_path: Path,
+                                                                  lfs: bool) -> None:
+    """rev2=None compares with the files on disk, as a pre-commit hook sees them."""
+    env = scrubbed_env(tmp_path / "home")
+    root = tmp_path / "repo"
+    init_repo(root, env, lfs=lfs)
+    for name, seed in [("a.safetensors", 0), ("b.safetensors", 1), ("c.safetensors", 2),
+                       ("same.safetensors", 3)]:
+        save_safetensors(root / name, toy(seed))
+    git(root, env, "add", "-A")
+    git(root, env, "commit", "-q", "-m", "c0")
+    assert changed_checkpoints("HEAD", cwd=str(root)) == []
+    save_safetensors(root / "a.safetensors", toy(7))  # same size, new content
+    (root / "b.safetensors").unlink()
+    git(root, env, "mv", "c.safetensors", "d.safetensors")
+    save_safetensors(root / "e.safetensors", toy(8))
+    git(root, env, "add", "e.safetensors")
+    save_safetensors(root / "untracked.safetensors", toy(9))
+    assert changed_checkpoints("HEAD", cwd=str(root)) == [
+        Change("modified", "a.safetensors", "a.safetensors", "HEAD", None),
+        Change("removed", "b.safetensors", None, "HEAD", None),
+        Change("renamed", "c.safetensors", "d.safetensors", "HEAD", None, 100),
+        Change("added", None, "e.safetensors", "HEAD", None),
+    ]
+
+
+def test_an_existing_path_is_never_read_as_a_revision(tmp_path: Path) -> None:
+    """A file whose name contains ':' wins over the REV:path reading."""
+    odd = tmp_path / "HEAD:model.safetensors"
+    odd.write_bytes(b"x")
+    assert split_spec(str(odd)) is None
+    assert split_spec("HEAD~2:ckpt/a:b.safetensors") == ("HEAD~2", "ckpt/a:b.safetensors")
+    assert split_spec("model.safetensors") is None
+
+
+# -- opening REV:path -------------------------------------------------------------------------
+
+def _same_weights(ckpt: Checkpoint, arrays: dict[str, np.ndarray]) -> bool:
+    return set(ckpt.tensors) == set(arrays) and all(
+        np.array_equal(ckpt[n].array().reshape(a.shape), a) for n, a in arrays.items())
+
+
+def test_open_spec_reads_each_revisions_weights(history: History,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                tmp_path: Path) -> None:
+    """REV:path gives that commit's tensors (LFS from the store), named by the spec; closing
+    it leaves no temporary file behind."""
+    monkeypatch.chdir(history.root / "ckpt")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for spec, arrays in [("HEAD~2:model.safetensors", history.model[0]),
+                         ("HEAD~1:../model.safetensors", history.model[1]),
+                         ("HEAD:ckpt/renamed.safetensors", history.moved),
+                         ("HEAD~2:old.safetensors", history.old)]:
+        with open_spec(spec) as ckpt:
+            assert ckpt.path == spec and ckpt.format == "safetensors"
+            assert _same_weights(ckpt, arrays)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_lfs_object_names_the_oid_and_the_fetch(history: History,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """An LFS object absent from the store is a typed error that says `git lfs fetch`."""
+    monkeypatch.chdir(history.root)
+    with open_repo() as repo:
+        ref = repo.blob("HEAD~1", "model.safetensors")
+    if ref.lfs_oid is None:
+        with open_spec("HEAD~1:model.safetensors") as ckpt:  # plain blobs need no store
+            assert _same_weights(ckpt, history.model[1])
+        return
+    obj = Path(history.root / ".git/lfs/objects" / ref.lfs_oid[:2] / ref.lfs_oid[2:4]
+               / ref.lfs_oid)
+    hidden = obj.with_name("hidden")
+    obj.rename(hidden)
+    try:
+        with pytest.raises(LFSObjectMissingError, match=(
+                rf"HEAD~1:model.safetensors: .*{ref.lfs_oid[:12]}.*git lfs fetch")):
+            open_spec("HEAD~1:model.safetensors")
+    finally:
+        hidden.rename(obj)
+
+
+def test_folder_and_index_specs(tmp_path: Path, clean_env: dict[str, str],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """REV:folder opens a HuggingFace directory as committed; :path reads the staged file."""
+    root = tmp_path / "repo"
+    init_repo(root, clean_env, lfs=False)
+    (root / "hf").mkdir()
+    (root / "hf" / "config.json").write_text('{"model_type": "llama"}')
+    save_safetensors(root / "hf" / "model.safetensors", toy(0))
+    git(root, clean_env, "add", "-A")
+    git(root, clean_env, "commit", "-q", "-m", "c0")
+    save_safetensors(root / "hf" / "model.safetensors", toy(1))
+    git(root, clean_env, "add", "-A")
+    save_safetensors(root / "hf" / "model.safetensors", toy(2))  # unstaged on top
+    monkeypatch.chdir(root)
+    with open_spec("HEAD:hf") as ckpt:
+        assert ckpt.path == "HEAD:hf" and ckpt.config == {"model_type": "llama"}
+        assert _same_weights(ckpt, toy(0))
+    with open_spec(":hf/model.safetensors") as ckpt:
+        assert _same_weights(ckpt, toy(1))
+    with pytest.raises(GitError, match="not in the index"):
+        open_spec(":hf/absent.safetensors")
+
+
+# -- model-diff diff / compare on revisions ----------------------------------------------------
+
+def _invoke(args: list[str]) -> Result:
+    return CliRunner().invoke(cli, args, catch_exceptions=False)
+
+
+def test_diff_command_lists_added_removed_renamed_and_modified(
+        history: History, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Acceptance 6: `model-diff diff HEAD~2 HEAD`, with and without LFS."""
+    monkeypatch.chdir(history.root)
+    out = _invoke(["diff", "HEAD~2", "HEAD"]).stdout
+    n = len(history.new)
+    assert out.startswith("model-diff HEAD~2..HEAD\n")
+    assert ("=== ckpt/renamed.safetensors ===\nrenamed from moved.safetensors "
+            "(similarity 100%): content identical") in out
+    assert "=== model.safetensors ===\nmodified\n" in out
+    assert "HEAD~2:model.safetensors -> HEAD:model.safetensors" in out
+    assert f"=== new.safetensors ===\nadded: {n} tensors" in out
+    assert f"=== old.safetensors ===\nremoved: {n} tensors" in out
+    assert "notes.txt" not in out
+
+
+def test_diff_command_json_carries_each_files_report(history: History,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """JSON: one entry per file, the modified pair's numbers equal a direct engine run."""
+    monkeypatch.chdir(history.root)
+    doc = json.loads(_invoke(["diff", "--format", "json", "HEAD~2", "HEAD"]).stdout)
+    assert doc["base"] == "HEAD~2" and doc["head"] == "HEAD"
+    assert [(f["path"], f["status"]) for f in doc["files"]] == [
+        ("ckpt/renamed.safetensors", "renamed"), ("model.safetensors", "modified"),
+        ("new.safetensors", "added"), ("old.safetensors", "removed")]
+    _, expected = ModelDiff(DiffConfig(include_unchanged=True)).diff(
+        from_arrays(history.model[0]), from_arrays(history.model[2]))
+    got = doc["files"][1]["report"]["summary"]
+    assert got["modified_parameters"] == expected.modified_parameters
+    assert got["avg_relative_change"] == pytest.approx(expected.avg_relative_change, rel=1e-12)
+
+
+def test_diff_command_markdown_and_html(history: History, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Markdown lists every file in a table; HTML embeds each report escaped in a frame."""
+    monkeypatch.chdir(history.root)
+    md = _invoke(["diff", "--format", "markdown", "HEAD~2", "HEAD"]).stdout
+    assert f"| new.safetensors | added: {len(history.new)} tensors" in md
+    assert "## model.safetensors" in md
+    page = _invoke(["diff", "--format", "html", "HEAD~2", "HEAD"]).stdout
+    assert page.count("<iframe") == 1 and 'srcdoc="&lt;!DOCTYPE html&gt;' in page
+    assert "<script" not in page  # the embedded report's markup is escaped, not live
+
+
+def test_diff_command_pathspecs_and_the_working_tree(history: History,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without REV2 the working tree is the new side; `--` and bare paths limit the files."""
+    monkeypatch.chdir(history.root)
+    out = _invoke(["diff", "HEAD~2", "--", "ckpt"]).stdout
+    assert out.startswith("model-diff HEAD~2 vs working tree\n")
+    assert [ln for ln in out.splitlines() if ln.startswith("===")] == [
+        "=== ckpt/renamed.safetensors ==="]
+    out = _invoke(["diff", "HEAD~1", "new.safetensors"]).stdout
+    assert [ln for ln in out.splitlines() if ln.startswith("===")] == ["=== new.safetensors ==="]
+
+
+@pytest.mark.parametrize("history", [False], ids=["plain"], indirect=True)
+def test_diff_and_compare_errors_exit_2_with_one_line(history: History,
+                                                      clean_env: dict[str, str]) -> None:
+    """An unknown revision or path is one line on stderr naming it, exit 2, no stdout."""
+    proc = run_model_diff(["diff", "nope", "HEAD"], clean_env, cwd=history.root)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert proc.stderr.startswith("model-diff: error: unknown revision 'nope'")
+    assert proc.stderr.count("\n") == 1
+    proc = run_model_diff(["compare", "HEAD:absent.safetensors", "model.safetensors"],
+                          clean_env, cwd=history.root)
+    assert (proc.returncode, proc.stdout) == (2, "")
+    assert "path 'absent.safetensors' does not exist in HEAD" in proc.stderr
+
+
+@pytest.mark.parametrize("history", [True], ids=["lfs"], indirect=True)
+def test_compare_reads_rev_paths_like_files(history: History, clean_env: dict[str, str],
+                                            tmp_path: Path) -> None:
+    """`compare REV:path path` and `compare REV1:path REV2:path` equal comparing the files."""
+    old, new = tmp_path / "old.safetensors", tmp_path / "new.safetensors"
+    save_safetensors(old, history.model[0])
+    save_safetensors(new, history.model[2])
+
+    def summary(a: str, b: str) -> dict[str, object]:
+        proc = run_model_diff(["compare", a, b, "--format", "json"], clean_env,
+                              cwd=history.root)
+        assert proc.returncode == 0, proc.stderr
+        s = json.loads(proc.stdout)["summary"]
+        return {k: v for k, v in s.items() if k not in ("old_path", "new_path")}
+
+    files = summary(str(old), str(new))
+    assert summary("HEAD~2:model.safetensors", "model.safetensors") == files
+    assert summary("HEAD~2:model.safetensors", "HEAD:model.safetensors") == files
+
+
+def test_diff_command_reads_git_ranges(history: History, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`A..B`, `A..` and `A...B` (from the merge-base, as for a pull request) work as in git."""
+    monkeypatch.chdir(history.root)
+
+    def files(args: list[str]) -> list[tuple[str, str]]:
+        doc = json.loads(_invoke(["diff", "--format", "json", *args]).stdout)
+        return [(f["path"], f["status"]) for f in doc["files"]]
+
+    expected = files(["HEAD~2", "HEAD"])
+    assert files(["HEAD~2..HEAD"]) == expected
+    assert files(["HEAD~2.."]) == expected
+    assert files(["HEAD~2...HEAD"]) == expected  # HEAD~2 is its own merge-base with HEAD
+    assert files(["HEAD...HEAD~2"]) == []  # nothing on HEAD~2's side since the fork
+    assert _invoke(["diff", "HEAD~1..HEAD"]).stdout.startswith("model-diff HEAD~1..HEAD\n")

@@ -1,0 +1,89 @@
+"""open_checkpoint: format detection by content before extension, and its errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from model_diff.errors import CheckpointError, UnknownFormatError
+from model_diff.formats import READERS, detect_format, load_checkpoint, open_checkpoint
+from model_diff.toy import save_safetensors
+
+STATE = {"w": np.arange(6, dtype=np.float32).reshape(2, 3)}
+
+
+def test_bin_that_is_safetensors_is_read_as_safetensors(tmp_path: Path) -> None:
+    """A ``.bin`` whose bytes are safetensors is detected by content, not by its extension."""
+    save_safetensors(tmp_path / "pytorch_model.bin", STATE)
+    with open_checkpoint(tmp_path / "pytorch_model.bin") as ckpt:
+        assert ckpt.format == "safetensors"
+        assert ckpt["w"].array().tolist() == [0, 1, 2, 3, 4, 5]
+
+
+def test_npy_bytes_under_any_name_are_numpy(tmp_path: Path) -> None:
+    """numpy's magic decides, whatever the file is called."""
+    np.save(tmp_path / "weights.npy", STATE["w"])
+    (tmp_path / "weights.npy").rename(tmp_path / "weights.dat")
+    assert detect_format(str(tmp_path / "weights.dat")) == "numpy"
+
+
+def test_extension_decides_when_content_is_not_recognised(tmp_path: Path) -> None:
+    """A truncated .safetensors goes to the safetensors reader, which says what is wrong."""
+    (tmp_path / "m.safetensors").write_bytes((10_000).to_bytes(8, "little") + b"{")
+    assert detect_format(str(tmp_path / "m.safetensors")) == "safetensors"
+    with pytest.raises(CheckpointError, match="runs past the end"):
+        open_checkpoint(tmp_path / "m.safetensors")
+
+
+def test_unknown_format_names_the_file_and_the_supported_formats(tmp_path: Path) -> None:
+    """Bytes that no reader recognises under an unknown extension raise UnknownFormatError."""
+    (tmp_path / "notes.txt").write_text("hello, not a checkpoint\n")
+    with pytest.raises(UnknownFormatError) as info:
+        open_checkpoint(tmp_path / "notes.txt")
+    msg = str(info.value)
+    assert str(tmp_path / "notes.txt") in msg and "safetensors" in msg and ".npz" in msg
+
+
+def test_missing_path_is_a_clear_error(tmp_path: Path) -> None:
+    """A path that does not exist raises CheckpointError naming it."""
+    with pytest.raises(CheckpointError, match="no such file or directory") as info:
+        open_checkpoint(tmp_path / "nope.safetensors")
+    assert str(tmp_path / "nope.safetensors") in str(info.value)
+
+
+def test_forced_format_overrides_detection(tmp_path: Path) -> None:
+    """format= picks the reader: safetensors bytes forced through numpy fail as numpy."""
+    save_safetensors(tmp_path / "m.safetensors", STATE)
+    with pytest.raises(CheckpointError, match=r"not a valid \.npy"):
+        open_checkpoint(tmp_path / "m.safetensors", format="npy")
+    with pytest.raises(UnknownFormatError, match="unknown format 'gguf'"):
+        open_checkpoint(tmp_path / "m.safetensors", format="gguf")
+
+
+def test_load_checkpoint_is_the_original_name_of_open_checkpoint() -> None:
+    """The original API's load_checkpoint is the same function."""
+    import model_diff
+
+    assert load_checkpoint is open_checkpoint is model_diff.load_checkpoint
+
+
+def test_registry_lists_every_reader_once() -> None:
+    """Readers are registered by the name Checkpoint.format reports."""
+    assert list(READERS) == ["safetensors", "numpy", "pytorch", "huggingface"]
+    assert all(k == r.NAME for k, r in READERS.items())
+
+
+def test_opening_safetensors_imports_neither_torch_nor_dulwich(tmp_path: Path) -> None:
+    """The textconv path (safetensors) stays light: no torch, dulwich, click or jinja2."""
+    save_safetensors(tmp_path / "m.safetensors", STATE)
+    code = ("import sys; from model_diff.formats import open_checkpoint; "
+            f"c = open_checkpoint({str(tmp_path / 'm.safetensors')!r}); c['w'].array(); "
+            "print(sorted(m for m in ('torch', 'dulwich', 'click', 'jinja2') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[3])
+    assert out.stdout.strip() == "[]"

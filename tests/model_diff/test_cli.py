@@ -1,0 +1,170 @@
+"""The core CLI: compare, inspect and demo, their exit codes, errors and determinism."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from model_diff.cli import cli
+from model_diff.toy import fine_tune, save_safetensors, toy_transformer
+from tests.conftest import run_model_diff
+
+
+def _strict_json(text: str) -> object:
+    def refuse(const: str) -> None:
+        raise ValueError(f"non-strict JSON constant {const}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[Path, Path]:
+    base = toy_transformer(n_blocks=3, d_model=16, vocab=64, seed=0)
+    tuned = fine_tune(base, seed=1)
+    tuned["model.layers.1.mlp.up_proj.weight"][0, 0] = np.nan
+    a, b = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_safetensors(a, base)
+    save_safetensors(b, tuned)
+    return a, b
+
+
+def test_compare_text_shows_insights_and_pattern(pair: tuple[Path, Path]) -> None:
+    """compare prints the report to stdout and exits 0; nothing on stderr off a TTY."""
+    result = CliRunner().invoke(cli, ["compare", str(pair[0]), str(pair[1])])
+    assert result.exit_code == 0, result.output
+    assert "model.layers.1.mlp.up_proj.weight" in result.stdout
+    assert "nonfinite" in result.stdout.lower() or "nan" in result.stdout.lower()
+    assert result.stderr == ""
+
+
+def test_compare_json_is_strict_and_counts_the_nan(pair: tuple[Path, Path]) -> None:
+    """The JSON report parses strictly (no bare NaN) and carries the NaN count."""
+    result = CliRunner().invoke(cli, ["compare", str(pair[0]), str(pair[1]), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = _strict_json(result.stdout)
+    assert isinstance(data, dict)
+    text = json.dumps(data)
+    assert "model.layers.1.mlp.up_proj.weight" in text and '"nan_count": 1' in text
+
+
+@pytest.mark.parametrize("fmt", ["json", "markdown", "html", "text"])
+def test_compare_is_byte_identical_across_hash_seeds(
+    pair: tuple[Path, Path], clean_env: dict[str, str], tmp_path: Path, fmt: str
+) -> None:
+    """The same inputs give byte-identical reports whatever PYTHONHASHSEED is."""
+    outs = []
+    for seed in ("1", "2"):
+        out = tmp_path / f"r{seed}.{fmt}"
+        env = dict(clean_env, PYTHONHASHSEED=seed)
+        r = run_model_diff(["compare", str(pair[0]), str(pair[1]), "--format", fmt,
+                            "-o", str(out)], env)
+        assert r.returncode == 0, r.stderr
+        outs.append(out.read_bytes())
+    assert outs[0] == outs[1]
+
+
+def test_inspect_json_is_strict(pair: tuple[Path, Path]) -> None:
+    """inspect --format json describes every tensor with null for undefined numbers."""
+    result = CliRunner().invoke(cli, ["inspect", str(pair[1]), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = _strict_json(result.stdout)
+    assert isinstance(data, dict)
+    assert data["tensors"] == len(data["tensor_info"])
+    assert data["nonfinite_tensors"] == ["model.layers.1.mlp.up_proj.weight"]
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
+    good = tmp_path / "good.safetensors"
+    save_safetensors(good, {"w": np.ones(16, np.float32)})
+    raw = good.read_bytes()
+    files = {
+        "truncated": raw[: len(raw) - 7],
+        "empty": b"",
+        "corrupt": b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all",
+        "unknown": b"PK?? this is not any checkpoint format\n" * 4,
+        "lfs-pointer": (b"version https://git-lfs.github.com/spec/v1\n"
+                        b"oid sha256:" + b"ab" * 32 + b"\nsize 12345\n"),
+    }
+    out = {}
+    for name, data in files.items():
+        ext = ".bin" if name == "unknown" else ".safetensors"
+        p = tmp_path / f"{name}{ext}"
+        p.write_bytes(data)
+        out[name] = p
+    out["missing"] = tmp_path / "does-not-exist.safetensors"
+    return out
+
+
+@pytest.mark.parametrize("kind", ["truncated", "empty", "corrupt", "unknown", "lfs-pointer",
+                                  "missing"])
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(
+    tmp_path: Path, clean_env: dict[str, str], kind: str
+) -> None:
+    """Bad inputs exit 2 with one line naming the file and a hint; no report is written."""
+    bad = _bad_inputs(tmp_path)[kind]
+    out = tmp_path / "report.json"
+    r = run_model_diff(["compare", str(bad), str(tmp_path / "good.safetensors"), "--format",
+                        "json", "-o", str(out)], clean_env, cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert str(bad) in lines[0] and "hint:" in lines[0]
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".model-diff-")] == []
+
+
+def test_pt_without_torch_exits_2_naming_the_extra(tmp_path: Path,
+                                                   clean_env: dict[str, str]) -> None:
+    """A .pt input where torch is not importable asks for model-diff[torch]."""
+    torch = pytest.importorskip("torch")
+    pt = tmp_path / "m.pt"
+    torch.save({"w": torch.ones(3)}, pt)
+    blocker = tmp_path / "blocker"
+    blocker.mkdir()
+    # A real missing module: sys.modules entry None makes `import torch` raise ImportError.
+    (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
+    env = dict(clean_env, PYTHONPATH=os.pathsep.join([str(blocker), clean_env["PYTHONPATH"]]))
+    r = run_model_diff(["inspect", str(pt)], env)
+    assert r.returncode == 2, r.stderr
+    assert "model-diff[torch]" in r.stderr and str(pt) in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_usage_error_exits_2(pair: tuple[Path, Path]) -> None:
+    """A bad flag value is a usage error (exit 2)."""
+    result = CliRunner().invoke(cli, ["compare", str(pair[0]), str(pair[1]), "--format", "xml"])
+    assert result.exit_code == 2
+
+
+def test_demo_runs_and_shows_the_story(clean_env: dict[str, str]) -> None:
+    """The demo compares its toy pair: frozen embeddings and later blocks moving more."""
+    r = run_model_diff(["demo"], clean_env)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.lower()
+    assert "embed_tokens" in out and "frozen" in out
+    assert "inverse_gradient" in out or "inverse gradient" in out
+
+
+def test_every_command_has_help() -> None:
+    """--help works on the group and every command."""
+    runner = CliRunner()
+    assert runner.invoke(cli, ["--help"]).exit_code == 0
+    for name in cli.commands:  # type: ignore[attr-defined]
+        r = runner.invoke(cli, [name, "--help"])
+        assert r.exit_code == 0, name
+        assert "Usage:" in r.stdout
+
+
+def test_version_names_the_metrics_backend() -> None:
+    """--version says which metrics path is active."""
+    r = CliRunner().invoke(cli, ["--version"])
+    assert r.exit_code == 0 and "metrics backend" in r.stdout
+    assert sys.version_info >= (3, 10)

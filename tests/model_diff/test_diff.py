@@ -1,0 +1,204 @@
+"""ModelDiff: classification of tensor pairs, DiffConfig effects and the summary."""
+
+from __future__ import annotations
+
+import math
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from model_diff.checkpoint import from_arrays
+from model_diff.diff import ChangeType, DiffConfig, ModelDiff, align_names
+
+
+def _pair() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    old = {
+        "layers.10.w": rng.standard_normal((8, 8)).astype(np.float32),
+        "layers.2.w": rng.standard_normal((8, 8)).astype(np.float32),
+        "emb.weight": rng.standard_normal((16, 4)).astype(np.float32),
+        "gone": np.ones(3, np.float32),
+        "cast": rng.standard_normal(10).astype(np.float32),
+        "reshaped": np.ones((2, 3), np.float32),
+    }
+    new = dict(old)
+    new["layers.2.w"] = old["layers.2.w"] + np.float32(0.5)
+    new["emb.weight"] = np.vstack([old["emb.weight"], np.zeros((4, 4), np.float32)])
+    del new["gone"]
+    new["fresh"] = np.zeros(5, np.float32)
+    new["cast"] = old["cast"].astype(ml_dtypes.bfloat16)
+    new["reshaped"] = np.ones((3, 2), np.float32)
+    return old, new
+
+
+def _by_name(diffs):  # type: ignore[no-untyped-def]
+    return {d.name: d for d in diffs}
+
+
+def test_each_change_type_is_classified() -> None:
+    """Added, removed, shape-, dtype-changed, modified and unchanged are told apart."""
+    old, new = _pair()
+    diffs, summary = ModelDiff(DiffConfig(include_unchanged=True)).diff(
+        from_arrays(old), from_arrays(new))
+    kinds = {d.name: d.change_type for d in diffs}
+    assert kinds == {
+        "cast": ChangeType.DTYPE_CHANGED, "emb.weight": ChangeType.SHAPE_CHANGED,
+        "fresh": ChangeType.ADDED, "gone": ChangeType.REMOVED,
+        "layers.2.w": ChangeType.MODIFIED, "layers.10.w": ChangeType.UNCHANGED,
+        "reshaped": ChangeType.SHAPE_CHANGED,
+    }
+    assert (summary.modified_parameters, summary.unchanged_parameters, summary.added_parameters,
+            summary.removed_parameters, summary.shape_changed_parameters,
+            summary.dtype_changed_parameters, summary.total_parameters) == (1, 1, 1, 1, 2, 1, 7)
+
+
+def test_output_is_in_natural_name_order() -> None:
+    """layers.2 sorts before layers.10, whatever the input order."""
+    old, new = _pair()
+    diffs, _ = ModelDiff(DiffConfig(include_unchanged=True)).diff(
+        from_arrays(old), from_arrays(new))
+    names = [d.name for d in diffs]
+    assert names.index("layers.2.w") < names.index("layers.10.w")
+
+
+def test_modified_metrics_match_float64_definitions() -> None:
+    """l2, l1, max, mean, cosine, relative change of a modified tensor follow DESIGN §5."""
+    old, new = _pair()
+    diffs, _ = ModelDiff().diff(from_arrays(old), from_arrays(new))
+    d = _by_name(diffs)["layers.2.w"]
+    a = old["layers.2.w"].astype(np.float64).ravel()
+    b = new["layers.2.w"].astype(np.float64).ravel()
+    delta = b - a
+    assert d.l2_diff == pytest.approx(np.linalg.norm(delta), rel=1e-12)
+    assert d.l1_diff == pytest.approx(np.abs(delta).sum(), rel=1e-12)
+    assert d.max_diff == pytest.approx(np.abs(delta).max(), rel=1e-12)
+    assert d.mean_diff == pytest.approx(np.abs(delta).mean(), rel=1e-12)
+    assert d.cosine_sim == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b),
+                                         rel=1e-12)
+    assert d.relative_change == pytest.approx(np.linalg.norm(delta) / np.linalg.norm(a),
+                                              rel=1e-12)
+    assert d.change_ratio == 1.0
+
+
+def test_vocab_resize_compares_overlapping_rows() -> None:
+    """A first-axis resize compares the shared rows and counts the added ones."""
+    old, new = _pair()
+    diffs, _ = ModelDiff().diff(from_arrays(old), from_arrays(new))
+    d = _by_name(diffs)["emb.weight"]
+    assert (d.overlap_rows, d.added_rows) == (16, 4)
+    assert d.l2_diff == 0.0
+
+
+def test_dtype_change_still_measures_values() -> None:
+    """fp32 -> bf16 is dtype_changed, with the rounding error measured."""
+    old, new = _pair()
+    diffs, _ = ModelDiff().diff(from_arrays(old), from_arrays(new))
+    d = _by_name(diffs)["cast"]
+    assert d.old_dtype == "float32" and d.new_dtype == "bfloat16"
+    assert d.relative_change is not None and 0 < d.relative_change < 1e-2
+
+
+def test_one_nan_is_a_change_and_is_counted() -> None:
+    """A pair differing only by one NaN is modified, the NaN counted, and stays JSON-safe."""
+    a = np.arange(10, dtype=np.float32)
+    b = a.copy()
+    b[3] = np.nan
+    diffs, summary = ModelDiff().diff(from_arrays({"w": a}), from_arrays({"w": b}))
+    (d,) = diffs
+    assert d.change_type is ChangeType.MODIFIED
+    assert d.new_stats is not None and d.new_stats.nan_count == 1
+    assert d.old_stats is not None and d.old_stats.nan_count == 0
+    assert d.finite_pairs == 9
+    assert summary.nonfinite_tensors == ["w"]
+    assert all(not (isinstance(v, float) and not math.isfinite(v))
+               for v in d.to_dict().values())
+
+
+def test_bitwise_identical_nan_tensors_are_unchanged_but_counted() -> None:
+    """Bytes decide "unchanged" (NaN == NaN bitwise), and the NaN is still reported."""
+    a = np.array([1.0, np.nan], np.float32)
+    diffs, summary = ModelDiff(DiffConfig(include_unchanged=True)).diff(
+        from_arrays({"w": a}), from_arrays({"w": a.copy()}))
+    assert diffs[0].change_type is ChangeType.UNCHANGED
+    assert summary.nonfinite_tensors == ["w"]
+
+
+def test_compute_element_wise_false_classifies_without_metrics() -> None:
+    """Without the element-wise pass, change types are still exact but metrics are None."""
+    old, new = _pair()
+    diffs, _ = ModelDiff(DiffConfig(compute_element_wise=False)).diff(
+        from_arrays(old), from_arrays(new))
+    d = _by_name(diffs)["layers.2.w"]
+    assert d.change_type is ChangeType.MODIFIED and d.l2_diff is None and d.new_stats is None
+
+
+def test_change_threshold_sets_change_ratio() -> None:
+    """change_ratio counts elements whose |delta| exceeds change_threshold."""
+    a = np.zeros(4, np.float32)
+    b = np.array([0, 1e-7, 1e-3, 1], np.float32)
+    ratios = []
+    for thr in (0.0, 1e-6, 1e-2):
+        (d,), _ = ModelDiff(DiffConfig(change_threshold=thr)).diff(
+            from_arrays({"w": a}), from_arrays({"w": b}))
+        ratios.append(d.change_ratio)
+    assert ratios == [0.75, 0.5, 0.25]
+
+
+def test_include_unchanged_controls_the_list_not_the_summary() -> None:
+    """Unchanged tensors are listed only on request; the summary counts them either way."""
+    old, new = _pair()
+    short, s1 = ModelDiff(DiffConfig(include_unchanged=False)).diff(
+        from_arrays(old), from_arrays(new))
+    full, s2 = ModelDiff(DiffConfig(include_unchanged=True)).diff(
+        from_arrays(old), from_arrays(new))
+    assert len(full) == len(short) + 1
+    assert s1.unchanged_parameters == s2.unchanged_parameters == 1
+
+
+def test_normalize_by_size_weights_the_averages() -> None:
+    """Averages are weighted by element count only with normalize_by_size."""
+    old = {"big": np.ones(1000, np.float32), "small": np.ones(10, np.float32)}
+    new = {"big": old["big"] * 1.01, "small": old["small"] * 2}
+    _, w = ModelDiff(DiffConfig(normalize_by_size=True)).diff(from_arrays(old), from_arrays(new))
+    _, u = ModelDiff(DiffConfig(normalize_by_size=False)).diff(
+        from_arrays(old), from_arrays(new))
+    assert u.avg_relative_change == pytest.approx((0.01 + 1.0) / 2, rel=1e-5)
+    assert w.avg_relative_change == pytest.approx((0.01 * 1000 + 1.0 * 10) / 1010, rel=1e-5)
+
+
+def test_top_k_layers_limits_and_ranks() -> None:
+    """top_changed_layers lists the k largest relative changes, largest first."""
+    old = {f"l{i}": np.ones(4, np.float32) for i in range(5)}
+    new = {f"l{i}": np.ones(4, np.float32) * (1 + i / 10) for i in range(5)}
+    _, s = ModelDiff(DiffConfig(top_k_layers=2)).diff(from_arrays(old), from_arrays(new))
+    assert s.top_changed_layers == ["l4", "l3"]
+
+
+def test_wrapper_prefix_is_aligned() -> None:
+    """A DDP ``module.`` prefix on one side only is stripped (align_prefixes)."""
+    a = {"module.w": np.ones(3, np.float32)}
+    b = {"w": np.ones(3, np.float32)}
+    old, new = align_names(from_arrays(a), from_arrays(b))
+    assert list(old.tensors) == list(new.tensors) == ["w"]
+    _, s = ModelDiff(DiffConfig(align_prefixes=False)).diff(from_arrays(a), from_arrays(b))
+    assert (s.added_parameters, s.removed_parameters) == (1, 1)
+
+
+def test_worker_count_does_not_change_results() -> None:
+    """One worker and four give identical results."""
+    old, new = _pair()
+    r1 = ModelDiff(DiffConfig(num_workers=1, include_unchanged=True)).diff(
+        from_arrays(old), from_arrays(new))
+    r4 = ModelDiff(DiffConfig(num_workers=4, include_unchanged=True)).diff(
+        from_arrays(old), from_arrays(new))
+    assert [d.to_dict() for d in r1[0]] == [d.to_dict() for d in r4[0]]
+    assert r1[1] == r4[1]
+
+
+def test_bad_config_values_are_refused() -> None:
+    """Negative thresholds and unknown low_rank modes are errors, not silent defaults."""
+    with pytest.raises(ValueError, match="change_threshold"):
+        DiffConfig(change_threshold=-1)
+    with pytest.raises(ValueError, match="low_rank"):
+        DiffConfig(low_rank="sometimes")

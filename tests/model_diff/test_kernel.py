@@ -1,0 +1,119 @@
+"""The compiled kernel's own contract: argument checks, GIL release, bitwise compare.
+
+Its numbers are pinned by tests/model_diff/test_metrics.py (run on every backend); this file
+covers what only the C extension does.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from model_diff import metrics
+
+_kernel = pytest.importorskip(
+    "model_diff._kernel", reason="model_diff._kernel not built (python setup.py build_ext -i)")
+
+
+def test_the_kernel_is_the_active_backend_when_built() -> None:
+    """With the extension importable and no override, metrics uses it."""
+    assert metrics.BACKEND == "kernel"
+    assert metrics.pair_step is _kernel.pair_step and metrics.side_step is _kernel.side_step
+    assert _kernel.SIMD in ("avx2", "none")
+
+
+def test_length_mismatch_is_a_value_error() -> None:
+    """Old and new chunks must hold the same number of elements (bytes may differ)."""
+    f, c = metrics.new_accumulators()
+    with pytest.raises(ValueError, match="length mismatch"):
+        _kernel.pair_step(np.zeros(4, np.float32), np.zeros(5, np.float32), 0.0, f, c)
+    _kernel.pair_step(np.zeros(4, np.float32), np.zeros(4, np.float64), 0.0, f, c)
+    assert c[metrics.C_N] == 4
+
+
+@pytest.mark.parametrize(("facc", "cacc"), [
+    (np.zeros(metrics.NF, np.float32), np.zeros(metrics.NC, np.int64)),
+    (np.zeros(metrics.NF - 1), np.zeros(metrics.NC, np.int64)),
+    (np.zeros(metrics.NF), np.zeros(metrics.NC, np.int32)),
+    (np.zeros(metrics.NF), np.zeros(metrics.NC + 1, np.int64)),
+])
+def test_accumulators_must_have_the_slot_layout(facc: np.ndarray, cacc: np.ndarray) -> None:
+    """Wrong dtype or slot count of facc/cacc is refused instead of corrupting memory."""
+    with pytest.raises(ValueError, match="must be"):
+        _kernel.pair_step(np.zeros(3), np.zeros(3), 0.0, facc, cacc)
+    with pytest.raises(ValueError, match="must be"):
+        _kernel.side_step(np.zeros(3), facc, cacc)
+
+
+def test_read_only_accumulators_are_refused() -> None:
+    """Accumulators are written in place, so read-only ones are an error."""
+    f, c = metrics.new_accumulators()
+    f.flags.writeable = False
+    with pytest.raises((ValueError, BufferError, TypeError)):
+        _kernel.side_step(np.zeros(3), f, c)
+
+
+@pytest.mark.parametrize("arr", [np.zeros(4, np.complex64), np.zeros(4, ">f4"),
+                                 np.zeros(4, "U1")], ids=["complex64", "big-endian", "str"])
+def test_unsupported_dtypes_are_a_type_error(arr: np.ndarray) -> None:
+    """Dtypes the kernel cannot read raise TypeError (metrics routes them to numpy instead)."""
+    f, c = metrics.new_accumulators()
+    with pytest.raises(TypeError, match="unsupported dtype"):
+        _kernel.side_step(arr, f, c)
+    assert metrics.steps_for(arr) == (metrics.numpy_pair_step, metrics.numpy_side_step)
+
+
+def test_non_contiguous_input_is_refused_and_routed_to_numpy() -> None:
+    """A strided view cannot be read as one buffer: an error here, numpy step in metrics."""
+    x = np.arange(10, dtype=np.float32)[::2]
+    f, c = metrics.new_accumulators()
+    with pytest.raises(ValueError, match="contiguous"):
+        _kernel.side_step(x, f, c)
+    assert metrics.steps_for(x)[1] is metrics.numpy_side_step
+    assert metrics.array_stats(x).mean == pytest.approx(4.0)
+
+
+def test_accumulators_are_added_to_not_overwritten() -> None:
+    """A step adds into running totals: two half steps equal one whole step."""
+    x = np.linspace(-2, 3, 1001, dtype=np.float32)
+    f1, c1 = metrics.new_accumulators()
+    _kernel.side_step(x, f1, c1)
+    f2, c2 = metrics.new_accumulators()
+    _kernel.side_step(x[:500], f2, c2)
+    _kernel.side_step(x[500:], f2, c2)
+    assert list(c1) == list(c2)
+    np.testing.assert_allclose(f1, f2, rtol=1e-14)
+
+
+def test_the_gil_is_released_while_computing() -> None:
+    """Another Python thread keeps running while a large chunk is being reduced."""
+    a = np.ones(1 << 22, dtype=np.float32)
+    b = np.full(1 << 22, 2.0, dtype=np.float32)
+    f, c = metrics.new_accumulators()
+    done = threading.Event()
+
+    def work() -> None:
+        for _ in range(8):
+            _kernel.pair_step(a, b, 0.0, f, c)
+        done.set()
+
+    ticks = 0
+    t = threading.Thread(target=work)
+    t.start()
+    while not done.is_set():
+        ticks += 1
+    t.join()
+    assert c[metrics.C_CHANGED] == 8 * a.size
+    # Holding the GIL for each ~10 ms call would leave this loop a handful of turns.
+    assert ticks > 10_000
+
+
+def test_bytes_equal_compares_raw_bytes_of_any_dtype() -> None:
+    """memcmp semantics: NaN payloads compare equal to themselves, sizes must match."""
+    a = np.array([np.nan, 1.0, -0.0], dtype=np.float64)
+    assert _kernel.bytes_equal(a, a.copy())
+    assert not _kernel.bytes_equal(a, np.array([np.nan, 1.0, 0.0]))
+    assert not _kernel.bytes_equal(a, a[:2].copy())
+    assert _kernel.bytes_equal(a.view(np.uint8), a.view(np.int16).copy())
