@@ -84,7 +84,7 @@ def _open(opener: Opener, tmp: Path, label: str) -> Checkpoint:
 
 def _analyze(diffs: Sequence[Any], summary: Any) -> dict[str, Any]:
     try:
-        from model_diff.analysis import DiffAnalyzer  # noqa: PLC0415
+        from model_diff.analysis import DiffAnalyzer
     except ImportError:  # analysis lands from its own branch; until then, policy rules only
         return {}
     result: dict[str, Any] = DiffAnalyzer().analyze(list(diffs), summary)

@@ -511,7 +511,6 @@ def ext_diff(args: tuple[str, ...]) -> None:
     except Exception as exc:  # a bug must still not make git fail; say what happened
         text = f"model-diff: internal error (a bug, please report it): {exc!r}\n"
     _emit_driver_output(text)
-_ = EXIT_USAGE  # re-exported for commands below
 
 
 # --- hooks commands ---
@@ -543,7 +542,7 @@ def check_cmd(paths: tuple[str, ...], staged: bool, policy_file: str | None, fmt
 
     Exit 0 clean, 1 policy violated, 2 unreadable input or bad policy.
     """
-    from hooks import commands  # noqa: PLC0415 (keeps other commands' startup cheap)
+    from hooks import commands
 
     _emit_outcome(commands.check(list(paths), staged=staged, policy_file=policy_file,
                                  fmt=fmt, fail_on=fail_on))
@@ -554,7 +553,7 @@ def check_cmd(paths: tuple[str, ...], staged: bool, policy_file: str | None, fmt
 @click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
 def health_cmd(paths: tuple[str, ...], fmt: str) -> None:
     """Single-file checks (readable, not truncated, no NaN/Inf): exit 0, 1 NaN/Inf, 2 unreadable."""
-    from hooks import commands  # noqa: PLC0415 (keeps other commands' startup cheap)
+    from hooks import commands
 
     _emit_outcome(commands.health(list(paths), fmt=fmt))
 
@@ -573,7 +572,7 @@ def health_cmd(paths: tuple[str, ...], fmt: str) -> None:
 def ci_cmd(*, base: str, head: str, paths: tuple[str, ...], policy_file: str | None, fmt: str,
            fail_on: str | None, report: str | None) -> None:
     """Check every checkpoint changed between --base and --head (GitHub annotations too)."""
-    from hooks import commands  # noqa: PLC0415 (keeps other commands' startup cheap)
+    from hooks import commands
 
     _emit_outcome(commands.ci(base=base, head=None if head == "-" else head, paths=list(paths),
                               policy_file=policy_file, fmt=fmt, fail_on=fail_on,
