@@ -17,7 +17,7 @@ from model_diff.errors import EXIT_USAGE, ModelDiffError
 
 from . import github, gitrepo
 from .ci import ci_plan
-from .gate import FileResult, Opener, Target, check_files, check_target, exit_code
+from .gate import FileResult, Target, check_files, check_target, exit_code, local_opener
 from .policy import Policy, load_policy
 from .render import counts, render_json, render_markdown, render_text
 from .staged import repo_relative, staged_targets, worktree_opener
@@ -116,20 +116,18 @@ def health(paths: Sequence[str], *, fmt: str, cwd: str = ".",
     top = gitrepo.try_top_level(cwd)
     targets = []
     for p in paths:
-        opener = _local(p)
+        opener = local_opener(p)
         if top is not None:
             # Inside a repo an LFS pointer is resolved from the local store, like the hook's.
             rel = repo_relative(top, p, Path(cwd).resolve())
             if rel is not None:
-                opener = worktree_opener(top, rel)
+                opener = worktree_opener(top, rel, label=p)
         targets.append(Target(path=p, new=opener, new_label=p))
     results = [check_target(t, Policy()) for t in targets]
     return _finish(results, fmt=fmt, command="health", policy=Policy(), fail_on="error",
                    environ=environ)
 
 
-def _local(p: str) -> Opener:
-    return lambda _tmp: Path(p)
 
 
 def ci(

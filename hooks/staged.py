@@ -17,6 +17,9 @@ from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from gitdriver import revisions
+from model_diff.checkpoint import Checkpoint
+
 from . import gitrepo
 from .gate import Opener, Target
 
@@ -28,12 +31,20 @@ def is_checkpoint(path: str, globs: Sequence[str] = CHECKPOINT_GLOBS) -> bool:
     return any(fnmatchcase(path, g) or fnmatchcase(Path(path).name, g) for g in globs)
 
 
-def worktree_opener(top: Path, path: str) -> Opener:
-    return lambda tmp: gitrepo.worktree_file(top, path, tmp)
+def worktree_opener(top: Path, path: str, label: str | None = None) -> Opener:
+    """``path`` (top-level relative) on disk; an LFS pointer resolved from the local store."""
+    def open_() -> Checkpoint:
+        with revisions.open_repo(top) as repo:
+            return revisions.open_revision(repo, None, path, display=label or path)
+    return open_
 
 
-def revision_opener(top: Path, rev: str, path: str) -> Opener:
-    return lambda tmp: gitrepo.file_at(top, rev, path, tmp)
+def revision_opener(top: Path, rev: str, path: str, label: str) -> Opener:
+    """``rev:path`` from git history (LFS objects from the store), named ``label``."""
+    def open_() -> Checkpoint:
+        with revisions.open_repo(top) as repo:
+            return revisions.open_revision(repo, rev, path, display=label)
+    return open_
 
 
 def repo_relative(top: Path, path: str, cwd: Path) -> str | None:
@@ -83,9 +94,10 @@ def staged_targets(
     for rel in rels:
         old_path = renamed_from.get(rel) or rel
         if base is not None and gitrepo.exists_at(top, base, old_path):
+            old_label = f"{base_label}:{old_path}"
             targets.append(Target(
                 path=rel, new=worktree_opener(top, rel), new_label=rel,
-                old=revision_opener(top, base, old_path), old_label=f"{base_label}:{old_path}",
+                old=revision_opener(top, base, old_path, old_label), old_label=old_label,
                 old_path=old_path if old_path != rel else None,
             ))
         else:
