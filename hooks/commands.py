@@ -19,7 +19,7 @@ from . import github, gitrepo
 from .ci import ci_plan
 from .gate import FileResult, Target, check_files, check_target, exit_code, local_opener
 from .policy import Policy, load_policy
-from .render import counts, render_json, render_markdown, render_text
+from .render import counts, render_details, render_json, render_markdown, render_text
 from .staged import repo_relative, staged_targets, worktree_opener
 
 FORMATS = ("text", "json", "markdown", "github")
@@ -81,7 +81,8 @@ def _finish(results: Sequence[FileResult], *, fmt: str, command: str, policy: Po
     fo = fail_on or policy.fail_on
     rc = exit_code(results, fo)
     if report:
-        Path(report).write_text(render_markdown(results, command, deleted), encoding="utf-8")
+        text = render_markdown(results, command, deleted, max_bytes=1 << 62)
+        Path(report).write_text(text + render_details(results), encoding="utf-8")
     if fmt == "github":
         _github_files(results, command=command, rc=rc, deleted=deleted, report=report,
                       environ=env)
@@ -139,8 +140,8 @@ def ci(
     env = os.environ if environ is None else environ
     policy = policy_for(policy_file, cwd)
     plan = ci_plan(base, head, paths, cwd=cwd)
-    results = [check_target(t, policy) for t in plan.targets]
     if report is None and fmt == "github" and env.get("RUNNER_TEMP"):
         report = str(Path(env["RUNNER_TEMP"]) / "model-diff-report.md")
+    results = [check_target(t, policy, detail=report is not None) for t in plan.targets]
     return _finish(results, fmt=fmt, command="ci", policy=policy, fail_on=fail_on,
                    deleted=plan.deleted, report=report, environ=env)

@@ -18,6 +18,7 @@ from model_diff.checkpoint import Checkpoint
 from model_diff.diff import DiffConfig, ModelDiff
 from model_diff.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, ModelDiffError
 from model_diff.formats import open_checkpoint
+from model_diff.report import create_diff_report
 
 from .check import Violation, evaluate, evaluate_health, fails, sort_violations
 from .policy import Policy
@@ -50,6 +51,8 @@ class FileResult:
     violations: list[Violation] = field(default_factory=list)
     error: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
+    #: The full Markdown diff report (``create_diff_report``), when asked for.
+    detail: str | None = None
 
     @property
     def status(self) -> str:
@@ -75,8 +78,11 @@ def local_opener(path: str) -> Opener:
     return lambda: open_checkpoint(path)
 
 
-def check_target(target: Target, policy: Policy) -> FileResult:
-    """Check one target: diff + policy when it has a base, else the single-file checks."""
+def check_target(target: Target, policy: Policy, *, detail: bool = False) -> FileResult:
+    """Check one target: diff + policy when it has a base, else the single-file checks.
+
+    ``detail`` also renders the pair's full Markdown report into ``FileResult.detail``.
+    """
     res = FileResult(path=target.path, mode="diff" if target.old else "health",
                      old_label=target.old_label, new_label=target.new_label,
                      old_path=target.old_path)
@@ -91,6 +97,10 @@ def check_target(target: Target, policy: Policy) -> FileResult:
                 diffs, summary = ModelDiff(DiffConfig(include_unchanged=True)).diff(old, new)
                 analysis = DiffAnalyzer().analyze(list(diffs), summary)
                 res.violations = sort_violations(evaluate(diffs, summary, analysis, policy))
+                if detail:
+                    res.detail = create_diff_report(
+                        diffs, summary, analysis, format="markdown",
+                        old_name=target.old_label, new_name=target.new_label)
                 res.stats = {
                     "tensors": summary.total_parameters,
                     "changed": summary.changed_parameters,

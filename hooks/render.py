@@ -104,6 +104,12 @@ _STATUS_MD = {"ok": "✅ ok", "warnings": "⚠️ warnings", "failed": "❌ fail
               "unreadable": "❌ unreadable"}
 
 
+def render_details(results: Sequence[FileResult]) -> str:
+    """The full diff report of every compared pair, one after the other (unbounded)."""
+    parts = [f"\n---\n\n{r.detail}" for r in results if r.detail]
+    return "".join(parts)
+
+
 def render_markdown(results: Sequence[FileResult], command: str = "check",
                     deleted: Sequence[str] = (), *, max_bytes: int = 256 * 1024) -> str:
     """A Markdown summary: one row per file, then one row per violation, within ``max_bytes``."""

@@ -85,7 +85,10 @@ def test_action_fetches_base_and_lfs_then_fails_the_step(
     outputs = (tmp_path / "output").read_text()
     assert "result=fail\n" in outputs and "errors=1\n" in outputs
     report = tmp_path / "runner_temp" / "model-diff-report.md"
-    assert f"report={report}\n" in outputs and "frozen-layers" in report.read_text()
+    assert f"report={report}\n" in outputs
+    text = report.read_text()
+    assert "| m.safetensors | error | frozen-layers |" in text  # the full findings table
+    assert f"## model-diff: `{base}:m.safetensors` → `HEAD:m.safetensors`" in text  # + report
     assert "| m.safetensors |" in (tmp_path / "summary.md").read_text()
 
     r = run_step("check", work, env, {"BASE": base, "HEAD_REV": "HEAD", "PATHS": "m.*",
