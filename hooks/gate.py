@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from gitdriver import revisions
 from model_diff.analysis import DiffAnalyzer
 from model_diff.checkpoint import Checkpoint
 from model_diff.diff import DiffConfig, ModelDiff
@@ -78,6 +79,11 @@ def local_opener(path: str) -> Opener:
     return lambda: open_checkpoint(path)
 
 
+def spec_opener(spec: str) -> Opener:
+    """A path on disk or ``REV:path`` from git history (``gitdriver.revisions.open_spec``)."""
+    return lambda: revisions.open_spec(spec)
+
+
 def check_target(target: Target, policy: Policy, *, detail: bool = False) -> FileResult:
     """Check one target: diff + policy when it has a base, else the single-file checks.
 
@@ -115,9 +121,9 @@ def check_target(target: Target, policy: Policy, *, detail: bool = False) -> Fil
 
 
 def check_files(old: str, new: str, policy: Policy) -> FileResult:
-    """``model-diff check OLD NEW``: two local paths."""
-    return check_target(Target(path=new, new=local_opener(new), new_label=new,
-                               old=local_opener(old), old_label=old), policy)
+    """``model-diff check OLD NEW``: two paths, either of which may be ``REV:path``."""
+    return check_target(Target(path=new, new=spec_opener(new), new_label=new,
+                               old=spec_opener(old), old_label=old), policy)
 
 
 def exit_code(results: Sequence[FileResult], fail_on: str) -> int:
