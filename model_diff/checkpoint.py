@@ -203,7 +203,9 @@ def from_arrays(
 
     refs: dict[str, TensorRef] = {}
     for name, arr in arrays.items():
-        a = np.ascontiguousarray(arr)
+        a = np.asarray(arr)
+        if not a.flags.c_contiguous:  # ascontiguousarray would turn a 0-d array into 1-d
+            a = a.copy(order="C")
         if a.dtype.byteorder == ">":
             a = a.astype(a.dtype.newbyteorder("="))
         refs[name] = TensorRef(name, from_numpy(a.dtype), a.shape,

@@ -71,6 +71,12 @@ def fine_tune(
     return out
 
 
+def _c_contiguous(arr: np.ndarray) -> np.ndarray:
+    # np.ascontiguousarray would turn a 0-d array into shape (1,): keep scalars scalar.
+    a = np.asarray(arr)
+    return a if a.flags.c_contiguous else a.copy(order="C")
+
+
 def save_safetensors(
     path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray],
     metadata: Mapping[str, str] | None = None,
@@ -83,7 +89,7 @@ def save_safetensors(
     ordered = sorted(arrays)
     blobs = []
     for name in ordered:
-        a = np.ascontiguousarray(arrays[name])
+        a = _c_contiguous(arrays[name])
         dt = from_numpy(a.dtype)
         raw = a.tobytes()
         header[name] = {"dtype": dt.st_code, "shape": list(a.shape),

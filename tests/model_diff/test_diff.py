@@ -202,3 +202,14 @@ def test_bad_config_values_are_refused() -> None:
         DiffConfig(change_threshold=-1)
     with pytest.raises(ValueError, match="low_rank"):
         DiffConfig(low_rank="sometimes")
+
+
+def test_scalar_tensors_keep_their_shape(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A 0-d tensor stays 0-d through from_arrays and the safetensors writer."""
+    from model_diff.formats import open_checkpoint
+    from model_diff.toy import save_safetensors
+
+    save_safetensors(tmp_path / "s.safetensors", {"step": np.array(3, np.int64)})
+    with open_checkpoint(tmp_path / "s.safetensors") as ckpt:
+        assert ckpt["step"].shape == () and ckpt["step"].array().tolist() == [3]
+    assert from_arrays({"x": np.array(2.0)})["x"].shape == ()
