@@ -282,7 +282,9 @@ def _render_html(results: Sequence[PairResult], title: str) -> str:
     frames = "\n".join(
         f"<section id=\"f{i}\"><h2>{html.escape(r.pair.label)}</h2>"
         f"<p>{html.escape(status_line(r))}</p>"
-        + (f"<iframe title=\"{html.escape(r.pair.label)}\" sandbox "
+        # scripts run (the report draws with them) in an opaque origin: the frame cannot
+        # reach this page, and the report's own CSP still applies inside it
+        + (f"<iframe title=\"{html.escape(r.pair.label)}\" sandbox=\"allow-scripts\" "
            f"srcdoc=\"{html.escape(r.report, quote=True)}\"></iframe>" if r.report else "")
         + "</section>" for i, r in enumerate(results))
     return (

@@ -281,6 +281,8 @@ def test_diff_command_markdown_and_html(history: History, monkeypatch: pytest.Mo
     page = _invoke(["diff", "--format", "html", "HEAD~2", "HEAD"]).stdout
     assert page.count("<iframe") == 1 and 'srcdoc="&lt;!DOCTYPE html&gt;' in page
     assert "<script" not in page  # the embedded report's markup is escaped, not live
+    # its scripts run in an opaque origin: never allow-same-origin next to allow-scripts
+    assert 'sandbox="allow-scripts"' in page and "allow-same-origin" not in page
 
 
 def test_diff_command_pathspecs_and_the_working_tree(history: History,
