@@ -39,6 +39,13 @@ NOT_ANALYZED = "not_analyzed"
 
 SEVERITIES = ("critical", "warning", "info")
 
+#: Every insight code this module emits (documented in docs/insights.md; policies use them).
+INSIGHT_CODES: tuple[str, ...] = (
+    "nonfinite-values", "frozen-layers", "no-change", "architecture-changed", "shape-changed",
+    "dtype-changed", "low-cosine", "large-relative-change", "norm-explosion", "norm-collapse",
+    "sign-flips", "low-rank-delta", "tied-weights", "change-pattern",
+)
+
 # -- pattern rules (relative to the pair; see README "Analysis and insights") ---------------
 #: A tensor's change is significant when >= this fraction of the pair's reference change
 #: (the 90th percentile of the changed tensors' relative changes).

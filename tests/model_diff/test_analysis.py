@@ -8,6 +8,8 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model_diff.analysis import AnalysisConfig, DiffAnalyzer
 from model_diff.checkpoint import from_arrays
@@ -310,3 +312,54 @@ def test_seed_readme_analysis_example_prints_pattern_types_and_insights(
     assert "embedding: 1 layers, avg change: 0.0000" in out
     assert "[info] 1 of 75 tensors frozen (bit-identical): Exactly unchanged: " \
            "model.embed_tokens.weight." in out
+
+
+def test_every_insight_code_is_documented_and_emitted_codes_are_known() -> None:
+    """docs/insights.md has a row per code in INSIGHT_CODES; every emitted code is listed."""
+    from pathlib import Path
+
+    from model_diff.analysis import INSIGHT_CODES
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "insights.md").read_text()
+    for code in INSIGHT_CODES:
+        assert f"| `{code}` |" in doc, code
+    tuned = fine_tune(BASE)
+    tuned["model.layers.2.mlp.down_proj.weight"][0, 0] = np.nan
+    tuned["model.layers.1.mlp.up_proj.weight"] = BASE["model.layers.1.mlp.up_proj.weight"] * 3
+    emitted = set(codes(analyse(BASE, tuned))) | set(codes(analyse(BASE, BASE)))
+    assert emitted <= set(INSIGHT_CODES)
+    assert len(emitted) >= 6
+
+
+def test_without_element_metrics_the_pattern_is_not_analyzed_but_frozen_is_reported() -> None:
+    """compute_element_wise=False: no relative changes, so not_analyzed; frozen still exact."""
+    tuned = fine_tune(BASE)
+    diffs, summary = ModelDiff(DiffConfig(compute_element_wise=False, include_unchanged=True)
+                               ).diff(from_arrays(BASE), from_arrays(tuned))
+    a = DiffAnalyzer().analyze(diffs, summary)
+    assert a["change_pattern"] == "not_analyzed"
+    assert insight(a, "frozen-layers")["evidence"]["tensors"] == ["model.embed_tokens.weight"]
+    json.dumps(a, allow_nan=False)
+
+
+def test_new_and_empty_checkpoints_do_not_crash() -> None:
+    """All tensors added -> architecture-changed; two empty checkpoints -> no_change."""
+    a = analyse({}, BASE)
+    assert codes(a) == ["architecture-changed"]
+    assert len(insight(a, "architecture-changed")["evidence"]["added"]) == len(BASE)
+    assert analyse({}, {})["change_pattern"] == "no_change"
+
+
+SMALL = toy_transformer(n_blocks=3, d_model=8, vocab=16, seed=2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sets(st.sampled_from(sorted(SMALL))), st.integers(0, 3))
+def test_property_frozen_layers_is_exactly_the_untouched_tensors(frozen: set[str], seed: int
+                                                                 ) -> None:
+    """For any set of frozen tensors: frozen_layers equals it and the pattern is a known one."""
+    tuned = fine_tune(SMALL, seed=seed, frozen=frozen)
+    a = analyse(SMALL, tuned)
+    assert a["frozen_layers"] == frozen_truth(SMALL, tuned)
+    assert a["change_pattern"] in {*PATTERN_CASES, "no_change"}
+    json.dumps(a, allow_nan=False)
