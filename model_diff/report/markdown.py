@@ -151,7 +151,14 @@ def _fit_tensors(view: ReportView, head: str, footer: str) -> str:
     """Append the tensor tables, cutting rows so the whole report fits ``max_chars``."""
     budget = view.config.max_chars
     cut_note_room = 400
-    parts: list[str] = ["### Tensors", ""]
+    # Collapsed in a PR comment: the summary and insights stay in view, the tables one click
+    # away. The <summary> holds only counts, never a checkpoint string.
+    listed = view.shown_count
+    parts: list[str] = [
+        "### Tensors", "",
+        f"<details><summary>{fmt_int(view.changed_count)} changed tensors, "
+        f"{fmt_int(listed)} listed</summary>", "",
+    ]
     used = len(head) + len(footer) + cut_note_room + sum(len(p) + 1 for p in parts)
     written = 0
     cut = False
@@ -194,7 +201,7 @@ def _fit_tensors(view: ReportView, head: str, footer: str) -> str:
     elif view.truncated:
         notes.append(f"_Showing the {view.shown_count} most changed of {view.listed_changed} "
                      f"changed tensors (max\\_layers\\_display={view.config.max_layers_display})._")
-    body = "\n".join(parts + notes)
+    body = "\n".join([*parts, *notes, "", "</details>"])
     text = head + "\n" + body + "\n" + footer
     if len(text) > budget:  # only when the head alone (insights, names) is too long
         keep = text[: budget - 200].rsplit("\n", 1)[0]

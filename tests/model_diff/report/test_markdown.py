@@ -67,6 +67,7 @@ def test_size_is_bounded_by_max_chars_with_a_note() -> None:
     md = create_diff_report(diffs, summary, None, format="markdown", config=cfg)
     assert len(md) <= 4000
     assert "cut after" in md and "under 4,000 characters" in md
+    assert md.count("<details>") == md.count("</details>") == 1  # still well-formed when cut
     full = create_diff_report(diffs, summary, None, format="markdown",
                               config=VisualizationConfig(max_layers_display=1000))
     assert len(_table_rows(full)) > len(_table_rows(md))
