@@ -81,7 +81,9 @@ def analyze_delta(
         total, sigma = _exact(a_flat, b_flat, m, n)
         if not math.isfinite(total):
             return {"skipped": "non-finite delta", "method": "exact"}
-        return _summarize(sigma, total, min(m, n), "exact", exact=True)
+        out = _summarize(sigma, total, min(m, n), "exact", exact=True)
+        out["full_rank"] = min(m, n)
+        return out
     # A narrow sketch first: it settles low-rank updates (LoRA-like) and noise-like full-rank
     # ones (little energy in the top directions) at a fraction of the cost; only updates in
     # between pay for the full-width sketch.
@@ -92,6 +94,7 @@ def analyze_delta(
     if out["rank_99"] is None and out["captured_energy"] >= WIDEN_IF_CAPTURED:
         total, sigma = _randomized(a_flat, b_flat, m, n, RANK_LIMIT)
         out = _summarize(sigma, total, RANK_LIMIT, "randomized", exact=False)
+    out["full_rank"] = min(m, n)
     return out
 
 
