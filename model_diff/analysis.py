@@ -423,7 +423,8 @@ def classify_pattern(rows: Sequence[_Row], summary: DiffSummary, total: int
         units.setdefault(r.unit, []).append(r)
     hit = natural_sorted({r.unit for r in sig})
     hit_rows = [r for u in hit for r in units[u]]
-    fill = len([r for r in hit_rows if r in sig]) / len(hit_rows) if hit_rows else 0.0
+    sig_ids = {id(r) for r in sig}
+    fill = sum(1 for r in hit_rows if id(r) in sig_ids) / len(hit_rows) if hit_rows else 0.0
     limit = max(1, math.floor(FOCUSED_UNIT_FRACTION * len(units)))
     ev.update(units=len(units), units_hit=hit, unit_fill=fill)
     if hit and len(hit) <= limit and fill >= FOCUSED_FILL:
