@@ -17,7 +17,7 @@ import os
 import tempfile
 import webbrowser
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,6 @@ class PairResult:
     new_info: dict[str, Any] | None = None
     error: str | None = None
     skipped: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # -- where pairs come from -------------------------------------------------------------------

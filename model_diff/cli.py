@@ -495,8 +495,7 @@ def difftool(local: str, remote: str, merged: str | None, as_html: bool, fmt: st
         click.echo(f"model-diff: error: {exc}", err=True)
 
 
-@cli.command("ext-diff", context_settings={"ignore_unknown_options": True,
-                                           "help_option_names": []})
+@cli.command("ext-diff", context_settings={"ignore_unknown_options": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def ext_diff(args: tuple[str, ...]) -> None:
     """External diff driver for `diff.model-diff.command` (git passes 7 or 9 arguments).

@@ -23,7 +23,7 @@ from .formatting import (
     fmt_shape,
     printable,
 )
-from .view import GROUPS, ReportView
+from .view import GROUPS, ReportView, block_profile
 
 _SPECIALS = re.compile(r"([\\`*_\[\]<>|~&#@!])")
 _SEVERITY_LABEL = {"critical": "CRITICAL", "warning": "WARNING", "info": "info"}
@@ -131,6 +131,16 @@ def render_markdown(view: ReportView) -> str:
                 for r in view.layer_rows]
         head += _table(["type", "tensors", "changed", "frozen", "avg change", "max change",
                         "avg cosine"], rows, "lrrrrrr")
+        head.append("")
+
+    depth = block_profile(view.depth_profile)
+    if depth:
+        head.append("### Change by depth")
+        head.append("")
+        top = max(v for _, v in depth) or 1.0
+        head += _table(["block", "avg relative change", ""],
+                       [[label, fmt_pct(v), "█" * max(1 if v > 0 else 0, round(20 * v / top))]
+                        for label, v in depth], "lrl")
         head.append("")
 
     footer = ["", f"<sub>model-diff {__version__}</sub>", ""]

@@ -343,3 +343,33 @@ def test_diff_command_reads_git_ranges(history: History, monkeypatch: pytest.Mon
     assert files(["HEAD~2...HEAD"]) == expected  # HEAD~2 is its own merge-base with HEAD
     assert files(["HEAD...HEAD~2"]) == []  # nothing on HEAD~2's side since the fork
     assert _invoke(["diff", "HEAD~1..HEAD"]).stdout.startswith("model-diff HEAD~1..HEAD\n")
+
+
+@pytest.mark.parametrize("lfs", [False, True], ids=["plain", "lfs"])
+def test_renamed_and_edited_files_pair_as_git_pairs_them(tmp_path: Path, clean_env: dict[str, str],
+                                                         lfs: bool) -> None:
+    """A rename with a small edit is a rename (<100%) on plain blobs and, as `git diff -M`
+    says too, a removal plus an addition when LFS stores pointers."""
+    root = tmp_path / "repo"
+    init_repo(root, clean_env, lfs=lfs)
+    weights = toy(0)
+    save_safetensors(root / "a.safetensors", weights)
+    git(root, clean_env, "add", "-A")
+    git(root, clean_env, "commit", "-q", "-m", "c0")
+    git(root, clean_env, "mv", "a.safetensors", "b.safetensors")
+    weights["model.norm.weight"] = weights["model.norm.weight"] + 0.5
+    save_safetensors(root / "b.safetensors", weights)
+    git(root, clean_env, "add", "-A")
+    git(root, clean_env, "commit", "-q", "-m", "c1")
+    got = changed_checkpoints("HEAD~1", "HEAD", cwd=str(root))
+    status = git(root, clean_env, "diff", "-M", "--name-status", "HEAD~1", "HEAD").stdout
+    if lfs:
+        assert status.split() == ["D", "a.safetensors", "A", "b.safetensors"]
+        assert [(c.status, c.path) for c in got] == [("removed", "a.safetensors"),
+                                                     ("added", "b.safetensors")]
+    else:
+        assert status.startswith("R") and status.split()[1:] == ["a.safetensors",
+                                                                 "b.safetensors"]
+        assert len(got) == 1 and (got[0].status, got[0].old_path, got[0].new_path) == (
+            "renamed", "a.safetensors", "b.safetensors")
+        assert got[0].similarity is not None and 50 <= got[0].similarity < 100

@@ -52,7 +52,10 @@ def test_free_text_is_escaped(pair: Diffed) -> None:
     assert md_text("a|b *c* <b>d</b> `e` [f](g) @h") == (
         "a\\|b \\*c\\* \\<b\\>d\\</b\\> \\`e\\` \\[f\\](g) \\@h")
     assert md_code("`edge`") == "`` `edge` ``"
-    md = create_diff_report(pair.diffs, pair.summary, pair.analysis, format="markdown")
+    hostile = {"code": "x", "severity": "info", "category": "c", "title": "t",
+               "description": "bit-identical | *not* trained <b>at all</b>.", "evidence": {}}
+    analysis = {**pair.analysis, "insights": [*pair.analysis["insights"], hostile]}
+    md = create_diff_report(pair.diffs, pair.summary, analysis, format="markdown")
     assert "bit-identical \\| \\*not\\* trained \\<b\\>at all\\</b\\>." in md
 
 
