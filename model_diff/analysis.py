@@ -48,7 +48,8 @@ INSIGHT_CODES: tuple[str, ...] = (
 
 # -- pattern rules (relative to the pair; see README "Analysis and insights") ---------------
 #: A tensor's change is significant when >= this fraction of the pair's reference change
-#: (the 90th percentile of the changed tensors' relative changes).
+#: (the median of the changed tensors' relative changes: robust to the few small tensors,
+#: biases and norms, whose relative changes run far above the weight matrices').
 SIGNIFICANT_FRACTION = 0.1
 #: sparse: at most this fraction of all tensors changed significantly.
 SPARSE_FRACTION = 0.1
@@ -396,7 +397,7 @@ def classify_pattern(rows: Sequence[_Row], summary: DiffSummary, total: int
                and r.change > 0]
     if not changed:
         return NOT_ANALYZED, {"reason": "no changed tensor has a defined relative change"}
-    reference = _percentile(changed, 0.9)
+    reference = _percentile(changed, 0.5)
     cut = SIGNIFICANT_FRACTION * reference
     sig = [r for r in rows if r.change is not None and r.change > 0 and r.change >= cut]
     sig_fraction = len(sig) / total if total else 0.0
@@ -423,7 +424,8 @@ def classify_pattern(rows: Sequence[_Row], summary: DiffSummary, total: int
         units.setdefault(r.unit, []).append(r)
     hit = natural_sorted({r.unit for r in sig})
     hit_rows = [r for u in hit for r in units[u]]
-    fill = len([r for r in hit_rows if r in sig]) / len(hit_rows) if hit_rows else 0.0
+    sig_ids = {id(r) for r in sig}
+    fill = sum(1 for r in hit_rows if id(r) in sig_ids) / len(hit_rows) if hit_rows else 0.0
     limit = max(1, math.floor(FOCUSED_UNIT_FRACTION * len(units)))
     ev.update(units=len(units), units_hit=hit, unit_fill=fill)
     if hit and len(hit) <= limit and fill >= FOCUSED_FILL:

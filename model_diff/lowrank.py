@@ -25,7 +25,12 @@ This module must not import torch, click or the git/hook packages.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import glob
 import math
+import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -39,13 +44,69 @@ FIRST_SKETCH = 24
 WIDEN_IF_CAPTURED = 0.5
 #: Subspace (power) iterations: sharpen the spectrum for slowly decaying updates.
 POWER_ITERATIONS = 1
-#: "auto" analyses matrices up to this many elements (4096 x 1024; 16 MiB of float32).
-AUTO_MAX_ELEMENTS = 4 * 1024 * 1024
+#: "auto" analyses matrices up to this many elements (1024 x 1024): each costs ~10-40 ms of
+#: CPU, while the compiled metrics pass over the same tensor costs ~1 ms (see README).
+AUTO_MAX_ELEMENTS = 1024 * 1024
 #: Elements of the delta materialised at once (float32), whatever the matrix size.
 CHUNK_ELEMENTS = 1 << 20
 #: Singular values kept in the result (largest first).
 TOP_SINGULAR_VALUES = 8
 _SEED = 0
+
+
+class _BlasThreads:
+    """Run the low-rank products with single-threaded OpenBLAS, restoring the setting after.
+
+    ModelDiff already runs tensors on parallel threads; OpenBLAS starting its own threads on
+    top made the low-rank pass 7-25x slower on a busy 2-core machine (its threads spin-wait).
+    This is what threadpoolctl does, for numpy's bundled OpenBLAS only; where that library or
+    its symbols are not found it does nothing (set OPENBLAS_NUM_THREADS=1 yourself then).
+    A reference count keeps concurrent callers from restoring the setting under each other.
+    """
+
+    _NAMES = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+              ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+              ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+              ("openblas_set_num_threads", "openblas_get_num_threads"))
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved = 1
+        self._api: tuple[Any, Any] | bool | None = False  # False: not looked up yet
+
+    def _lookup(self) -> tuple[Any, Any] | None:
+        libdir = os.path.dirname(np.__file__) + ".libs"
+        for path in sorted(glob.glob(os.path.join(libdir, "*openblas*"))):
+            try:
+                lib = ctypes.CDLL(path)
+            except OSError:
+                continue
+            for set_name, get_name in self._NAMES:
+                if hasattr(lib, set_name) and hasattr(lib, get_name):
+                    return getattr(lib, set_name), getattr(lib, get_name)
+        return None
+
+    @contextlib.contextmanager
+    def single(self) -> Iterator[None]:
+        with self._lock:
+            if self._api is False:
+                self._api = self._lookup()
+            api = self._api if isinstance(self._api, tuple) else None
+            if api is not None and self._users == 0:
+                self._saved = int(api[1]())
+                api[0](1)
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if api is not None and self._users == 0:
+                    api[0](self._saved)
+
+
+_BLAS = _BlasThreads()
 
 
 def _row_chunks(a: np.ndarray, b: np.ndarray, m: int, n: int
@@ -77,11 +138,18 @@ def analyze_delta(
     if a_flat.size != m * n or b_flat.size != m * n:
         raise ValueError(f"analyze_delta: arrays of {a_flat.size}/{b_flat.size} elements "
                          f"do not match shape {shape}")
+    with _BLAS.single():
+        return _analyze(a_flat, b_flat, m, n)
+
+
+def _analyze(a_flat: np.ndarray, b_flat: np.ndarray, m: int, n: int) -> dict[str, Any]:
     if min(m, n) <= RANK_LIMIT:
         total, sigma = _exact(a_flat, b_flat, m, n)
         if not math.isfinite(total):
             return {"skipped": "non-finite delta", "method": "exact"}
-        return _summarize(sigma, total, min(m, n), "exact", exact=True)
+        out = _summarize(sigma, total, min(m, n), "exact", exact=True)
+        out["full_rank"] = min(m, n)
+        return out
     # A narrow sketch first: it settles low-rank updates (LoRA-like) and noise-like full-rank
     # ones (little energy in the top directions) at a fraction of the cost; only updates in
     # between pay for the full-width sketch.
@@ -92,6 +160,7 @@ def analyze_delta(
     if out["rank_99"] is None and out["captured_energy"] >= WIDEN_IF_CAPTURED:
         total, sigma = _randomized(a_flat, b_flat, m, n, RANK_LIMIT)
         out = _summarize(sigma, total, RANK_LIMIT, "randomized", exact=False)
+    out["full_rank"] = min(m, n)
     return out
 
 

@@ -363,3 +363,48 @@ def test_property_frozen_layers_is_exactly_the_untouched_tensors(frozen: set[str
     assert a["frozen_layers"] == frozen_truth(SMALL, tuned)
     assert a["change_pattern"] in {*PATTERN_CASES, "no_change"}
     json.dumps(a, allow_nan=False)
+
+
+def test_real_torch_fine_tune_is_not_called_sparse_and_lists_the_frozen_embedding(
+        request: pytest.FixtureRequest) -> None:
+    """A real AdamW fine-tune of a torch TransformerEncoder (embeddings frozen): most tensors
+    changed significantly (not "sparse", the original's answer for every fine-tune), the
+    embedding is the one frozen tensor, and every encoder tensor gets a transformer type."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: worker threads only spin on a shared machine
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
+    torch.manual_seed(0)
+    embed = torch.nn.Embedding(50, 16)
+    encoder = torch.nn.TransformerEncoder(
+        torch.nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, dropout=0.0), 4,
+        enable_nested_tensor=False)
+    head = torch.nn.Linear(16, 5)
+    model = torch.nn.ModuleDict({"embed": embed, "encoder": encoder, "head": head})
+
+    def train(steps: int, lr: float, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+        for _ in range(steps):
+            x = torch.randint(0, 50, (8, 6), generator=g)
+            logits = head(encoder(embed(x)).mean(1))
+            loss = torch.nn.functional.cross_entropy(logits, x[:, 0] % 5)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    def state() -> dict[str, np.ndarray]:
+        return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+
+    train(30, 1e-3, 1)
+    before = state()
+    embed.weight.requires_grad_(False)
+    train(10, 1e-4, 2)
+    a = analyse(before, state())
+    assert a["change_pattern"] != "sparse"
+    assert a["pattern_evidence"]["significant_fraction"] > 0.5
+    assert a["frozen_layers"] == ["embed.weight"]
+    types = a["layer_analysis"]
+    assert types["attention"]["count"] == 4 * 4  # in_proj weight/bias, out_proj weight/bias
+    assert types["mlp"]["count"] == 4 * 4  # linear1/linear2 weight/bias
+    assert types["norm"]["count"] == 4 * 4 and "other" not in types

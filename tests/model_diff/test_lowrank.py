@@ -149,3 +149,19 @@ def test_model_diff_fills_low_rank_and_analysis_reports_lora_extractable() -> No
     assert analysis["low_rank"]["analysed"] == 2
     off, _ = ModelDiff(DiffConfig(low_rank=False)).diff(old, new)
     assert all(d.low_rank is None for d in off)
+
+
+def test_blas_thread_setting_is_restored_after_concurrent_analyses() -> None:
+    """The single-threaded BLAS window ends with the caller's thread count restored."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    api = lowrank._BLAS._lookup()
+    if api is None:
+        pytest.skip("numpy's bundled OpenBLAS not found: the window is a no-op here")
+    before = int(api[1]())
+    a, b = _planted(300, 200, 3)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: analyze_delta(a.ravel(), b.ravel(), (300, 200)),
+                                range(8)))
+    assert all(r is not None and r["rank_99"] == 3 for r in results)
+    assert int(api[1]()) == before
