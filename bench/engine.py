@@ -129,14 +129,15 @@ def read_rate(paths: list[Path], repeats: int = 3) -> float:
     return best
 
 
-def run_compare(old: Path, new: Path, env: dict[str, str], api: bool) -> tuple[float, int, float]:
+def run_compare(old: Path, new: Path, env: dict[str, str], api: bool,
+                extra: list[str]) -> tuple[float, int, float]:
     """(wall seconds, peak RSS bytes, CPU seconds) of one compare in a fresh process."""
     if api:
         cmd = [sys.executable, "-c", "import sys; from model_diff import compare_checkpoints; "
                "compare_checkpoints(sys.argv[1], sys.argv[2])", str(old), str(new)]
     else:
         cmd = [sys.executable, "-m", "model_diff", "compare", str(old), str(new),
-               "--format", "json", "-o", os.devnull]
+               "--format", "json", "-o", os.devnull, *extra]
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
@@ -161,8 +162,12 @@ def main(argv: list[str] | None = None) -> int:
                          "(the machine may be shared)")
     ap.add_argument("--api", action="store_true",
                     help="time compare_checkpoints() in a subprocess instead of the CLI")
+    ap.add_argument("--compare-args", default="",
+                    help="extra arguments for model-diff compare, e.g. '--low-rank off'")
     ap.add_argument("--dir", help="where to write the pair (default: a new temp folder)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
+    ap.add_argument("--reuse", action="store_true",
+                    help="with --dir: use the pair already there (written by --keep)")
     args = ap.parse_args(argv)
 
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="model-diff-bench-"))
@@ -170,10 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     old, new = work / "old.safetensors", work / "new.safetensors"
     try:
         t = time.perf_counter()
-        n = write_pair(old, new, args.size_gib, args.dtype)
+        if not (args.reuse and old.exists() and new.exists()):
+            n = write_pair(old, new, args.size_gib, args.dtype)
+            print(f"wrote 2 x {old.stat().st_size / GIB:.2f} GiB {args.dtype}, {n} tensors "
+                  f"each, in {time.perf_counter() - t:.1f} s ({work})")
         total = old.stat().st_size + new.stat().st_size
-        print(f"wrote 2 x {old.stat().st_size / GIB:.2f} GiB {args.dtype}, {n} tensors each, "
-              f"in {time.perf_counter() - t:.1f} s ({work})")
         read_rate([old, new], repeats=1)  # warm the page cache
         floor = read_rate([old, new], repeats=args.repeats)
         print(f"(a) page-cache read of both files: {floor / 1e9:.2f} GB/s (best of "
@@ -181,10 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         backends = ["kernel", "numpy"] if args.backend == "both" else [args.backend]
         base = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_DIFF_")}
         base["PYTHONPATH"] = os.pathsep.join([str(ROOT), base.get("PYTHONPATH", "")])
-        what = "compare_checkpoints()" if args.api else "model-diff compare --format json"
+        extra = args.compare_args.split()
+        what = ("compare_checkpoints()" if args.api else
+                " ".join(["model-diff compare --format json", *extra]))
         for backend in backends:
             env = dict(base, **({"MODEL_DIFF_NO_KERNEL": "1"} if backend == "numpy" else {}))
-            runs = [run_compare(old, new, env, args.api) for _ in range(args.repeats)]
+            runs = [run_compare(old, new, env, args.api, extra) for _ in range(args.repeats)]
             wall = min(r[0] for r in runs)
             rss = max(r[1] for r in runs)
             cpu = statistics.median(r[2] for r in runs)
