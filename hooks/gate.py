@@ -14,12 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gitdriver import revisions
-from model_diff.analysis import DiffAnalyzer
 from model_diff.checkpoint import Checkpoint
-from model_diff.diff import DiffConfig, ModelDiff
 from model_diff.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, ModelDiffError
 from model_diff.formats import open_checkpoint
-from model_diff.report import create_diff_report
+from model_diff.pipeline import compare
 
 from .check import Violation, evaluate, evaluate_health, fails, sort_violations
 from .policy import Policy
@@ -100,13 +98,15 @@ def check_target(target: Target, policy: Policy, *, detail: bool = False) -> Fil
                 res.stats = {"tensors": len(infos), "parameters": new.num_parameters}
                 return res
             with target.old() as old:
-                diffs, summary = ModelDiff(DiffConfig(include_unchanged=True)).diff(old, new)
-                analysis = DiffAnalyzer().analyze(list(diffs), summary)
-                res.violations = sort_violations(evaluate(diffs, summary, analysis, policy))
+                result = compare(old, new, old_label=target.old_label,
+                                 new_label=target.new_label)
+                summary = result.summary
+                res.violations = sort_violations(
+                    evaluate(result.diffs, summary, result.analysis, policy))
                 if detail:
-                    res.detail = create_diff_report(
-                        diffs, summary, analysis, format="markdown",
-                        old_name=target.old_label, new_name=target.new_label)
+                    res.detail = result.report(
+                        "markdown", old_name=target.old_label or target.path,
+                        new_name=target.new_label or target.path)
                 res.stats = {
                     "tensors": summary.total_parameters,
                     "changed": summary.changed_parameters,

@@ -136,18 +136,7 @@ def jsonable(obj: Any) -> Any:
 
 def inputs_from_checkpoints(old: Any, new: Any) -> dict[str, dict[str, Any]]:
     """The ``inputs`` argument of ``create_diff_report`` from two open ``Checkpoint`` objects."""
-    return {"old": _describe(old), "new": _describe(new)}
-
-
-def _describe(ckpt: Any) -> dict[str, Any]:
-    return {
-        "path": ckpt.path,
-        "format": ckpt.format,
-        "num_tensors": len(ckpt.tensors),
-        "num_parameters": int(ckpt.num_parameters),
-        "size_bytes": int(ckpt.size_bytes),
-        "dtypes": dict(sorted(ckpt.dtypes.items())),  # parameters per dtype
-    }
+    return {"old": old.describe(), "new": new.describe()}
 
 
 _INPUT_KEYS = ("path", "format", "num_tensors", "num_parameters", "size_bytes", "dtypes")
