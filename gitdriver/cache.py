@@ -21,42 +21,25 @@ This module must not import click or dulwich, nor run subprocesses (textconv cal
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-import xxhash
-
 from model_diff.formats.lfs import git_common_dirs
+from model_diff.hashing import file_xxh3_sized
 
 #: Version of the textconv output format: bump when the lines change. It keys this cache's
 #: paths and the command ``install --cachetextconv`` registers (git's own cache key).
 TEXTCONV_FORMAT_VERSION = 1
 
 DEFAULT_MAX_BYTES = 64 << 20
-_HASH_BUF = 4 << 20
 
 
 def file_key(path: str | os.PathLike[str]) -> str:
-    """``xxh3-<32 hex>-<size>`` of a file's bytes, read into one reused page-aligned buffer."""
-    h = xxhash.xxh3_128()
-    buf = mmap.mmap(-1, _HASH_BUF)  # anonymous mmap: page-aligned, reused for every read
-    view = memoryview(buf)
-    size = 0
-    try:
-        with open(path, "rb", buffering=0) as f:
-            while True:
-                n = f.readinto(view)
-                if not n:
-                    break
-                h.update(view[:n])
-                size += n
-    finally:
-        view.release()
-        buf.close()
-    return f"xxh3-{h.hexdigest()}-{size}"
+    """``xxh3-<32 hex>-<size>`` of a file's bytes (streamed, one reused page-aligned buffer)."""
+    digest, size = file_xxh3_sized(path)
+    return f"xxh3-{digest}-{size}"
 
 
 def lfs_key(oid: str) -> str:
