@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from model_diff.cli import cli
 from model_diff.toy import save_safetensors
-from tests.conftest import run_model_diff
-from tests.gitdriver.history import History, build_history, git, scrubbed_env, toy
+from tests.conftest import run_model_diff, scrubbed_env
+from tests.gitdriver.history import History, build_history, git, toy
 
 DIFFTOOL_CMD = f'"{sys.executable}" -m model_diff difftool "$LOCAL" "$REMOTE" "$MERGED"'
 N_TENSORS = len(toy(0))

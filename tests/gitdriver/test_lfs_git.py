@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_model_diff
+from tests.conftest import run_model_diff, scrubbed_env
 from tests.gitdriver.lfsrepo import (
     changed_lines,
     git,
     init_lfs_repo,
-    scrubbed_env,
     small_model,
     tensor_names,
     write_model,

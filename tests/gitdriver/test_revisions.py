@@ -26,8 +26,8 @@ from model_diff.cli import cli
 from model_diff.diff import DiffConfig, ModelDiff
 from model_diff.errors import GitError, LFSObjectMissingError
 from model_diff.toy import save_safetensors
-from tests.conftest import run_model_diff
-from tests.gitdriver.history import History, build_history, git, init_repo, scrubbed_env, toy
+from tests.conftest import run_model_diff, scrubbed_env
+from tests.gitdriver.history import History, build_history, git, init_repo, toy
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["plain", "lfs"])
