@@ -10,7 +10,9 @@ folder outside the repository. It then warms the page cache and, in one run, mea
       (start-up, imports, reading, metrics, analysis and report included), with its peak RSS
       from ``wait4``;
 
-and prints throughput (bytes of both files / wall time), the ratio b/a and the peak RSS, per
+and (c) ``ModelDiff.diff`` alone in a fresh process (the engine without start-up, analysis or
+report), and prints throughput (bytes of both files / wall time), the ratio to (a) and the peak
+RSS, per
 metrics backend (the compiled kernel, and numpy via ``MODEL_DIFF_NO_KERNEL=1``). Not part of
 the test suite. Run from the repository root:
 
@@ -25,7 +27,6 @@ import json
 import mmap
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -152,14 +153,30 @@ def run_compare(old: Path, new: Path, env: dict[str, str], api: bool,
     return wall, usage.ru_maxrss * 1024, usage.ru_utime + usage.ru_stime
 
 
+_ENGINE_ONLY = """
+import sys, time
+from model_diff import DiffConfig, ModelDiff, metrics
+t = time.perf_counter()
+ModelDiff(DiffConfig(low_rank=False)).diff(sys.argv[1], sys.argv[2])
+print(time.perf_counter() - t, metrics.BACKEND)
+"""
+
+
+def run_engine(old: Path, new: Path, env: dict[str, str]) -> float:
+    """Seconds of ``ModelDiff.diff`` alone (open, metrics, release; no start-up or report)."""
+    out = subprocess.run([sys.executable, "-c", _ENGINE_ONLY, str(old), str(new)], env=env,
+                         cwd=ROOT, capture_output=True, text=True, check=True)
+    return float(out.stdout.split()[0])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-gib", type=float, default=1.0, help="size of EACH file (default 1)")
     ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
     ap.add_argument("--backend", choices=["kernel", "numpy", "both"], default="both")
     ap.add_argument("--repeats", type=int, default=5,
-                    help="runs of (a) and of (b) per backend; the best of each is reported "
-                         "(the machine may be shared)")
+                    help="(a)+(b)+(c) rounds per backend; the round with the best b/a ratio is "
+                         "reported in full, and every round's ratios (the machine may be shared)")
     ap.add_argument("--api", action="store_true",
                     help="time compare_checkpoints() in a subprocess instead of the CLI")
     ap.add_argument("--compare-args", default="",
@@ -181,25 +198,33 @@ def main(argv: list[str] | None = None) -> int:
                   f"each, in {time.perf_counter() - t:.1f} s ({work})")
         total = old.stat().st_size + new.stat().st_size
         read_rate([old, new], repeats=1)  # warm the page cache
-        floor = read_rate([old, new], repeats=args.repeats)
-        print(f"(a) page-cache read of both files: {floor / 1e9:.2f} GB/s (best of "
-              f"{args.repeats})")
         backends = ["kernel", "numpy"] if args.backend == "both" else [args.backend]
         base = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_DIFF_")}
         base["PYTHONPATH"] = os.pathsep.join([str(ROOT), base.get("PYTHONPATH", "")])
         extra = args.compare_args.split()
         what = ("compare_checkpoints()" if args.api else
                 " ".join(["model-diff compare --format json", *extra]))
+        # The machine may be shared: each run of (b) and (c) is paired with a fresh read of
+        # the floor (a) just before it, and ratios are taken within a pair.
         for backend in backends:
             env = dict(base, **({"MODEL_DIFF_NO_KERNEL": "1"} if backend == "numpy" else {}))
-            runs = [run_compare(old, new, env, args.api, extra) for _ in range(args.repeats)]
-            wall = min(r[0] for r in runs)
-            rss = max(r[1] for r in runs)
-            cpu = statistics.median(r[2] for r in runs)
-            print(f"(b) {what} [{backend}]: {wall:.2f} s, {total / wall / 1e9:.2f} GB/s, "
-                  f"ratio b/a {total / wall / floor:.2f}, peak RSS {rss / (1 << 20):.0f} MiB, "
-                  f"CPU {cpu:.2f} s (best of {len(runs)}: "
-                  f"{', '.join(f'{r[0]:.2f}' for r in runs)} s)")
+            pairs = []
+            for _ in range(args.repeats):
+                floor = read_rate([old, new], repeats=2)
+                wall, rss, cpu = run_compare(old, new, env, args.api, extra)
+                floor2 = read_rate([old, new], repeats=2)
+                engine = run_engine(old, new, env)
+                pairs.append((floor, wall, rss, cpu, floor2, engine))
+            best = max(pairs, key=lambda p: total / p[1] / p[0])
+            floor, wall, rss, cpu, floor2, engine = best
+            print(f"[{backend}] (a) page-cache read of both files: {floor / 1e9:.2f} GB/s")
+            print(f"[{backend}] (b) {what}: {wall:.2f} s, {total / wall / 1e9:.2f} GB/s, "
+                  f"ratio b/a {total / wall / floor:.2f}, CPU {cpu:.2f} s, peak RSS "
+                  f"{max(p[2] for p in pairs) / (1 << 20):.0f} MiB")
+            print(f"[{backend}] (c) ModelDiff.diff alone: {engine:.2f} s, "
+                  f"{total / engine / 1e9:.2f} GB/s, ratio c/a {total / engine / floor2:.2f}")
+            print(f"[{backend}]     all runs (b/a, c/a): " + ", ".join(
+                f"({total / p[1] / p[0]:.2f}, {total / p[5] / p[4]:.2f})" for p in pairs))
     finally:
         if not args.keep:
             for p in (old, new):

@@ -10,7 +10,8 @@
  * assumes every element is finite (no masks), computes differences and products in double
  * and keeps 4-lane partial sums; if the block's sums of squares come out non-finite (a NaN
  * or Inf is present, or float64 overflowed) the block is recomputed element by element with
- * masks. Block results are folded into float64 totals. f64/f32/bf16/f16 pairs of one dtype
+ * masks. Block results are folded into float64 totals (16-bit floats: float32 partial sums
+ * of 256 elements, see DEFINE_PAIR_SUMS_AVX2_PS). f64/f32/bf16/f16 pairs of one dtype
  * read straight from the (possibly unaligned, possibly mmap'd) buffer with AVX2 when the CPU
  * has it (runtime dispatch); every other dtype or mixed-dtype pair converts one block at a
  * time into an L1-sized double buffer. No numpy headers: buffers come through the buffer
@@ -260,6 +261,11 @@ static inline AVX2 double hmin(__m256d v) {
     __m128d s = _mm_min_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
     return _mm_cvtsd_f64(_mm_min_sd(s, _mm_unpackhi_pd(s, s)));
 }
+static inline AVX2 double hsum_ps(__m256 v) {
+    __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));
+    __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1));
+    return hsum(_mm256_add_pd(lo, hi));
+}
 static inline AVX2 double hmin_ps(__m256 v) {
     __m128 s = _mm_min_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_min_ps(s, _mm_movehl_ps(s, s));
@@ -312,6 +318,53 @@ static inline AVX2 int64_t hcount32(__m256i v) {
         acc->f[F_MAX_ABS_D] = fmax(acc->f[F_MAX_ABS_D], hmax(mxd));                           \
         acc->c[C_N] += (int64_t)n4; acc->c[C_FINITE] += (int64_t)n4;                          \
         acc->c[C_CHANGED] += hcount64(ch);                                                    \
+    }
+
+/* Pass 1 for 16-bit floats (bf16, f16) in float32 lanes, 8 wide: products of two 8- or
+ * 11-bit significands are exact in float32, differences are exact or rounded once (2^-24),
+ * and partial sums run over sub-blocks of 256 elements before they are folded into double,
+ * so results stay within ~1e-6 relative: far inside the inputs' own rounding (2^-8, 2^-11).
+ * Overflow shows as a non-finite sum (the block is redone in double); blocks whose values
+ * are all tiny enough to underflow float32 products are redone in double by the driver.
+ * |d| > threshold is decided exactly: t is the largest float32 <= threshold. */
+#define SUB 256
+#define DEFINE_PAIR_SUMS_AVX2_PS(NAME, LD8, ES)                                               \
+    static AVX2 void NAME(const char *pa, const char *pb, size_t n8, double thr, Acc *acc) {   \
+        const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));            \
+        float tf = (float)thr;                                                                 \
+        if ((double)tf > thr) tf = nextafterf(tf, -INFINITY);                                  \
+        const __m256 vthr = _mm256_set1_ps(tf), zero = _mm256_setzero_ps();                   \
+        __m256 mxd = zero;                                                                     \
+        __m256i ch = _mm256_setzero_si256();                                                   \
+        double t[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                \
+        for (size_t i0 = 0; i0 < n8; i0 += SUB) {                                              \
+            size_t i1 = n8 - i0 < SUB ? n8 : i0 + SUB;                                         \
+            __m256 sd2 = zero, sad = zero, sd = zero, sab = zero, sa2 = zero, sb2 = zero;      \
+            __m256 sa = zero, sb = zero;                                                       \
+            for (size_t i = i0; i < i1; i += 8) {                                              \
+                __m256 a = LD8(pa + i * ES), b = LD8(pb + i * ES);                             \
+                __m256 d = _mm256_sub_ps(b, a), ad = _mm256_and_ps(d, absmask);                \
+                sd2 = _mm256_fmadd_ps(d, d, sd2);                                              \
+                sab = _mm256_fmadd_ps(a, b, sab);                                              \
+                sa2 = _mm256_fmadd_ps(a, a, sa2);                                              \
+                sb2 = _mm256_fmadd_ps(b, b, sb2);                                              \
+                sad = _mm256_add_ps(sad, ad);                                                  \
+                sd = _mm256_add_ps(sd, d);                                                     \
+                sa = _mm256_add_ps(sa, a);                                                     \
+                sb = _mm256_add_ps(sb, b);                                                     \
+                mxd = _mm256_max_ps(mxd, ad);                                                  \
+                ch = _mm256_sub_epi32(ch, _mm256_castps_si256(_mm256_cmp_ps(ad, vthr, _CMP_GT_OQ)));\
+            }                                                                                  \
+            t[0] += hsum_ps(sd2); t[1] += hsum_ps(sad); t[2] += hsum_ps(sd);                   \
+            t[3] += hsum_ps(sab); t[4] += hsum_ps(sa2); t[5] += hsum_ps(sb2);                  \
+            t[6] += hsum_ps(sa); t[7] += hsum_ps(sb);                                          \
+        }                                                                                      \
+        acc->f[F_SUM_D2] += t[0]; acc->f[F_SUM_ABS_D] += t[1]; acc->f[F_SUM_D] += t[2];        \
+        acc->f[F_SUM_AB] += t[3]; acc->f[F_SUM_A2] += t[4]; acc->f[F_SUM_B2] += t[5];          \
+        acc->f[F_SUM_A] += t[6]; acc->f[F_SUM_B] += t[7];                                      \
+        acc->f[F_MAX_ABS_D] = fmax(acc->f[F_MAX_ABS_D], hmax_ps(mxd));                         \
+        acc->c[C_N] += (int64_t)n8; acc->c[C_FINITE] += (int64_t)n8;                           \
+        acc->c[C_CHANGED] += hcount32(ch);                                                     \
     }
 
 /* Pass 2 (min/max, zeros, sign flips): exact in the source precision, so float32 lanes (8
@@ -406,15 +459,15 @@ static AVX2 void pair_order_avx2_f64(const char *pa, const char *pb, size_t n4, 
 
 DEFINE_PAIR_SUMS_AVX2(pair_sums_avx2_f64, ld_f64, 8)
 DEFINE_PAIR_SUMS_AVX2(pair_sums_avx2_f32, ld_f32, 4)
-DEFINE_PAIR_SUMS_AVX2(pair_sums_avx2_bf16, ld_bf16, 2)
-DEFINE_PAIR_SUMS_AVX2(pair_sums_avx2_f16, ld_f16, 2)
 DEFINE_PAIR_ORDER_AVX2_PS(pair_order_avx2_f32, ld8_f32, 4)
 DEFINE_PAIR_ORDER_AVX2_PS(pair_order_avx2_bf16, ld8_bf16, 2)
 DEFINE_PAIR_ORDER_AVX2_PS(pair_order_avx2_f16, ld8_f16, 2)
 DEFINE_PAIR_AVX2(pair_avx2_f64, pair_sums_avx2_f64, pair_order_avx2_f64)
 DEFINE_PAIR_AVX2(pair_avx2_f32, pair_sums_avx2_f32, pair_order_avx2_f32)
-DEFINE_PAIR_AVX2(pair_avx2_bf16, pair_sums_avx2_bf16, pair_order_avx2_bf16)
-DEFINE_PAIR_AVX2(pair_avx2_f16, pair_sums_avx2_f16, pair_order_avx2_f16)
+DEFINE_PAIR_SUMS_AVX2_PS(pair_sums_ps_avx2_bf16, ld8_bf16, 2)
+DEFINE_PAIR_SUMS_AVX2_PS(pair_sums_ps_avx2_f16, ld8_f16, 2)
+DEFINE_PAIR_AVX2(pair_avx2_bf16, pair_sums_ps_avx2_bf16, pair_order_avx2_bf16)
+DEFINE_PAIR_AVX2(pair_avx2_f16, pair_sums_ps_avx2_f16, pair_order_avx2_f16)
 DEFINE_SIDE_AVX2(side_avx2_f64, ld_f64, 8)
 DEFINE_SIDE_AVX2(side_avx2_f32, ld_f32, 4)
 DEFINE_SIDE_AVX2(side_avx2_bf16, ld_bf16, 2)
@@ -452,6 +505,14 @@ static int pair_ok(const Acc *t) {
            isfinite(t->f[F_SUM_B2]);
 }
 
+/* True when the block's largest magnitude is non-zero but below 2^-50: its float32 squares
+ * (below 2^-100) would lose terms near the float32 underflow (2^-149) that matter to it. */
+static int tiny_block(const Acc *t) {
+    double m = fmax(fmax(fabs(t->f[F_MIN_A]), fabs(t->f[F_MAX_A])),
+                    fmax(fabs(t->f[F_MIN_B]), fabs(t->f[F_MAX_B])));
+    return m > 0 && m < 0x1p-50;
+}
+
 /* ---- the chunk drivers ---------------------------------------------------------------------- */
 
 static void pair_run(int dta, const char *pa, int dtb, const char *pb, size_t n, double thr,
@@ -480,6 +541,13 @@ static void pair_run(int dta, const char *pa, int dtb, const char *pb, size_t n,
         }
 #endif
         if (!done) {
+            convert_block(dta, ba, len, xa);
+            convert_block(dtb, bb, len, xb);
+            pair_fast_f64(xa, xb, len, thr, &t);
+        }
+        if (pair_ok(&t) && (dta == DT_BF16 || dta == DT_F16) && dta == dtb && tiny_block(&t)) {
+            /* float32 products of these values could underflow: redo the block in double */
+            acc_init(&t);
             convert_block(dta, ba, len, xa);
             convert_block(dtb, bb, len, xb);
             pair_fast_f64(xa, xb, len, thr, &t);
