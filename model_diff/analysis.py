@@ -128,7 +128,8 @@ class _Row:
 
     @property
     def unit(self) -> str:
-        return self.block.label if self.block is not None else f"<{self.layer_type}>"
+        return self.block.label if self.block is not None else \
+            f"{self.layer_type} (outside blocks)"
 
 
 _COMPARED = (ChangeType.MODIFIED, ChangeType.UNCHANGED, ChangeType.DTYPE_CHANGED,
@@ -364,7 +365,7 @@ class DiffAnalyzer:
         pattern = result["change_pattern"]
         if self.config.analyze_training_dynamics and pattern not in (NO_CHANGE, NOT_ANALYZED):
             ev = dict(result["pattern_evidence"])
-            desc = _PATTERN_TEXT[pattern]
+            desc = _PATTERN_TEXT[pattern] + _pattern_detail(pattern, ev, summary)
             if missing_unchanged:
                 desc += (f" (computed without the {missing_unchanged} unchanged tensors, which "
                          f"were not listed: diff with include_unchanged=True for exact depth "
@@ -385,6 +386,29 @@ _PATTERN_TEXT = {
     "mlp_heavy": "MLP (feed-forward) layers changed much more than attention layers",
     "embedding_heavy": "Embeddings changed much more than the rest of the model",
 }
+
+
+def _pattern_detail(pattern: str, ev: Mapping[str, Any], summary: DiffSummary) -> str:
+    """The deciding number, in words (the evidence keeps it unrounded)."""
+    def ratio(key: str) -> str:
+        v = ev.get(key)
+        return "without bound" if v is None else f"{v:.3g}x"
+
+    if pattern in ("gradient", "inverse_gradient"):
+        return f" (later half of the blocks vs earlier half: {ratio('late_vs_early')})"
+    if pattern in ("attention_heavy", "mlp_heavy"):
+        return f" (attention vs MLP: {ratio('attention_vs_mlp')})"
+    if pattern == "embedding_heavy":
+        return f" (embeddings vs the rest: {ratio('embedding_vs_rest')})"
+    if pattern == "sparse":
+        return (f" ({ev.get('significant_tensors')} of "
+                f"{max(summary.total_parameters, 1)} tensors changed significantly)")
+    if pattern == "focused":
+        return f" ({_names(list(ev.get('units_hit') or []))})"
+    if pattern == "uniform":
+        cv = ev.get("block_change_cv", 0.0)
+        return f" (spread of block changes: coefficient of variation {cv:.2g})"
+    return ""
 
 
 # -- patterns ------------------------------------------------------------------------------
@@ -448,7 +472,7 @@ def classify_pattern(rows: Sequence[_Row], summary: DiffSummary, total: int
     blocked = [r for r in rows if r.block is not None]
     early = _aggregate([r for r in blocked if r.block and r.block.depth < 0.5])
     late = _aggregate([r for r in blocked if r.block and r.block.depth > 0.5])
-    block_aggs = [a for a in (_aggregate(rs) for u, rs in units.items() if not u.startswith("<"))
+    block_aggs = [a for a in (_aggregate(rs) for rs in units.values() if rs[0].block is not None)
                   if a is not None]
     if early is not None and late is not None:
         ev.update(early_change=early, late_change=late,
