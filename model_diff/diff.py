@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import metrics
+from .blas import single_threaded_blas
 from .checkpoint import Checkpoint, TensorRef
 from .naming import natural_sorted
 
@@ -256,7 +257,7 @@ class ModelDiff:
 
         workers = self.config.num_workers or metrics.default_workers()
         all_diffs: list[ParameterDiff] = []
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with single_threaded_blas(), ThreadPoolExecutor(max_workers=workers) as pool:
             for d in pool.map(work, names):
                 all_diffs.append(d)
                 done += 1

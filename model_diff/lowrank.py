@@ -25,16 +25,13 @@ This module must not import torch, click or the git/hook packages.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import glob
 import math
-import os
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
+
+from .blas import single_threaded_blas
 
 #: Width of the randomized sketch: ranks up to this are resolved, above it "> RANK_LIMIT".
 RANK_LIMIT = 64
@@ -54,59 +51,6 @@ TOP_SINGULAR_VALUES = 8
 _SEED = 0
 
 
-class _BlasThreads:
-    """Run the low-rank products with single-threaded OpenBLAS, restoring the setting after.
-
-    ModelDiff already runs tensors on parallel threads; OpenBLAS starting its own threads on
-    top made the low-rank pass 7-25x slower on a busy 2-core machine (its threads spin-wait).
-    This is what threadpoolctl does, for numpy's bundled OpenBLAS only; where that library or
-    its symbols are not found it does nothing (set OPENBLAS_NUM_THREADS=1 yourself then).
-    A reference count keeps concurrent callers from restoring the setting under each other.
-    """
-
-    _NAMES = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
-              ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
-              ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
-              ("openblas_set_num_threads", "openblas_get_num_threads"))
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._users = 0
-        self._saved = 1
-        self._api: tuple[Any, Any] | bool | None = False  # False: not looked up yet
-
-    def _lookup(self) -> tuple[Any, Any] | None:
-        libdir = os.path.dirname(np.__file__) + ".libs"
-        for path in sorted(glob.glob(os.path.join(libdir, "*openblas*"))):
-            try:
-                lib = ctypes.CDLL(path)
-            except OSError:
-                continue
-            for set_name, get_name in self._NAMES:
-                if hasattr(lib, set_name) and hasattr(lib, get_name):
-                    return getattr(lib, set_name), getattr(lib, get_name)
-        return None
-
-    @contextlib.contextmanager
-    def single(self) -> Iterator[None]:
-        with self._lock:
-            if self._api is False:
-                self._api = self._lookup()
-            api = self._api if isinstance(self._api, tuple) else None
-            if api is not None and self._users == 0:
-                self._saved = int(api[1]())
-                api[0](1)
-            self._users += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._users -= 1
-                if api is not None and self._users == 0:
-                    api[0](self._saved)
-
-
-_BLAS = _BlasThreads()
 
 
 def _row_chunks(a: np.ndarray, b: np.ndarray, m: int, n: int
@@ -138,7 +82,7 @@ def analyze_delta(
     if a_flat.size != m * n or b_flat.size != m * n:
         raise ValueError(f"analyze_delta: arrays of {a_flat.size}/{b_flat.size} elements "
                          f"do not match shape {shape}")
-    with _BLAS.single():
+    with single_threaded_blas():
         return _analyze(a_flat, b_flat, m, n)
 
 

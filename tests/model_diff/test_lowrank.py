@@ -155,7 +155,9 @@ def test_blas_thread_setting_is_restored_after_concurrent_analyses() -> None:
     """The single-threaded BLAS window ends with the caller's thread count restored."""
     from concurrent.futures import ThreadPoolExecutor
 
-    api = lowrank._BLAS._lookup()
+    from model_diff import blas
+
+    api = blas._BLAS._lookup()
     if api is None:
         pytest.skip("numpy's bundled OpenBLAS not found: the window is a no-op here")
     before = int(api[1]())
