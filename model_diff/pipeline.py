@@ -62,6 +62,7 @@ def compare(
     config = config or DiffConfig()
     run = dataclasses.replace(config, include_unchanged=True)
     diffs, summary = ModelDiff(run).diff(old, new, progress=progress)
-    analysis = DiffAnalyzer().analyze(diffs, summary)
+    # With both checkpoints still open, tied-weight candidates are confirmed byte for byte.
+    analysis = DiffAnalyzer().analyze(diffs, summary, old=old, new=new)
     inputs = {"old": old.describe(old_label), "new": new.describe(new_label)}
     return Comparison(diffs, summary, analysis, inputs, config)
