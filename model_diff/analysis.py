@@ -214,9 +214,13 @@ class DiffAnalyzer:
         ``old``/``new`` (optional, still open) let the tied-weight check confirm candidates by
         comparing bytes; without them candidates are reported from identical statistics.
         """
-        diffs = sorted(diffs, key=lambda d: natural_key(d.name))
         if summary is None:
             summary = summarize(list(diffs), DiffConfig())
+        # A diff made with include_unchanged=False (the original API's default) still names
+        # its frozen tensors: the summary keeps their records.
+        listed = {d.name for d in diffs}
+        extra = [d for d in summary.unchanged_diffs if d.name not in listed]
+        diffs = sorted([*diffs, *extra], key=lambda d: natural_key(d.name))
         rows = _make_rows(diffs, self.classifier)
         listed_unchanged = sum(1 for d in diffs if d.change_type is ChangeType.UNCHANGED)
         missing_unchanged = max(0, summary.unchanged_parameters - listed_unchanged)

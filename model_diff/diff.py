@@ -169,6 +169,10 @@ class DiffSummary:
     new_path: str | None = None
     old_format: str | None = None
     new_format: str | None = None
+    #: The unchanged tensors' records, kept even when the diff list leaves them out
+    #: (``include_unchanged=False``) so the analyzer can still name frozen layers. Not
+    #: serialised by ``to_dict()`` (the names are in a report's tensor list when wanted).
+    unchanged_diffs: tuple[ParameterDiff, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def changed_parameters(self) -> int:
@@ -177,6 +181,8 @@ class DiffSummary:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(self):
+            if f.name == "unchanged_diffs":
+                continue
             v = getattr(self, f.name)
             if isinstance(v, float) and not math.isfinite(v):
                 v = None
@@ -415,6 +421,7 @@ def summarize(
         new_path=new.path if new is not None else None,
         old_format=old.format if old is not None else None,
         new_format=new.format if new is not None else None,
+        unchanged_diffs=tuple(d for d in diffs if d.change_type is ChangeType.UNCHANGED),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Callable, Mapping
@@ -185,10 +186,24 @@ def test_identical_checkpoints_say_no_change_once() -> None:
     assert len(a["frozen_layers"]) == len(BASE)
 
 
-def test_without_unchanged_tensors_frozen_count_comes_from_the_summary() -> None:
-    """Diffs lacking unchanged tensors still report how many were frozen, and say so."""
+def test_frozen_tensors_are_named_even_when_the_diff_list_omits_them() -> None:
+    """include_unchanged=False (the original API's default) still names the frozen tensors."""
     tuned = fine_tune(BASE, frozen=only(lambda n: n.startswith("model.layers.6.")))
     a = analyse(BASE, tuned, include_unchanged=False)
+    fr = insight(a, "frozen-layers")
+    assert fr["evidence"]["count"] == len(BASE) - 9
+    assert fr["evidence"]["names_listed"] is True
+    assert sorted(fr["evidence"]["tensors"]) == sorted(
+        n for n in BASE if not n.startswith("model.layers.6."))
+    assert a["stats"]["unchanged_listed"] is True
+
+
+def test_without_unchanged_records_frozen_count_comes_from_the_summary() -> None:
+    """A summary without unchanged records still gives the frozen count, and says so."""
+    tuned = fine_tune(BASE, frozen=only(lambda n: n.startswith("model.layers.6.")))
+    diffs, summary = ModelDiff(DiffConfig(include_unchanged=False)).diff(
+        from_arrays(BASE), from_arrays(tuned))
+    a = DiffAnalyzer().analyze(diffs, dataclasses.replace(summary, unchanged_diffs=()))
     fr = insight(a, "frozen-layers")
     assert fr["evidence"]["count"] == len(BASE) - 9
     assert fr["evidence"]["names_listed"] is False
