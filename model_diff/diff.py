@@ -8,6 +8,7 @@ no arrays. This module must not import torch, click or the git/hook packages.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -22,7 +23,7 @@ import numpy as np
 from . import metrics
 from .blas import single_threaded_blas
 from .checkpoint import Checkpoint, TensorRef
-from .naming import natural_sorted
+from .naming import natural_key, natural_sorted
 
 
 class ChangeType(str, Enum):
@@ -269,6 +270,8 @@ class ModelDiff:
                 done += 1
                 if progress is not None:
                     progress(done, total, d.name)
+            if self.config.low_rank == "auto":
+                all_diffs = self._auto_low_rank(all_diffs, old, new, pool)
         summary = summarize(all_diffs, self.config, old, new)
         kept = [d for d in all_diffs if self.config.include_unchanged or d.is_changed]
         return kept, summary
@@ -346,13 +349,52 @@ class ModelDiff:
     def _low_rank(
         self, a: TensorRef, b: TensorRef, xa: np.ndarray, xb: np.ndarray
     ) -> dict[str, Any] | None:
-        if self.config.low_rank is False or len(a.shape) != 2 or not a.dtype.is_float:
+        # low_rank=True: every 2-D delta, inline. "auto" runs after the metrics pass on a
+        # budgeted selection (_auto_low_rank), so the default stays cheap on any checkpoint.
+        if self.config.low_rank is not True or len(a.shape) != 2 or not a.dtype.is_float:
             return None
-        try:
-            from . import lowrank
-        except ImportError:  # the analysis module is optional until it lands
-            return None
-        return lowrank.analyze_delta(xa, xb, a.shape, force=self.config.low_rank is True)
+        from . import lowrank
+
+        return lowrank.analyze_delta(xa, xb, a.shape, force=True)
+
+    def _auto_low_rank(
+        self, diffs: list[ParameterDiff], old: Checkpoint, new: Checkpoint,
+        pool: ThreadPoolExecutor,
+    ) -> list[ParameterDiff]:
+        """Low-rank analysis where affordable: the most-changed 2-D deltas within a budget.
+
+        Candidates are modified float matrices of at most ``lowrank.AUTO_MAX_ELEMENTS``
+        elements, taken by relative change (largest first, then name) while their elements
+        fit in ``lowrank.AUTO_BUDGET_ELEMENTS``: a rule on the data, not on timing, so two
+        runs give the same report. Costs a second read of the chosen tensors only.
+        """
+        from . import lowrank
+
+        eligible = [d for d in diffs if d.change_type is ChangeType.MODIFIED
+                    and d.new_shape is not None and len(d.new_shape) == 2
+                    and d.relative_change is not None
+                    and new.tensors[d.name].dtype.is_float
+                    and d.num_elements <= lowrank.AUTO_MAX_ELEMENTS]
+        eligible.sort(key=lambda d: (-(d.relative_change or 0.0), natural_key(d.name)))
+        chosen: set[str] = set()
+        budget = lowrank.AUTO_BUDGET_ELEMENTS
+        for d in eligible:
+            if d.num_elements <= budget:
+                chosen.add(d.name)
+                budget -= d.num_elements
+
+        def analyze(d: ParameterDiff) -> ParameterDiff:
+            if d.name not in chosen:
+                return d
+            a, b = old.tensors[d.name], new.tensors[d.name]
+            try:
+                info = lowrank.analyze_delta(a.array(), b.array(), a.shape)
+            finally:
+                a.release()
+                b.release()
+            return dataclasses.replace(d, low_rank=info)
+
+        return list(pool.map(analyze, diffs))
 
 
 def _from_metrics(

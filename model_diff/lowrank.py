@@ -17,8 +17,10 @@ in the same pass. When the k directions hold less than 90% (99%) the rank is rep
 None with ``rank_limit`` = k ("more than k").
 
 "auto" (the default of ``DiffConfig.low_rank``) runs only on matrices with at most
-``AUTO_MAX_ELEMENTS`` elements: a deterministic rule (no timing), so two runs give the
-same report. ``force=True`` runs on any size.
+``AUTO_MAX_ELEMENTS`` elements, the most-changed first, until ``AUTO_BUDGET_ELEMENTS``
+elements are analysed (``ModelDiff`` picks them after the metrics pass): a deterministic rule
+(no timing), so two runs give the same report, and a bounded cost (~0.3 s here) whatever
+the checkpoint's size. ``force=True`` runs on any size.
 
 This module must not import torch, click or the git/hook packages.
 """
@@ -44,6 +46,8 @@ POWER_ITERATIONS = 1
 #: "auto" analyses matrices up to this many elements (1024 x 1024): each costs ~10-40 ms of
 #: CPU, while the compiled metrics pass over the same tensor costs ~1 ms (see README).
 AUTO_MAX_ELEMENTS = 1024 * 1024
+#: "auto" analyses at most this many elements in all (8 matrices of 1024 x 1024).
+AUTO_BUDGET_ELEMENTS = 8 * 1024 * 1024
 #: Elements of the delta materialised at once (float32), whatever the matrix size.
 CHUNK_ELEMENTS = 1 << 20
 #: Singular values kept in the result (largest first).
