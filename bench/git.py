@@ -60,6 +60,17 @@ def write_checkpoint(path: Path, n_tensors: int, seed: int) -> list[tuple[str, i
     return [(n, s + 8 + len(hbytes), e + 8 + len(hbytes)) for n, s, e in spans]
 
 
+def write_small(path: Path) -> int:
+    """A small real checkpoint (the toy transformer, ~40 KB): what startup time is about."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from model_diff.toy import save_safetensors, toy_transformer
+
+    sd = toy_transformer(n_blocks=2, d_model=16, vocab=32)
+    save_safetensors(path, sd)
+    return len(sd)
+
+
 def env_for(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("GIT_", "MODEL_DIFF_", "PRE_COMMIT"))}
@@ -73,19 +84,26 @@ def env_for(home: Path) -> dict[str, str]:
     return env
 
 
+TIME = shutil.which("time", path="/usr/bin:/bin") or "/usr/bin/time"
+
+
 def measure(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int, bytes]:
-    """(wall seconds, peak RSS in bytes of the largest process in the tree, stdout)."""
+    """(wall seconds, peak RSS in bytes of the largest process in the tree, stdout).
+
+    The RSS comes from GNU time (``%M``): it forks the command from a small process, whereas
+    a child forked from this (large) Python process would report our own RSS as its floor.
+    """
     with tempfile.TemporaryFile() as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=out, stderr=subprocess.PIPE)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.run([TIME, "-f", "MAXRSS_KB %M", *cmd], cwd=cwd, env=env, stdout=out,
+                              stderr=subprocess.PIPE, check=False)
         wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err = proc.stderr.read() if proc.stderr else b""
+        err = proc.stderr.decode(errors="replace")
         if proc.returncode != 0:
-            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err.decode()}")
+            raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}): {err}")
+        rss_kb = int(err.rsplit("MAXRSS_KB ", 1)[1].split()[0])
         out.seek(0)
-        return wall, usage.ru_maxrss * 1024, out.read()
+        return wall, rss_kb * 1024, out.read()
 
 
 def git(args: list[str], cwd: Path, env: dict[str, str]) -> None:
@@ -129,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, object] = {
             "size_bytes": size, "tensors": n_tensors, "changed": name,
             "python": platform.python_version(), "cpus": os.cpu_count(),
+            "metrics_backend": subprocess.run(
+                [sys.executable, "-c", "from model_diff import metrics; print(metrics.BACKEND)"],
+                check=True, capture_output=True, text=True, env=env).stdout.strip(),
+            "load_average_at_start": os.getloadavg()[0],
             "git": subprocess.run(["git", "--version"], check=True, capture_output=True,
                                   text=True).stdout.strip(),
         }
@@ -138,12 +160,13 @@ def main(argv: list[str] | None = None) -> int:
         skip_no_cache = dict(skip, MODEL_DIFF_NO_CACHE="1")
         diff = ["git", "diff", "HEAD~1", "HEAD"]
         cases = [
-            ("git diff HEAD~1 HEAD (smudge; cache off)", diff, no_cache),
-            ("git diff HEAD~1 HEAD (smudge; cache cold)", diff, env),
-            ("git diff HEAD~1 HEAD (smudge; cache warm)", diff, env),
-            ("GIT_LFS_SKIP_SMUDGE=1 git diff (LFS store; cache off)", diff, skip_no_cache),
-            ("GIT_LFS_SKIP_SMUDGE=1 git diff (LFS store; cache cold)", diff, skip),
-            ("GIT_LFS_SKIP_SMUDGE=1 git diff (LFS store; cache warm)", diff, skip),
+            ("git diff HEAD~1 HEAD: LFS smudge, cache off", diff, no_cache),
+            ("git diff HEAD~1 HEAD: LFS smudge, cache empty (fills it)", diff, env),
+            ("git diff HEAD~1 HEAD: LFS smudge, cache hit (content key)", diff, env),
+            ("GIT_LFS_SKIP_SMUDGE=1 git diff: pointers read from the LFS store, cache off",
+             diff, skip_no_cache),
+            ("GIT_LFS_SKIP_SMUDGE=1 git diff: pointers, oid miss, content-key hit", diff, skip),
+            ("GIT_LFS_SKIP_SMUDGE=1 git diff: pointers, oid hit (object not read)", diff, skip),
         ]
         outputs = []
         for label, cmd, e in cases:
@@ -161,15 +184,29 @@ def main(argv: list[str] | None = None) -> int:
             rows.append((f"model-diff textconv {' '.join(mode) or '(full)'} (cache off)",
                          best[0], best[1], 0))
             results[f"textconv{mode[0] if mode else ''}_s_per_gib"] = best[0] / (size / 2**30)
+        small = work / "small.safetensors"
+        spans_small = write_small(small)
+        tc = [sys.executable, "-m", "model_diff", "textconv", str(small)]
+        measure(tc, work, no_cache)
+        best = min(measure(tc, work, no_cache)[:2] for _ in range(5))
+        rows.append((f"model-diff textconv, small file ({spans_small} tensors; startup)",
+                     best[0], best[1], 0))
+        results["textconv_small_file_s"] = best[0]
+        base = min(measure([sys.executable, "-c", "import numpy"], work, env)[0]
+                   for _ in range(5))
+        rows.append(("python -c 'import numpy' (the floor)", base, 0, 0))
         results["rows"] = [{"case": r[0], "seconds": r[1], "peak_rss_bytes": r[2],
                             "changed_lines": r[3]} for r in rows]
         print(f"| case ({size / 2**30:.2f} GiB, 1 of {n_tensors} tensors changed) "
               "| wall s | peak RSS MiB | -/+ tensor lines |")
         print("|---|---:|---:|---:|")
         for label, wall, rss, changed in rows:
-            print(f"| {label} | {wall:.2f} | {rss / 2**20:.0f} | {changed or ''} |")
+            mib = f"{rss / 2**20:.0f}" if rss else ""
+            print(f"| {label} | {wall:.2f} | {mib} | {changed or ''} |")
         print(f"\ntextconv: {results['textconv_s_per_gib']:.2f} s/GiB full, "
-              f"{results['textconv--fast_s_per_gib']:.2f} s/GiB --fast")
+              f"{results['textconv--fast_s_per_gib']:.2f} s/GiB --fast; metrics backend "
+              f"{results['metrics_backend']}; {results['cpus']} CPUs, load average "
+              f"{results['load_average_at_start']:.1f} at start, {results['git']}")
         out_dir = ROOT / "bench" / "out"
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "git.json").write_text(json.dumps(results, indent=2) + "\n")

@@ -15,48 +15,31 @@ between commits has the same content, so its lines are looked up instead of reco
   (that is exactly how git's own ``cachetextconv`` gets poisoned, GIT-NOTES 3c).
 
 ``MODEL_DIFF_NO_CACHE=1`` turns it off; ``MODEL_DIFF_CACHE_MAX_MB`` bounds it (default 64).
-This module must not import click, dulwich or numpy.
+This module must not import click or dulwich, nor run subprocesses (textconv calls it).
 """
 
 from __future__ import annotations
 
 import contextlib
-import mmap
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
-import xxhash
-
-from .gitcmd import find_git_dirs
+from model_diff.formats.lfs import git_common_dirs
+from model_diff.hashing import file_xxh3_sized
 
 #: Version of the textconv output format: bump when the lines change. It keys this cache's
 #: paths and the command ``install --cachetextconv`` registers (git's own cache key).
 TEXTCONV_FORMAT_VERSION = 1
 
 DEFAULT_MAX_BYTES = 64 << 20
-_HASH_BUF = 4 << 20
 
 
 def file_key(path: str | os.PathLike[str]) -> str:
-    """``xxh3-<32 hex>-<size>`` of a file's bytes, read into one reused page-aligned buffer."""
-    h = xxhash.xxh3_128()
-    buf = mmap.mmap(-1, _HASH_BUF)  # anonymous mmap: page-aligned, reused for every read
-    view = memoryview(buf)
-    size = 0
-    try:
-        with open(path, "rb", buffering=0) as f:
-            while True:
-                n = f.readinto(view)
-                if not n:
-                    break
-                h.update(view[:n])
-                size += n
-    finally:
-        view.release()
-        buf.close()
-    return f"xxh3-{h.hexdigest()}-{size}"
+    """``xxh3-<32 hex>-<size>`` of a file's bytes (streamed, one reused page-aligned buffer)."""
+    digest, size = file_xxh3_sized(path)
+    return f"xxh3-{digest}-{size}"
 
 
 def lfs_key(oid: str) -> str:
@@ -65,9 +48,11 @@ def lfs_key(oid: str) -> str:
 
 def default_root(start: str | os.PathLike[str] | None = None) -> Path:
     """The cache directory for the repository around ``start`` (or the user cache outside)."""
-    dirs = find_git_dirs(start)
-    if dirs is not None:
-        return dirs.common_dir / "model-diff" / "textconv-cache"
+    # The same walk the LFS reader uses to find the object store (GIT_COMMON_DIR / GIT_DIR
+    # first, then .git directories or gitdir: files upwards): file reads only, no subprocess.
+    common = next(iter(git_common_dirs([os.fspath(start) if start else os.getcwd()])), None)
+    if common is not None:
+        return Path(common).resolve() / "model-diff" / "textconv-cache"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "model-diff" / "textconv-cache"
 

@@ -17,7 +17,7 @@ import os
 import tempfile
 import webbrowser
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +25,7 @@ from model_diff.checkpoint import Checkpoint
 from model_diff.errors import ModelDiffError, UnknownFormatError
 from model_diff.naming import natural_sorted
 
-from .extdiff import describe, open_side
+from .extdiff import describe, facts, open_side
 from .revisions import Change, GitRepo, is_checkpoint_path, open_spec
 
 #: What git passes for a missing side on POSIX (Windows git passes it literally too).
@@ -61,7 +61,6 @@ class PairResult:
     new_info: dict[str, Any] | None = None
     error: str | None = None
     skipped: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 # -- where pairs come from -------------------------------------------------------------------
@@ -183,18 +182,10 @@ def _open(pair: Pair, side: str, name: str, repo_root: str | None) -> Checkpoint
 def compare_checkpoints(old: Checkpoint, new: Checkpoint, fmt: str, pair: Pair, *,
                         color: bool = False) -> str:
     """The engine's full report (metrics + analysis + insights) for one pair."""
-    from model_diff import DiffAnalyzer, DiffConfig, ModelDiff, create_diff_report
+    from model_diff.pipeline import compare
 
-    config = DiffConfig(include_unchanged=True)
-    diffs, summary = ModelDiff(config).diff(old, new)
-    analysis = DiffAnalyzer().analyze(diffs, summary)
-    shown = [d for d in diffs if d.is_changed]
-    inputs = {"old": {"path": pair.old_name, **describe(old)},
-              "new": {"path": pair.new_name, **describe(new)}}
-    report: str = create_diff_report(
-        shown, summary, analysis, format=fmt, old_name=pair.old_name, new_name=pair.new_name,
-        inputs=inputs, diff_config=DiffConfig(), color=color)
-    return report
+    result = compare(old, new, old_label=pair.old_name, new_label=pair.new_name)
+    return result.report(fmt, old_name=pair.old_name, new_name=pair.new_name, color=color)
 
 
 # -- putting reports together ----------------------------------------------------------------
@@ -211,8 +202,7 @@ def status_line(r: PairResult) -> str:
         return "error: " + r.error
     info = r.new_info if p.status == "added" else r.old_info
     if p.status in ("added", "removed") and info is not None:
-        return (f"{p.status}: {info['tensors']:,} tensors, {info['parameters']:,} parameters "
-                f"({info['format']}; {', '.join(info['dtypes'])})")
+        return f"{p.status}: {facts(info)}"
     return p.status
 
 
@@ -283,7 +273,9 @@ def _render_html(results: Sequence[PairResult], title: str) -> str:
     frames = "\n".join(
         f"<section id=\"f{i}\"><h2>{html.escape(r.pair.label)}</h2>"
         f"<p>{html.escape(status_line(r))}</p>"
-        + (f"<iframe title=\"{html.escape(r.pair.label)}\" sandbox "
+        # scripts run (the report draws with them) in an opaque origin: the frame cannot
+        # reach this page, and the report's own CSP still applies inside it
+        + (f"<iframe title=\"{html.escape(r.pair.label)}\" sandbox=\"allow-scripts\" "
            f"srcdoc=\"{html.escape(r.report, quote=True)}\"></iframe>" if r.report else "")
         + "</section>" for i, r in enumerate(results))
     return (

@@ -105,7 +105,7 @@ def _body(a: ExtDiffArgs, cwd: str | None) -> list[str]:
         with open_side(side, a.new_path or a.path, cwd) as ckpt:
             info = describe(ckpt)
         verb = "added" if a.old_missing else "removed"
-        return [f"{verb}: {_facts(info)}"]
+        return [f"{verb}: {facts(info)}"]
     old = open_side(a.old_file, f"a/{a.path}", cwd)
     try:
         new = open_side(a.new_file, f"b/{a.new_path or a.path}", cwd)
@@ -133,17 +133,18 @@ def open_side(path: str, label: str, cwd: str | None = None) -> Checkpoint:
 
 
 def describe(ckpt: Checkpoint) -> dict[str, Any]:
-    """The facts of one side that need no tensor data: format, counts, dtypes."""
-    return {"format": ckpt.format, "tensors": len(ckpt), "parameters": ckpt.num_parameters,
-            "dtypes": ckpt.dtypes}
+    """``Checkpoint.describe()`` without the path (a temp file here: not worth showing)."""
+    info = ckpt.describe()
+    del info["path"]
+    return info
 
 
 def _compact(old: Checkpoint, new: Checkpoint) -> list[str]:
-    from model_diff import DiffAnalyzer, DiffConfig, ModelDiff
+    from model_diff.pipeline import compare
 
-    diffs, summary = ModelDiff(DiffConfig(include_unchanged=True)).diff(old, new)
-    analysis = DiffAnalyzer().analyze(diffs, summary)
-    lines = [f"old: {_facts(describe(old))}", f"new: {_facts(describe(new))}"]
+    result = compare(old, new)
+    diffs, analysis = result.diffs, result.analysis
+    lines = [f"old: {facts(describe(old))}", f"new: {facts(describe(new))}"]
     counts: dict[str, int] = {}
     for d in diffs:
         counts[str(d.change_type)] = counts.get(str(d.change_type), 0) + 1
@@ -175,8 +176,9 @@ def _tensor_line(d: Any) -> str:
             f"  changed {_num(d.change_ratio, '.1%')}")
 
 
-def _facts(info: dict[str, Any]) -> str:
-    return (f"{info['tensors']:,} tensors, {info['parameters']:,} parameters "
+def facts(info: dict[str, Any]) -> str:
+    """One side's description on one line: counts, format and dtypes."""
+    return (f"{info['num_tensors']:,} tensors, {info['num_parameters']:,} parameters "
             f"({info['format']}; {', '.join(info['dtypes'])})")
 
 

@@ -1,12 +1,8 @@
-"""Running ``git`` and finding repository directories: the small plumbing the drivers share.
+"""Running the real ``git`` executable: the small plumbing install, uninstall and status share.
 
-Two kinds of helpers live here:
-
-- ``find_git_dirs`` walks up from a directory to the repository's git dir and *common* dir
-  with plain file reads (no subprocess, no dulwich): the textconv driver runs once per file per
-  commit and uses it to locate its cache, so it must cost microseconds.
-- ``git`` / ``git_config_*`` run the real ``git`` executable with argument lists (no shell) for
-  install, uninstall and status, which must edit config exactly the way git itself does.
+``git`` / ``config_*`` run git with argument lists (no shell), so config is edited exactly the
+way git itself does it (comments and unrelated keys untouched). Not for the textconv path,
+which must not pay for subprocesses.
 
 This module must not import click, dulwich or the engine's heavy modules.
 """
@@ -15,72 +11,9 @@ from __future__ import annotations
 
 import os
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 
 from model_diff.errors import GitError
-
-
-@dataclass(frozen=True)
-class GitDirs:
-    """Where a repository lives: its git dir (per worktree) and common dir (shared)."""
-
-    git_dir: Path
-    common_dir: Path
-
-
-def _read_gitfile(dotgit: Path) -> Path | None:
-    """The target of a ``.git`` file (``gitdir: ...``), as linked worktrees and submodules use."""
-    try:
-        text = dotgit.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return None
-    first = text.splitlines()[0] if text else ""
-    if not first.startswith("gitdir:"):
-        return None
-    target = Path(first[len("gitdir:"):].strip())
-    return target if target.is_absolute() else (dotgit.parent / target)
-
-
-def _common_of(git_dir: Path) -> Path:
-    commondir = git_dir / "commondir"
-    try:
-        rel = commondir.read_text(encoding="utf-8").strip()
-    except OSError:
-        return git_dir
-    target = Path(rel)
-    return (target if target.is_absolute() else git_dir / target).resolve()
-
-
-def find_git_dirs(start: str | os.PathLike[str] | None = None) -> GitDirs | None:
-    """The git and common dirs of the repository containing ``start`` (default: cwd), or None.
-
-    Honours ``GIT_DIR`` / ``GIT_COMMON_DIR`` when set (git sets neither for textconv; hooks
-    and users may).
-    """
-    env_dir = os.environ.get("GIT_DIR")
-    if env_dir:
-        git_dir = Path(env_dir).resolve()
-        env_common = os.environ.get("GIT_COMMON_DIR")
-        common = Path(env_common).resolve() if env_common else _common_of(git_dir)
-        return GitDirs(git_dir, common)
-    here = Path(start if start is not None else os.getcwd()).resolve()
-    for d in (here, *here.parents):
-        dotgit = d / ".git"
-        if dotgit.is_dir():
-            git_dir = dotgit
-        elif dotgit.is_file():
-            target = _read_gitfile(dotgit)
-            if target is None:
-                continue
-            git_dir = target
-        elif (d / "HEAD").is_file() and (d / "objects").is_dir() and (d / "refs").is_dir():
-            git_dir = d  # a bare repository (or we are inside .git itself)
-        else:
-            continue
-        git_dir = git_dir.resolve()
-        return GitDirs(git_dir, _common_of(git_dir))
-    return None
 
 
 def git(

@@ -128,8 +128,9 @@ def _repo_top(scope: str, cwd: Path) -> Path | None:
 def config_file(scope: str, cwd: Path) -> Path | None:
     """The file git writes for ``git config --<scope>``, where it can be known."""
     if scope == "local":
-        dirs = gitcmd.find_git_dirs(cwd)
-        return dirs.common_dir / "config" if dirs else None
+        proc = gitcmd.git(["rev-parse", "--git-common-dir"], cwd=cwd, check=False)
+        common = proc.stdout.strip()
+        return (cwd / common).resolve() / "config" if proc.returncode == 0 and common else None
     if scope == "global":
         env = os.environ.get("GIT_CONFIG_GLOBAL")
         if env:

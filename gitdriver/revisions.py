@@ -1,14 +1,15 @@
 """Checkpoints at git revisions, read through dulwich without a checkout.
 
 ``open_spec("HEAD~2:ckpt/model.safetensors")`` opens a checkpoint as it was at a revision;
-``changed_checkpoints(repo, "HEAD~2", "HEAD")`` lists the checkpoint files that were added,
+``changed_checkpoints("HEAD~2", "HEAD")`` lists the checkpoint files that were added,
 removed, renamed or modified between two revisions (or between a revision and the working
 tree). Git LFS pointers are resolved from the repository's LFS store (the common dir, so
 linked worktrees share it) and the object file itself is what the reader maps: no copies.
-A plain blob is written once to a private temporary directory, removed when the checkpoint
-closes, because readers map files.
+A plain blob is streamed once into a private temporary directory, removed when the
+checkpoint closes, because readers map files.
 
-This module must not print, exit, download LFS objects or run ``git``; it raises
+This module must not print, exit or download LFS objects, and never inflates a large blob in
+memory: it asks ``git cat-file`` for blob sizes and streams plain blobs into files. It raises
 ``model_diff.errors.GitError`` (not a repository, unknown revision, path not in a tree) and
 ``LFSObjectMissingError`` with the fix in the message.
 """
@@ -20,6 +21,7 @@ import hashlib
 import os
 import shutil
 import stat
+import subprocess
 import tempfile
 import weakref
 from collections.abc import Iterable, Sequence
@@ -30,8 +32,6 @@ from dulwich.diff_tree import (
     CHANGE_ADD,
     CHANGE_DELETE,
     CHANGE_MODIFY,
-    CHANGE_RENAME,
-    RenameDetector,
     _similarity_score,
     tree_changes,
 )
@@ -194,11 +194,36 @@ class GitRepo:
                            hint="name a checkpoint file (or use it as a directory spec)")
         return self._blob_ref(path, sha, mode)
 
-    def _blob_ref(self, path: str, sha: bytes, mode: int) -> BlobRef:
-        obj = self.repo.object_store[ObjectID(sha)]
-        ptr = _pointer(obj.as_raw_string()) if isinstance(obj, Blob) else None
+    def _blob_ref(self, path: str, sha: bytes, mode: int, size: int | None = None) -> BlobRef:
+        """The blob's LFS pointer, if it is one; only blobs small enough to be one are read."""
+        if size is None:
+            size = self.blob_sizes([sha])[sha]
+        ptr = None
+        if size < _POINTER_MAX:
+            obj = self.repo.object_store[ObjectID(sha)]
+            ptr = _pointer(obj.as_raw_string()) if isinstance(obj, Blob) else None
         return BlobRef(path, sha.decode(), mode, ptr.oid if ptr else None,
                        ptr.size if ptr else None)
+
+    def blob_sizes(self, shas: Iterable[bytes]) -> dict[bytes, int]:
+        """Sizes of blobs without inflating them (one ``git cat-file --batch-check``)."""
+        wanted = list(dict.fromkeys(shas))
+        if not wanted:
+            return {}
+        proc = subprocess.run(
+            ["git", f"--git-dir={self.repo.controldir()}", "cat-file",
+             "--batch-check=%(objectname) %(objectsize)"],
+            input=b"".join(sha + b"\n" for sha in wanted), capture_output=True, check=False)
+        sizes: dict[bytes, int] = {}
+        for line in proc.stdout.splitlines():
+            parts = line.split()
+            if len(parts) == 2 and parts[1].isdigit():
+                sizes[parts[0]] = int(parts[1])
+        missing = [sha.decode() for sha in wanted if sha not in sizes]
+        if proc.returncode != 0 or missing:
+            raise GitError(f"cannot read blob(s) {', '.join(m[:12] for m in missing)} in "
+                           f"{self.root}", hint="check the repository with `git fsck`")
+        return sizes
 
     def lfs_object_path(self, oid: str, size: int, *, display: str) -> str:
         """The LFS store file holding ``oid``; ``LFSObjectMissingError`` when not fetched."""
@@ -253,21 +278,26 @@ class GitRepo:
         store = self.repo.object_store
         t1, t2 = self.commit(rev1).tree, self.commit(rev2).tree
         out: list[Change] = []
-        for ch in tree_changes(store, t1, t2, rename_detector=RenameDetector(store)):
+        adds: list[tuple[str, bytes]] = []
+        deletes: list[tuple[str, bytes]] = []
+        for ch in tree_changes(store, t1, t2):
             o, n = ch.old, ch.new
-            old = o.path.decode() if o and o.path and _regular(o.mode) else None
-            new = n.path.decode() if n and n.path and _regular(n.mode) else None
-            if not any(p and is_checkpoint_path(p) for p in (old, new)):
-                continue
-            if ch.type == CHANGE_ADD and new:
-                out.append(Change("added", None, new, rev1, rev2))
-            elif ch.type == CHANGE_DELETE and old:
-                out.append(Change("removed", old, None, rev1, rev2))
-            elif ch.type == CHANGE_MODIFY and old and new:
+            old = o.path.decode() if o and o.path and o.sha and _regular(o.mode) else None
+            new = n.path.decode() if n and n.path and n.sha and _regular(n.mode) else None
+            if ch.type == CHANGE_ADD and new and n and n.sha and is_checkpoint_path(new):
+                adds.append((new, n.sha))
+            elif ch.type == CHANGE_DELETE and old and o and o.sha and is_checkpoint_path(old):
+                deletes.append((old, o.sha))
+            elif ch.type == CHANGE_MODIFY and old and new and is_checkpoint_path(new):
                 out.append(Change("modified", old, new, rev1, rev2))
-            elif ch.type == CHANGE_RENAME and o and n and o.sha and n.sha and old and new:
-                score = 100 if o.sha == n.sha else _similarity_score(store[o.sha], store[n.sha])
-                out.append(Change("renamed", old, new, rev1, rev2, score))
+        sizes = self.blob_sizes(sha for _, sha in deletes + adds) if adds and deletes else {}
+        for old_path, new_path, score in _pair_renames(store, deletes, adds, sizes):
+            out.append(Change("renamed", old_path, new_path, rev1, rev2, score))
+        renamed_old = {c.old_path for c in out if c.status == "renamed"}
+        renamed_new = {c.new_path for c in out if c.status == "renamed"}
+        out += [Change("added", None, p, rev1, rev2) for p, _ in adds if p not in renamed_new]
+        out += [Change("removed", p, None, rev1, rev2) for p, _ in deletes
+                if p not in renamed_old]
         return out
 
     def _worktree_changes(self, rev1: str) -> list[Change]:
@@ -312,15 +342,19 @@ class GitRepo:
         except OSError:
             return 0
 
-    def _tree_files(self, tree_id: bytes, base: str = "") -> dict[str, BlobRef]:
-        files: dict[str, BlobRef] = {}
-        for item in _tree(self, tree_id).items():
-            name = base + item.path.decode()
-            if stat.S_ISDIR(item.mode):
-                files.update(self._tree_files(item.sha, name + "/"))
-            elif _regular(item.mode) and is_checkpoint_path(name):
-                files[name] = self._blob_ref(name, item.sha, item.mode)
-        return files
+    def _tree_files(self, tree_id: bytes) -> dict[str, BlobRef]:
+        entries: list[tuple[str, bytes, int]] = []
+        stack: list[tuple[bytes, str]] = [(tree_id, "")]
+        while stack:
+            tid, base = stack.pop()
+            for item in _tree(self, tid).items():
+                name = base + item.path.decode()
+                if stat.S_ISDIR(item.mode):
+                    stack.append((item.sha, name + "/"))
+                elif _regular(item.mode) and is_checkpoint_path(name):
+                    entries.append((name, item.sha, item.mode))
+        sizes = self.blob_sizes(sha for _, sha, _ in entries)
+        return {name: self._blob_ref(name, sha, mode, sizes[sha]) for name, sha, mode in entries}
 
     def _same_as_disk(self, ref: BlobRef, disk: str, entry: Any) -> bool:
         st = os.stat(disk)
@@ -548,10 +582,68 @@ def _write_blob(repo: GitRepo, ref: BlobRef, dest: str, name: str) -> None:
     if ref.lfs_oid is not None and ref.lfs_size is not None:
         os.symlink(repo.lfs_object_path(ref.lfs_oid, ref.lfs_size, display=name), dest)
         return
-    obj = repo.repo.object_store[ObjectID(ref.sha.encode())]
+    # `git cat-file` streams the blob into the file; dulwich would inflate all of it in memory.
     with open(dest, "wb") as f:
-        for chunk in obj.as_raw_chunks():
-            f.write(chunk)
+        proc = subprocess.run(
+            ["git", f"--git-dir={repo.repo.controldir()}", "cat-file", "blob", ref.sha],
+            stdout=f, stderr=subprocess.PIPE, check=False)
+    if proc.returncode != 0:
+        detail = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(f"cannot read {name} (blob {ref.sha[:12]}): "
+                       f"{detail[-1] if detail else 'git cat-file failed'}",
+                       hint="check the repository with `git fsck`")
+
+
+#: git's default rename threshold (``-M50%``) and a cap on the pairs scored, like
+#: ``diff.renameLimit``: past it only exact renames are found.
+_RENAME_THRESHOLD = 50
+_RENAME_MAX_PAIRS = 200 * 200
+_RENAME_MAX_BYTES = 32 << 20
+
+
+def _pair_renames(store: Any, deletes: list[tuple[str, bytes]], adds: list[tuple[str, bytes]],
+                  sizes: dict[bytes, int]) -> list[tuple[str, str, int]]:
+    """(old path, new path, similarity %) for deleted/added checkpoint files, as ``git diff -M``.
+
+    Only deleted and added checkpoint files are candidates (never modified ones: dulwich's own
+    detector scores every modified blob as a copy source, which reads and hashes whole
+    multi-GB checkpoints for nothing). Identical blobs pair first at 100%; the rest by
+    dulwich's similarity score, best first, when at least 50%; blobs over 32 MiB (which dulwich
+    would inflate in memory) or whose sizes differ by more than 2x are only paired when
+    identical. For LFS files the blobs are the pointers, as for git: a renamed and modified LFS
+    file is a removal plus an addition.
+    """
+    pairs: list[tuple[str, str, int]] = []
+    by_sha: dict[bytes, list[str]] = {}
+    for path, sha in adds:
+        by_sha.setdefault(sha, []).append(path)
+    left: list[tuple[str, bytes]] = []
+    for path, sha in deletes:
+        if by_sha.get(sha):
+            pairs.append((path, by_sha[sha].pop(0), 100))
+        else:
+            left.append((path, sha))
+    taken = {new for _, new, _ in pairs}
+    right = [(p, sha) for p, sha in adds if p not in taken]
+    if not left or not right or len(left) * len(right) > _RENAME_MAX_PAIRS:
+        return pairs
+    def comparable(a: bytes, b: bytes) -> bool:
+        sa, sb = sizes[a], sizes[b]
+        return max(sa, sb) <= _RENAME_MAX_BYTES and 2 * min(sa, sb) >= max(sa, sb)
+
+    cache: dict[Any, Any] = {}
+    scored = sorted(
+        ((_similarity_score(store[o_sha], store[n_sha], block_cache=cache), o, n)
+         for o, o_sha in left for n, n_sha in right if comparable(o_sha, n_sha)),
+        key=lambda t: (-t[0], t[1], t[2]))
+    used_old: set[str] = set()
+    used_new: set[str] = set()
+    for score, o, n in scored:
+        if score >= _RENAME_THRESHOLD and o not in used_old and n not in used_new:
+            used_old.add(o)
+            used_new.add(n)
+            pairs.append((o, n, score))
+    return pairs
 
 
 def _pointer(data: bytes) -> LFSPointer | None:

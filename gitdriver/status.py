@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import gitcmd
 from .attributes import DEFAULT_PATTERNS, DRIVER
-from .cache import TEXTCONV_FORMAT_VERSION
+from .cache import TEXTCONV_FORMAT_VERSION, TextconvCache, default_root
 from .install import SCOPES
 
 
@@ -29,6 +29,10 @@ class Status:
     lfs_version: str | None
     lfs_filter: bool
     lfs_patterns: list[str]
+    cache_root: Path | None = None
+    cache_entries: int = 0
+    cache_bytes: int = 0
+    git_notes_cache: bool = False  # refs/notes/textconv/model-diff exists
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -77,6 +81,14 @@ def collect(cwd: str | os.PathLike[str] | None = None,
     lfs_filter = gitcmd.config_get([], "filter.lfs.process", cwd=here) is not None
     st = Status(in_repo=top is not None, driver=driver, attributes=attrs,
                 lfs_version=_lfs_version(here), lfs_filter=lfs_filter, lfs_patterns=lfs_patterns)
+    cache = TextconvCache(default_root(here), version=TEXTCONV_FORMAT_VERSION)
+    entries = cache.entries()
+    st.cache_root, st.cache_entries = cache.root, len(entries)
+    st.cache_bytes = sum(size for _, size, _ in entries)
+    if top is not None:
+        notes = gitcmd.git(["rev-parse", "-q", "--verify", f"refs/notes/textconv/{DRIVER}"],
+                           cwd=top, check=False)
+        st.git_notes_cache = notes.returncode == 0
     _diagnose(st, top)
     return st
 
@@ -131,5 +143,11 @@ def format_status(st: Status) -> str:
     lfs = st.lfs_version or "not installed"
     lines.append(f"git-lfs: {lfs}; filter configured: {'yes' if st.lfs_filter else 'no'}"
                  + (f"; LFS patterns: {' '.join(st.lfs_patterns)}" if st.lfs_patterns else ""))
+    if st.cache_root is not None:
+        lines.append(f"textconv cache: {st.cache_root} ({st.cache_entries} entries, "
+                     f"{st.cache_bytes / 2**20:.1f} MiB)")
+    if st.git_notes_cache:
+        lines.append(f"git's textconv cache: refs/notes/textconv/{DRIVER} (clear: git update-ref "
+                     f"-d refs/notes/textconv/{DRIVER})")
     lines += [f"warning: {w}" for w in st.warnings]
     return "\n".join(lines) + "\n"

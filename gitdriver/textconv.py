@@ -32,18 +32,15 @@ import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
-import xxhash
-
 from model_diff import __version__
 from model_diff.checkpoint import TensorRef
 from model_diff.errors import LFSObjectMissingError, ModelDiffError
 from model_diff.formats import lfs, open_checkpoint
+from model_diff.hashing import array_xxh3
 from model_diff.metrics import array_stats, default_workers
 
 from .cache import TEXTCONV_FORMAT_VERSION, TextconvCache, file_key, lfs_key
 
-_HASH_CHUNK = 4 << 20
 _PREFIX = "model-diff textconv"
 
 
@@ -62,12 +59,10 @@ def tensor_line(ref: TensorRef, *, fast: bool) -> str:
     """One tensor's line: content hash over its mapped bytes (streamed), then statistics."""
     try:
         arr = ref.array()
-        raw = arr.view(np.uint8).data  # a memoryview of the mapped bytes: nothing copied
-        h = xxhash.xxh3_128()
-        for start in range(0, len(raw), _HASH_CHUNK):
-            h.update(raw[start:start + _HASH_CHUNK])
+        # Bytes only: dtype and shape are fields of the line already. Streamed from the map.
+        digest = array_xxh3(arr, with_layout=False)
         shape = "[" + ",".join(str(s) for s in ref.shape) + "]"
-        line = f"{_name(ref.name)} {ref.dtype.name} {shape} xxh3:{h.hexdigest()}"
+        line = f"{_name(ref.name)} {ref.dtype.name} {shape} xxh3:{digest}"
         if not fast:
             s = array_stats(arr)
             line += (f" mean={_fmt(s.mean)} std={_fmt(s.std)} min={_fmt(s.min)}"
@@ -134,11 +129,19 @@ def convert(path: str, *, fast: bool, cache: TextconvCache | None) -> str:
 
 
 def _error_line(message: str, path: str) -> str:
-    # git's temp paths differ per run: name the file by its basename only.
+    """One error line naming the file by its basename (git's temp paths differ per run) and
+    ending with the file's content hash: git prints nothing at all for a file whose two sides
+    convert to the same text (GIT-NOTES 3a), so two different unreadable versions must not
+    give the same line."""
     base = os.path.basename(path) or path
     for variant in {os.path.abspath(path), path}:
         message = message.replace(variant, base)
-    return f"{_PREFIX}: error: {' '.join(message.split())}\n"
+    try:
+        key = file_key(path)
+        ident = f" [file=xxh3:{_hash_of(key)} bytes={key.rsplit('-', 1)[1]}]"
+    except OSError:
+        ident = ""
+    return f"{_PREFIX}: error: {' '.join(message.split())}{ident}\n"
 
 
 def _parse(argv: list[str]) -> tuple[str | None, bool, str | None]:

@@ -17,10 +17,10 @@ from model_diff.errors import EXIT_USAGE, ModelDiffError
 
 from . import github, gitrepo
 from .ci import ci_plan
-from .gate import FileResult, Opener, Target, check_files, check_target, exit_code
+from .gate import FileResult, Target, check_files, check_target, exit_code, local_opener
 from .policy import Policy, load_policy
-from .render import counts, render_json, render_markdown, render_text
-from .staged import staged_targets, worktree_opener
+from .render import counts, render_details, render_json, render_markdown, render_text
+from .staged import repo_relative, staged_targets, worktree_opener
 
 FORMATS = ("text", "json", "markdown", "github")
 FAIL_ON = ("error", "warning", "never")
@@ -81,7 +81,8 @@ def _finish(results: Sequence[FileResult], *, fmt: str, command: str, policy: Po
     fo = fail_on or policy.fail_on
     rc = exit_code(results, fo)
     if report:
-        Path(report).write_text(render_markdown(results, command, deleted), encoding="utf-8")
+        text = render_markdown(results, command, deleted, max_bytes=1 << 62)
+        Path(report).write_text(text + render_details(results), encoding="utf-8")
     if fmt == "github":
         _github_files(results, command=command, rc=rc, deleted=deleted, report=report,
                       environ=env)
@@ -116,20 +117,18 @@ def health(paths: Sequence[str], *, fmt: str, cwd: str = ".",
     top = gitrepo.try_top_level(cwd)
     targets = []
     for p in paths:
+        opener = local_opener(p)
         if top is not None:
             # Inside a repo an LFS pointer is resolved from the local store, like the hook's.
-            rel = os.path.relpath(Path(cwd, p).absolute(), top)
-            opener = worktree_opener(top, rel) if not rel.startswith("..") else _local(p)
-        else:
-            opener = _local(p)
+            rel = repo_relative(top, p, Path(cwd).resolve())
+            if rel is not None:
+                opener = worktree_opener(top, rel, label=p)
         targets.append(Target(path=p, new=opener, new_label=p))
     results = [check_target(t, Policy()) for t in targets]
     return _finish(results, fmt=fmt, command="health", policy=Policy(), fail_on="error",
                    environ=environ)
 
 
-def _local(p: str) -> Opener:
-    return lambda _tmp: Path(p)
 
 
 def ci(
@@ -141,8 +140,8 @@ def ci(
     env = os.environ if environ is None else environ
     policy = policy_for(policy_file, cwd)
     plan = ci_plan(base, head, paths, cwd=cwd)
-    results = [check_target(t, policy) for t in plan.targets]
     if report is None and fmt == "github" and env.get("RUNNER_TEMP"):
         report = str(Path(env["RUNNER_TEMP"]) / "model-diff-report.md")
+    results = [check_target(t, policy, detail=report is not None) for t in plan.targets]
     return _finish(results, fmt=fmt, command="ci", policy=policy, fail_on=fail_on,
                    deleted=plan.deleted, report=report, environ=env)

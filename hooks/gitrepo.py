@@ -1,10 +1,9 @@
-"""The git questions the hooks ask: top level, revisions, changed paths, files at a revision.
+"""The git questions the hooks ask: top level, revisions, merge base, changed paths.
 
-Runs real ``git`` with argument lists (no shell) and reads Git LFS objects straight from the
-local store (``<common git dir>/lfs/objects``): never through the smudge filter, which could
-reach the network. Files are streamed to a caller-owned temp dir, never held in memory.
-Errors are ``GitError`` / ``LFSObjectMissingError`` naming the path and the fix. This
-module never prints and never exits.
+Runs real ``git`` with argument lists (no shell; diff drivers and textconv off), so the index,
+``diff.renames`` and rename detection are git's own. Opening checkpoints at a revision (Git
+LFS objects from the local store) is ``gitdriver.revisions``' job, not this module's.
+Errors are ``GitError`` naming the repository and the fix. Never prints, never exits.
 """
 
 from __future__ import annotations
@@ -16,10 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from model_diff.errors import CheckpointError, GitError, LFSObjectMissingError
-
-_POINTER_MAX = 1024  # git-lfs pointers are ~130 bytes; spec caps them at 1024
-_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
+from model_diff.errors import GitError
 
 
 @dataclass(frozen=True)
@@ -151,90 +147,8 @@ def changes(top: Path, base: str, head: str | None = None, *, cached: bool = Fal
     return _parse_name_status(git(args, top))
 
 
-def _lfs_dir(top: Path) -> Path:
-    storage = git(["config", "--get", "lfs.storage"], top, check=False).strip()
-    common = Path(git(["rev-parse", "--path-format=absolute", "--git-common-dir"], top).strip())
-    if storage:
-        p = Path(storage)
-        return p if p.is_absolute() else common / p
-    return common / "lfs"
-
-
-def parse_pointer(head: bytes) -> tuple[str, int] | None:
-    """(oid, size) of a Git LFS pointer file's bytes, or None when it is not one."""
-    if not head.startswith(_POINTER_PREFIX) or len(head) > _POINTER_MAX:
-        return None
-    fields = {}
-    for line in head.decode("ascii", errors="replace").splitlines():
-        key, _, value = line.partition(" ")
-        fields[key] = value
-    oid = fields.get("oid", "")
-    if not oid.startswith("sha256:") or len(oid) != 71 or not fields.get("size", "").isdigit():
-        return None
-    return oid[7:], int(fields["size"])
-
-
-def lfs_object(top: Path, oid: str, size: int, label: str) -> Path:
-    """The local LFS store file of ``oid`` (``LFSObjectMissingError`` naming ``label``)."""
-    obj = _lfs_dir(top) / "objects" / oid[:2] / oid[2:4] / oid
-    if not obj.is_file() or obj.stat().st_size != size:
-        raise LFSObjectMissingError(path=label, oid=oid, size=size)
-    return obj
-
-
 def exists_at(top: Path, rev: str, path: str) -> bool:
     """Whether ``path`` is a file in ``rev``'s tree."""
     p = subprocess.run(["git", "cat-file", "-e", f"{rev}:{path}"], cwd=top, capture_output=True,
                        env=_env(), check=False)
     return p.returncode == 0
-
-
-def _read_head(path: Path) -> bytes:
-    with open(path, "rb") as f:
-        return f.read(_POINTER_MAX + 1)
-
-
-def _link(target: Path, name: str, dest_dir: Path) -> Path:
-    """A symlink named like the original (format detection goes by extension) to ``target``."""
-    d = dest_dir / f"{len(list(dest_dir.iterdir()))}"
-    d.mkdir()
-    link = d / name
-    link.symlink_to(target)
-    return link
-
-
-def worktree_file(top: Path, path: str, dest_dir: Path) -> Path:
-    """The working-tree file of ``path``; an LFS pointer is resolved from the local store."""
-    f = top / path
-    if not f.is_file():
-        raise CheckpointError("no such file in the working tree", path=path)
-    ptr = parse_pointer(_read_head(f)) if f.stat().st_size <= _POINTER_MAX else None
-    if ptr is None:
-        return f
-    obj = lfs_object(top, *ptr, label=path)
-    return _link(obj, Path(path).name, dest_dir)
-
-
-def file_at(top: Path, rev: str, path: str, dest_dir: Path) -> Path:
-    """``rev:path`` as a local file: an LFS object from the store, else the blob streamed out."""
-    label = f"{rev}:{path}"
-    size_out = subprocess.run(["git", "cat-file", "-s", f"{rev}:{path}"], cwd=top,
-                              capture_output=True, env=_env(), check=False)
-    if size_out.returncode != 0:
-        raise GitError("path not found at that revision", path=label)
-    d = dest_dir / f"{len(list(dest_dir.iterdir()))}"
-    d.mkdir()
-    out = d / Path(path).name
-    with open(out, "wb") as f:
-        p = subprocess.run(["git", "cat-file", "blob", f"{rev}:{path}"], cwd=top, stdout=f,
-                           stderr=subprocess.PIPE, env=_env(), check=False)
-    if p.returncode != 0:
-        raise GitError(f"cannot read blob ({p.stderr.decode(errors='replace').strip()})",
-                       path=label)
-    if int(size_out.stdout) <= _POINTER_MAX:
-        ptr = parse_pointer(out.read_bytes())
-        if ptr is not None:
-            obj = lfs_object(top, *ptr, label=label)
-            out.unlink()
-            out.symlink_to(obj)
-    return out

@@ -21,6 +21,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
+from model_diff.analysis import INSIGHT_CODES
 from model_diff.errors import PolicyError
 
 if sys.version_info >= (3, 11):
@@ -31,19 +32,8 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 #: Violation levels a severity override may name.
 LEVELS = ("error", "warning", "ignore")
 
-#: Insight codes the policy knows (the analysis engine's stable codes, DESIGN §6).
-KNOWN_CODES = (
-    "architecture-changed",
-    "change-pattern",
-    "dtype-changed",
-    "frozen-layers",
-    "large-relative-change",
-    "low-cosine",
-    "nonfinite-values",
-    "norm-collapse",
-    "norm-explosion",
-    "shape-changed",
-)
+#: Insight codes the policy knows: the analysis engine's stable codes (docs/insights.md).
+KNOWN_CODES: tuple[str, ...] = tuple(sorted(INSIGHT_CODES))
 
 #: Default level of each code the policy evaluates itself. Codes only the analyzer produces
 #: (norm-explosion, norm-collapse, change-pattern, ...) map from the insight's severity:

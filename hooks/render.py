@@ -12,7 +12,6 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .check import Violation
 from .gate import FileResult
 from .policy import Policy
 
@@ -104,34 +103,52 @@ _STATUS_MD = {"ok": "✅ ok", "warnings": "⚠️ warnings", "failed": "❌ fail
               "unreadable": "❌ unreadable"}
 
 
+def render_details(results: Sequence[FileResult]) -> str:
+    """The full diff report of every compared pair, one after the other (unbounded)."""
+    parts = [f"\n---\n\n{r.detail}" for r in results if r.detail]
+    return "".join(parts)
+
+
+def _bounded(rows: Sequence[str], budget: int) -> tuple[list[str], int]:
+    """The leading ``rows`` that fit in ``budget`` bytes, and how many were left out."""
+    kept: list[str] = []
+    used = 0
+    for row in rows:
+        n = len(row.encode()) + 1
+        if used + n > budget:
+            break
+        kept.append(row)
+        used += n
+    return kept, len(rows) - len(kept)
+
+
 def render_markdown(results: Sequence[FileResult], command: str = "check",
                     deleted: Sequence[str] = (), *, max_bytes: int = 256 * 1024) -> str:
-    """A Markdown summary: one row per file, then one row per violation, within ``max_bytes``."""
-    out = ["## model-diff " + command, "", md_cell(headline(results, command)), "",
-           "| Checkpoint | Compared | Status | Tensors | Changed |", "|---|---|---|---:|---:|"]
-    for r in results:
-        out.append(f"| {md_cell(r.path)} | {md_cell(_sides(r))} | {_STATUS_MD[r.status]} | "
-                   f"{r.stats.get('tensors', '')} | {r.stats.get('changed', '')} |")
-    for d in deleted:
-        out.append(f"| {md_cell(d)} | deleted | not checked | | |")
-    rows = [(r, v) for r in results for v in r.violations]
-    errors = [r for r in results if r.error is not None]
-    if rows or errors:
-        out += ["", "| Checkpoint | Level | Code | Details |", "|---|---|---|---|"]
-    head = "\n".join(out) + "\n"
-    body: list[str] = []
-    size = len(head.encode())
-    items: list[tuple[FileResult, Violation | None]] = [(r, None) for r in errors]
-    items += [(r, v) for r, v in rows]
-    for i, (r, v) in enumerate(items):
-        if v is None:
-            line = f"| {md_cell(r.path)} | error | unreadable | {md_cell(r.error or '')} |\n"
-        else:
-            line = f"| {md_cell(r.path)} | {v.level} | {v.code} | {md_cell(v.message)} |\n"
-        if size + len(line.encode()) > max_bytes - 200:
-            body.append(f"\n_{len(items) - i} more finding(s) not shown (summary size limit); "
-                        "run `model-diff ci --format json` for all of them._\n")
-            break
-        body.append(line)
-        size += len(line.encode())
-    return head + "".join(body)
+    """A Markdown summary: one row per file, then one row per finding, within ``max_bytes``.
+
+    The file table may use half the budget, the findings the rest; rows that do not fit are
+    counted in a closing line instead.
+    """
+    head = ["## model-diff " + command, "", md_cell(headline(results, command)), ""]
+    file_rows = [f"| {md_cell(r.path)} | {md_cell(_sides(r))} | {_STATUS_MD[r.status]} | "
+                 f"{r.stats.get('tensors', '')} | {r.stats.get('changed', '')} |"
+                 for r in results]
+    file_rows += [f"| {md_cell(d)} | deleted | not checked | | |" for d in deleted]
+    finding_rows = [f"| {md_cell(r.path)} | error | unreadable | {md_cell(r.error)} |"
+                    for r in results if r.error is not None]
+    finding_rows += [f"| {md_cell(r.path)} | {v.level} | {v.code} | {md_cell(v.message)} |"
+                     for r in results for v in r.violations]
+    reserve = 1024  # headings, table headers and the closing notes
+    files, files_left = _bounded(file_rows, max(0, max_bytes // 2 - reserve))
+    out = [*head, "| Checkpoint | Compared | Status | Tensors | Changed |",
+           "|---|---|---|---:|---:|", *files]
+    if files_left:
+        out += ["", f"_{files_left} more checkpoint(s) not shown (summary size limit)._"]
+    used = len("\n".join(out).encode())
+    findings, findings_left = _bounded(finding_rows, max(0, max_bytes - used - reserve))
+    if finding_rows:
+        out += ["", "| Checkpoint | Level | Code | Details |", "|---|---|---|---|", *findings]
+    if findings_left:
+        out += ["", f"_{findings_left} more finding(s) not shown (summary size limit); "
+                    "run `model-diff ci --format json` for all of them._"]
+    return "\n".join(out) + "\n"

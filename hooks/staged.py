@@ -17,6 +17,9 @@ from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
 
+from gitdriver import revisions
+from model_diff.checkpoint import Checkpoint
+
 from . import gitrepo
 from .gate import Opener, Target
 
@@ -28,22 +31,30 @@ def is_checkpoint(path: str, globs: Sequence[str] = CHECKPOINT_GLOBS) -> bool:
     return any(fnmatchcase(path, g) or fnmatchcase(Path(path).name, g) for g in globs)
 
 
-def worktree_opener(top: Path, path: str) -> Opener:
-    return lambda tmp: gitrepo.worktree_file(top, path, tmp)
+def worktree_opener(top: Path, path: str, label: str | None = None) -> Opener:
+    """``path`` (top-level relative) on disk; an LFS pointer resolved from the local store."""
+    def open_() -> Checkpoint:
+        with revisions.open_repo(top) as repo:
+            return revisions.open_revision(repo, None, path, display=label or path)
+    return open_
 
 
-def revision_opener(top: Path, rev: str, path: str) -> Opener:
-    return lambda tmp: gitrepo.file_at(top, rev, path, tmp)
+def revision_opener(top: Path, rev: str, path: str, label: str) -> Opener:
+    """``rev:path`` from git history (LFS objects from the store), named ``label``."""
+    def open_() -> Checkpoint:
+        with revisions.open_repo(top) as repo:
+            return revisions.open_revision(repo, rev, path, display=label)
+    return open_
 
 
-def _rel(top: Path, path: str, cwd: Path) -> str:
-    """``path`` (as the user or pre-commit passed it, relative to cwd) relative to ``top``."""
+def repo_relative(top: Path, path: str, cwd: Path) -> str | None:
+    """``path`` (relative to ``cwd`` or absolute) relative to ``top``; None if outside it."""
     # Resolve the parent only: the file itself may be a symlink we must not follow.
     p = (cwd / path).parent.resolve() / Path(path).name
     try:
         return p.relative_to(top.resolve()).as_posix()
     except ValueError:
-        return Path(path).as_posix()
+        return None
 
 
 def staged_targets(
@@ -71,7 +82,7 @@ def staged_targets(
     renamed_from = {c.new_path: c.old_path for c in listed if c.status in "RC" and c.new_path}
 
     if paths:
-        rels = [_rel(top, p, cwd_p) for p in paths]
+        rels = [repo_relative(top, p, cwd_p) or Path(p).as_posix() for p in paths]
     elif base is None:  # initial commit: everything in the index is new
         rels = [p for p in gitrepo.git(["ls-files", "-z", "--cached"], top).split("\0")
                 if p and is_checkpoint(p)]
@@ -83,9 +94,10 @@ def staged_targets(
     for rel in rels:
         old_path = renamed_from.get(rel) or rel
         if base is not None and gitrepo.exists_at(top, base, old_path):
+            old_label = f"{base_label}:{old_path}"
             targets.append(Target(
                 path=rel, new=worktree_opener(top, rel), new_label=rel,
-                old=revision_opener(top, base, old_path), old_label=f"{base_label}:{old_path}",
+                old=revision_opener(top, base, old_path, old_label), old_label=old_label,
                 old_path=old_path if old_path != rel else None,
             ))
         else:

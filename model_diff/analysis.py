@@ -39,9 +39,17 @@ NOT_ANALYZED = "not_analyzed"
 
 SEVERITIES = ("critical", "warning", "info")
 
+#: Every insight code this module emits (documented in docs/insights.md; policies use them).
+INSIGHT_CODES: tuple[str, ...] = (
+    "nonfinite-values", "frozen-layers", "no-change", "architecture-changed", "shape-changed",
+    "dtype-changed", "low-cosine", "large-relative-change", "norm-explosion", "norm-collapse",
+    "sign-flips", "low-rank-delta", "tied-weights", "change-pattern",
+)
+
 # -- pattern rules (relative to the pair; see README "Analysis and insights") ---------------
 #: A tensor's change is significant when >= this fraction of the pair's reference change
-#: (the 90th percentile of the changed tensors' relative changes).
+#: (the median of the changed tensors' relative changes: robust to the few small tensors,
+#: biases and norms, whose relative changes run far above the weight matrices').
 SIGNIFICANT_FRACTION = 0.1
 #: sparse: at most this fraction of all tensors changed significantly.
 SPARSE_FRACTION = 0.1
@@ -120,7 +128,8 @@ class _Row:
 
     @property
     def unit(self) -> str:
-        return self.block.label if self.block is not None else f"<{self.layer_type}>"
+        return self.block.label if self.block is not None else \
+            f"{self.layer_type} (outside blocks)"
 
 
 _COMPARED = (ChangeType.MODIFIED, ChangeType.UNCHANGED, ChangeType.DTYPE_CHANGED,
@@ -205,9 +214,13 @@ class DiffAnalyzer:
         ``old``/``new`` (optional, still open) let the tied-weight check confirm candidates by
         comparing bytes; without them candidates are reported from identical statistics.
         """
-        diffs = sorted(diffs, key=lambda d: natural_key(d.name))
         if summary is None:
             summary = summarize(list(diffs), DiffConfig())
+        # A diff made with include_unchanged=False (the original API's default) still names
+        # its frozen tensors: the summary keeps their records.
+        listed = {d.name for d in diffs}
+        extra = [d for d in summary.unchanged_diffs if d.name not in listed]
+        diffs = sorted([*diffs, *extra], key=lambda d: natural_key(d.name))
         rows = _make_rows(diffs, self.classifier)
         listed_unchanged = sum(1 for d in diffs if d.change_type is ChangeType.UNCHANGED)
         missing_unchanged = max(0, summary.unchanged_parameters - listed_unchanged)
@@ -356,7 +369,7 @@ class DiffAnalyzer:
         pattern = result["change_pattern"]
         if self.config.analyze_training_dynamics and pattern not in (NO_CHANGE, NOT_ANALYZED):
             ev = dict(result["pattern_evidence"])
-            desc = _PATTERN_TEXT[pattern]
+            desc = _PATTERN_TEXT[pattern] + _pattern_detail(pattern, ev, summary)
             if missing_unchanged:
                 desc += (f" (computed without the {missing_unchanged} unchanged tensors, which "
                          f"were not listed: diff with include_unchanged=True for exact depth "
@@ -379,6 +392,29 @@ _PATTERN_TEXT = {
 }
 
 
+def _pattern_detail(pattern: str, ev: Mapping[str, Any], summary: DiffSummary) -> str:
+    """The deciding number, in words (the evidence keeps it unrounded)."""
+    def ratio(key: str) -> str:
+        v = ev.get(key)
+        return "without bound" if v is None else f"{v:.3g}x"
+
+    if pattern in ("gradient", "inverse_gradient"):
+        return f" (later half of the blocks vs earlier half: {ratio('late_vs_early')})"
+    if pattern in ("attention_heavy", "mlp_heavy"):
+        return f" (attention vs MLP: {ratio('attention_vs_mlp')})"
+    if pattern == "embedding_heavy":
+        return f" (embeddings vs the rest: {ratio('embedding_vs_rest')})"
+    if pattern == "sparse":
+        return (f" ({ev.get('significant_tensors')} of "
+                f"{max(summary.total_parameters, 1)} tensors changed significantly)")
+    if pattern == "focused":
+        return f" ({_names(list(ev.get('units_hit') or []))})"
+    if pattern == "uniform":
+        cv = ev.get("block_change_cv", 0.0)
+        return f" (spread of block changes: coefficient of variation {cv:.2g})"
+    return ""
+
+
 # -- patterns ------------------------------------------------------------------------------
 def classify_pattern(rows: Sequence[_Row], summary: DiffSummary, total: int
                      ) -> tuple[str, dict[str, Any]]:
@@ -389,7 +425,7 @@ def classify_pattern(rows: Sequence[_Row], summary: DiffSummary, total: int
                and r.change > 0]
     if not changed:
         return NOT_ANALYZED, {"reason": "no changed tensor has a defined relative change"}
-    reference = _percentile(changed, 0.9)
+    reference = _percentile(changed, 0.5)
     cut = SIGNIFICANT_FRACTION * reference
     sig = [r for r in rows if r.change is not None and r.change > 0 and r.change >= cut]
     sig_fraction = len(sig) / total if total else 0.0
@@ -416,7 +452,8 @@ def classify_pattern(rows: Sequence[_Row], summary: DiffSummary, total: int
         units.setdefault(r.unit, []).append(r)
     hit = natural_sorted({r.unit for r in sig})
     hit_rows = [r for u in hit for r in units[u]]
-    fill = len([r for r in hit_rows if r in sig]) / len(hit_rows) if hit_rows else 0.0
+    sig_ids = {id(r) for r in sig}
+    fill = sum(1 for r in hit_rows if id(r) in sig_ids) / len(hit_rows) if hit_rows else 0.0
     limit = max(1, math.floor(FOCUSED_UNIT_FRACTION * len(units)))
     ev.update(units=len(units), units_hit=hit, unit_fill=fill)
     if hit and len(hit) <= limit and fill >= FOCUSED_FILL:
@@ -439,7 +476,7 @@ def classify_pattern(rows: Sequence[_Row], summary: DiffSummary, total: int
     blocked = [r for r in rows if r.block is not None]
     early = _aggregate([r for r in blocked if r.block and r.block.depth < 0.5])
     late = _aggregate([r for r in blocked if r.block and r.block.depth > 0.5])
-    block_aggs = [a for a in (_aggregate(rs) for u, rs in units.items() if not u.startswith("<"))
+    block_aggs = [a for a in (_aggregate(rs) for rs in units.values() if rs[0].block is not None)
                   if a is not None]
     if early is not None and late is not None:
         ev.update(early_change=early, late_change=late,

@@ -150,6 +150,17 @@ class Checkpoint:
             out[t.dtype.name] = out.get(t.dtype.name, 0) + t.numel
         return dict(sorted(out.items()))
 
+    def describe(self, label: str | None = None) -> dict[str, Any]:
+        """Facts that need no tensor data: path (or ``label``), format, counts, dtypes."""
+        return {
+            "path": label if label is not None else self.path,
+            "format": self.format,
+            "num_tensors": len(self.tensors),
+            "num_parameters": self.num_parameters,
+            "size_bytes": self.size_bytes,
+            "dtypes": self.dtypes,
+        }
+
     # -- plumbing -----------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.tensors)

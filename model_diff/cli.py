@@ -121,38 +121,17 @@ def run_compare(
     old_name: str | None, new_name: str | None, color: bool,
 ) -> str:
     """Load, diff, analyse and render two checkpoints; returns the report text."""
-    from .analysis import DiffAnalyzer
-    from .diff import DiffConfig, ModelDiff
-    from .report import create_diff_report
+    from .diff import DiffConfig
+    from .pipeline import compare
 
     modes: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
-    lr = modes[low_rank]
-    config = DiffConfig(change_threshold=threshold, include_unchanged=True, top_k_layers=top_k,
-                        num_workers=workers, low_rank=lr)
-    old = _open_spec(old_spec, unsafe_pickle)
-    try:
-        new = _open_spec(new_spec, unsafe_pickle)
-        try:
-            diffs, summary = ModelDiff(config).diff(old, new, progress=_progress_callback())
-            analysis = DiffAnalyzer().analyze(diffs, summary)
-            inputs = {"old": _describe(old, old_name or old_spec),
-                      "new": _describe(new, new_name or new_spec)}
-        finally:
-            new.close()
-    finally:
-        old.close()
-    shown = diffs if include_unchanged else [d for d in diffs if d.is_changed]
-    report_config = DiffConfig(change_threshold=threshold, include_unchanged=include_unchanged,
-                               top_k_layers=top_k, num_workers=workers, low_rank=lr)
-    return create_diff_report(
-        shown, summary, analysis, format=fmt, old_name=old_name or old_spec,
-        new_name=new_name or new_spec, inputs=inputs, diff_config=report_config, color=color,
-    )
-
-
-def _describe(ckpt: Any, spec: str) -> dict[str, Any]:
-    return {"path": spec, "format": ckpt.format, "tensors": len(ckpt),
-            "parameters": ckpt.num_parameters, "dtypes": ckpt.dtypes}
+    config = DiffConfig(change_threshold=threshold, include_unchanged=include_unchanged,
+                        top_k_layers=top_k, num_workers=workers, low_rank=modes[low_rank])
+    old_label, new_label = old_name or old_spec, new_name or new_spec
+    with _open_spec(old_spec, unsafe_pickle) as old, _open_spec(new_spec, unsafe_pickle) as new:
+        result = compare(old, new, config, old_label=old_label, new_label=new_label,
+                         progress=_progress_callback())
+    return result.report(fmt, old_name=old_label, new_name=new_label, color=color)
 
 
 _fmt_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="text",
@@ -495,8 +474,7 @@ def difftool(local: str, remote: str, merged: str | None, as_html: bool, fmt: st
         click.echo(f"model-diff: error: {exc}", err=True)
 
 
-@cli.command("ext-diff", context_settings={"ignore_unknown_options": True,
-                                           "help_option_names": []})
+@cli.command("ext-diff", context_settings={"ignore_unknown_options": True})
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def ext_diff(args: tuple[str, ...]) -> None:
     """External diff driver for `diff.model-diff.command` (git passes 7 or 9 arguments).

@@ -18,12 +18,7 @@ def inspect_dict(ckpt: Checkpoint, label: str) -> dict[str, Any]:
     infos = ckpt.tensor_info
     return {
         "tool": {"name": "model-diff", "version": __version__},
-        "path": label,
-        "format": ckpt.format,
-        "tensors": len(ckpt),
-        "parameters": ckpt.num_parameters,
-        "size_bytes": ckpt.size_bytes,
-        "dtypes": ckpt.dtypes,
+        **ckpt.describe(label),
         "metadata": dict(sorted(ckpt.metadata.items())),
         "config": ckpt.config,
         "skipped": ckpt.skipped,
@@ -48,8 +43,8 @@ def render_inspect(ckpt: Checkpoint, label: str, fmt: str) -> str:
     lines = [
         f"{label}",
         f"  format:     {data['format']}",
-        f"  tensors:    {data['tensors']:,}",
-        f"  parameters: {data['parameters']:,}",
+        f"  tensors:    {data['num_tensors']:,}",
+        f"  parameters: {data['num_parameters']:,}",
         f"  size:       {data['size_bytes'] / 1e6:,.1f} MB",
         "  dtypes:     " + ", ".join(f"{k} ({v:,})" for k, v in data["dtypes"].items()),
     ]

@@ -8,6 +8,7 @@ no arrays. This module must not import torch, click or the git/hook packages.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -20,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from . import metrics
+from .blas import single_threaded_blas
 from .checkpoint import Checkpoint, TensorRef
-from .naming import natural_sorted
+from .naming import natural_key, natural_sorted
 
 
 class ChangeType(str, Enum):
@@ -168,6 +170,10 @@ class DiffSummary:
     new_path: str | None = None
     old_format: str | None = None
     new_format: str | None = None
+    #: The unchanged tensors' records, kept even when the diff list leaves them out
+    #: (``include_unchanged=False``) so the analyzer can still name frozen layers. Not
+    #: serialised by ``to_dict()`` (the names are in a report's tensor list when wanted).
+    unchanged_diffs: tuple[ParameterDiff, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def changed_parameters(self) -> int:
@@ -176,6 +182,8 @@ class DiffSummary:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(self):
+            if f.name == "unchanged_diffs":
+                continue
             v = getattr(self, f.name)
             if isinstance(v, float) and not math.isfinite(v):
                 v = None
@@ -256,12 +264,14 @@ class ModelDiff:
 
         workers = self.config.num_workers or metrics.default_workers()
         all_diffs: list[ParameterDiff] = []
-        with ThreadPoolExecutor(max_workers=workers) as pool:
+        with single_threaded_blas(), ThreadPoolExecutor(max_workers=workers) as pool:
             for d in pool.map(work, names):
                 all_diffs.append(d)
                 done += 1
                 if progress is not None:
                     progress(done, total, d.name)
+            if self.config.low_rank == "auto":
+                all_diffs = self._auto_low_rank(all_diffs, old, new, pool)
         summary = summarize(all_diffs, self.config, old, new)
         kept = [d for d in all_diffs if self.config.include_unchanged or d.is_changed]
         return kept, summary
@@ -339,13 +349,52 @@ class ModelDiff:
     def _low_rank(
         self, a: TensorRef, b: TensorRef, xa: np.ndarray, xb: np.ndarray
     ) -> dict[str, Any] | None:
-        if self.config.low_rank is False or len(a.shape) != 2 or not a.dtype.is_float:
+        # low_rank=True: every 2-D delta, inline. "auto" runs after the metrics pass on a
+        # budgeted selection (_auto_low_rank), so the default stays cheap on any checkpoint.
+        if self.config.low_rank is not True or len(a.shape) != 2 or not a.dtype.is_float:
             return None
-        try:
-            from . import lowrank
-        except ImportError:  # the analysis module is optional until it lands
-            return None
-        return lowrank.analyze_delta(xa, xb, a.shape, force=self.config.low_rank is True)
+        from . import lowrank
+
+        return lowrank.analyze_delta(xa, xb, a.shape, force=True)
+
+    def _auto_low_rank(
+        self, diffs: list[ParameterDiff], old: Checkpoint, new: Checkpoint,
+        pool: ThreadPoolExecutor,
+    ) -> list[ParameterDiff]:
+        """Low-rank analysis where affordable: the most-changed 2-D deltas within a budget.
+
+        Candidates are modified float matrices of at most ``lowrank.AUTO_MAX_ELEMENTS``
+        elements, taken by relative change (largest first, then name) while their elements
+        fit in ``lowrank.AUTO_BUDGET_ELEMENTS``: a rule on the data, not on timing, so two
+        runs give the same report. Costs a second read of the chosen tensors only.
+        """
+        from . import lowrank
+
+        eligible = [d for d in diffs if d.change_type is ChangeType.MODIFIED
+                    and d.new_shape is not None and len(d.new_shape) == 2
+                    and d.relative_change is not None
+                    and new.tensors[d.name].dtype.is_float
+                    and d.num_elements <= lowrank.AUTO_MAX_ELEMENTS]
+        eligible.sort(key=lambda d: (-(d.relative_change or 0.0), natural_key(d.name)))
+        chosen: set[str] = set()
+        budget = lowrank.AUTO_BUDGET_ELEMENTS
+        for d in eligible:
+            if d.num_elements <= budget:
+                chosen.add(d.name)
+                budget -= d.num_elements
+
+        def analyze(d: ParameterDiff) -> ParameterDiff:
+            if d.name not in chosen:
+                return d
+            a, b = old.tensors[d.name], new.tensors[d.name]
+            try:
+                info = lowrank.analyze_delta(a.array(), b.array(), a.shape)
+            finally:
+                a.release()
+                b.release()
+            return dataclasses.replace(d, low_rank=info)
+
+        return list(pool.map(analyze, diffs))
 
 
 def _from_metrics(
@@ -414,6 +463,7 @@ def summarize(
         new_path=new.path if new is not None else None,
         old_format=old.format if old is not None else None,
         new_format=new.format if new is not None else None,
+        unchanged_diffs=tuple(d for d in diffs if d.change_type is ChangeType.UNCHANGED),
     )
 
 

@@ -17,6 +17,7 @@ click or the git/hook packages.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol
@@ -82,9 +83,14 @@ def _layout_tag(dtype_name: str, shape: tuple[int, ...]) -> bytes:
 
 def file_xxh3(path: str | os.PathLike[str]) -> str:
     """xxh3-128 of a file's bytes, read through one reused buffer."""
+    return file_xxh3_sized(path)[0]
+
+
+def file_xxh3_sized(path: str | os.PathLike[str]) -> tuple[str, int]:
+    """(xxh3-128, byte count) of a file, in one pass."""
     h = xxhash.xxh3_128()
-    _feed_file(h, path)
-    return h.hexdigest()
+    size = _feed_file(h, path)
+    return h.hexdigest(), size
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -101,9 +107,19 @@ def array_sha256(arr: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def _feed_file(h: _Hasher, path: str | os.PathLike[str]) -> None:
-    buf = bytearray(HASH_CHUNK)
+def _feed_file(h: _Hasher, path: str | os.PathLike[str]) -> int:
+    """Feed a file's bytes to ``h``; returns the byte count. The read buffer is an anonymous
+    mmap: page-aligned (readinto a merely 16-byte-aligned buffer ran 6x slower here) and
+    reused for every read."""
+    buf = mmap.mmap(-1, HASH_CHUNK)
     view = memoryview(buf)
-    with open(path, "rb", buffering=0) as f:
-        while n := f.readinto(view):
-            h.update(view[:n])
+    size = 0
+    try:
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(view):
+                h.update(view[:n])
+                size += n
+    finally:
+        view.release()
+        buf.close()
+    return size

@@ -49,7 +49,7 @@ _MLP_CONTAINER = {"mlp", "ffn", "feed_forward", "feedforward", "densereludense",
                   "intermediate", "ff", "fc", "mixer_mlp"}
 _MLP_LEAF = {"gate_proj", "up_proj", "down_proj", "fc1", "fc2", "c_fc", "w1", "w2", "w3",
              "wi", "wi_0", "wi_1", "gate_up_proj", "dense_h_to_4h", "dense_4h_to_h",
-             "router", "shared_expert_gate"}
+             "router", "shared_expert_gate", "linear1", "linear2"}
 
 # -- block positions -----------------------------------------------------------------------
 _BLOCK_CONTAINERS = ("layers", "layer", "h", "blocks", "block", "encoder_layers",

@@ -19,15 +19,17 @@ def project_root() -> Path:
     return PROJECT_ROOT
 
 
-@pytest.fixture
-def clean_env(tmp_path: Path) -> dict[str, str]:
-    """Environment for subprocesses: no user/system git config, this checkout importable."""
+def scrubbed_env(home: Path) -> dict[str, str]:
+    """Environment for subprocesses: no user/system git config, this checkout importable.
+
+    Also for module-scoped fixtures (shared repositories) that cannot use ``clean_env``.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES)}
-    home = tmp_path / "home"
-    home.mkdir(exist_ok=True)
+    home.mkdir(parents=True, exist_ok=True)
     env.update(
         HOME=str(home),
         XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_CACHE_HOME=str(home / ".cache"),
         GIT_CONFIG_NOSYSTEM="1",
         GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
         GIT_AUTHOR_NAME="Test",
@@ -44,6 +46,12 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     )
     env.pop("BROWSER", None)
     return env
+
+
+@pytest.fixture
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    """``scrubbed_env`` with HOME in this test's tmp_path."""
+    return scrubbed_env(tmp_path / "home")
 
 
 def run_model_diff(args: list[str], env: dict[str, str], cwd: Path | None = None,

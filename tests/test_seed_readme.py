@@ -78,8 +78,9 @@ def test_seed_examples_run_as_written(seed_workdir: Path, capsys: pytest.Capture
     assert "Parameters: " in out and "Layers: " in out
     assert "Modified: " in out and "Avg cosine similarity: 0.9" in out
     assert "Pattern: " in out and "avg change:" in out
-    # The embeddings are frozen in the fine-tune: the default analysis says so.
-    assert "Frozen" in out or "frozen" in out
+    # The embeddings are frozen in the fine-tune: the default analysis names them, although
+    # compare_checkpoints' default (include_unchanged=False) leaves them out of `diffs`.
+    assert "frozen" in out and "Exactly unchanged: model.embed_tokens.weight" in out
     html = (seed_workdir / "diff_report.html").read_text(encoding="utf-8")
     assert html.lstrip().lower().startswith("<!doctype html>")
     for name in ("html_report", "json_report", "text_report"):

@@ -77,9 +77,9 @@ def create_diff_report(
     summary lacks (dtypes, sizes); ``diff_config`` is recorded in the JSON report. ``color``,
     when given, overrides ``config.color`` (ANSI colour in the text report).
     """
-    render_fn = _renderer(format)  # validate the format before any work
+    _renderer(format)  # validate the format before any work
     if color is not None:
         config = dataclasses.replace(config or VisualizationConfig(), color=color)
     view = build_view(diffs, summary, analysis, old_name=old_name, new_name=new_name,
                       config=config, inputs=inputs, diff_config=diff_config)
-    return render_fn(view)
+    return render(view, format)

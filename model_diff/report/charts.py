@@ -29,15 +29,17 @@ def _f(x: float) -> str:
 
 
 def _nice_max(v: float) -> tuple[float, float]:
-    """A round axis maximum >= v and its tick step (1, 2 or 5 times a power of ten)."""
+    """A round axis maximum >= v and its tick step (1, 2, 2.5 or 5 times a power of ten),
+    with at most five steps, as tight above ``v`` as those steps allow."""
     if v <= 0 or not math.isfinite(v):
         return 1.0, 0.25
-    exp = math.floor(math.log10(v / 4))
-    for m in (1, 2, 5, 10):
+    exp = math.floor(math.log10(v / 5))
+    for m in (1, 2, 2.5, 5, 10):
         step = m * 10.0**exp
-        if step * 4 >= v:
-            return step * math.ceil(v / step - 1e-9), step
-    return v, v / 4  # unreachable: m=10 always satisfies the test
+        n = math.ceil(v / step - 1e-9)
+        if n <= 5:
+            return step * n, step
+    return v, v / 5  # unreachable: m=10 gives n <= 5
 
 
 def _series_class(layer_type: str) -> str:
@@ -99,8 +101,12 @@ def depth_chart(profile: Sequence[dict[str, Any]], width: int, height: int) -> M
     _y_axis(svg, left=left, top=top, bottom=bottom, right=right, vmax=vmax, step=step)
     b0, b1 = blocks[0], blocks[-1]
 
+    inset = 14.0  # keep the first and last points off the axis lines
+
     def x_of(b: int) -> float:
-        return (left + right) / 2 if b1 == b0 else left + (right - left) * (b - b0) / (b1 - b0)
+        if b1 == b0:
+            return (left + right) / 2
+        return left + inset + (right - left - 2 * inset) * (b - b0) / (b1 - b0)
 
     stride = max(1, math.ceil(len(blocks) / max(1, int((right - left) // 36))))
     for i, b in enumerate(blocks):
@@ -260,7 +266,8 @@ def low_rank_rows(diffs: Sequence[ParameterDiff]) -> list[dict[str, Any]]:
         shape = d.new_shape or d.old_shape or ()
         full = _pick(lr, _FULL) or (float(min(shape)) if len(shape) == 2 else None)
         rows.append({"name": d.name, "r90": _pick(lr, _R90), "r99": _pick(lr, _R99),
-                     "effective": _pick(lr, ("effective_rank",)), "full": full})
+                     "effective": _pick(lr, ("effective_rank",)), "full": full,
+                     "limit": _pick(lr, ("rank_limit",))})
     return rows
 
 
@@ -298,8 +305,10 @@ def low_rank_chart(rows: Sequence[dict[str, Any]], width: int, height: int,
             svg.add(f'<rect x="{_f(label_w)}" y="{_f(y)}" width="{_f(w)}" height="{_f(bar)}" '
                     f'class="bar {cls}"><title>{escape(name)}: {key[1:]}% energy at rank '
                     f"{int(r[key])} of {int(full)}</title></rect>")
-        r90 = "-" if r["r90"] is None else str(int(r["r90"]))
-        r99 = "-" if r["r99"] is None else str(int(r["r99"]))
+        # None: the rank lies beyond what the bounded-cost method resolved (rank_limit).
+        beyond = f">{int(r['limit'])}" if r.get("limit") else "?"
+        r90 = beyond if r["r90"] is None else str(int(r["r90"]))
+        r99 = beyond if r["r99"] is None else str(int(r["r99"]))
         svg.text(right + 6, y + bar / 2 + 4, f"{r90}/{r99} of {int(full)}", cls="val",
                  size=11)
     return svg.done()

@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from .. import __version__
 from . import charts
@@ -44,6 +44,12 @@ def script_json(obj: Any, indent: int | None = None) -> Markup:
     return Markup(text)  # noqa: S704 - every character that could end the script is escaped
 
 
+def breakable(name: str) -> Markup:
+    """``name`` escaped, with a line-break opportunity after each dot and underscore."""
+    text = str(escape(printable(name)))  # escaped first: the inserted <wbr> is the only markup
+    return Markup(text.replace(".", ".<wbr>").replace("_", "_<wbr>"))  # noqa: S704
+
+
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -56,7 +62,7 @@ def _environment() -> jinja2.Environment:
     )
     env.filters.update(
         pct=fmt_pct, cos=fmt_cos, num=fmt_float, int=fmt_int, params=fmt_params,
-        shape=fmt_shape, dtypes=fmt_dtypes, printable=printable,
+        shape=fmt_shape, dtypes=fmt_dtypes, printable=printable, breakable=breakable,
     )
     return env
 

@@ -23,7 +23,7 @@ from .formatting import (
     fmt_shape,
     printable,
 )
-from .view import GROUPS, ReportView
+from .view import GROUPS, ReportView, block_profile
 
 _SPECIALS = re.compile(r"([\\`*_\[\]<>|~&#@!])")
 _SEVERITY_LABEL = {"critical": "CRITICAL", "warning": "WARNING", "info": "info"}
@@ -133,6 +133,16 @@ def render_markdown(view: ReportView) -> str:
                         "avg cosine"], rows, "lrrrrrr")
         head.append("")
 
+    depth = block_profile(view.depth_profile)
+    if depth:
+        head.append("### Change by depth")
+        head.append("")
+        top = max(v for _, v in depth) or 1.0
+        head += _table(["block", "avg relative change", ""],
+                       [[label, fmt_pct(v), "█" * max(1 if v > 0 else 0, round(20 * v / top))]
+                        for label, v in depth], "lrl")
+        head.append("")
+
     footer = ["", f"<sub>model-diff {__version__}</sub>", ""]
     return _fit_tensors(view, "\n".join(head), "\n".join(footer))
 
@@ -141,7 +151,14 @@ def _fit_tensors(view: ReportView, head: str, footer: str) -> str:
     """Append the tensor tables, cutting rows so the whole report fits ``max_chars``."""
     budget = view.config.max_chars
     cut_note_room = 400
-    parts: list[str] = ["### Tensors", ""]
+    # Collapsed in a PR comment: the summary and insights stay in view, the tables one click
+    # away. The <summary> holds only counts, never a checkpoint string.
+    listed = view.shown_count
+    parts: list[str] = [
+        "### Tensors", "",
+        f"<details><summary>{fmt_int(view.changed_count)} changed tensors, "
+        f"{fmt_int(listed)} listed</summary>", "",
+    ]
     used = len(head) + len(footer) + cut_note_room + sum(len(p) + 1 for p in parts)
     written = 0
     cut = False
@@ -184,7 +201,7 @@ def _fit_tensors(view: ReportView, head: str, footer: str) -> str:
     elif view.truncated:
         notes.append(f"_Showing the {view.shown_count} most changed of {view.listed_changed} "
                      f"changed tensors (max\\_layers\\_display={view.config.max_layers_display})._")
-    body = "\n".join(parts + notes)
+    body = "\n".join([*parts, *notes, "", "</details>"])
     text = head + "\n" + body + "\n" + footer
     if len(text) > budget:  # only when the head alone (insights, names) is too long
         keep = text[: budget - 200].rsplit("\n", 1)[0]

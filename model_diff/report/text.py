@@ -22,7 +22,7 @@ from .formatting import (
     printable,
     shorten,
 )
-from .view import GROUPS, ReportView
+from .view import GROUPS, ReportView, block_profile
 
 WIDTH = 80
 _NAME_W = 48
@@ -67,7 +67,7 @@ def render_text(view: ReportView) -> str:
     for side, label in (("old", view.old_name), ("new", view.new_name)):
         _input_lines(out, side, printable(label), view.inputs[side])
     if view.pattern:
-        out.add(f"pattern  {view.pattern}")
+        out.add(f"pattern  {printable(view.pattern)}")
 
     out.heading("Summary")
     out.add(f"  {fmt_int(view.changed_count)} of {fmt_int(view.total_count)} tensors changed")
@@ -75,8 +75,8 @@ def render_text(view: ReportView) -> str:
     # coloured and plain output have the same layout.
     for keys in (GROUPS[:4], GROUPS[4:]):
         out.add("  " + "   ".join(
-            out.style(f"{title.lower()} {fmt_int(view.counts[k])}", _GROUP_STYLE[k])
-            for k, title in keys))
+            out.style(f"{heading.lower()} {fmt_int(view.counts[k])}", _GROUP_STYLE[k])
+            for k, heading in keys))
     out.add(f"  relative change  avg {fmt_pct(s.avg_relative_change)}"
             f"   max {fmt_pct(s.max_relative_change)}")
     out.add(f"  cosine           avg {fmt_cos(s.avg_cosine_similarity)}"
@@ -103,7 +103,8 @@ def render_text(view: ReportView) -> str:
         for ins in view.insights:
             tag = out.style(f"[{ins.severity.upper()}]", "bold", _SEVERITY_STYLE[ins.severity])
             head = f"{ins.title} ({ins.code})" if ins.code else ins.title
-            first, *rest = textwrap.wrap(printable(head), WIDTH - 4 - len(ins.severity) - 3) or [""]
+            first, *rest = textwrap.wrap(printable(head), WIDTH - 4 - len(ins.severity) - 3,
+                                         break_on_hyphens=False) or [""]
             out.add(f"  {tag} {first}")
             for line in rest:
                 out.add("      " + line)
@@ -123,6 +124,15 @@ def render_text(view: ReportView) -> str:
             out.add(f"  {shorten(printable(r.layer_type), 10):<10}{fmt_int(r.count):>9}"
                     f"{fmt_int(r.changed):>9}{fmt_int(r.frozen):>8}{fmt_pct(r.avg_change):>12}"
                     f"{fmt_pct(r.max_change):>12}{fmt_cos(r.avg_cosine):>12}")
+
+    depth = block_profile(view.depth_profile)
+    if depth:
+        out.heading("Change by depth (avg relative change per block)")
+        top = max(v for _, v in depth) or 1.0
+        width = max(len(label) for label, _ in depth)
+        for label, value in depth:
+            bar = "#" * max(1 if value > 0 else 0, round(40 * value / top))
+            out.add(f"  block {label:>{width}} {fmt_pct(value):>9}  {bar}")
 
     _tensor_sections(out, view)
     out.add()

@@ -10,6 +10,7 @@ missing optional keys. It must not format for a particular output (no markup her
 from __future__ import annotations
 
 import enum
+import heapq
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -135,18 +136,7 @@ def jsonable(obj: Any) -> Any:
 
 def inputs_from_checkpoints(old: Any, new: Any) -> dict[str, dict[str, Any]]:
     """The ``inputs`` argument of ``create_diff_report`` from two open ``Checkpoint`` objects."""
-    return {"old": _describe(old), "new": _describe(new)}
-
-
-def _describe(ckpt: Any) -> dict[str, Any]:
-    return {
-        "path": ckpt.path,
-        "format": ckpt.format,
-        "num_tensors": len(ckpt.tensors),
-        "num_parameters": int(ckpt.num_parameters),
-        "size_bytes": int(ckpt.size_bytes),
-        "dtypes": dict(sorted(ckpt.dtypes.items())),  # parameters per dtype
-    }
+    return {"old": old.describe(), "new": new.describe()}
 
 
 _INPUT_KEYS = ("path", "format", "num_tensors", "num_parameters", "size_bytes", "dtypes")
@@ -187,13 +177,14 @@ def _derive_inputs(
     return out
 
 
-def _rank_key(d: ParameterDiff) -> tuple[int, float, tuple[Any, ...]]:
-    """Most important first: structural changes, non-finite values, then relative change."""
+def _rank_key(d: ParameterDiff, position: int) -> tuple[int, float, int]:
+    """Most important first: structural changes, non-finite values, then relative change;
+    ties in natural name order (``position`` in the naturally sorted list)."""
     structural = d.change_type.value in STRUCTURAL
     nonfinite = d.nonfinite_new > 0
     rel = d.relative_change if d.relative_change is not None else -1.0
     tier = 0 if structural else (1 if nonfinite else 2)
-    return (tier, -rel, natural_key(d.name))
+    return (tier, -rel, position)
 
 
 def _insight(raw: Mapping[str, Any]) -> Insight:
@@ -251,11 +242,13 @@ def build_view(
         "unchanged": summary.unchanged_parameters,
     }
     changed = [d for k, v in groups.items() if k != "unchanged" for d in v]
-    keep = {id(d) for d in sorted(changed, key=_rank_key)[: config.max_layers_display]}
+    ranked = heapq.nsmallest(config.max_layers_display, range(len(changed)),
+                             key=lambda i: _rank_key(changed[i], i))
+    keep = {id(changed[i]) for i in ranked}
     shown = {k: [d for d in v if id(d) in keep] for k, v in groups.items()}
     shown["unchanged"] = []
 
-    a = jsonable(analysis) if analysis is not None else None
+    a = jsonable(_drop_duplicates(analysis)) if analysis is not None else None
     if diff_config is not None and not isinstance(diff_config, Mapping):
         diff_config = diff_config.to_dict()
     view = ReportView(
@@ -273,6 +266,14 @@ def build_view(
     if a is not None:
         _read_analysis(view, a)
     return view
+
+
+def _drop_duplicates(analysis: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The analysis without ``low_rank.tensors``: each tensor's record carries its own."""
+    lr = analysis.get("low_rank")
+    if isinstance(lr, Mapping) and "tensors" in lr:
+        return {**analysis, "low_rank": {k: v for k, v in lr.items() if k != "tensors"}}
+    return analysis
 
 
 def _default_name(path: str | None, side: str) -> str:
@@ -304,3 +305,33 @@ def _read_analysis(view: ReportView, a: dict[str, Any]) -> None:
     view.frozen_layers = [str(x) for x in fl] if isinstance(fl, list) else []
     lr = a.get("low_rank")
     view.low_rank_summary = lr if isinstance(lr, dict) and lr else None
+
+
+def block_profile(profile: Sequence[Mapping[str, Any]], max_rows: int = 24
+                  ) -> list[tuple[str, float]]:
+    """Average relative change per block (all layer types, weighted by tensor count).
+
+    More than ``max_rows`` blocks are merged into equal runs of consecutive blocks
+    ("12-15"), so a 96-block model still fits a screen.
+    """
+    sums: dict[int, list[float]] = {}
+    for p in profile:
+        block, value = p.get("block"), _num(p.get("avg_change"))
+        if isinstance(block, bool) or not isinstance(block, int) or value is None:
+            continue
+        count = _int(p.get("count")) or 1
+        acc = sums.setdefault(block, [0.0, 0.0])
+        acc[0] += value * count
+        acc[1] += count
+    blocks = sorted(sums)
+    if not blocks:
+        return []
+    per = math.ceil(len(blocks) / max_rows)
+    rows = []
+    for i in range(0, len(blocks), per):
+        run = blocks[i:i + per]
+        total = sum(sums[b][0] for b in run)
+        weight = sum(sums[b][1] for b in run)
+        label = str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"
+        rows.append((label, total / weight))
+    return rows

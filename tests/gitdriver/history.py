@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,27 +19,6 @@ from pathlib import Path
 import numpy as np
 
 from model_diff.toy import fine_tune, save_safetensors, toy_transformer
-from tests.conftest import PROJECT_ROOT
-
-_SCRUB_PREFIXES = ("GIT_", "PRE_COMMIT", "GITHUB_", "MODEL_DIFF_")
-
-
-def scrubbed_env(home: Path) -> dict[str, str]:
-    """The ``clean_env`` fixture's environment, for module-scoped repositories."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES)}
-    home.mkdir(parents=True, exist_ok=True)
-    env.update(
-        HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), GIT_CONFIG_NOSYSTEM="1",
-        GIT_CONFIG_GLOBAL=str(home / ".gitconfig"), GIT_AUTHOR_NAME="Test",
-        GIT_AUTHOR_EMAIL="test@example.com", GIT_COMMITTER_NAME="Test",
-        GIT_COMMITTER_EMAIL="test@example.com", GIT_AUTHOR_DATE="2026-01-01T00:00:00Z",
-        GIT_COMMITTER_DATE="2026-01-01T00:00:00Z",
-        PYTHONPATH=os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(
-            os.pathsep),
-        PAGER="cat", GIT_PAGER="cat", NO_COLOR="1",
-    )
-    env.pop("BROWSER", None)
-    return env
 
 
 def git(root: Path, env: Mapping[str, str], *args: str, check: bool = True,

@@ -3,33 +3,12 @@ fixtures can build (the conftest ``clean_env`` fixture is per test), and small g
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import numpy as np
 
 from model_diff.toy import save_safetensors, toy_transformer
-from tests.conftest import _SCRUB_PREFIXES, PROJECT_ROOT
-
-
-def scrubbed_env(home: Path) -> dict[str, str]:
-    """The same environment ``clean_env`` builds, for a given HOME (module-scoped fixtures)."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES)}
-    home.mkdir(parents=True, exist_ok=True)
-    env.update(
-        HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
-        XDG_CACHE_HOME=str(home / ".cache"), GIT_CONFIG_NOSYSTEM="1",
-        GIT_CONFIG_GLOBAL=str(home / ".gitconfig"), GIT_AUTHOR_NAME="Test",
-        GIT_AUTHOR_EMAIL="test@example.com", GIT_COMMITTER_NAME="Test",
-        GIT_COMMITTER_EMAIL="test@example.com", GIT_AUTHOR_DATE="2026-01-01T00:00:00Z",
-        GIT_COMMITTER_DATE="2026-01-01T00:00:00Z",
-        PYTHONPATH=os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(
-            os.pathsep),
-        PAGER="cat", GIT_PAGER="cat", NO_COLOR="1",
-    )
-    env.pop("BROWSER", None)
-    return env
 
 
 def git(args: list[str], cwd: Path, env: dict[str, str], *, check: bool = True,

@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from gitdriver.cache import TEXTCONV_FORMAT_VERSION, TextconvCache, default_root, file_key
 from model_diff.toy import save_safetensors, toy_transformer
 from tests.conftest import run_model_diff
@@ -43,8 +45,8 @@ def test_file_key_is_xxh3_of_the_bytes_and_size(tmp_path: Path) -> None:
     assert file_key(tmp_path / "a2") == file_key(a)
 
 
-def test_cache_lives_under_the_git_common_dir_or_xdg(tmp_path: Path,
-                                                     clean_env: dict[str, str]) -> None:
+def test_cache_lives_under_the_git_common_dir_or_xdg(
+        tmp_path: Path, clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Inside a repo (also from a linked worktree) the cache is <common dir>/model-diff;
     outside, $XDG_CACHE_HOME/model-diff."""
     repo = tmp_path / "repo"
@@ -58,13 +60,12 @@ def test_cache_lives_under_the_git_common_dir_or_xdg(tmp_path: Path,
     expected = (repo / ".git" / "model-diff" / "textconv-cache").resolve()
     assert default_root(repo) == expected
     assert default_root(wt / ".") == expected
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path / "xdg")
-    try:
-        outside = tmp_path / "plain"
-        outside.mkdir()
-        assert default_root(outside) == tmp_path / "xdg" / "model-diff" / "textconv-cache"
-    finally:
-        del os.environ["XDG_CACHE_HOME"]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    for var in ("GIT_DIR", "GIT_COMMON_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    outside = tmp_path / "plain"
+    outside.mkdir()
+    assert default_root(outside) == tmp_path / "xdg" / "model-diff" / "textconv-cache"
 
 
 def test_textconv_serves_a_second_run_from_the_cache(tmp_path: Path,

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from model_diff.cli import cli
 from model_diff.toy import save_safetensors
-from tests.conftest import run_model_diff
-from tests.gitdriver.history import History, build_history, git, scrubbed_env, toy
+from tests.conftest import run_model_diff, scrubbed_env
+from tests.gitdriver.history import History, build_history, git, toy
 
 DIFFTOOL_CMD = f'"{sys.executable}" -m model_diff difftool "$LOCAL" "$REMOTE" "$MERGED"'
 N_TENSORS = len(toy(0))
@@ -22,13 +22,16 @@ N_TENSORS = len(toy(0))
 
 @pytest.fixture(scope="module")
 def lfs_repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[History, dict[str, str]]:
-    """The three-commit LFS history with the difftool configured as install would."""
+    """The three-commit LFS history after `model-diff install` (driver + difftool config)."""
     base = tmp_path_factory.mktemp("difftool")
     env = scrubbed_env(base / "home")
     env.pop("DISPLAY", None)
     env.pop("WAYLAND_DISPLAY", None)
     history = build_history(base / "repo", env, lfs=True)
-    git(history.root, env, "config", "difftool.model-diff.cmd", DIFFTOOL_CMD)
+    proc = run_model_diff(["install"], env, cwd=history.root)
+    assert proc.returncode == 0, proc.stderr
+    assert git(history.root, env, "config", "difftool.model-diff.cmd").stdout.strip() == (
+        DIFFTOOL_CMD)
     return history, env
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from model_diff.toy import fine_tune, save_safetensors
-from tests.conftest import run_model_diff
-from tests.gitdriver.history import History, build_history, git, init_repo, scrubbed_env, toy
+from tests.conftest import run_model_diff, scrubbed_env
+from tests.gitdriver.history import History, build_history, git, init_repo, toy
 
 EXT_CMD = f'"{sys.executable}" -m model_diff ext-diff'
 N_TENSORS = len(toy(0))

@@ -13,12 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import run_model_diff
+from tests.conftest import run_model_diff, scrubbed_env
 from tests.gitdriver.lfsrepo import (
     changed_lines,
     git,
     init_lfs_repo,
-    scrubbed_env,
     small_model,
     tensor_names,
     write_model,
@@ -167,3 +166,48 @@ def test_corrupt_committed_checkpoint_is_an_error_line_and_git_exits_0(
     assert tensor_names(minus) == set(repo.v2)
     log = git(["log", "-p", "-1"], copy, repo.env, check=False)
     assert log.returncode == 0 and "model-diff textconv: error:" in log.stdout
+
+
+def test_status_reports_the_content_cache(repo: Repo) -> None:
+    """After diffs, `model-diff status` shows model-diff's cache under the git common dir."""
+    git(["diff", "HEAD~1", "HEAD"], repo.path, repo.env)
+    st = run_model_diff(["status"], repo.env, cwd=repo.path)
+    cache_dir = repo.path.resolve() / ".git" / "model-diff" / "textconv-cache"
+    line = next(ln for ln in st.stdout.splitlines() if ln.startswith("textconv cache: "))
+    assert line.startswith(f"textconv cache: {cache_dir} (")
+    assert int(line.split("(")[1].split()[0]) >= 2
+
+
+def test_cachetextconv_notes_are_keyed_by_the_versioned_command(
+        repo: Repo, tmp_path: Path) -> None:
+    """install --cachetextconv: git stores notes whose commit message is the command with
+    --format-version, and serves a later diff from them without running the driver."""
+    copy = tmp_path / "notes"
+    shutil.copytree(repo.path, copy, symlinks=True)
+    assert run_model_diff(["install", "--cachetextconv"], repo.env, cwd=copy).returncode == 0
+    first = git(["diff", "HEAD~1", "HEAD"], copy, repo.env).stdout
+    msg = git(["log", "-1", "--format=%B", "refs/notes/textconv/model-diff"], copy,
+              repo.env).stdout
+    assert "-m model_diff textconv --format-version=1" in msg
+    shutil.rmtree(copy / ".git" / "lfs" / "objects")
+    shutil.rmtree(copy / ".git" / "model-diff")
+    again = git(["diff", "HEAD~1", "HEAD"], copy, repo.env)
+    assert again.stdout == first  # no object to smudge, no model-diff cache: served from notes
+    st = run_model_diff(["status"], repo.env, cwd=copy)
+    assert "git's textconv cache: refs/notes/textconv/model-diff" in st.stdout
+
+
+def test_difftool_still_runs_the_tool_with_the_external_driver_installed(
+        repo: Repo, tmp_path: Path) -> None:
+    """Acceptance 2, install side: after `install --external`, `git difftool -y -t model-diff`
+    prints the difftool report (metrics + insights), while `git diff` runs ext-diff."""
+    copy = tmp_path / "ext"
+    shutil.copytree(repo.path, copy, symlinks=True)
+    assert run_model_diff(["install", "--external"], repo.env, cwd=copy).returncode == 0
+    tool = git(["difftool", "-y", "-t", "model-diff", "HEAD~1", "--", "model.safetensors"],
+               copy, repo.env).stdout
+    assert "Insights (" in tool and CHANGED in tool
+    assert "diff --git" not in tool  # not the external driver's output
+    ext = git(["diff", "HEAD~1", "HEAD"], copy, repo.env).stdout
+    assert ext.startswith("diff --git a/model.safetensors b/model.safetensors")
+    assert CHANGED in ext and "model-diff textconv" not in ext

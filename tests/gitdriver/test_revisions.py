@@ -26,8 +26,8 @@ from model_diff.cli import cli
 from model_diff.diff import DiffConfig, ModelDiff
 from model_diff.errors import GitError, LFSObjectMissingError
 from model_diff.toy import save_safetensors
-from tests.conftest import run_model_diff
-from tests.gitdriver.history import History, build_history, git, init_repo, scrubbed_env, toy
+from tests.conftest import run_model_diff, scrubbed_env
+from tests.gitdriver.history import History, build_history, git, init_repo, toy
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["plain", "lfs"])
@@ -281,6 +281,8 @@ def test_diff_command_markdown_and_html(history: History, monkeypatch: pytest.Mo
     page = _invoke(["diff", "--format", "html", "HEAD~2", "HEAD"]).stdout
     assert page.count("<iframe") == 1 and 'srcdoc="&lt;!DOCTYPE html&gt;' in page
     assert "<script" not in page  # the embedded report's markup is escaped, not live
+    # its scripts run in an opaque origin: never allow-same-origin next to allow-scripts
+    assert 'sandbox="allow-scripts"' in page and "allow-same-origin" not in page
 
 
 def test_diff_command_pathspecs_and_the_working_tree(history: History,
@@ -343,3 +345,33 @@ def test_diff_command_reads_git_ranges(history: History, monkeypatch: pytest.Mon
     assert files(["HEAD~2...HEAD"]) == expected  # HEAD~2 is its own merge-base with HEAD
     assert files(["HEAD...HEAD~2"]) == []  # nothing on HEAD~2's side since the fork
     assert _invoke(["diff", "HEAD~1..HEAD"]).stdout.startswith("model-diff HEAD~1..HEAD\n")
+
+
+@pytest.mark.parametrize("lfs", [False, True], ids=["plain", "lfs"])
+def test_renamed_and_edited_files_pair_as_git_pairs_them(tmp_path: Path, clean_env: dict[str, str],
+                                                         lfs: bool) -> None:
+    """A rename with a small edit is a rename (<100%) on plain blobs and, as `git diff -M`
+    says too, a removal plus an addition when LFS stores pointers."""
+    root = tmp_path / "repo"
+    init_repo(root, clean_env, lfs=lfs)
+    weights = toy(0)
+    save_safetensors(root / "a.safetensors", weights)
+    git(root, clean_env, "add", "-A")
+    git(root, clean_env, "commit", "-q", "-m", "c0")
+    git(root, clean_env, "mv", "a.safetensors", "b.safetensors")
+    weights["model.norm.weight"] = weights["model.norm.weight"] + 0.5
+    save_safetensors(root / "b.safetensors", weights)
+    git(root, clean_env, "add", "-A")
+    git(root, clean_env, "commit", "-q", "-m", "c1")
+    got = changed_checkpoints("HEAD~1", "HEAD", cwd=str(root))
+    status = git(root, clean_env, "diff", "-M", "--name-status", "HEAD~1", "HEAD").stdout
+    if lfs:
+        assert status.split() == ["D", "a.safetensors", "A", "b.safetensors"]
+        assert [(c.status, c.path) for c in got] == [("removed", "a.safetensors"),
+                                                     ("added", "b.safetensors")]
+    else:
+        assert status.startswith("R") and status.split()[1:] == ["a.safetensors",
+                                                                 "b.safetensors"]
+        assert len(got) == 1 and (got[0].status, got[0].old_path, got[0].new_path) == (
+            "renamed", "a.safetensors", "b.safetensors")
+        assert got[0].similarity is not None and 50 <= got[0].similarity < 100

@@ -212,3 +212,25 @@ def test_ci_unknown_base_exits_2_with_fetch_hint(clean_env: dict[str, str],
     r = run_model_diff(["ci", "--base", "deadbeef" * 5], clean_env, cwd=repo)
     assert r.returncode == 2
     assert "unknown revision" in r.stderr and "git fetch --no-tags --depth=1 origin" in r.stderr
+
+
+def test_summary_is_bounded_and_says_what_it_left_out(tmp_path: Path) -> None:
+    """Thousands of findings: the summary stays under its byte bound and counts the rest."""
+    from hooks.check import Violation
+    from hooks.gate import FileResult
+    from hooks.github import SUMMARY_MAX_BYTES, append_summary
+    from hooks.render import render_markdown
+
+    results = [FileResult(path=f"ckpt/{i:05d}.safetensors", mode="health", violations=[
+        Violation(code="nonfinite-values", level="error", title="NaN",
+                  message="NaN/Inf values in " + "x" * 300)]) for i in range(8000)]
+    md = render_markdown(results, "ci", max_bytes=SUMMARY_MAX_BYTES)
+    assert len(md.encode()) <= SUMMARY_MAX_BYTES < 1024 * 1024
+    m = re.search(r"_(\d+) more finding\(s\) not shown", md)
+    assert m and int(m.group(1)) == 8000 - md.count("| error | nonfinite-values |")
+    m = re.search(r"_(\d+) more checkpoint\(s\) not shown", md)
+    assert m and int(m.group(1)) == 8000 - md.count("| no base: single-file checks |")
+    assert md.count("| error | nonfinite-values |") > 100  # findings keep half the budget
+    out = tmp_path / "summary.md"
+    append_summary(md, out)
+    assert out.read_bytes() == md.encode()

@@ -1,9 +1,10 @@
 """The shipped hooks under the real `pre-commit try-repo`, plain and Git LFS checkpoints.
 
 pre-commit builds the hook's virtualenv and `pip install`s this checkout into it
-(``language: python``). To keep that offline and fast, the venv sees the already-installed
-dependencies (``VIRTUALENV_SYSTEM_SITE_PACKAGES``) and pip never goes to an index; the build
-of model-diff itself is real. try-repo builds a fresh environment per call, so each call
+(``language: python``). Where the base interpreter already has our dependencies, the venv
+sees them (``VIRTUALENV_SYSTEM_SITE_PACKAGES``) and pip never goes to an index, which keeps
+the test offline and fast; otherwise pip installs them from the index. The build and install
+of model-diff itself is real either way. try-repo builds a fresh environment per call, so each call
 checks many files at once and the test reads the per-file verdicts from the hook output.
 """
 
@@ -44,13 +45,24 @@ def hook_repo(tmp_path_factory: pytest.TempPathFactory, module_env: dict[str, st
     return dest
 
 
+def _base_python_has_the_dependencies() -> bool:
+    """Whether the interpreter virtualenv builds hook envs from can import our dependencies."""
+    base = getattr(sys, "_base_executable", sys.executable)
+    probe = "import numpy, safetensors, dulwich, click, jinja2, ml_dtypes, xxhash"
+    return subprocess.run([base, "-c", probe], capture_output=True, check=False).returncode == 0
+
+
 def try_repo(hook_repo: Path, repo: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """`pre-commit try-repo HOOK_REPO --verbose` (all hooks) on ``repo``'s staged files."""
     run_env = {k: v for k, v in env.items() if k != "PYTHONPATH"}  # the hook's own install
     # NO_PERIODIC_UPDATE: virtualenv otherwise spends ~10 s looking for newer seed wheels.
-    run_env.update(VIRTUALENV_SYSTEM_SITE_PACKAGES="1", VIRTUALENV_NO_PERIODIC_UPDATE="1",
-                   PIP_NO_INDEX="1",
-                   PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    run_env.update(VIRTUALENV_NO_PERIODIC_UPDATE="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+    if _base_python_has_the_dependencies():
+        # Offline and fast: the hook env sees the installed dependencies and pip never goes
+        # to an index; model-diff itself is still built and installed for real. Where the
+        # base interpreter lacks them (tests run from a venv), pip installs from the index.
+        run_env.update(VIRTUALENV_SYSTEM_SITE_PACKAGES="1", PIP_NO_INDEX="1",
+                       PIP_NO_BUILD_ISOLATION="0")
     return subprocess.run([sys.executable, "-m", "pre_commit", "try-repo", str(hook_repo),
                            "--verbose"], cwd=repo, env=run_env, capture_output=True, text=True,
                           timeout=300, check=False)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from model_diff import toy
 from tests.conftest import run_model_diff
 
@@ -139,3 +141,28 @@ def test_staged_outside_a_repository_exits_2(tmp_path: Path,
     r = run_model_diff(["check", "--staged", "x.safetensors"], clean_env, cwd=tmp_path)
     assert r.returncode == 2
     assert "not inside a git work tree" in r.stderr and r.stdout == ""
+
+
+def test_check_accepts_rev_path_specs(clean_env: dict[str, str],
+                                      repo_factory: Callable[..., Path]) -> None:
+    """`check HEAD~1:m.safetensors m.safetensors` reads the old side from history (LFS too)."""
+    repo = repo_factory(lfs=True)
+    a = base_state()
+    commit_file(repo, "m.safetensors", a, clean_env, "base")
+    commit_file(repo, "m.safetensors", frozen_step(a, FROZEN), clean_env, "frozen")
+    r = run_model_diff(["check", "HEAD~1:m.safetensors", "m.safetensors"], clean_env, cwd=repo)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "(HEAD~1:m.safetensors -> m.safetensors)" in r.stdout and "frozen-layers" in r.stdout
+
+
+def test_health_resolves_a_worktree_lfs_pointer(clean_env: dict[str, str],
+                                                repo_factory: Callable[..., Path]) -> None:
+    """health on a pointer left in the checkout reads the object from the local LFS store."""
+    repo = repo_factory(lfs=True)
+    a = base_state()
+    a["lm_head.weight"][0, 0] = np.inf
+    commit_file(repo, "m.safetensors", a, clean_env, "base")
+    (repo / "m.safetensors").write_text(git(repo, "show", "HEAD:m.safetensors", env=clean_env))
+    r = run_model_diff(["health", "m.safetensors"], clean_env, cwd=repo)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "lm_head.weight (1 Inf)" in r.stdout

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections.abc import Callable, Mapping
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model_diff.analysis import AnalysisConfig, DiffAnalyzer
 from model_diff.checkpoint import from_arrays
@@ -183,10 +186,24 @@ def test_identical_checkpoints_say_no_change_once() -> None:
     assert len(a["frozen_layers"]) == len(BASE)
 
 
-def test_without_unchanged_tensors_frozen_count_comes_from_the_summary() -> None:
-    """Diffs lacking unchanged tensors still report how many were frozen, and say so."""
+def test_frozen_tensors_are_named_even_when_the_diff_list_omits_them() -> None:
+    """include_unchanged=False (the original API's default) still names the frozen tensors."""
     tuned = fine_tune(BASE, frozen=only(lambda n: n.startswith("model.layers.6.")))
     a = analyse(BASE, tuned, include_unchanged=False)
+    fr = insight(a, "frozen-layers")
+    assert fr["evidence"]["count"] == len(BASE) - 9
+    assert fr["evidence"]["names_listed"] is True
+    assert sorted(fr["evidence"]["tensors"]) == sorted(
+        n for n in BASE if not n.startswith("model.layers.6."))
+    assert a["stats"]["unchanged_listed"] is True
+
+
+def test_without_unchanged_records_frozen_count_comes_from_the_summary() -> None:
+    """A summary without unchanged records still gives the frozen count, and says so."""
+    tuned = fine_tune(BASE, frozen=only(lambda n: n.startswith("model.layers.6.")))
+    diffs, summary = ModelDiff(DiffConfig(include_unchanged=False)).diff(
+        from_arrays(BASE), from_arrays(tuned))
+    a = DiffAnalyzer().analyze(diffs, dataclasses.replace(summary, unchanged_diffs=()))
     fr = insight(a, "frozen-layers")
     assert fr["evidence"]["count"] == len(BASE) - 9
     assert fr["evidence"]["names_listed"] is False
@@ -310,3 +327,99 @@ def test_seed_readme_analysis_example_prints_pattern_types_and_insights(
     assert "embedding: 1 layers, avg change: 0.0000" in out
     assert "[info] 1 of 75 tensors frozen (bit-identical): Exactly unchanged: " \
            "model.embed_tokens.weight." in out
+
+
+def test_every_insight_code_is_documented_and_emitted_codes_are_known() -> None:
+    """docs/insights.md has a row per code in INSIGHT_CODES; every emitted code is listed."""
+    from pathlib import Path
+
+    from model_diff.analysis import INSIGHT_CODES
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "insights.md").read_text()
+    for code in INSIGHT_CODES:
+        assert f"| `{code}` |" in doc, code
+    tuned = fine_tune(BASE)
+    tuned["model.layers.2.mlp.down_proj.weight"][0, 0] = np.nan
+    tuned["model.layers.1.mlp.up_proj.weight"] = BASE["model.layers.1.mlp.up_proj.weight"] * 3
+    emitted = set(codes(analyse(BASE, tuned))) | set(codes(analyse(BASE, BASE)))
+    assert emitted <= set(INSIGHT_CODES)
+    assert len(emitted) >= 6
+
+
+def test_without_element_metrics_the_pattern_is_not_analyzed_but_frozen_is_reported() -> None:
+    """compute_element_wise=False: no relative changes, so not_analyzed; frozen still exact."""
+    tuned = fine_tune(BASE)
+    diffs, summary = ModelDiff(DiffConfig(compute_element_wise=False, include_unchanged=True)
+                               ).diff(from_arrays(BASE), from_arrays(tuned))
+    a = DiffAnalyzer().analyze(diffs, summary)
+    assert a["change_pattern"] == "not_analyzed"
+    assert insight(a, "frozen-layers")["evidence"]["tensors"] == ["model.embed_tokens.weight"]
+    json.dumps(a, allow_nan=False)
+
+
+def test_new_and_empty_checkpoints_do_not_crash() -> None:
+    """All tensors added -> architecture-changed; two empty checkpoints -> no_change."""
+    a = analyse({}, BASE)
+    assert codes(a) == ["architecture-changed"]
+    assert len(insight(a, "architecture-changed")["evidence"]["added"]) == len(BASE)
+    assert analyse({}, {})["change_pattern"] == "no_change"
+
+
+SMALL = toy_transformer(n_blocks=3, d_model=8, vocab=16, seed=2)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.sets(st.sampled_from(sorted(SMALL))), st.integers(0, 3))
+def test_property_frozen_layers_is_exactly_the_untouched_tensors(frozen: set[str], seed: int
+                                                                 ) -> None:
+    """For any set of frozen tensors: frozen_layers equals it and the pattern is a known one."""
+    tuned = fine_tune(SMALL, seed=seed, frozen=frozen)
+    a = analyse(SMALL, tuned)
+    assert a["frozen_layers"] == frozen_truth(SMALL, tuned)
+    assert a["change_pattern"] in {*PATTERN_CASES, "no_change"}
+    json.dumps(a, allow_nan=False)
+
+
+def test_real_torch_fine_tune_is_not_called_sparse_and_lists_the_frozen_embedding(
+        request: pytest.FixtureRequest) -> None:
+    """A real AdamW fine-tune of a torch TransformerEncoder (embeddings frozen): most tensors
+    changed significantly (not "sparse", the original's answer for every fine-tune), the
+    embedding is the one frozen tensor, and every encoder tensor gets a transformer type."""
+    torch = pytest.importorskip("torch")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny ops: worker threads only spin on a shared machine
+    request.addfinalizer(lambda: torch.set_num_threads(threads))
+    torch.manual_seed(0)
+    embed = torch.nn.Embedding(50, 16)
+    encoder = torch.nn.TransformerEncoder(
+        torch.nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, dropout=0.0), 4,
+        enable_nested_tensor=False)
+    head = torch.nn.Linear(16, 5)
+    model = torch.nn.ModuleDict({"embed": embed, "encoder": encoder, "head": head})
+
+    def train(steps: int, lr: float, seed: int) -> None:
+        g = torch.Generator().manual_seed(seed)
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+        for _ in range(steps):
+            x = torch.randint(0, 50, (8, 6), generator=g)
+            logits = head(encoder(embed(x)).mean(1))
+            loss = torch.nn.functional.cross_entropy(logits, x[:, 0] % 5)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+
+    def state() -> dict[str, np.ndarray]:
+        return {k: v.detach().numpy().copy() for k, v in model.state_dict().items()}
+
+    train(30, 1e-3, 1)
+    before = state()
+    embed.weight.requires_grad_(False)
+    train(10, 1e-4, 2)
+    a = analyse(before, state())
+    assert a["change_pattern"] != "sparse"
+    assert a["pattern_evidence"]["significant_fraction"] > 0.5
+    assert a["frozen_layers"] == ["embed.weight"]
+    types = a["layer_analysis"]
+    assert types["attention"]["count"] == 4 * 4  # in_proj weight/bias, out_proj weight/bias
+    assert types["mlp"]["count"] == 4 * 4  # linear1/linear2 weight/bias
+    assert types["norm"]["count"] == 4 * 4 and "other" not in types

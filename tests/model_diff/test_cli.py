@@ -75,7 +75,7 @@ def test_inspect_json_is_strict(pair: tuple[Path, Path]) -> None:
     assert result.exit_code == 0, result.output
     data = _strict_json(result.stdout)
     assert isinstance(data, dict)
-    assert data["tensors"] == len(data["tensor_info"])
+    assert data["num_tensors"] == len(data["tensor_info"])
     assert data["nonfinite_tensors"] == ["model.layers.1.mlp.up_proj.weight"]
 
 

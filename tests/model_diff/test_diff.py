@@ -213,3 +213,25 @@ def test_scalar_tensors_keep_their_shape(tmp_path) -> None:  # type: ignore[no-u
     with open_checkpoint(tmp_path / "s.safetensors") as ckpt:
         assert ckpt["step"].shape == () and ckpt["step"].array().tolist() == [3]
     assert from_arrays({"x": np.array(2.0)})["x"].shape == ()
+
+
+def test_auto_low_rank_takes_the_most_changed_matrices_within_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """"auto" analyses the most-changed 2-D deltas until the element budget is spent;
+    True analyses every one, False none."""
+    from model_diff import lowrank
+
+    rng = np.random.default_rng(3)
+    old = {f"w{i}": rng.standard_normal((64, 64)).astype(np.float32) for i in range(5)}
+    new = {k: v + np.float32(0.01 * (i + 1)) * rng.standard_normal((64, 64)).astype(np.float32)
+           for i, (k, v) in enumerate(old.items())}
+    monkeypatch.setattr(lowrank, "AUTO_BUDGET_ELEMENTS", 3 * 64 * 64)
+
+    def analysed(mode: bool | str) -> list[str]:
+        diffs, _ = ModelDiff(DiffConfig(low_rank=mode)).diff(from_arrays(old), from_arrays(new))
+        return [d.name for d in diffs if d.low_rank is not None]
+
+    assert analysed("auto") == ["w2", "w3", "w4"]
+    assert analysed(True) == ["w0", "w1", "w2", "w3", "w4"]
+    assert analysed(False) == []

@@ -149,7 +149,16 @@ RESNET = [
     ("classifier.6.weight", "head", None),
 ]
 
-ALL = BERT + GPT2 + LLAMA + MIXTRAL + T5 + VIT + RESNET
+TORCH_NN = [
+    # torch.nn.TransformerEncoder / nn.MultiheadAttention
+    ("encoder.layers.2.self_attn.in_proj_weight", "attention", "encoder.layers.2"),
+    ("encoder.layers.2.self_attn.out_proj.bias", "attention", "encoder.layers.2"),
+    ("encoder.layers.2.linear1.weight", "mlp", "encoder.layers.2"),
+    ("encoder.layers.2.linear2.bias", "mlp", "encoder.layers.2"),
+    ("encoder.layers.2.norm2.weight", "norm", "encoder.layers.2"),
+]
+
+ALL = BERT + GPT2 + LLAMA + MIXTRAL + T5 + VIT + RESNET + TORCH_NN
 
 
 @pytest.mark.parametrize(("name", "layer_type", "block"), ALL, ids=[n for n, _, _ in ALL])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,8 @@ from model_diff.checkpoint import Checkpoint, from_arrays
 from model_diff.cli import cli
 from model_diff.errors import ModelDiffError
 from model_diff.timeline import render_timeline_json, render_timeline_text
-from model_diff.toy import fine_tune, toy_transformer
+from model_diff.toy import fine_tune, save_safetensors, toy_transformer
+from tests.conftest import run_model_diff
 
 
 def _stages() -> list[dict[str, np.ndarray]]:
@@ -86,3 +88,51 @@ def test_cli_timeline_with_one_checkpoint_is_a_usage_error() -> None:
     assert res.exit_code == 2
     assert res.stdout == ""
     assert "at least two checkpoints" in res.stderr
+
+
+def _write_stages(tmp_path: Path) -> list[str]:
+    paths = []
+    for i, sd in enumerate(_stages()):
+        p = tmp_path / f"step{i}.safetensors"
+        save_safetensors(p, sd)
+        paths.append(str(p))
+    return paths
+
+
+def test_cli_timeline_text_and_json_on_safetensors_files(tmp_path: Path) -> None:
+    """``model-diff timeline a b c`` prints the table; --format json -o writes strict JSON."""
+    paths = _write_stages(tmp_path)
+    res = CliRunner().invoke(cli, ["timeline", *paths])
+    assert res.exit_code == 0, res.stderr
+    assert f"step 2: {paths[1]} -> {paths[2]}" in res.stdout
+    assert "model.layers.0" in res.stdout and "falling" in res.stdout
+    out = tmp_path / "timeline.json"
+    res = CliRunner().invoke(cli, ["timeline", *paths, "--format", "json", "-o", str(out)])
+    assert res.exit_code == 0 and res.stdout == ""
+    data = json.loads(out.read_text())
+    assert data["checkpoints"] == paths
+    assert [r["trend"] for r in data["rows"] if r["label"] == "model.layers.0"] == ["falling"]
+
+
+def test_cli_timeline_missing_file_is_one_line_exit_2(tmp_path: Path, clean_env: dict[str, str]
+                                                      ) -> None:
+    """A missing checkpoint: exit 2, one error line naming it, nothing on stdout."""
+    paths = _write_stages(tmp_path)
+    missing = str(tmp_path / "nope.safetensors")
+    res = run_model_diff(["timeline", paths[0], missing], clean_env)
+    assert res.returncode == 2
+    assert res.stdout == ""
+    assert missing in res.stderr and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_cli_compare_json_and_text_carry_pattern_and_insights(tmp_path: Path) -> None:
+    """``model-diff compare`` shows the analysis: pattern and insight codes, text and JSON."""
+    paths = _write_stages(tmp_path)
+    res = CliRunner().invoke(cli, ["compare", paths[0], paths[1], "--format", "json"])
+    assert res.exit_code == 0, res.stderr
+    data = json.loads(res.stdout)
+    text = json.dumps(data)
+    assert "inverse_gradient" in text and "frozen-layers" in text
+    res = CliRunner().invoke(cli, ["compare", paths[0], paths[1]])
+    assert res.exit_code == 0
+    assert "inverse" in res.stdout.lower() and "frozen" in res.stdout.lower()

@@ -11,7 +11,7 @@ from model_diff.checkpoint import Checkpoint
 from model_diff.diff import DiffConfig, DiffSummary, ParameterDiff
 from model_diff.report import inputs_from_checkpoints
 
-from .pairs import diff_pair, documented_analysis, golden_checkpoints
+from .pairs import analyse, diff_pair, golden_checkpoints
 
 
 @dataclass
@@ -36,4 +36,4 @@ class Diffed:
 def pair() -> Diffed:
     old, new = golden_checkpoints()
     diffs, summary, cfg = diff_pair(old, new)
-    return Diffed(old, new, diffs, summary, cfg, documented_analysis(diffs))
+    return Diffed(old, new, diffs, summary, cfg, analyse(diffs, summary, old, new))

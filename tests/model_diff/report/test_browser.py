@@ -13,7 +13,7 @@ import pytest
 
 from model_diff.report import VisualizationConfig, create_diff_report
 
-from .pairs import XSS_NAME, XSS_TITLE_NAME, diff_pair, documented_analysis, golden_arrays
+from .pairs import XSS_NAME, XSS_TITLE_NAME, analyse, diff_pair, golden_arrays
 from .png import read_png
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -27,11 +27,14 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
 
 
 def _chromium(tmp_path: Path, url: str, *extra: str) -> str:
-    profile = tmp_path / f"profile-{len(list(tmp_path.glob('profile-*')))}"
+    profile = tmp_path / "profile"  # a fresh profile: no state from any other run
     proc = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *extra, url],  # type: ignore[list-item]
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
+
+
+_VOID = {"wbr", "br", "input", "meta", "img", "hr", "link"}
 
 
 class _Dom(HTMLParser):
@@ -48,6 +51,7 @@ class _Dom(HTMLParser):
         self.imgs = 0
         self.rows: list[tuple[str, bool]] = []
         self._in: list[str] = []
+        self._td: list[str] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = dict(attrs)
@@ -64,21 +68,28 @@ class _Dom(HTMLParser):
             self.body_attrs = a
         if tag == "tr" and "data-i" in a:
             self.rows.append(("", "hidden" in a))
-        self._in.append(tag)
+        if tag == "td":
+            self._td = []
+        if tag not in _VOID:
+            self._in.append(tag)
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "svg":
             self.depth -= 1
+        if tag == "td" and self._td is not None:
+            text = "".join(self._td)
+            self.cells.append(text)
+            if self.rows and not self.rows[-1][0]:
+                self.rows[-1] = (text, self.rows[-1][1])
+            self._td = None
         if self._in:
             self._in.pop()
 
     def handle_data(self, data: str) -> None:
         if self._in and self._in[-1] == "title" and not self.depth:
             self.title += data
-        if self._in and self._in[-1] == "td":
-            self.cells.append(data)
-            if self.rows and not self.rows[-1][0]:
-                self.rows[-1] = (data, self.rows[-1][1])
+        if self._td is not None:
+            self._td.append(data)
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +101,7 @@ def hostile_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     old = from_arrays(base, path="base.safetensors", format="safetensors")
     new = from_arrays(ft, path="finetuned.safetensors", format="safetensors")
     diffs, summary, _ = diff_pair(old, new)
-    page = create_diff_report(diffs, summary, documented_analysis(diffs), format="html",
+    page = create_diff_report(diffs, summary, analyse(diffs, summary, old, new), format="html",
                               old_name="base", new_name="finetuned",
                               config=VisualizationConfig(include_raw_data=True))
     path = tmp_path_factory.mktemp("report") / "report.html"
@@ -98,25 +109,39 @@ def hostile_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_charts_render_and_hostile_names_run_nothing(hostile_report: Path,
-                                                     tmp_path: Path) -> None:
-    """Acceptance 1: non-empty SVG charts, a non-blank screenshot, the payloads shown as text."""
-    shot = tmp_path / "report.png"
+@pytest.fixture(scope="module")
+def loaded(hostile_report: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    """One Chromium run: the DOM after the scripts ran, and a screenshot.
+
+    The URL asks the table for a filtered, sorted view (#q=script&sort=-rel): the filter keeps
+    exactly the two hostile names, the sort reorders every row by relative change.
+    """
+    tmp = tmp_path_factory.mktemp("chromium")
+    shot = tmp / "report.png"
     # Half device scale: a 1000x1500 CSS-pixel page (header to depth chart) in 500x750 pixels,
     # a quarter of the PNG to decode.
-    dom_text = _chromium(tmp_path, hostile_report.as_uri(), "--window-size=1000,1500",
-                         "--force-device-scale-factor=0.5", f"--screenshot={shot}", "--dump-dom")
+    dom_text = _chromium(tmp, hostile_report.as_uri() + "#q=script&sort=-rel",
+                         "--window-size=1000,1500", "--force-device-scale-factor=0.5",
+                         f"--screenshot={shot}", "--dump-dom")
+    return dom_text, shot
+
+
+def test_charts_render_and_hostile_names_run_nothing(loaded: tuple[str, Path]) -> None:
+    """Acceptance 1: non-empty SVG charts, a non-blank screenshot, the payloads shown as text."""
+    dom_text, shot = loaded
     dom = _Dom()
     dom.feed(dom_text)
     charts = {str(s["class"]): int(s["children"]) for s in dom.svgs}  # type: ignore[call-overload]
-    assert set(charts) == {"chart depth", "chart layers", "chart cosine"}
+    assert set(charts) == {"chart depth", "chart layers", "chart cosine", "chart lowrank"}
     assert all(n >= 10 for n in charts.values()), charts
     # The payloads did not run: title unchanged, no attribute set, no element injected.
     assert dom.title == "model-diff: base → finetuned"
     assert "data-pwned" not in dom.body_attrs
     assert dom.imgs == 0 and dom.scripts == 2
-    assert XSS_NAME in dom.cells and XSS_TITLE_NAME in dom.cells
     assert 'class="js"' in dom_text  # the table script ran (after the payloads, if any)
+    # ... and they are the visible rows of the filtered table, as text.
+    visible = [name for name, hidden in dom.rows if not hidden]
+    assert sorted(visible) == sorted([XSS_NAME, XSS_TITLE_NAME])
     pixels = read_png(shot)
     assert pixels.shape[:2] == (750, 500)
     colours = np.unique(pixels.reshape(-1, pixels.shape[2])[:, :3], axis=0)
@@ -126,16 +151,15 @@ def test_charts_render_and_hostile_names_run_nothing(hostile_report: Path,
         assert (np.abs(pixels[..., :3].astype(int) - rgb).sum(-1) < 30).sum() > 50, rgb
 
 
-def test_table_filters_and_sorts_in_the_browser(hostile_report: Path, tmp_path: Path) -> None:
-    """#q= filters rows by name, #sort=-2 orders them by relative change, descending."""
-    dom_text = _chromium(tmp_path, hostile_report.as_uri() + "#q=mlp.up&sort=-2", "--dump-dom")
+def test_table_filters_and_sorts_in_the_browser(loaded: tuple[str, Path]) -> None:
+    """#q= hides rows whose name lacks the text; #sort=-rel: by relative change, descending."""
+    dom_text, _ = loaded
     dom = _Dom()
     dom.feed(dom_text)
-    visible = [name for name, hidden in dom.rows if not hidden]
-    assert visible and all("mlp.up_proj" in n for n in visible)
-    assert len(visible) < len(dom.rows)
+    hidden = [name for name, is_hidden in dom.rows if is_hidden]
+    assert hidden and not any("script" in n for n in hidden)
     assert re.search(r'<th class="num" data-col="2" aria-sort="descending">', dom_text)
     rel = [float(m) for m in re.findall(
-        r'<tr data-i="\d+" data-change="modified">(?:<td.*?</td>){4}<td class="num">'
+        r'<tr data-i="\d+" data-change="modified" hidden="">(?:<td.*?</td>){4}<td class="num">'
         r'(?:<span[^>]*></span>)?([0-9.]+)%</td>', dom_text)]
     assert len(rel) >= 5 and rel == sorted(rel, reverse=True)

@@ -28,3 +28,23 @@ def test_unknown_color_scheme_raises_naming_the_choices() -> None:
 def test_out_of_range_values_raise_value_error_naming_the_field(field: str, value: object) -> None:
     with pytest.raises(ValueError, match=field):
         VisualizationConfig(**{field: value})  # type: ignore[arg-type]
+
+
+def test_unknown_format_raises_naming_the_formats() -> None:
+    from model_diff.diff import DiffConfig, summarize
+    from model_diff.report import create_diff_report
+
+    with pytest.raises(ValueError, match=r"'text', 'json', 'markdown', 'html'.*'xml'"):
+        create_diff_report([], summarize([], DiffConfig()), None, format="xml")
+
+
+def test_render_renders_a_built_view() -> None:
+    """render(build_view(...), format) is create_diff_report in two steps."""
+    from model_diff.diff import DiffConfig, summarize
+    from model_diff.report import build_view, create_diff_report, render
+
+    summary = summarize([], DiffConfig())
+    view = build_view([], summary, None, old_name="a", new_name="b")
+    for fmt in ("text", "json", "markdown", "html"):
+        assert render(view, fmt) == create_diff_report([], summary, None, format=fmt,
+                                                       old_name="a", new_name="b")

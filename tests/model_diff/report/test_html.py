@@ -69,7 +69,7 @@ def test_color_scheme_changes_the_page(pair: Diffed) -> None:
 def test_chart_width_and_height_size_every_chart(pair: Diffed) -> None:
     page = _html(pair, chart_width=640, chart_height=300)
     svgs = re.findall(r'<svg [^>]*class="chart (\w+)" width="(\d+)" height="(\d+)"', page)
-    assert [s[0] for s in svgs] == ["depth", "layers", "cosine"]
+    assert [s[0] for s in svgs] == ["depth", "layers", "cosine", "lowrank"]
     assert {(w, h) for _, w, h in svgs} == {("640", "300")}
     assert 'viewBox="0 0 640 300"' in page and 'width="800"' not in page
 
@@ -104,12 +104,37 @@ def test_without_analysis_charts_explain_what_is_missing(pair: Diffed) -> None:
 
 
 def test_low_rank_records_draw_the_low_rank_chart(pair: Diffed) -> None:
-    diffs = [dataclasses.replace(d, low_rank={"rank_90": 2, "rank_99": 5, "effective_rank": 3.5})
-             if d.name.endswith("q_proj.weight") else d for d in pair.diffs]
-    page = create_diff_report(diffs, pair.summary, {**pair.analysis, "low_rank": {
-        "analyzed": 3, "median_rank_90": 2}}, format="html")
+    """The engine's per-tensor low-rank records become bars; the lowest-rank deltas first."""
+    planted = {d.name: {**(d.low_rank or {}), "rank_90": 1, "rank_99": 2}
+               for d in pair.diffs if d.name.endswith("q_proj.weight")}
+    diffs = [dataclasses.replace(d, low_rank=planted[d.name]) if d.name in planted else d
+             for d in pair.diffs]
+    page = create_diff_report(diffs, pair.summary, pair.analysis, format="html")
     svg = re.search(r'<svg [^>]*class="chart lowrank".*?</svg>', page, re.S)
     assert svg is not None
-    assert svg.group(0).count('class="bar r90"') == 3
-    assert "2/5 of 8" in svg.group(0)
-    assert "<dt>median rank 90</dt><dd>2</dd>" in page
+    with_rank = [d for d in diffs if d.low_rank and d.low_rank.get("rank_90") is not None]
+    assert svg.group(0).count('class="bar r90"') == min(16, len(with_rank))
+    first_labels = re.findall(r"<title>([^<]*)</title>[^<]*</text>", svg.group(0))[:3]
+    assert sorted(first_labels) == sorted(planted)  # rank 1 of 8: the lowest ratio
+    assert "1/2 of 8" in svg.group(0)
+    analysed = pair.analysis["low_rank"]["analysed"]
+    assert f"<dt>analysed</dt><dd>{analysed}</dd>" in page
+
+
+def test_no_low_rank_chart_without_low_rank_records(pair: Diffed) -> None:
+    diffs = [dataclasses.replace(d, low_rank=None) for d in pair.diffs]
+    analysis = {k: v for k, v in pair.analysis.items() if k != "low_rank"}
+    page = create_diff_report(diffs, pair.summary, analysis, format="html")
+    assert 'id="chart-lowrank"' not in page and 'class="chart depth"' in page
+
+
+@pytest.mark.parametrize("value, expected", [
+    (0.0404, (0.05, 0.01)), (0.0352, (0.04, 0.01)), (37, (40.0, 10.0)), (0.0083, (0.01, 0.002)),
+    (5, (5.0, 1.0)), (0.0, (1.0, 0.25)),
+])
+def test_axis_maximum_is_round_and_tight(value: float, expected: tuple[float, float]) -> None:
+    """At most five round steps, the first round value at or above the data maximum."""
+    from model_diff.report.charts import _nice_max
+
+    vmax, step = _nice_max(value)
+    assert vmax == pytest.approx(expected[0]) and step == pytest.approx(expected[1])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from importlib import resources
 from typing import Any
@@ -19,6 +20,7 @@ from .conftest import Diffed
 from .pairs import diff_pair
 
 
+@functools.lru_cache(maxsize=1)
 def _schema() -> dict[str, Any]:
     text = resources.files("model_diff.report").joinpath("schema.json").read_text("utf-8")
     schema: dict[str, Any] = json.loads(text)

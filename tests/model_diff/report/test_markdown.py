@@ -52,7 +52,10 @@ def test_free_text_is_escaped(pair: Diffed) -> None:
     assert md_text("a|b *c* <b>d</b> `e` [f](g) @h") == (
         "a\\|b \\*c\\* \\<b\\>d\\</b\\> \\`e\\` \\[f\\](g) \\@h")
     assert md_code("`edge`") == "`` `edge` ``"
-    md = create_diff_report(pair.diffs, pair.summary, pair.analysis, format="markdown")
+    hostile = {"code": "x", "severity": "info", "category": "c", "title": "t",
+               "description": "bit-identical | *not* trained <b>at all</b>.", "evidence": {}}
+    analysis = {**pair.analysis, "insights": [*pair.analysis["insights"], hostile]}
+    md = create_diff_report(pair.diffs, pair.summary, analysis, format="markdown")
     assert "bit-identical \\| \\*not\\* trained \\<b\\>at all\\</b\\>." in md
 
 
@@ -64,6 +67,7 @@ def test_size_is_bounded_by_max_chars_with_a_note() -> None:
     md = create_diff_report(diffs, summary, None, format="markdown", config=cfg)
     assert len(md) <= 4000
     assert "cut after" in md and "under 4,000 characters" in md
+    assert md.count("<details>") == md.count("</details>") == 1  # still well-formed when cut
     full = create_diff_report(diffs, summary, None, format="markdown",
                               config=VisualizationConfig(max_layers_display=1000))
     assert len(_table_rows(full)) > len(_table_rows(md))

@@ -29,4 +29,4 @@ def test_seed_report_example_runs_with_each_color_scheme(pair: Diffed, scheme: s
     assert isinstance(html, str) and f'data-scheme="{scheme}"' in html
     assert "Base Model" in html and "Fine-tuned" in html
     json.loads(str(namespace["json_report"]))
-    assert "Insights (3)" in str(namespace["text_report"])
+    assert f"Insights ({len(pair.analysis['insights'])})" in str(namespace["text_report"])

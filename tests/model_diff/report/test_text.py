@@ -18,8 +18,9 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 def test_sections_in_order_insights_before_tensor_groups(pair: Diffed) -> None:
     out = create_diff_report(pair.diffs, pair.summary, pair.analysis, format="text",
                              **pair.kwargs())
-    heads = ["Summary", "Insights (3)", "Layer types", "Added (1)", "Removed (1)",
-             "Shape changed (1)", "Dtype changed (1)", "Modified (", "Unchanged (2)"]
+    heads = ["Summary", f"Insights ({len(pair.analysis['insights'])})", "Layer types",
+             "Change by depth", "Added (1)", "Removed (1)", "Shape changed (1)",
+             "Dtype changed (1)", "Modified (", "Unchanged (2)"]
     positions = [out.index("\n" + h) for h in heads]
     assert positions == sorted(positions)
     # Critical first, then warning, then info.
@@ -80,3 +81,31 @@ def test_color_keyword_overrides_the_config(pair: Diffed) -> None:
     off = create_diff_report(pair.diffs, pair.summary, None, format="text", color=False,
                              config=VisualizationConfig(color=True))
     assert "\x1b[" in on and "\x1b" not in off
+
+
+def test_partial_analysis_dicts_render_in_every_format(pair: Diffed) -> None:
+    """Optional analysis keys may be missing; odd values are ignored, not fatal."""
+    partial = {"insights": [{"code": "x", "severity": "bogus", "title": "Only insights"}],
+               "layer_analysis": {"mlp": {"count": "many"}}, "depth_profile": [{"block": "a"}]}
+    for fmt in ("text", "json", "markdown", "html"):
+        out = create_diff_report(pair.diffs, pair.summary, partial, format=fmt)
+        assert "Only insights" in out
+
+
+def test_depth_profile_shows_later_blocks_moving_more(pair: Diffed) -> None:
+    """The toy fine-tune moves later blocks more: the depth bars grow with the block index."""
+    out = create_diff_report(pair.diffs, pair.summary, pair.analysis, format="text")
+    section = out.split("Change by depth (avg relative change per block)\n")[1].split("\n\n")[0]
+    bars = [line.count("#") for line in section.splitlines()]
+    assert len(bars) == 3 and bars == sorted(bars) and bars[-1] == 40
+
+
+def test_block_profile_merges_runs_of_blocks_beyond_max_rows() -> None:
+    from model_diff.report.view import block_profile
+
+    profile = [{"block": b, "layer_type": t, "avg_change": float(b), "count": 1}
+               for b in range(10) for t in ("attention", "mlp")]
+    assert block_profile(profile, max_rows=24)[3] == ("3", 3.0)
+    merged = block_profile(profile, max_rows=4)
+    assert [label for label, _ in merged] == ["0-2", "3-5", "6-8", "9"]
+    assert merged[0][1] == 1.0
