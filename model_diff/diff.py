@@ -302,10 +302,13 @@ class ModelDiff:
                 return self._shape_changed(a, b, base)
             xa, xb = a.array(), b.array()
             same_dtype = a.dtype == b.dtype
-            if same_dtype and metrics.bytes_equal(xa, xb):
-                if not self.config.compute_element_wise:
-                    return ParameterDiff(change_type=ChangeType.UNCHANGED, **base)  # type: ignore[arg-type]
-                s = metrics.array_stats(xb)
+            ctype = ChangeType.MODIFIED if same_dtype else ChangeType.DTYPE_CHANGED
+            if not self.config.compute_element_wise:
+                if same_dtype and metrics.bytes_equal(xa, xb):
+                    ctype = ChangeType.UNCHANGED
+                return ParameterDiff(change_type=ctype, **base)  # type: ignore[arg-type]
+            s = metrics.stats_if_equal(xa, xb) if same_dtype else None
+            if s is not None:
                 return ParameterDiff(
                     change_type=ChangeType.UNCHANGED, l2_diff=0.0, l1_diff=0.0, max_diff=0.0,
                     mean_diff=0.0, mean_signed_diff=0.0, cosine_sim=1.0,
@@ -313,9 +316,6 @@ class ModelDiff:
                     sign_flip_ratio=0.0, finite_pairs=b.numel - s.nan_count - s.inf_count,
                     old_stats=s, new_stats=s, **base,  # type: ignore[arg-type]
                 )
-            ctype = ChangeType.MODIFIED if same_dtype else ChangeType.DTYPE_CHANGED
-            if not self.config.compute_element_wise:
-                return ParameterDiff(change_type=ctype, **base)  # type: ignore[arg-type]
             m = metrics.diff_arrays(xa, xb, self.config.change_threshold)
             low_rank = self._low_rank(a, b, xa, xb) if ctype is ChangeType.MODIFIED else None
             return _from_metrics(ctype, base, m, low_rank=low_rank)

@@ -235,3 +235,16 @@ def test_auto_low_rank_takes_the_most_changed_matrices_within_the_budget(
     assert analysed("auto") == ["w2", "w3", "w4"]
     assert analysed(True) == ["w0", "w1", "w2", "w3", "w4"]
     assert analysed(False) == []
+
+
+def test_stats_if_equal_matches_array_stats_and_spots_a_late_difference() -> None:
+    """The fused equal-and-stats pass gives array_stats for equal bytes, None otherwise."""
+    from model_diff import metrics
+
+    x = np.random.default_rng(5).standard_normal(metrics.CHUNK_ELEMENTS * 2 + 17)
+    x = x.astype(np.float32)
+    assert metrics.stats_if_equal(x, x.copy()) == metrics.array_stats(x)
+    y = x.copy()
+    y[-1] = np.nextafter(y[-1], np.float32(np.inf))  # one ulp, in the last (partial) chunk
+    assert metrics.stats_if_equal(x, y) is None
+    assert metrics.stats_if_equal(x, x.view(np.int32)) is None  # same bytes, other dtype
