@@ -168,3 +168,34 @@ def test_version_names_the_metrics_backend() -> None:
     r = CliRunner().invoke(cli, ["--version"])
     assert r.exit_code == 0 and "metrics backend" in r.stdout
     assert sys.version_info >= (3, 10)
+
+
+def test_progress_goes_to_stderr_only_on_a_terminal(pair: tuple[Path, Path],
+                                                    clean_env: dict[str, str]) -> None:
+    """On a terminal, compare shows [done/total] progress on stderr; stdout stays the report."""
+    import pty
+    import subprocess
+
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "model_diff", "compare", str(pair[0]), str(pair[1]),
+             "--format", "json"],
+            env=clean_env, stdout=subprocess.PIPE, stderr=slave, check=False)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the pty's other end is closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(master)
+    err = b"".join(chunks).decode()
+    assert proc.returncode == 0
+    n = len(toy_transformer(n_blocks=3, d_model=16, vocab=64))
+    assert f"[1/{n}]" in err and f"[{n}/{n}]" in err
+    _strict_json(proc.stdout.decode())  # the report itself is untouched by the progress line
