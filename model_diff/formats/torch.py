@@ -182,8 +182,11 @@ def _loader(torch: Any, t: Any, dtype: DType) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         flat = t.detach().contiguous().reshape(-1)
         if reinterpret is not None:
-            return np.asarray(flat.view(reinterpret).numpy().view(dtype.numpy))
-        return np.asarray(flat.numpy())
+            arr = flat.view(reinterpret).numpy().view(dtype.numpy)
+        else:
+            arr = flat.numpy()
+        arr.flags.writeable = False  # like the mapped formats: readers hand out read-only data
+        return np.asarray(arr)
 
     return load
 
