@@ -254,3 +254,35 @@ def demo(fmt: str, output: str | None, keep: str | None) -> None:
     if keep:
         click.echo(f"demo checkpoints kept in {keep}", err=True)
     write_output(text, output)
+
+
+# --- analysis commands: timeline ---
+
+
+@cli.command()
+@click.argument("checkpoints", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              show_default=True, help="Output format.")
+@_output_option
+@click.option("--threshold", type=click.FloatRange(min=0), default=1e-6, show_default=True,
+              help="|new-old| above which an element counts as changed.")
+@click.option("--unsafe-pickle", is_flag=True,
+              help="Allow full pickle loading of .pt files (runs code from the file).")
+def timeline(checkpoints: tuple[str, ...], fmt: str, output: str | None, threshold: float,
+             unsafe_pickle: bool) -> None:
+    """Show how each block's change evolves over CHECKPOINTS (in training order).
+
+    Each consecutive pair is diffed and analysed; the table gives every block's aggregate
+    relative change per step, its trend, and each step's pattern and insight codes.
+    """
+    from .diff import DiffConfig
+    from .timeline import compare_training_stages, render_timeline_json, render_timeline_text
+
+    if len(checkpoints) < 2:
+        raise click.UsageError("timeline needs at least two checkpoints (in training order)")
+    result = compare_training_stages(
+        list(checkpoints), diff_config=DiffConfig(change_threshold=threshold),
+        opener=lambda spec: _open_spec(str(spec), unsafe_pickle),
+    )
+    render = render_timeline_json if fmt == "json" else render_timeline_text
+    write_output(render(result), output)

@@ -1,0 +1,306 @@
+"""The format-neutral content of a report, built once and rendered by every format.
+
+``build_view`` turns (diffs, summary, analysis, options) into a ``ReportView``: tensors
+grouped as added / removed / shape-changed / dtype-changed / modified / unchanged in natural
+name order, the counts, the insights ordered by severity, the layer-type rows and the
+selection of tensors that fits ``max_layers_display``. It tolerates ``analysis=None`` and
+missing optional keys. It must not format for a particular output (no markup here).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..diff import ChangeType, DiffConfig, DiffSummary, ParameterDiff
+from ..naming import natural_key
+from .config import VisualizationConfig
+
+#: Report groups in display order: (key = ChangeType value, heading).
+GROUPS: tuple[tuple[str, str], ...] = (
+    ("added", "Added"),
+    ("removed", "Removed"),
+    ("shape_changed", "Shape changed"),
+    ("dtype_changed", "Dtype changed"),
+    ("modified", "Modified"),
+    ("unchanged", "Unchanged"),
+)
+GROUP_TITLES = dict(GROUPS)
+STRUCTURAL = ("added", "removed", "shape_changed", "dtype_changed")
+SEVERITIES = ("critical", "warning", "info")
+LAYER_TYPE_ORDER = ("embedding", "attention", "mlp", "norm", "head", "other")
+
+
+@dataclass(frozen=True)
+class Insight:
+    code: str
+    severity: str
+    category: str
+    title: str
+    description: str
+    tensors: tuple[str, ...]
+    evidence: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    layer_type: str
+    count: int | None
+    changed: int | None
+    frozen: int | None
+    avg_change: float | None
+    max_change: float | None
+    avg_cosine: float | None
+    num_elements: int | None
+
+
+@dataclass
+class ReportView:
+    old_name: str
+    new_name: str
+    summary: DiffSummary
+    config: VisualizationConfig
+    inputs: dict[str, dict[str, Any]]
+    diff_config: dict[str, Any] | None
+    counts: dict[str, int]
+    #: Listed tensors per group (every group key present; unchanged only when the diff kept them).
+    groups: dict[str, list[ParameterDiff]]
+    #: The tensors the tables show, per group, after ``max_layers_display``.
+    shown: dict[str, list[ParameterDiff]]
+    analysis: dict[str, Any] | None
+    insights: list[Insight] = field(default_factory=list)
+    layer_rows: list[LayerRow] = field(default_factory=list)
+    depth_profile: list[dict[str, Any]] = field(default_factory=list)
+    pattern: str | None = None
+    frozen_layers: list[str] = field(default_factory=list)
+    low_rank_summary: dict[str, Any] | None = None
+
+    @property
+    def listed_changed(self) -> int:
+        return sum(len(self.groups[k]) for k in self.groups if k != "unchanged")
+
+    @property
+    def shown_count(self) -> int:
+        return sum(len(v) for k, v in self.shown.items() if k != "unchanged")
+
+    @property
+    def truncated(self) -> bool:
+        return self.shown_count < self.listed_changed
+
+    @property
+    def changed_count(self) -> int:
+        return sum(v for k, v in self.counts.items() if k != "unchanged")
+
+    @property
+    def total_count(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def low_rank_diffs(self) -> list[ParameterDiff]:
+        return [d for d in self.groups["modified"] if d.low_rank]
+
+
+def jsonable(obj: Any) -> Any:
+    """A JSON-safe deep copy: non-finite floats -> None, tuples/sets -> lists, dict keys sorted.
+
+    Sorting keys makes the output independent of how a producer happened to build its
+    dicts (set iteration order varies with PYTHONHASHSEED).
+    """
+    if isinstance(obj, enum.Enum):
+        return jsonable(obj.value)
+    if obj is None or isinstance(obj, bool):
+        return obj
+    if isinstance(obj, str):
+        return str(obj)
+    if isinstance(obj, int):
+        return int(obj)
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if hasattr(obj, "item") and callable(obj.item) and getattr(obj, "shape", None) == ():
+        return jsonable(obj.item())  # numpy scalar
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(obj[k]) for k in sorted(obj, key=str)}
+    if isinstance(obj, (set, frozenset)):
+        return [jsonable(v) for v in sorted(obj, key=str)]
+    if isinstance(obj, Sequence) or hasattr(obj, "tolist"):
+        seq = obj.tolist() if hasattr(obj, "tolist") else obj
+        return [jsonable(v) for v in seq]
+    if hasattr(obj, "to_dict"):
+        return jsonable(obj.to_dict())
+    return str(obj)
+
+
+def inputs_from_checkpoints(old: Any, new: Any) -> dict[str, dict[str, Any]]:
+    """The ``inputs`` argument of ``create_diff_report`` from two open ``Checkpoint`` objects."""
+    return {"old": _describe(old), "new": _describe(new)}
+
+
+def _describe(ckpt: Any) -> dict[str, Any]:
+    return {
+        "path": ckpt.path,
+        "format": ckpt.format,
+        "num_tensors": len(ckpt.tensors),
+        "num_parameters": int(ckpt.num_parameters),
+        "size_bytes": int(ckpt.size_bytes),
+        "dtypes": dict(sorted(ckpt.dtypes.items())),  # parameters per dtype
+    }
+
+
+_INPUT_KEYS = ("path", "format", "num_tensors", "num_parameters", "size_bytes", "dtypes")
+#: Shorter spellings accepted in ``inputs`` (the CLI's checkpoint descriptions use them).
+_INPUT_ALIASES = {"tensors": "num_tensors", "parameters": "num_parameters", "bytes": "size_bytes"}
+
+
+def _derive_inputs(
+    diffs: Sequence[ParameterDiff], summary: DiffSummary, given: Mapping[str, Any] | None
+) -> dict[str, dict[str, Any]]:
+    complete = len(diffs) == summary.total_parameters  # unchanged tensors were kept
+    out: dict[str, dict[str, Any]] = {}
+    for side in ("old", "new"):
+        gone = summary.added_parameters if side == "old" else summary.removed_parameters
+        derived: dict[str, Any] = {
+            "path": getattr(summary, f"{side}_path"),
+            "format": getattr(summary, f"{side}_format"),
+            "num_tensors": summary.total_parameters - gone,
+            "num_parameters": getattr(summary, f"{side}_num_elements"),
+            "size_bytes": None,
+            "dtypes": None,
+        }
+        if complete:
+            counts: dict[str, int] = {}
+            for d in diffs:
+                dt = d.old_dtype if side == "old" else d.new_dtype
+                shape = d.old_shape if side == "old" else d.new_shape
+                if dt is not None and shape is not None:
+                    counts[dt] = counts.get(dt, 0) + math.prod(shape)
+            derived["dtypes"] = dict(sorted(counts.items()))
+        raw = (given or {}).get(side) or {}
+        extra = {_INPUT_ALIASES.get(k, k): v for k, v in raw.items()}
+        merged = {k: jsonable(extra.get(k, derived[k])) for k in _INPUT_KEYS}
+        for k in sorted(extra):
+            if k not in merged:
+                merged[k] = jsonable(extra[k])
+        out[side] = merged
+    return out
+
+
+def _rank_key(d: ParameterDiff) -> tuple[int, float, tuple[Any, ...]]:
+    """Most important first: structural changes, non-finite values, then relative change."""
+    structural = d.change_type.value in STRUCTURAL
+    nonfinite = d.nonfinite_new > 0
+    rel = d.relative_change if d.relative_change is not None else -1.0
+    tier = 0 if structural else (1 if nonfinite else 2)
+    return (tier, -rel, natural_key(d.name))
+
+
+def _insight(raw: Mapping[str, Any]) -> Insight:
+    evidence = jsonable(raw.get("evidence") or {})
+    if not isinstance(evidence, dict):
+        evidence = {"value": evidence}
+    tensors = evidence.get("tensors") or []
+    if not isinstance(tensors, list):
+        tensors = [tensors]
+    severity = str(raw.get("severity", "info")).lower()
+    return Insight(
+        code=str(raw.get("code", "")),
+        severity=severity if severity in SEVERITIES else "info",
+        category=str(raw.get("category", "")),
+        title=str(raw.get("title", "")),
+        description=str(raw.get("description", "")),
+        tensors=tuple(str(t) for t in tensors),
+        evidence=evidence,
+    )
+
+
+def _num(x: Any) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    return float(x) if math.isfinite(x) else None
+
+
+def _int(x: Any) -> int | None:
+    return int(x) if isinstance(x, int) and not isinstance(x, bool) else None
+
+
+def build_view(
+    diffs: Sequence[ParameterDiff],
+    summary: DiffSummary,
+    analysis: Mapping[str, Any] | None,
+    *,
+    old_name: str | None = None,
+    new_name: str | None = None,
+    config: VisualizationConfig | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    diff_config: DiffConfig | Mapping[str, Any] | None = None,
+) -> ReportView:
+    config = config or VisualizationConfig()
+    groups: dict[str, list[ParameterDiff]] = {k: [] for k, _ in GROUPS}
+    for d in diffs:
+        groups[ChangeType(d.change_type).value].append(d)
+    for members in groups.values():
+        members.sort(key=lambda d: natural_key(d.name))
+    counts = {
+        "added": summary.added_parameters,
+        "removed": summary.removed_parameters,
+        "shape_changed": summary.shape_changed_parameters,
+        "dtype_changed": summary.dtype_changed_parameters,
+        "modified": summary.modified_parameters,
+        "unchanged": summary.unchanged_parameters,
+    }
+    changed = [d for k, v in groups.items() if k != "unchanged" for d in v]
+    keep = {id(d) for d in sorted(changed, key=_rank_key)[: config.max_layers_display]}
+    shown = {k: [d for d in v if id(d) in keep] for k, v in groups.items()}
+    shown["unchanged"] = []
+
+    a = jsonable(analysis) if analysis is not None else None
+    if diff_config is not None and not isinstance(diff_config, Mapping):
+        diff_config = diff_config.to_dict()
+    view = ReportView(
+        old_name=old_name or _default_name(summary.old_path, "old"),
+        new_name=new_name or _default_name(summary.new_path, "new"),
+        summary=summary,
+        config=config,
+        inputs=_derive_inputs(diffs, summary, inputs),
+        diff_config=jsonable(diff_config) if diff_config is not None else None,
+        counts=counts,
+        groups=groups,
+        shown=shown,
+        analysis=a,
+    )
+    if a is not None:
+        _read_analysis(view, a)
+    return view
+
+
+def _default_name(path: str | None, side: str) -> str:
+    return path if path else side
+
+
+def _read_analysis(view: ReportView, a: dict[str, Any]) -> None:
+    raw_insights = a.get("insights") or []
+    insights = [_insight(i) for i in raw_insights if isinstance(i, Mapping)]
+    order = {s: i for i, s in enumerate(SEVERITIES)}
+    # Stable sort: keeps the analyzer's order within a severity (it orders by code).
+    view.insights = sorted(insights, key=lambda i: order[i.severity])
+    pattern = a.get("change_pattern")
+    view.pattern = str(pattern) if pattern is not None else None
+    la = a.get("layer_analysis") or {}
+    if isinstance(la, Mapping):
+        known = [t for t in LAYER_TYPE_ORDER if t in la]
+        for t in known + sorted(t for t in la if t not in LAYER_TYPE_ORDER):
+            row = la[t] if isinstance(la[t], Mapping) else {}
+            view.layer_rows.append(LayerRow(
+                layer_type=t, count=_int(row.get("count")), changed=_int(row.get("changed")),
+                frozen=_int(row.get("frozen")), avg_change=_num(row.get("avg_change")),
+                max_change=_num(row.get("max_change")), avg_cosine=_num(row.get("avg_cosine")),
+                num_elements=_int(row.get("num_elements")),
+            ))
+    dp = a.get("depth_profile") or []
+    view.depth_profile = [p for p in dp if isinstance(p, dict)] if isinstance(dp, list) else []
+    fl = a.get("frozen_layers") or []
+    view.frozen_layers = [str(x) for x in fl] if isinstance(fl, list) else []
+    lr = a.get("low_rank")
+    view.low_rank_summary = lr if isinstance(lr, dict) and lr else None

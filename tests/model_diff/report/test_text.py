@@ -1,0 +1,82 @@
+"""The terminal report: grouping, 80 columns, colour only when asked, safe names."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from model_diff.checkpoint import from_arrays
+from model_diff.report import VisualizationConfig, create_diff_report
+
+from .conftest import Diffed
+from .pairs import diff_pair
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def test_sections_in_order_insights_before_tensor_groups(pair: Diffed) -> None:
+    out = create_diff_report(pair.diffs, pair.summary, pair.analysis, format="text",
+                             **pair.kwargs())
+    heads = ["Summary", "Insights (3)", "Layer types", "Added (1)", "Removed (1)",
+             "Shape changed (1)", "Dtype changed (1)", "Modified (", "Unchanged (2)"]
+    positions = [out.index("\n" + h) for h in heads]
+    assert positions == sorted(positions)
+    # Critical first, then warning, then info.
+    assert out.index("[CRITICAL]") < out.index("[WARNING]") < out.index("[INFO]")
+    assert "model.layers.2.mlp.up_proj.weight" in out.split("Modified (")[1]
+    assert "! = the new tensor holds NaN or Inf values" in out
+
+
+def test_every_line_fits_80_columns_even_with_long_names(tmp_path: object) -> None:
+    long = "model." + ".".join(f"very_long_segment_{i}" for i in range(8)) + ".weight"
+    a = {long: np.ones(4, np.float32), "x.weight": np.ones(4, np.float32)}
+    b = {long: np.full(4, 2.0, np.float32), "y" * 120: np.ones((3, 2), np.float32)}
+    diffs, summary, _ = diff_pair(from_arrays(a), from_arrays(b))
+    out = create_diff_report(diffs, summary, None, format="text", old_name="o" * 200,
+                             new_name="n")
+    assert max(len(line) for line in out.splitlines()) <= 80
+    assert "y" * 78 in out  # long names wrap instead of being cut
+    assert "not computed (no analysis given)" in out
+
+
+def test_no_ansi_unless_color_is_set(pair: Diffed) -> None:
+    plain = create_diff_report(pair.diffs, pair.summary, pair.analysis, format="text",
+                               **pair.kwargs())
+    coloured = create_diff_report(pair.diffs, pair.summary, pair.analysis, format="text",
+                                  **pair.kwargs(config=VisualizationConfig(color=True)))
+    assert "\x1b" not in plain
+    assert "\x1b[1;31m[CRITICAL]\x1b[0m" in coloured
+    assert ANSI.sub("", coloured) == plain
+
+
+def test_control_characters_in_names_are_shown_escaped() -> None:
+    """A tensor name cannot send escape sequences or newlines to the terminal."""
+    evil = "a\x1b[2Jb\nc"
+    diffs, summary, _ = diff_pair(from_arrays({}), from_arrays({evil: np.ones(2, np.float32)}))
+    out = create_diff_report(diffs, summary, None, format="text")
+    assert "\x1b" not in out
+    assert "a\\x1b[2Jb\\x0ac" in out
+
+
+def test_max_layers_display_keeps_the_most_changed(pair: Diffed) -> None:
+    out = create_diff_report(pair.diffs, pair.summary, pair.analysis, format="text",
+                             **pair.kwargs(config=VisualizationConfig(max_layers_display=6)))
+    # 4 structural changes + the NaN tensor + the largest relative change.
+    modified = pair.summary.modified_parameters
+    assert f"Modified ({modified}, showing 2)" in out
+    assert (f"Showing the 6 most changed of {modified + 4} changed tensors "
+            "(max_layers_display=6)") in out
+    top = max((d for d in pair.diffs if d.change_type.value == "modified"),
+              key=lambda d: d.relative_change or 0.0)
+    section = out.split("Modified (")[1].split("Unchanged (")[0]
+    listed = [line.split()[0].lstrip("!") for line in section.splitlines()[2:] if line.strip()]
+    assert listed == ["model.layers.2.mlp.up_proj.weight", top.name]
+
+
+def test_color_keyword_overrides_the_config(pair: Diffed) -> None:
+    """create_diff_report(color=...) is how the CLI passes isatty()."""
+    on = create_diff_report(pair.diffs, pair.summary, None, format="text", color=True)
+    off = create_diff_report(pair.diffs, pair.summary, None, format="text", color=False,
+                             config=VisualizationConfig(color=True))
+    assert "\x1b[" in on and "\x1b" not in off
