@@ -62,7 +62,8 @@ def detect_format(path: str, *, name: str | None = None) -> str:
             return key
     raise UnknownFormatError(f"is not a checkpoint format model-diff reads (expected "
                              f"{SUPPORTED})", path=label,
-                             hint="save it as safetensors, or name the format explicitly")
+                             hint="convert it to safetensors, or give it the extension of its real "
+                                  "format")
 
 
 def open_file(path: str, *, label: str | None = None, format: str | None = None,

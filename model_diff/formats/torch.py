@@ -22,6 +22,10 @@ when only one side has it.
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import mmap
+import os
 import pickle
 import warnings
 from collections.abc import Callable, Mapping
@@ -182,10 +186,61 @@ def _loader(torch: Any, t: Any, dtype: DType) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         flat = t.detach().contiguous().reshape(-1)
         if reinterpret is not None:
-            return np.asarray(flat.view(reinterpret).numpy().view(dtype.numpy))
-        return np.asarray(flat.numpy())
+            arr = flat.view(reinterpret).numpy().view(dtype.numpy)
+        else:
+            arr = flat.numpy()
+        arr.flags.writeable = False  # like the mapped formats: readers hand out read-only data
+        return np.asarray(arr)
 
     return load
+
+
+_MADV_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL:
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _file_mappings(path: str) -> list[tuple[int, int]]:
+    """Address ranges where this process maps ``path`` (Linux ``/proc/self/maps``; [] elsewhere)."""
+    real = os.path.realpath(path)
+    ranges: list[tuple[int, int]] = []
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                parts = line.rstrip("\n").split(maxsplit=5)
+                if len(parts) == 6 and parts[5] == real:
+                    lo, hi = parts[0].split("-")
+                    ranges.append((int(lo, 16), int(hi, 16)))
+    except OSError:
+        return []
+    return ranges
+
+
+def _page_releaser(t: Any, mappings: list[tuple[int, int]]) -> Callable[[], None] | None:
+    """A release() for a tensor whose storage lies inside torch's mapping of the file.
+
+    Only then: MADV_DONTNEED on a file-backed page nobody wrote just drops it (it is re-read
+    from the file when touched again), whereas on ordinary memory it would zero the data. The
+    closure holds the tensor, so the mapping cannot go away while release() is reachable.
+    """
+    if _MADV_DONTNEED is None or not mappings:
+        return None
+    storage = t.untyped_storage()
+    start, size = storage.data_ptr(), storage.nbytes()
+    if size == 0 or not any(lo <= start and start + size <= hi for lo, hi in mappings):
+        return None
+    libc = _libc()
+    aligned = start - start % mmap.PAGESIZE
+    length = start + size - aligned
+
+    def release(keep: Any = t) -> None:
+        libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(length),
+                     ctypes.c_int(_MADV_DONTNEED))
+
+    return release
 
 
 def _readable_dtype(torch: Any, t: Any) -> DType | None:
@@ -206,6 +261,7 @@ def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = Fals
     del prefix  # names are the weights' own, not "state_dict.<name>"
     tensors: dict[str, Any] = {}
     _flatten(torch, root, "", out=tensors, skipped=skipped, label=label)
+    mappings = _file_mappings(path)
     refs: dict[str, TensorRef] = {}
     for name, t in tensors.items():
         dtype = _readable_dtype(torch, t)
@@ -213,7 +269,7 @@ def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = Fals
             skipped.append(name)
             continue
         refs[name] = TensorRef(name, dtype, tuple(t.shape), _loader(torch, t, dtype),
-                               source=label)
+                               release=_page_releaser(t, mappings), source=label)
     if not refs and skipped:
         shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
         raise CheckpointError(f"holds no tensors model-diff can read (found: {shown})",

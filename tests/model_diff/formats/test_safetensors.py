@@ -10,8 +10,10 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file, save, save_file
 
 from model_diff.errors import CheckpointError
 from model_diff.formats import open_checkpoint
@@ -221,3 +223,39 @@ def test_release_drops_the_tensors_resident_pages(tmp_path: Path) -> None:
         assert touched - released > 24 << 20
         assert float(a[-1]) == 1.0
         del a
+
+
+# A small valid file written by the reference library, the seed of the fuzz test below.
+_VALID = save({"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(4, np.int16)},
+              metadata={"k": "v"})
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_corrupted_files_are_rejected_exactly_when_the_library_rejects_them(
+    tmp_path: Path, data: st.DataObject
+) -> None:
+    """Random byte edits and truncations: we raise only CheckpointError, never crash, and
+    accept a file exactly when the safetensors library accepts it."""
+    raw = bytearray(_VALID)
+    n_edits = data.draw(st.integers(0, 3))
+    for _ in range(n_edits):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(1, len(raw)))
+    path = tmp_path / "fuzz.safetensors"
+    path.write_bytes(bytes(raw[:cut]))
+    try:
+        load_file(str(path))
+        library_ok = True
+    except Exception:
+        library_ok = False
+    try:
+        with open_checkpoint(path, format="safetensors") as ckpt:
+            for ref in ckpt.tensors.values():
+                ref.array()
+        ours_ok = True
+    except CheckpointError:
+        ours_ok = False
+    assert ours_ok == library_ok
