@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -199,3 +200,13 @@ def test_progress_goes_to_stderr_only_on_a_terminal(pair: tuple[Path, Path],
     n = len(toy_transformer(n_blocks=3, d_model=16, vocab=64))
     assert f"[1/{n}]" in err and f"[{n}/{n}]" in err
     _strict_json(proc.stdout.decode())  # the report itself is untouched by the progress line
+
+
+def test_readme_lists_every_command() -> None:
+    """The README's command table names every command the CLI has."""
+    from tests.conftest import PROJECT_ROOT
+
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("All commands", 1)[1].split("\n\n", 2)[1]
+    for name in cli.commands:  # type: ignore[attr-defined]
+        assert re.search(rf"`{re.escape(name)}[ `]", table), name
