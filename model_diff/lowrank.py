@@ -28,7 +28,7 @@ This module must not import torch, click or the git/hook packages.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import numpy as np
@@ -57,15 +57,36 @@ _SEED = 0
 
 
 
-def _row_chunks(a: np.ndarray, b: np.ndarray, m: int, n: int
-                ) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield (row offset, float32 delta rows) without materialising the whole delta."""
-    rows = max(1, CHUNK_ELEMENTS // max(n, 1))
-    for r0 in range(0, m, rows):
-        r1 = min(m, r0 + rows)
-        da = a[r0 * n:r1 * n].astype(np.float32).reshape(r1 - r0, n)
-        db = b[r0 * n:r1 * n].astype(np.float32).reshape(r1 - r0, n)
-        yield r0, db - da
+class _Delta:
+    """The delta ``b - a`` as an (m, n) float32 matrix, handed out in row chunks.
+
+    Every pass of the analysis iterates ``chunks()``. A matrix that fits one chunk (every
+    matrix "auto" analyses) is formed once and reused by all passes; a larger one is
+    recomputed chunk by chunk on each pass, so memory stays at one chunk whatever its size.
+    """
+
+    def __init__(self, a: np.ndarray, b: np.ndarray, m: int, n: int) -> None:
+        self.a, self.b, self.m, self.n = a, b, m, n
+        self._whole: list[tuple[int, np.ndarray]] | None = None
+        if m * n <= CHUNK_ELEMENTS:
+            self._whole = list(self._rows())
+
+    def chunks(self) -> Iterable[tuple[int, np.ndarray]]:
+        return self._whole if self._whole is not None else self._rows()
+
+    def _rows(self) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (row offset, float32 delta rows) without materialising the whole delta."""
+        a, b, m, n = self.a, self.b, self.m, self.n
+        rows = max(1, CHUNK_ELEMENTS // max(n, 1))
+        direct = a.dtype == np.float32 and b.dtype == np.float32
+        for r0 in range(0, m, rows):
+            r1 = min(m, r0 + rows)
+            ca, cb = a[r0 * n:r1 * n], b[r0 * n:r1 * n]
+            if direct:  # no upcast copies: subtract straight from the (mapped) inputs
+                d = np.subtract(cb, ca)
+            else:
+                d = np.subtract(cb.astype(np.float32), ca.astype(np.float32))
+            yield r0, d.reshape(r1 - r0, n)
 
 
 def analyze_delta(
@@ -101,12 +122,13 @@ def _analyze(a_flat: np.ndarray, b_flat: np.ndarray, m: int, n: int) -> dict[str
     # A narrow sketch first: it settles low-rank updates (LoRA-like) and noise-like full-rank
     # ones (little energy in the top directions) at a fraction of the cost; only updates in
     # between pay for the full-width sketch.
-    total, sigma = _randomized(a_flat, b_flat, m, n, FIRST_SKETCH)
+    delta = _Delta(a_flat, b_flat, m, n)
+    total, sigma = _randomized(delta, FIRST_SKETCH)
     if not math.isfinite(total):
         return {"skipped": "non-finite delta", "method": "randomized"}
     out = _summarize(sigma, total, FIRST_SKETCH, "randomized", exact=False)
     if out["rank_99"] is None and out["captured_energy"] >= WIDEN_IF_CAPTURED:
-        total, sigma = _randomized(a_flat, b_flat, m, n, RANK_LIMIT)
+        total, sigma = _randomized(delta, RANK_LIMIT)
         out = _summarize(sigma, total, RANK_LIMIT, "randomized", exact=False)
     out["full_rank"] = min(m, n)
     return out
@@ -116,7 +138,7 @@ def _exact(a: np.ndarray, b: np.ndarray, m: int, n: int) -> tuple[float, np.ndar
     """Spectrum from the small side's Gram matrix (min(m, n) <= RANK_LIMIT), float64."""
     if n <= m:  # tall: D^T D (n x n) over row chunks
         gram = np.zeros((n, n), dtype=np.float64)
-        for _, d in _row_chunks(a, b, m, n):
+        for _, d in _Delta(a, b, m, n).chunks():
             d64 = d.astype(np.float64)
             gram += d64.T @ d64
     else:  # wide: D D^T (m x m) over column chunks
@@ -134,14 +156,14 @@ def _exact(a: np.ndarray, b: np.ndarray, m: int, n: int) -> tuple[float, np.ndar
     return total, np.sqrt(np.clip(eig, 0.0, None))
 
 
-def _randomized(a: np.ndarray, b: np.ndarray, m: int, n: int, k: int
-                ) -> tuple[float, np.ndarray]:
+def _randomized(delta: _Delta, k: int) -> tuple[float, np.ndarray]:
     """Singular values of Q^T D for an orthonormal basis Q of D's dominant range."""
+    m, n = delta.m, delta.n
     rng = np.random.default_rng(_SEED)
     omega = rng.standard_normal((n, k)).astype(np.float32)
     y = np.empty((m, k), dtype=np.float32)
     total = 0.0
-    for r0, d in _row_chunks(a, b, m, n):
+    for r0, d in delta.chunks():
         total += float(np.einsum("ij,ij->", d, d, dtype=np.float64))
         y[r0:r0 + d.shape[0]] = d @ omega
     if not math.isfinite(total):
@@ -151,14 +173,14 @@ def _randomized(a: np.ndarray, b: np.ndarray, m: int, n: int, k: int
     q = _orth(y)
     for it in range(POWER_ITERATIONS + 1):
         z = np.zeros((n, q.shape[1]), dtype=np.float64)
-        for r0, d in _row_chunks(a, b, m, n):
+        for r0, d in delta.chunks():
             z += (d.T @ q[r0:r0 + d.shape[0]]).astype(np.float64)
         if it == POWER_ITERATIONS:
             # z = D^T Q, so the singular values of z are those of Q^T D.
             return total, np.linalg.svd(z, compute_uv=False)
         qz = _orth(z)
         y = np.empty((m, qz.shape[1]), dtype=np.float32)
-        for r0, d in _row_chunks(a, b, m, n):
+        for r0, d in delta.chunks():
             y[r0:r0 + d.shape[0]] = d @ qz
         q = _orth(y)
     raise AssertionError("unreachable")  # pragma: no cover
