@@ -240,14 +240,26 @@ static inline AVX2 __m256d ld_bf16(const char *p) {
 static inline AVX2 __m256d ld_f16(const char *p) {
     return _mm256_cvtps_pd(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)p)));
 }
-static inline AVX2 __m256 ld8_f32(const char *p) { return _mm256_loadu_ps((const float *)p); }
-static inline AVX2 __m256 ld8_bf16(const char *p) {
-    __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
-    return _mm256_castsi256_ps(_mm256_slli_epi32(w, 16));
-}
-static inline AVX2 __m256 ld8_f16(const char *p) {
-    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-}
+/* 16 elements as two float32 vectors (lo, hi). Which element lands in which lane does not
+ * matter to sums, extrema and counts as long as old and new are split the same way, so a
+ * bf16 pair of vectors comes from ONE 32-byte load: the low halves of its 32-bit words
+ * shifted up (even elements) and the high halves masked (odd elements), no shuffles. */
+#define LD16_F32(p, lo, hi)                                                                   \
+    do {                                                                                      \
+        lo = _mm256_loadu_ps((const float *)(p));                                             \
+        hi = _mm256_loadu_ps((const float *)(p) + 8);                                         \
+    } while (0)
+#define LD16_BF16(p, lo, hi)                                                                  \
+    do {                                                                                      \
+        __m256i w_ = _mm256_loadu_si256((const __m256i *)(p));                                \
+        lo = _mm256_castsi256_ps(_mm256_slli_epi32(w_, 16));                                  \
+        hi = _mm256_castsi256_ps(_mm256_and_si256(w_, _mm256_set1_epi32((int)0xffff0000u)));  \
+    } while (0)
+#define LD16_F16(p, lo, hi)                                                                   \
+    do {                                                                                      \
+        lo = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p)));                          \
+        hi = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(p) + 1));                      \
+    } while (0)
 
 static inline AVX2 double hsum(__m256d v) {
     __m128d s = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
@@ -320,7 +332,7 @@ static inline AVX2 int64_t hcount32(__m256i v) {
         acc->c[C_CHANGED] += hcount64(ch);                                                    \
     }
 
-/* Pass 1 for 16-bit floats (bf16, f16) in float32 lanes, 8 wide: products of two 8- or
+/* Pass 1 for 16-bit floats (bf16, f16) in float32 lanes, 16 elements per step: products of two 8- or
  * 11-bit significands are exact in float32, differences are exact or rounded once (2^-24),
  * and partial sums run over sub-blocks of 256 elements before they are folded into double,
  * so results stay within ~1e-6 relative: far inside the inputs' own rounding (2^-8, 2^-11).
@@ -328,8 +340,22 @@ static inline AVX2 int64_t hcount32(__m256i v) {
  * are all tiny enough to underflow float32 products are redone in double by the driver.
  * |d| > threshold is decided exactly: t is the largest float32 <= threshold. */
 #define SUB 256
-#define DEFINE_PAIR_SUMS_AVX2_PS(NAME, LD8, ES)                                               \
-    static AVX2 void NAME(const char *pa, const char *pb, size_t n8, double thr, Acc *acc) {   \
+#define PS_SUMS_STEP(a, b)                                                                    \
+    do {                                                                                      \
+        __m256 d_ = _mm256_sub_ps(b, a), ad_ = _mm256_and_ps(d_, absmask);                    \
+        sd2 = _mm256_fmadd_ps(d_, d_, sd2);                                                   \
+        sab = _mm256_fmadd_ps(a, b, sab);                                                     \
+        sa2 = _mm256_fmadd_ps(a, a, sa2);                                                     \
+        sb2 = _mm256_fmadd_ps(b, b, sb2);                                                     \
+        sad = _mm256_add_ps(sad, ad_);                                                        \
+        sd = _mm256_add_ps(sd, d_);                                                           \
+        sa = _mm256_add_ps(sa, a);                                                            \
+        sb = _mm256_add_ps(sb, b);                                                            \
+        mxd = _mm256_max_ps(mxd, ad_);                                                        \
+        ch = _mm256_sub_epi32(ch, _mm256_castps_si256(_mm256_cmp_ps(ad_, vthr, _CMP_GT_OQ)));\
+    } while (0)
+#define DEFINE_PAIR_SUMS_AVX2_PS(NAME, LD16, ES)                                              \
+    static AVX2 void NAME(const char *pa, const char *pb, size_t n16, double thr, Acc *acc) {  \
         const __m256 absmask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fffffff));            \
         float tf = (float)thr;                                                                 \
         if ((double)tf > thr) tf = nextafterf(tf, -INFINITY);                                  \
@@ -337,23 +363,16 @@ static inline AVX2 int64_t hcount32(__m256i v) {
         __m256 mxd = zero;                                                                     \
         __m256i ch = _mm256_setzero_si256();                                                   \
         double t[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                \
-        for (size_t i0 = 0; i0 < n8; i0 += SUB) {                                              \
-            size_t i1 = n8 - i0 < SUB ? n8 : i0 + SUB;                                         \
+        for (size_t i0 = 0; i0 < n16; i0 += SUB) {                                             \
+            size_t i1 = n16 - i0 < SUB ? n16 : i0 + SUB;                                       \
             __m256 sd2 = zero, sad = zero, sd = zero, sab = zero, sa2 = zero, sb2 = zero;      \
             __m256 sa = zero, sb = zero;                                                       \
-            for (size_t i = i0; i < i1; i += 8) {                                              \
-                __m256 a = LD8(pa + i * ES), b = LD8(pb + i * ES);                             \
-                __m256 d = _mm256_sub_ps(b, a), ad = _mm256_and_ps(d, absmask);                \
-                sd2 = _mm256_fmadd_ps(d, d, sd2);                                              \
-                sab = _mm256_fmadd_ps(a, b, sab);                                              \
-                sa2 = _mm256_fmadd_ps(a, a, sa2);                                              \
-                sb2 = _mm256_fmadd_ps(b, b, sb2);                                              \
-                sad = _mm256_add_ps(sad, ad);                                                  \
-                sd = _mm256_add_ps(sd, d);                                                     \
-                sa = _mm256_add_ps(sa, a);                                                     \
-                sb = _mm256_add_ps(sb, b);                                                     \
-                mxd = _mm256_max_ps(mxd, ad);                                                  \
-                ch = _mm256_sub_epi32(ch, _mm256_castps_si256(_mm256_cmp_ps(ad, vthr, _CMP_GT_OQ)));\
+            for (size_t i = i0; i < i1; i += 16) {                                             \
+                __m256 a0, a1, b0, b1;                                                         \
+                LD16(pa + i * ES, a0, a1);                                                     \
+                LD16(pb + i * ES, b0, b1);                                                     \
+                PS_SUMS_STEP(a0, b0);                                                          \
+                PS_SUMS_STEP(a1, b1);                                                          \
             }                                                                                  \
             t[0] += hsum_ps(sd2); t[1] += hsum_ps(sad); t[2] += hsum_ps(sd);                   \
             t[3] += hsum_ps(sab); t[4] += hsum_ps(sa2); t[5] += hsum_ps(sb2);                  \
@@ -363,29 +382,37 @@ static inline AVX2 int64_t hcount32(__m256i v) {
         acc->f[F_SUM_AB] += t[3]; acc->f[F_SUM_A2] += t[4]; acc->f[F_SUM_B2] += t[5];          \
         acc->f[F_SUM_A] += t[6]; acc->f[F_SUM_B] += t[7];                                      \
         acc->f[F_MAX_ABS_D] = fmax(acc->f[F_MAX_ABS_D], hmax_ps(mxd));                         \
-        acc->c[C_N] += (int64_t)n8; acc->c[C_FINITE] += (int64_t)n8;                           \
+        acc->c[C_N] += (int64_t)n16; acc->c[C_FINITE] += (int64_t)n16;                         \
         acc->c[C_CHANGED] += hcount32(ch);                                                     \
     }
 
-/* Pass 2 (min/max, zeros, sign flips): exact in the source precision, so float32 lanes (8
- * wide) serve f32/bf16/f16. A sign flip is (a<0) != (b<0) with neither side zero. */
-#define DEFINE_PAIR_ORDER_AVX2_PS(NAME, LD8, ES)                                              \
-    static AVX2 void NAME(const char *pa, const char *pb, size_t n8, Acc *acc) {              \
+/* Pass 2 (min/max, zeros, sign flips): exact in the source precision, so float32 lanes serve
+ * f32/bf16/f16, 16 elements per step. Elements are finite here (non-finite blocks are redone
+ * by the masked loop), so a sign flip is a set sign bit in a XOR b with neither side zero
+ * (-0 == 0, so a signed zero never counts). */
+#define PS_ORDER_STEP(a, b)                                                                   \
+    do {                                                                                      \
+        mna = _mm256_min_ps(mna, a); mxa = _mm256_max_ps(mxa, a);                             \
+        mnb = _mm256_min_ps(mnb, b); mxb = _mm256_max_ps(mxb, b);                             \
+        __m256i a0_ = _mm256_castps_si256(_mm256_cmp_ps(a, zero, _CMP_EQ_OQ));                \
+        __m256i b0_ = _mm256_castps_si256(_mm256_cmp_ps(b, zero, _CMP_EQ_OQ));                \
+        __m256i sx_ = _mm256_srai_epi32(_mm256_castps_si256(_mm256_xor_ps(a, b)), 31);        \
+        za = _mm256_sub_epi32(za, a0_);                                                       \
+        zb = _mm256_sub_epi32(zb, b0_);                                                       \
+        fl = _mm256_sub_epi32(fl, _mm256_andnot_si256(_mm256_or_si256(a0_, b0_), sx_));       \
+    } while (0)
+#define DEFINE_PAIR_ORDER_AVX2_PS(NAME, LD16, ES)                                             \
+    static AVX2 void NAME(const char *pa, const char *pb, size_t n16, Acc *acc) {             \
         const __m256 zero = _mm256_setzero_ps();                                              \
         __m256 mna = _mm256_set1_ps(INFINITY), mnb = mna;                                     \
         __m256 mxa = _mm256_set1_ps(-INFINITY), mxb = mxa;                                    \
         __m256i fl = _mm256_setzero_si256(), za = fl, zb = fl;                                \
-        for (size_t i = 0; i < n8; i += 8) {                                                  \
-            __m256 a = LD8(pa + i * ES), b = LD8(pb + i * ES);                                \
-            mna = _mm256_min_ps(mna, a); mxa = _mm256_max_ps(mxa, a);                         \
-            mnb = _mm256_min_ps(mnb, b); mxb = _mm256_max_ps(mxb, b);                         \
-            __m256 a0 = _mm256_cmp_ps(a, zero, _CMP_EQ_OQ), b0 = _mm256_cmp_ps(b, zero, _CMP_EQ_OQ);\
-            __m256 sx = _mm256_xor_ps(_mm256_cmp_ps(a, zero, _CMP_LT_OQ),                     \
-                                      _mm256_cmp_ps(b, zero, _CMP_LT_OQ));                    \
-            __m256 flip = _mm256_andnot_ps(_mm256_or_ps(a0, b0), sx);                         \
-            za = _mm256_sub_epi32(za, _mm256_castps_si256(a0));                               \
-            zb = _mm256_sub_epi32(zb, _mm256_castps_si256(b0));                               \
-            fl = _mm256_sub_epi32(fl, _mm256_castps_si256(flip));                             \
+        for (size_t i = 0; i < n16; i += 16) {                                                \
+            __m256 a0, a1, b0, b1;                                                            \
+            LD16(pa + i * ES, a0, a1);                                                        \
+            LD16(pb + i * ES, b0, b1);                                                        \
+            PS_ORDER_STEP(a0, b0);                                                            \
+            PS_ORDER_STEP(a1, b1);                                                            \
         }                                                                                     \
         acc->f[F_MIN_A] = fmin(acc->f[F_MIN_A], hmin_ps(mna));                                \
         acc->f[F_MAX_A] = fmax(acc->f[F_MAX_A], hmax_ps(mxa));                                \
@@ -422,9 +449,9 @@ static AVX2 void pair_order_avx2_f64(const char *pa, const char *pb, size_t n4, 
 }
 
 #define DEFINE_PAIR_AVX2(NAME, SUMS, ORDER)                                                  \
-    static AVX2 void NAME(const char *pa, const char *pb, size_t n8, double thr, Acc *acc) {  \
-        SUMS(pa, pb, n8, thr, acc);                                                           \
-        ORDER(pa, pb, n8, acc);                                                               \
+    static AVX2 void NAME(const char *pa, const char *pb, size_t n16, double thr, Acc *acc) { \
+        SUMS(pa, pb, n16, thr, acc);                                                          \
+        ORDER(pa, pb, n16, acc);                                                              \
     }
 
 #define DEFINE_SIDE_AVX2(NAME, LD, ES)                                                        \
@@ -457,21 +484,53 @@ static AVX2 void pair_order_avx2_f64(const char *pa, const char *pb, size_t n4, 
         acc->c[C_ZERO_A] += hcount64(z);                                                        \
     }
 
+/* One side of 16-bit floats (bf16, f16) in float32 lanes, 16 elements per step: squares of
+ * 8- or 11-bit significands are exact in float32 and partial sums run over SUB elements
+ * before they are folded into double (as in pass 1 above); the driver redoes a block in
+ * double when its squares overflow or could underflow float32. */
+#define DEFINE_SIDE_AVX2_PS(NAME, LD16, ES)                                                   \
+    static AVX2 void NAME(const char *px, size_t n16, Acc *acc) {                             \
+        const __m256 zero = _mm256_setzero_ps();                                              \
+        __m256 mn = _mm256_set1_ps(INFINITY), mx = _mm256_set1_ps(-INFINITY);                 \
+        __m256i z = _mm256_setzero_si256();                                                   \
+        double t2 = 0, t1 = 0;                                                                \
+        for (size_t i0 = 0; i0 < n16; i0 += SUB) {                                            \
+            size_t i1 = n16 - i0 < SUB ? n16 : i0 + SUB;                                      \
+            __m256 s2 = zero, s = zero;                                                       \
+            for (size_t i = i0; i < i1; i += 16) {                                            \
+                __m256 a, b;                                                                  \
+                LD16(px + i * ES, a, b);                                                      \
+                s2 = _mm256_fmadd_ps(a, a, s2); s2 = _mm256_fmadd_ps(b, b, s2);               \
+                s = _mm256_add_ps(s, _mm256_add_ps(a, b));                                    \
+                mn = _mm256_min_ps(mn, _mm256_min_ps(a, b));                                  \
+                mx = _mm256_max_ps(mx, _mm256_max_ps(a, b));                                  \
+                z = _mm256_sub_epi32(z, _mm256_castps_si256(_mm256_cmp_ps(a, zero, _CMP_EQ_OQ)));\
+                z = _mm256_sub_epi32(z, _mm256_castps_si256(_mm256_cmp_ps(b, zero, _CMP_EQ_OQ)));\
+            }                                                                                 \
+            t2 += hsum_ps(s2); t1 += hsum_ps(s);                                              \
+        }                                                                                     \
+        acc->f[F_SUM_A2] += t2; acc->f[F_SUM_A] += t1;                                        \
+        acc->f[F_MIN_A] = fmin(acc->f[F_MIN_A], hmin_ps(mn));                                 \
+        acc->f[F_MAX_A] = fmax(acc->f[F_MAX_A], hmax_ps(mx));                                 \
+        acc->c[C_N] += (int64_t)n16; acc->c[C_FINITE] += (int64_t)n16;                        \
+        acc->c[C_ZERO_A] += hcount32(z);                                                      \
+    }
+
 DEFINE_PAIR_SUMS_AVX2(pair_sums_avx2_f64, ld_f64, 8)
 DEFINE_PAIR_SUMS_AVX2(pair_sums_avx2_f32, ld_f32, 4)
-DEFINE_PAIR_ORDER_AVX2_PS(pair_order_avx2_f32, ld8_f32, 4)
-DEFINE_PAIR_ORDER_AVX2_PS(pair_order_avx2_bf16, ld8_bf16, 2)
-DEFINE_PAIR_ORDER_AVX2_PS(pair_order_avx2_f16, ld8_f16, 2)
+DEFINE_PAIR_ORDER_AVX2_PS(pair_order_avx2_f32, LD16_F32, 4)
+DEFINE_PAIR_ORDER_AVX2_PS(pair_order_avx2_bf16, LD16_BF16, 2)
+DEFINE_PAIR_ORDER_AVX2_PS(pair_order_avx2_f16, LD16_F16, 2)
 DEFINE_PAIR_AVX2(pair_avx2_f64, pair_sums_avx2_f64, pair_order_avx2_f64)
 DEFINE_PAIR_AVX2(pair_avx2_f32, pair_sums_avx2_f32, pair_order_avx2_f32)
-DEFINE_PAIR_SUMS_AVX2_PS(pair_sums_ps_avx2_bf16, ld8_bf16, 2)
-DEFINE_PAIR_SUMS_AVX2_PS(pair_sums_ps_avx2_f16, ld8_f16, 2)
+DEFINE_PAIR_SUMS_AVX2_PS(pair_sums_ps_avx2_bf16, LD16_BF16, 2)
+DEFINE_PAIR_SUMS_AVX2_PS(pair_sums_ps_avx2_f16, LD16_F16, 2)
 DEFINE_PAIR_AVX2(pair_avx2_bf16, pair_sums_ps_avx2_bf16, pair_order_avx2_bf16)
 DEFINE_PAIR_AVX2(pair_avx2_f16, pair_sums_ps_avx2_f16, pair_order_avx2_f16)
 DEFINE_SIDE_AVX2(side_avx2_f64, ld_f64, 8)
 DEFINE_SIDE_AVX2(side_avx2_f32, ld_f32, 4)
-DEFINE_SIDE_AVX2(side_avx2_bf16, ld_bf16, 2)
-DEFINE_SIDE_AVX2(side_avx2_f16, ld_f16, 2)
+DEFINE_SIDE_AVX2_PS(side_avx2_bf16, LD16_BF16, 2)
+DEFINE_SIDE_AVX2_PS(side_avx2_f16, LD16_F16, 2)
 
 typedef void (*pair_vec_fn)(const char *, const char *, size_t, double, Acc *);
 typedef void (*side_vec_fn)(const char *, size_t, Acc *);
@@ -513,6 +572,12 @@ static int tiny_block(const Acc *t) {
     return m > 0 && m < 0x1p-50;
 }
 
+/* tiny_block for one side. */
+static int tiny_side(const Acc *t) {
+    double m = fmax(fabs(t->f[F_MIN_A]), fabs(t->f[F_MAX_A]));
+    return m > 0 && m < 0x1p-50;
+}
+
 /* ---- the chunk drivers ---------------------------------------------------------------------- */
 
 static void pair_run(int dta, const char *pa, int dtb, const char *pb, size_t n, double thr,
@@ -530,7 +595,7 @@ static void pair_run(int dta, const char *pa, int dtb, const char *pb, size_t n,
         size_t done = 0;
 #if MD_X86
         if (vec) {
-            done = len & ~(size_t)7;
+            done = len & ~(size_t)15; /* the vector loops take 16 elements per step */
             vec(ba, bb, done, thr, &t);
             if (len > done) {
                 convert_block(dta, ba + done * ea, len - done, xa);
@@ -576,7 +641,7 @@ static void side_run(int dt, const char *px, size_t n, Acc *total) {
         size_t done = 0;
 #if MD_X86
         if (vec) {
-            done = len & ~(size_t)3;
+            done = len & ~(size_t)15; /* the vector loops take 16 elements per step */
             vec(bx, done, &t);
             if (len > done) {
                 convert_block(dt, bx + done * es, len - done, xa);
@@ -586,6 +651,12 @@ static void side_run(int dt, const char *px, size_t n, Acc *total) {
         }
 #endif
         if (!done) {
+            convert_block(dt, bx, len, xa);
+            side_fast_f64(xa, len, &t);
+        }
+        if (isfinite(t.f[F_SUM_A2]) && (dt == DT_BF16 || dt == DT_F16) && tiny_side(&t)) {
+            /* float32 squares of these values could underflow: redo the block in double */
+            acc_init(&t);
             convert_block(dt, bx, len, xa);
             side_fast_f64(xa, len, &t);
         }

@@ -41,8 +41,9 @@ INTS = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, n
 ALL_DTYPES = [*FLOATS, *INTS, np.bool_]
 
 RTOL = 1e-9
-#: The AVX2 kernel sums bf16/f16 pairs in float32 over 256-element sub-blocks (products of
-#: their short significands are exact there): ~1e-7 relative, far inside their own rounding.
+#: The AVX2 kernel sums bf16/f16 values (pairs and single sides) in float32 over 256-element
+#: sub-blocks (products of their short significands are exact there): ~1e-7 relative, far
+#: inside their own rounding.
 RTOL_HALF = 1e-5
 _HALF = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
 
@@ -242,7 +243,8 @@ def test_side_stats_match_reference(backend: str, dtype: Any) -> None:
     x[11] = -np.inf
     x[::13] = 0
     s = run_side(backend, x, chunk=4096)
-    check_side(s, ref_side(x.astype(np.float64), np.isfinite(x.astype(np.float64))), "side")
+    check_side(s, ref_side(x.astype(np.float64), np.isfinite(x.astype(np.float64))), "side",
+               rtol(backend, dtype))
     assert (s.nan_count, s.inf_count) == (3, 3)
 
 
@@ -308,8 +310,29 @@ def test_denormal_tensors_keep_their_norms_and_signs(backend: str, dtype: Any, t
     m = run_pair(backend, a, b, threshold=0.0)
     check(m, reference(a, b, 0.0), rtol(backend, dtype))
     assert m.sign_flip_ratio and m.sign_flip_ratio > 0 and m.l1_diff and m.l1_diff > 0
+    side = run_side(backend, a)
+    check_side(side, ref_side(a.astype(np.float64), np.ones(a.size, bool)), "side",
+               rtol(backend, dtype))
     if np.dtype(dtype) != np.float64:
         assert m.old.norm and m.old.norm > 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float16, ml_dtypes.bfloat16], ids=lambda t: np.dtype(t).name)
+def test_half_values_whose_squares_overflow_float32(backend: str, dtype: Any) -> None:
+    """Large finite 16-bit values (bf16 ones whose squares overflow float32, f16 near its
+    maximum) keep finite float64 norms on the pair and the single-side path: the kernel redoes
+    a block whose float32 sums overflow in double."""
+    big = 1e4 if np.dtype(dtype) == np.float16 else 1e30
+    rng = np.random.default_rng(9)
+    a = (np.clip(rng.standard_normal(4099), -6, 6) * big).astype(dtype)
+    b = (a.astype(np.float64) * 0.5).astype(dtype)
+    m = run_pair(backend, a, b, threshold=1.0)
+    check(m, reference(a, b, 1.0), rtol(backend, dtype))
+    assert m.old.norm is not None and math.isfinite(m.old.norm)
+    side = run_side(backend, a)
+    check_side(side, ref_side(a.astype(np.float64), np.ones(a.size, bool)), "side",
+               rtol(backend, dtype))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
