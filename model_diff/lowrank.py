@@ -27,6 +27,7 @@ This module must not import torch, click or the git/hook packages.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -52,7 +53,6 @@ AUTO_BUDGET_ELEMENTS = 8 * 1024 * 1024
 CHUNK_ELEMENTS = 1 << 20
 #: Singular values kept in the result (largest first).
 TOP_SINGULAR_VALUES = 8
-_SEED = 0
 
 
 
@@ -159,8 +159,7 @@ def _exact(a: np.ndarray, b: np.ndarray, m: int, n: int) -> tuple[float, np.ndar
 def _randomized(delta: _Delta, k: int) -> tuple[float, np.ndarray]:
     """Singular values of Q^T D for an orthonormal basis Q of D's dominant range."""
     m, n = delta.m, delta.n
-    rng = np.random.default_rng(_SEED)
-    omega = rng.standard_normal((n, k)).astype(np.float32)
+    omega = gaussian_sketch(n, k)
     y = np.empty((m, k), dtype=np.float32)
     total = 0.0
     for r0, d in delta.chunks():
@@ -184,6 +183,38 @@ def _randomized(delta: _Delta, k: int) -> tuple[float, np.ndarray]:
             y[r0:r0 + d.shape[0]] = d @ qz
         q = _orth(y)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@functools.lru_cache(maxsize=8)
+def gaussian_sketch(n: int, k: int) -> np.ndarray:
+    """A fixed (n, k) float32 matrix of standard normal values: the sketch's test matrix
+    (read-only, cached: the matrices "auto" picks mostly share their shapes).
+
+    Counter-based (splitmix64 of the element index, then Box-Muller), so it is the same on
+    every machine and every numpy version (numpy does not promise its generators' streams
+    across versions, and reports must be byte-identical) and needs no ``numpy.random``
+    (an import of ~15 ms on every compare).
+    """
+    idx = np.arange(n * k, dtype=np.uint64)
+    u1 = _unit_interval(_splitmix64(idx * np.uint64(2)))
+    u2 = _unit_interval(_splitmix64(idx * np.uint64(2) + np.uint64(1)))
+    z = np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    out = z.astype(np.float32).reshape(n, k)
+    out.flags.writeable = False
+    return out
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser (Steele, Lea & Flood 2014) on uint64 counters (wrapping)."""
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+def _unit_interval(bits: np.ndarray) -> np.ndarray:
+    """The top 53 bits as a float64 in (0, 1): never 0, so log() stays finite."""
+    return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
 
 
 def _orth(x: np.ndarray) -> np.ndarray:

@@ -10,7 +10,7 @@ from model_diff import lowrank
 from model_diff.analysis import DiffAnalyzer
 from model_diff.checkpoint import from_arrays
 from model_diff.diff import DiffConfig, ModelDiff
-from model_diff.lowrank import analyze_delta
+from model_diff.lowrank import analyze_delta, gaussian_sketch
 
 
 def _planted(m: int, n: int, rank: int, seed: int = 0, scale: float = 1e-3
@@ -121,6 +121,23 @@ def test_result_is_deterministic() -> None:
     a, b = _planted(300, 200, 5)
     assert analyze_delta(a.ravel(), b.ravel(), (300, 200)) == analyze_delta(
         a.ravel(), b.ravel(), (300, 200))
+
+
+def test_sketch_matrix_is_pinned_and_standard_normal() -> None:
+    """The sketch's test matrix is a fixed function of its shape (no numpy.random stream,
+    which numpy does not promise across versions): pinned values, N(0, 1) statistics,
+    uncorrelated columns, read-only (it is cached and shared between threads)."""
+    assert gaussian_sketch(3, 2).ravel().tolist() == pytest.approx(
+        [-0.45521900057792664, 0.7756529450416565, -0.9820618033409119, -0.5976510643959045,
+         -0.40415966510772705, -1.0546042919158936], rel=1e-6)
+    g = gaussian_sketch(4096, 64).astype(np.float64)
+    assert g.dtype == np.float64 and np.isfinite(g).all()
+    assert abs(g.mean()) < 0.01 and abs(g.std() - 1.0) < 0.01
+    assert abs(np.mean(np.abs(g) > 1.96) - 0.05) < 0.005  # the normal's two-sided 5% tail
+    corr = np.corrcoef(g.T)
+    assert np.abs(corr - np.eye(64)).max() < 0.08
+    with pytest.raises(ValueError):
+        gaussian_sketch(3, 2)[0, 0] = 1.0
 
 
 def test_non_2d_shapes_are_not_analysed() -> None:
