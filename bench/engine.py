@@ -5,16 +5,22 @@ some tensors identical and the rest perturbed), streamed to disk piece by piece,
 folder outside the repository. It then warms the page cache and, in one run, measures
 
   (a) the machine's floor: reading both files from page cache with ``readinto`` into one reused
-      page-aligned 4 MiB buffer, and
+      page-aligned 4 MiB buffer,
   (b) ``python -m model_diff compare OLD NEW --format json -o /dev/null`` in a fresh process
       (start-up, imports, reading, metrics, analysis and report included), with its peak RSS
-      from ``wait4``;
+      from ``wait4``,
+  (c) ``ModelDiff.diff`` alone in a fresh process (the engine without start-up, analysis or
+      report), and
+  (d) the start-up floor: a fresh interpreter importing numpy, ml_dtypes and click, which
+      every compare pays before reading a byte;
 
-and (c) ``ModelDiff.diff`` alone in a fresh process (the engine without start-up, analysis or
-report), and prints throughput (bytes of both files / wall time), the ratio to (a) and the peak
-RSS, per
-metrics backend (the compiled kernel, and numpy via ``MODEL_DIFF_NO_KERNEL=1``). Not part of
-the test suite. Run from the repository root:
+and prints throughput (bytes of both files / wall time), the ratios to (a) and the peak RSS,
+per metrics backend (the compiled kernel, and numpy via ``MODEL_DIFF_NO_KERNEL=1``).
+
+The processes run the package as installed: byte-compiled (pip compiles modules on install),
+into a private ``PYTHONPYCACHEPREFIX`` in the work folder, even where the environment sets
+``PYTHONDONTWRITEBYTECODE``; one untimed compare runs first to write it. Not part of the test
+suite. Run from the repository root:
 
     python bench/engine.py --size-gib 1 --dtype bf16
     python bench/engine.py --size-gib 2 --dtype fp32
@@ -162,6 +168,18 @@ print(time.perf_counter() - t, metrics.BACKEND)
 """
 
 
+def startup_floor(env: dict[str, str], repeats: int = 3) -> float:
+    """Best wall seconds of a fresh interpreter importing only the libraries every compare
+    needs (numpy, ml_dtypes, click): the fixed cost before model-diff does anything."""
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "import numpy, ml_dtypes, click"], env=env,
+                       cwd=ROOT, check=True)
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
 def run_engine(old: Path, new: Path, env: dict[str, str]) -> float:
     """Seconds of ``ModelDiff.diff`` alone (open, metrics, release; no start-up or report)."""
     out = subprocess.run([sys.executable, "-c", _ENGINE_ONLY, str(old), str(new)], env=env,
@@ -199,9 +217,12 @@ def main(argv: list[str] | None = None) -> int:
         total = old.stat().st_size + new.stat().st_size
         read_rate([old, new], repeats=1)  # warm the page cache
         backends = ["kernel", "numpy"] if args.backend == "both" else [args.backend]
-        base = {k: v for k, v in os.environ.items() if not k.startswith("MODEL_DIFF_")}
+        base = {k: v for k, v in os.environ.items()
+                if not k.startswith("MODEL_DIFF_") and k != "PYTHONDONTWRITEBYTECODE"}
         base["PYTHONPATH"] = os.pathsep.join([str(ROOT), base.get("PYTHONPATH", "")])
+        base["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
         extra = args.compare_args.split()
+        run_compare(old, new, base, args.api, extra)  # untimed: writes the byte code
         what = ("compare_checkpoints()" if args.api else
                 " ".join(["model-diff compare --format json", *extra]))
         # The machine may be shared: each run of (b) and (c) is paired with a fresh read of
@@ -223,12 +244,17 @@ def main(argv: list[str] | None = None) -> int:
                   f"{max(p[2] for p in pairs) / (1 << 20):.0f} MiB")
             print(f"[{backend}] (c) ModelDiff.diff alone: {engine:.2f} s, "
                   f"{total / engine / 1e9:.2f} GB/s, ratio c/a {total / engine / floor2:.2f}")
+            floor_s = startup_floor(env)
+            print(f"[{backend}] (d) start-up floor (python -c 'import numpy, ml_dtypes, click'): "
+                  f"{floor_s:.2f} s; (b) less (d): {wall - floor_s:.2f} s, ratio "
+                  f"{total / (wall - floor_s) / floor:.2f}")
             print(f"[{backend}]     all runs (b/a, c/a): " + ", ".join(
                 f"({total / p[1] / p[0]:.2f}, {total / p[5] / p[4]:.2f})" for p in pairs))
     finally:
         if not args.keep:
             for p in (old, new):
                 p.unlink(missing_ok=True)
+            shutil.rmtree(work / "pycache", ignore_errors=True)
             if not args.dir:
                 shutil.rmtree(work, ignore_errors=True)
     return 0
