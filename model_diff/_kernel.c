@@ -10,11 +10,13 @@
  * assumes every element is finite (no masks), computes differences and products in double
  * and keeps 4-lane partial sums; if the block's sums of squares come out non-finite (a NaN
  * or Inf is present, or float64 overflowed) the block is recomputed element by element with
- * masks. Block results are folded into float64 totals (16-bit floats: float32 partial sums
- * of 256 elements, see DEFINE_PAIR_SUMS_AVX2_PS). f64/f32/bf16/f16 pairs of one dtype
- * read straight from the (possibly unaligned, possibly mmap'd) buffer with AVX2 when the CPU
- * has it (runtime dispatch); every other dtype or mixed-dtype pair converts one block at a
- * time into an L1-sized double buffer. No numpy headers: buffers come through the buffer
+ * masks. Block results are folded into float64 totals (16-bit floats, pairs and single
+ * sides: float32 partial sums of 256 elements, see DEFINE_PAIR_SUMS_AVX2_PS and
+ * DEFINE_SIDE_AVX2_PS; a block whose float32 values could overflow or underflow is redone in
+ * double). f64/f32/bf16/f16 pairs of one dtype, and single sides of those dtypes, read
+ * straight from the (possibly unaligned, possibly mmap'd) buffer with AVX2 when the CPU has
+ * it (runtime dispatch), 16 elements per step; every other dtype or mixed-dtype pair converts
+ * one block at a time into an L1-sized double buffer. No numpy headers: buffers come through the buffer
  * protocol, dtypes are read from the array's ``dtype`` attribute. The GIL is released while
  * computing.
  *
