@@ -85,11 +85,14 @@ def to_dtype(x: np.ndarray, dtype: str) -> np.ndarray:
     return (x.view(np.uint32) >> 16).astype(np.uint16)
 
 
-def write_pair(old: Path, new: Path, size_gib: float, dtype: str) -> int:
+def write_pair(old: Path, new: Path, size_gib: float, dtype: str, layout: str = "llama") -> int:
     """Write OLD and NEW safetensors files; returns the number of tensors."""
     itemsize = 4 if dtype == "fp32" else 2
     code = "F32" if dtype == "fp32" else "BF16"
-    shapes = transformer_shapes(int(size_gib * GIB), itemsize)
+    if layout == "single":  # one large matrix, all of it perturbed
+        shapes = [("weight", (max(1, int(size_gib * GIB) // itemsize // 1024), 1024))]
+    else:
+        shapes = transformer_shapes(int(size_gib * GIB), itemsize)
     header: dict[str, object] = {"__metadata__": {"format": "pt"}}
     offset = 0
     for name, shape in sorted(shapes):
@@ -106,7 +109,7 @@ def write_pair(old: Path, new: Path, size_gib: float, dtype: str) -> int:
             f.write(len(raw).to_bytes(8, "little") + raw)
         for name, shape in sorted(shapes):
             std = 1.0 if len(shape) == 1 else 1.0 / np.sqrt(shape[-1])
-            frozen = is_frozen(name, order[name])
+            frozen = layout != "single" and is_frozen(name, order[name])
             for n in pieces(int(np.prod(shape))):
                 a = rng.standard_normal(n, dtype=np.float32) * np.float32(std)
                 if len(shape) == 1:
@@ -191,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-gib", type=float, default=1.0, help="size of EACH file (default 1)")
     ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
+    ap.add_argument("--layout", choices=["llama", "single"], default="llama",
+                    help="llama: hundreds of tensors; single: one large matrix per file")
     ap.add_argument("--backend", choices=["kernel", "numpy", "both"], default="both")
     ap.add_argument("--repeats", type=int, default=5,
                     help="(a)+(b)+(c) rounds per backend; the round with the best b/a ratio is "
@@ -211,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         t = time.perf_counter()
         if not (args.reuse and old.exists() and new.exists()):
-            n = write_pair(old, new, args.size_gib, args.dtype)
+            n = write_pair(old, new, args.size_gib, args.dtype, args.layout)
             print(f"wrote 2 x {old.stat().st_size / GIB:.2f} GiB {args.dtype}, {n} tensors "
                   f"each, in {time.perf_counter() - t:.1f} s ({work})")
         total = old.stat().st_size + new.stat().st_size

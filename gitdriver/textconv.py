@@ -60,11 +60,11 @@ def tensor_line(ref: TensorRef, *, fast: bool) -> str:
     try:
         arr = ref.array()
         # Bytes only: dtype and shape are fields of the line already. Streamed from the map.
-        digest = array_xxh3(arr, with_layout=False)
+        digest = array_xxh3(arr, with_layout=False, done=ref.release_range)
         shape = "[" + ",".join(str(s) for s in ref.shape) + "]"
         line = f"{_name(ref.name)} {ref.dtype.name} {shape} xxh3:{digest}"
         if not fast:
-            s = array_stats(arr)
+            s = array_stats(arr, done=ref.release_range)
             line += (f" mean={_fmt(s.mean)} std={_fmt(s.std)} min={_fmt(s.min)}"
                      f" max={_fmt(s.max)} nan={s.nan_count} inf={s.inf_count}")
         return line

@@ -25,7 +25,8 @@ from .naming import natural_sorted
 class TensorRef:
     """One tensor of a checkpoint: metadata now, data on demand."""
 
-    __slots__ = ("_loader", "_release", "dtype", "name", "nbytes", "shape", "source")
+    __slots__ = ("_loader", "_release", "_release_range", "dtype", "name", "nbytes", "shape",
+                 "source")
 
     def __init__(
         self,
@@ -35,6 +36,7 @@ class TensorRef:
         loader: Callable[[], np.ndarray],
         *,
         release: Callable[[], None] | None = None,
+        release_range: Callable[[int, int], None] | None = None,
         source: str | None = None,
     ) -> None:
         self.name = name
@@ -44,6 +46,7 @@ class TensorRef:
         self.source = source  # file the data lives in (a shard, an npz member), for messages
         self._loader = loader
         self._release = release
+        self._release_range = release_range  # (start byte, stop byte) of the tensor's data
 
     @property
     def numel(self) -> int:
@@ -63,6 +66,13 @@ class TensorRef:
         """Drop the pages this tensor's data occupies (a no-op where the reader cannot)."""
         if self._release is not None:
             self._release()
+
+    def release_range(self, start: int, stop: int) -> None:
+        """Drop the pages of elements ``[start, stop)`` (a read part of a large tensor), where
+        the reader maps the file; else a no-op (``release()`` still runs at the end)."""
+        if self._release_range is not None:
+            size = self.dtype.itemsize
+            self._release_range(start * size, stop * size)
 
     def __repr__(self) -> str:
         return f"TensorRef({self.name!r}, {self.dtype.name}, {self.shape})"

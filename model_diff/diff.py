@@ -307,7 +307,14 @@ class ModelDiff:
                 if same_dtype and metrics.bytes_equal(xa, xb):
                     ctype = ChangeType.UNCHANGED
                 return ParameterDiff(change_type=ctype, **base)  # type: ignore[arg-type]
-            s = metrics.stats_if_equal(xa, xb) if same_dtype else None
+            workers = self.config.num_workers
+
+            def done(start: int, stop: int) -> None:  # a part of a large pair has been read
+                a.release_range(start, stop)
+                b.release_range(start, stop)
+
+            s = (metrics.stats_if_equal(xa, xb, done=done, workers=workers)
+                 if same_dtype else None)
             if s is not None:
                 return ParameterDiff(
                     change_type=ChangeType.UNCHANGED, l2_diff=0.0, l1_diff=0.0, max_diff=0.0,
@@ -316,7 +323,8 @@ class ModelDiff:
                     sign_flip_ratio=0.0, finite_pairs=b.numel - s.nan_count - s.inf_count,
                     old_stats=s, new_stats=s, **base,  # type: ignore[arg-type]
                 )
-            m = metrics.diff_arrays(xa, xb, self.config.change_threshold)
+            m = metrics.diff_arrays(xa, xb, self.config.change_threshold, done=done,
+                                    workers=workers)
             low_rank = self._low_rank(a, b, xa, xb) if ctype is ChangeType.MODIFIED else None
             return _from_metrics(ctype, base, m, low_rank=low_rank)
         finally:
@@ -335,14 +343,24 @@ class ModelDiff:
                                  new_stats=sb, **base)
         rows = min(a.shape[0], b.shape[0])
         row_len = int(np.prod(a.shape[1:], dtype=np.int64)) if len(a.shape) > 1 else 1
-        m = metrics.diff_arrays(a.array()[: rows * row_len], b.array()[: rows * row_len],
-                                self.config.change_threshold)
+        def done(start: int, stop: int) -> None:
+            a.release_range(start, stop)
+            b.release_range(start, stop)
+
+        try:
+            m = metrics.diff_arrays(a.array()[: rows * row_len], b.array()[: rows * row_len],
+                                    self.config.change_threshold, done=done,
+                                    workers=self.config.num_workers)
+        finally:
+            a.release()
+            b.release()
         return _from_metrics(ChangeType.SHAPE_CHANGED, base, m, overlap_rows=rows,
                              added_rows=b.shape[0] - a.shape[0])
 
     def _side_stats(self, ref: TensorRef) -> metrics.SideStats:
         try:
-            return metrics.array_stats(ref.array())
+            return metrics.array_stats(ref.array(), done=ref.release_range,
+                                       workers=self.config.num_workers)
         finally:
             ref.release()
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import mmap
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -30,6 +30,8 @@ if TYPE_CHECKING:
 
 #: Bytes hashed per update: large enough to amortise calls, small enough to stay in cache.
 HASH_CHUNK = 4 << 20
+#: With a ``done`` hook, the pages of every this many bytes are handed back once hashed.
+RELEASE_BYTES = 16 << 20
 
 
 class _Hasher(Protocol):
@@ -37,12 +39,21 @@ class _Hasher(Protocol):
     def hexdigest(self) -> str: ...
 
 
-def _feed_array(h: _Hasher, arr: np.ndarray) -> None:
+def _feed_array(h: _Hasher, arr: np.ndarray,
+                done: Callable[[int, int], None] | None = None) -> None:
+    """Feed ``arr``'s bytes in C order; ``done(start, stop)`` hears of each hashed element
+    range of a contiguous array (every ``RELEASE_BYTES``), so its pages can be released."""
     flat = arr.reshape(-1)
     if flat.flags.c_contiguous:
         raw = flat.view(np.uint8).data  # a view of the buffer: nothing copied
+        size = max(1, flat.dtype.itemsize)
+        released = 0
         for start in range(0, len(raw), HASH_CHUNK):
             h.update(raw[start:start + HASH_CHUNK])
+            end = min(len(raw), start + HASH_CHUNK)
+            if done is not None and (end - released >= RELEASE_BYTES or end == len(raw)):
+                done(released // size, end // size)
+                released = end
         return
     per = max(1, HASH_CHUNK // max(1, flat.dtype.itemsize))
     for start in range(0, flat.size, per):  # strided input: one bounded copy per slice
@@ -57,12 +68,14 @@ def xxh3_bytes(chunks: Iterable[bytes | memoryview]) -> str:
     return h.hexdigest()
 
 
-def array_xxh3(arr: np.ndarray, *, with_layout: bool = True) -> str:
-    """xxh3-128 of an array's elements in C order; with its dtype and shape unless told not."""
+def array_xxh3(arr: np.ndarray, *, with_layout: bool = True,
+               done: Callable[[int, int], None] | None = None) -> str:
+    """xxh3-128 of an array's elements in C order; with its dtype and shape unless told not.
+    ``done`` as for the metrics: told of each hashed element range (to release its pages)."""
     h = xxhash.xxh3_128()
     if with_layout:
         h.update(_layout_tag(arr.dtype.name, arr.shape))
-    _feed_array(h, arr)
+    _feed_array(h, arr, done)
     return h.hexdigest()
 
 
@@ -71,7 +84,7 @@ def tensor_xxh3(ref: TensorRef) -> str:
     h = xxhash.xxh3_128()
     h.update(_layout_tag(ref.dtype.name, ref.shape))
     try:
-        _feed_array(h, ref.array())
+        _feed_array(h, ref.array(), ref.release_range)
     finally:
         ref.release()
     return h.hexdigest()

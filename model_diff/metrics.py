@@ -16,8 +16,10 @@ This module must not import torch, click or the git/hook packages.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -32,6 +34,15 @@ if TYPE_CHECKING:
 
 #: Elements per chunk: 256K elements keeps float64 temporaries (~2 MiB each) in cache-ish sizes.
 CHUNK_ELEMENTS = 1 << 18
+#: A tensor longer than this is processed in parts of this many elements (a multiple of
+#: CHUNK_ELEMENTS): the parts of one tensor run on a shared thread pool, so a single large
+#: tensor uses every core, and each part's pages are handed back (the ``done`` hook) as soon
+#: as it is finished, so one huge tensor never maps itself whole. Parts are merged in part
+#: order, so results do not depend on how many threads ran them.
+PART_ELEMENTS = 1 << 22
+
+#: ``done(start, stop)``: called with an element range of the inputs once it is fully read.
+Done = Callable[[int, int], None]
 
 # float64 accumulator slots (pair)
 (F_SUM_D2, F_SUM_ABS_D, F_MAX_ABS_D, F_SUM_D, F_SUM_AB, F_SUM_A2, F_SUM_B2, F_SUM_A, F_SUM_B,
@@ -285,47 +296,142 @@ def _chunks(n: int, size: int = CHUNK_ELEMENTS) -> range:
     return range(0, n, size)
 
 
-def diff_arrays(a: np.ndarray, b: np.ndarray, threshold: float) -> PairMetrics:
-    """All pair metrics of two arrays of equal size (compared flat), in one chunked pass."""
+_SUM_SLOTS = [F_SUM_D2, F_SUM_ABS_D, F_SUM_D, F_SUM_AB, F_SUM_A2, F_SUM_B2, F_SUM_A, F_SUM_B]
+@functools.lru_cache(maxsize=1)
+def _parts_executor() -> ThreadPoolExecutor:
+    """The process-wide pool the parts of large tensors run on (threads start on first use)."""
+    return ThreadPoolExecutor(max_workers=default_workers(), thread_name_prefix="model-diff-part")
+
+
+def merge_accumulators(
+    into: tuple[np.ndarray, np.ndarray], part: tuple[np.ndarray, np.ndarray]
+) -> None:
+    """Fold one part's accumulators into ``into`` (sums and counts add, extrema combine)."""
+    f, c = into
+    pf, pc = part
+    f[_SUM_SLOTS] += pf[_SUM_SLOTS]
+    for k in (F_MAX_ABS_D, F_MAX_A, F_MAX_B):
+        f[k] = max(f[k], pf[k])
+    for k in (F_MIN_A, F_MIN_B):
+        f[k] = min(f[k], pf[k])
+    c += pc
+
+
+Accumulators = tuple[np.ndarray, np.ndarray]
+
+
+def _in_parts(
+    fn: Callable[[int, int], Accumulators | None], n: int, done: Done | None, workers: int | None
+) -> Accumulators | None:
+    """``fn(start, stop)`` over ``[0, n)`` in parts, merged in part order (None if any part is).
+
+    One part runs inline (the caller releases the pages); several run on the part pool when
+    ``workers`` allows more than one thread, else inline one after another, and ``done`` is
+    told about each part once it has been read.
+    """
+    bounds = [(s, min(n, s + PART_ELEMENTS)) for s in range(0, max(n, 1), PART_ELEMENTS)]
+    if len(bounds) == 1:
+        return fn(0, n)
+
+    def run(start: int, stop: int) -> Accumulators | None:
+        try:
+            return fn(start, stop)
+        finally:
+            if done is not None:
+                done(start, stop)
+
+    if (workers or default_workers()) > 1:
+        futures = [_parts_executor().submit(run, s, e) for s, e in bounds]
+        try:
+            results = [fut.result() for fut in futures]
+        finally:
+            for fut in futures:  # an interrupted wait leaves no queued parts behind
+                fut.cancel()
+    else:
+        results = [run(s, e) for s, e in bounds]
+    if any(r is None for r in results):
+        return None
+    total = results[0]
+    assert total is not None  # for mypy: checked just above
+    for r in results[1:]:
+        assert r is not None
+        merge_accumulators(total, r)
+    return total
+
+
+def diff_arrays(a: np.ndarray, b: np.ndarray, threshold: float, *, done: Done | None = None,
+                workers: int | None = None) -> PairMetrics:
+    """All pair metrics of two arrays of equal size (compared flat), in one chunked pass.
+
+    A long pair runs in parts (``PART_ELEMENTS``) on up to ``workers`` threads; ``done`` hears
+    of each part once it is read (readers release its pages).
+    """
     if a.size != b.size:
         raise ValueError(f"length mismatch: {a.size} vs {b.size}")
     a, b = a.reshape(-1), b.reshape(-1)
     step, _ = steps_for(a, b)
-    f, c = new_accumulators()
-    for start in _chunks(a.size):
-        step(a[start:start + CHUNK_ELEMENTS], b[start:start + CHUNK_ELEMENTS],
-             float(threshold), f, c)
-    return finish_pair(f, c)
+    thr = float(threshold)
+
+    def part(lo: int, hi: int) -> Accumulators:
+        f, c = new_accumulators()
+        for start in range(lo, hi, CHUNK_ELEMENTS):
+            stop = min(hi, start + CHUNK_ELEMENTS)
+            step(a[start:stop], b[start:stop], thr, f, c)
+        return f, c
+
+    acc = _in_parts(part, a.size, done, workers)
+    assert acc is not None  # part() never returns None
+    return finish_pair(*acc)
 
 
-def array_stats(x: np.ndarray) -> SideStats:
-    """Single-side statistics of an array (taken flat) in one chunked pass."""
+def array_stats(x: np.ndarray, *, done: Done | None = None,
+                workers: int | None = None) -> SideStats:
+    """Single-side statistics of an array (taken flat) in one chunked pass (parts as above)."""
     x = x.reshape(-1)
     _, step = steps_for(x)
-    f, c = new_accumulators()
-    for start in _chunks(x.size):
-        step(x[start:start + CHUNK_ELEMENTS], f, c)
-    return _side_from(f, c, "a")
+
+    def part(lo: int, hi: int) -> Accumulators:
+        f, c = new_accumulators()
+        for start in range(lo, hi, CHUNK_ELEMENTS):
+            step(x[start:min(hi, start + CHUNK_ELEMENTS)], f, c)
+        return f, c
+
+    acc = _in_parts(part, x.size, done, workers)
+    assert acc is not None
+    return _side_from(*acc, "a")
 
 
-def stats_if_equal(a: np.ndarray, b: np.ndarray) -> SideStats | None:
+def stats_if_equal(a: np.ndarray, b: np.ndarray, *, done: Done | None = None,
+                   workers: int | None = None) -> SideStats | None:
     """``b``'s statistics when ``a`` and ``b`` hold the same bytes, else None.
 
     One chunked pass: each chunk is compared and, while it is still in cache, fed to the
     side step, so an identical tensor is read twice (once per side) instead of three times
-    (``bytes_equal`` then ``array_stats``). Stops at the first differing chunk.
+    (``bytes_equal`` then ``array_stats``). A difference in the first chunk (the usual case
+    for a modified tensor) answers before any part starts; parts stop at the first
+    difference any of them finds.
     """
     if a.nbytes != b.nbytes or a.dtype != b.dtype:
         return None
     a, b = a.reshape(-1), b.reshape(-1)
+    if not bytes_equal(a[:CHUNK_ELEMENTS], b[:CHUNK_ELEMENTS]):
+        return None
     _, step = steps_for(b)
-    f, c = new_accumulators()
-    for start in _chunks(b.size):
-        ca, cb = a[start:start + CHUNK_ELEMENTS], b[start:start + CHUNK_ELEMENTS]
-        if not bytes_equal(ca, cb):
-            return None
-        step(cb, f, c)
-    return _side_from(f, c, "a")
+    differs = threading.Event()
+
+    def part(lo: int, hi: int) -> Accumulators | None:
+        f, c = new_accumulators()
+        for start in range(lo, hi, CHUNK_ELEMENTS):
+            stop = min(hi, start + CHUNK_ELEMENTS)
+            ca, cb = a[start:stop], b[start:stop]
+            if differs.is_set() or not bytes_equal(ca, cb):
+                differs.set()
+                return None
+            step(cb, f, c)
+        return f, c
+
+    acc = _in_parts(part, b.size, done, workers)
+    return None if acc is None else _side_from(*acc, "a")
 
 
 def default_workers() -> int:
@@ -336,7 +442,7 @@ def tensor_info(ref: TensorRef) -> TensorInfo:
     from .checkpoint import TensorInfo
 
     try:
-        s = array_stats(ref.array())
+        s = array_stats(ref.array(), done=ref.release_range)
     finally:
         ref.release()
     return TensorInfo(

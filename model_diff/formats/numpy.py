@@ -77,6 +77,11 @@ class _Header:
         self.count = n
         self.nbytes = n * dtype.itemsize
 
+    @property
+    def in_place(self) -> bool:
+        """True when ``to_flat`` hands out a view of the file (C order, native byte order)."""
+        return not self.fortran and self.np_dtype == self.dtype.numpy
+
     def to_flat(self, arr: np.ndarray) -> np.ndarray:
         """A flat, C-ordered, native-endian array of ``arr`` (a view when it already is)."""
         if self.fortran:
@@ -99,6 +104,13 @@ def _releaser(mm: mmap.mmap, start: int, end: int) -> Callable[[], None]:
     return lambda: page_release(mm, start, end)
 
 
+def _range_releaser(mm: mmap.mmap, h: _Header, start: int) -> Callable[[int, int], None] | None:
+    """Release by element range only where elements sit in the file in the order read."""
+    if not h.in_place:
+        return None
+    return lambda lo, hi: page_release(mm, start + lo, start + hi)
+
+
 def _open_npy(path: str, label: str) -> Checkpoint:
     size = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -111,7 +123,8 @@ def _open_npy(path: str, label: str) -> Checkpoint:
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     start = h.header_len
     ref = TensorRef(SINGLE_ARRAY_NAME, h.dtype, h.shape, _mapped_loader(mm, h, start),
-                    release=_releaser(mm, start, start + h.nbytes), source=label)
+                    release=_releaser(mm, start, start + h.nbytes),
+                    release_range=_range_releaser(mm, h, start), source=label)
     return Checkpoint(label, NAME, {SINGLE_ARRAY_NAME: ref},
                       closers=[lambda: close_mmap(mm)])
 
@@ -174,7 +187,8 @@ def _npz_members(
             d0 = start + h.header_len
             refs[name] = TensorRef(
                 name, h.dtype, h.shape, _mapped_loader(mm, h, d0),
-                release=_releaser(mm, d0, d0 + h.nbytes), source=f"{label}:{info.filename}")
+                release=_releaser(mm, d0, d0 + h.nbytes),
+                release_range=_range_releaser(mm, h, d0), source=f"{label}:{info.filename}")
         else:
             try:
                 with zf.open(info) as member:

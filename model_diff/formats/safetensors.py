@@ -193,5 +193,9 @@ def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = Fals
         def release(o: int = base + begin, e: int = base + end) -> None:
             page_release(mm, o, e)
 
-        refs[name] = TensorRef(name, dtype, shape, load, release=release, source=label)
+        def release_range(lo: int, hi: int, o: int = base + begin) -> None:
+            page_release(mm, o + lo, o + hi)
+
+        refs[name] = TensorRef(name, dtype, shape, load, release=release,
+                               release_range=release_range, source=label)
     return Checkpoint(label, NAME, refs, metadata=metadata, closers=[lambda: close_mmap(mm)])

@@ -248,3 +248,100 @@ def test_stats_if_equal_matches_array_stats_and_spots_a_late_difference() -> Non
     y[-1] = np.nextafter(y[-1], np.float32(np.inf))  # one ulp, in the last (partial) chunk
     assert metrics.stats_if_equal(x, y) is None
     assert metrics.stats_if_equal(x, x.view(np.int32)) is None  # same bytes, other dtype
+
+
+# -- large tensors: parts on the part pool, pages released part by part -------------------------
+
+@pytest.fixture
+def small_parts(monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
+    """Chunks of 1024 and parts of 4096 elements, so a few thousand elements make a large
+    tensor."""
+    from model_diff import metrics
+
+    monkeypatch.setattr(metrics, "CHUNK_ELEMENTS", 1024)
+    monkeypatch.setattr(metrics, "PART_ELEMENTS", 4096)
+    return 1024, 4096
+
+
+def _recorder() -> tuple[list[tuple[int, int]], object]:
+    import threading
+
+    seen: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def done(start: int, stop: int) -> None:
+        with lock:
+            seen.append((start, stop))
+
+    return seen, done
+
+
+def test_parts_give_the_same_metrics_on_any_number_of_threads(small_parts) -> None:  # type: ignore[no-untyped-def]
+    """A pair longer than a part is split into parts merged in part order: one thread and two
+    give bit-identical results, within float64 rounding of the single-pass answer; ``done``
+    hears of every part exactly once."""
+    from model_diff import metrics
+
+    _, part = small_parts
+    rng = np.random.default_rng(11)
+    n = part * 5 + 123
+    a = rng.standard_normal(n).astype(np.float32)
+    b = (a + rng.standard_normal(n).astype(np.float32) * np.float32(0.01)).astype(np.float32)
+    b[part * 3 + 7] = np.nan  # a NaN inside one part is counted once, after the merge
+    seen, done = _recorder()
+    one = metrics.diff_arrays(a, b, 1e-3, workers=1)
+    two = metrics.diff_arrays(a, b, 1e-3, done=done, workers=2)  # type: ignore[arg-type]
+    assert one == two
+    assert sorted(seen) == [(s, min(n, s + part)) for s in range(0, n, part)]
+    assert two.new.nan_count == 1 and two.finite_pairs == n - 1
+    metrics.PART_ELEMENTS = 1 << 30  # the same pair in one part (monkeypatch restores it)
+    whole = metrics.diff_arrays(a, b, 1e-3)
+    for k in ("l2_diff", "l1_diff", "max_diff", "mean_signed_diff", "cosine_sim"):
+        assert getattr(two, k) == pytest.approx(getattr(whole, k), rel=1e-12), k
+    assert (two.change_ratio, two.sign_flip_ratio) == (whole.change_ratio, whole.sign_flip_ratio)
+    assert two.old.min == whole.old.min and two.new.max == whole.new.max
+
+
+def test_parts_of_side_stats_and_of_the_equal_check(small_parts) -> None:  # type: ignore[no-untyped-def]
+    """array_stats and stats_if_equal split the same way; a difference in a late part makes
+    stats_if_equal answer None (the other parts stop early) and every part is still told."""
+    from model_diff import metrics
+
+    _, part = small_parts
+    n = part * 4 + 5
+    x = np.random.default_rng(12).standard_normal(n).astype(ml_dtypes.bfloat16)
+    seen, done = _recorder()
+    s1 = metrics.array_stats(x, workers=1)
+    assert metrics.array_stats(x, done=done, workers=2) == s1  # type: ignore[arg-type]
+    assert sorted(seen) == [(s, min(n, s + part)) for s in range(0, n, part)]
+    assert metrics.stats_if_equal(x, x.copy(), workers=2) == s1
+    y = x.copy()
+    y[part * 3 + 1] = -y[part * 3 + 1] if y[part * 3 + 1] != 0 else 1
+    seen.clear()
+    assert metrics.stats_if_equal(x, y, done=done, workers=2) is None  # type: ignore[arg-type]
+    assert sorted(seen) == [(s, min(n, s + part)) for s in range(0, n, part)]
+
+
+def test_model_diff_releases_a_large_tensor_part_by_part(small_parts) -> None:  # type: ignore[no-untyped-def]
+    """ModelDiff hands each read part of a large pair back to both readers (release_range),
+    element ranges turned into bytes, then releases the whole tensor as before."""
+    from model_diff.checkpoint import TensorRef
+    from model_diff.dtypes import from_numpy
+
+    _, part = small_parts
+    n = part * 3
+    a = np.arange(n, dtype=np.float32)
+    calls: dict[str, list[object]] = {"old": [], "new": []}
+
+    def ref(label: str, arr: np.ndarray) -> TensorRef:
+        return TensorRef("w", from_numpy(arr.dtype), arr.shape, lambda: arr,
+                         release=lambda: calls[label].append("all"),
+                         release_range=lambda lo, hi: calls[label].append((lo, hi)),
+                         source=label)
+
+    d = ModelDiff(DiffConfig(num_workers=2)).diff_tensor(ref("old", a), ref("new", a + 1))
+    assert d.change_type is ChangeType.MODIFIED and d.max_diff == 1.0
+    for label in ("old", "new"):
+        ranges = sorted(c for c in calls[label] if c != "all")  # type: ignore[type-var]
+        assert ranges == [(s * 4, (s + part) * 4) for s in range(0, n, part)]
+        assert calls[label][-1] == "all"

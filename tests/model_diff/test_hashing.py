@@ -72,3 +72,18 @@ def test_file_hashes_match_hashlib_and_xxhash(tmp_path: Path, small_chunks: None
 def test_xxh3_bytes_concatenates_chunks() -> None:
     """xxh3_bytes over pieces equals the hash of the joined bytes."""
     assert hashing.xxh3_bytes([b"ab", memoryview(b"cd"), b""]) == xxhash.xxh3_128_hexdigest(b"abcd")
+
+
+def test_hashing_hands_back_each_hashed_range(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a ``done`` hook, every RELEASE_BYTES of a contiguous array are reported (as element
+    ranges, covering the array once, in order) as soon as they are hashed; the digest is the
+    same as without the hook."""
+    monkeypatch.setattr(hashing, "HASH_CHUNK", 64)
+    monkeypatch.setattr(hashing, "RELEASE_BYTES", 256)
+    x = np.arange(1000, dtype=np.float32)  # 4000 bytes
+    seen: list[tuple[int, int]] = []
+    digest = hashing.array_xxh3(x, done=lambda lo, hi: seen.append((lo, hi)))
+    assert digest == hashing.array_xxh3(x)
+    assert seen[0][0] == 0 and seen[-1][1] == 1000
+    assert all(p[1] == q[0] for p, q in zip(seen, seen[1:]))
+    assert all(hi - lo == 64 for lo, hi in seen[:-1])
