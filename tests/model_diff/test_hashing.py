@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 from pathlib import Path
 
 import ml_dtypes
@@ -85,5 +86,5 @@ def test_hashing_hands_back_each_hashed_range(monkeypatch: pytest.MonkeyPatch) -
     digest = hashing.array_xxh3(x, done=lambda lo, hi: seen.append((lo, hi)))
     assert digest == hashing.array_xxh3(x)
     assert seen[0][0] == 0 and seen[-1][1] == 1000
-    assert all(p[1] == q[0] for p, q in zip(seen, seen[1:]))
+    assert all(p[1] == q[0] for p, q in itertools.pairwise(seen))
     assert all(hi - lo == 64 for lo, hi in seen[:-1])
