@@ -235,13 +235,6 @@ static void side_slow_f64(const double *x, size_t n, Acc *acc) {
 
 static inline AVX2 __m256d ld_f64(const char *p) { return _mm256_loadu_pd((const double *)p); }
 static inline AVX2 __m256d ld_f32(const char *p) { return _mm256_cvtps_pd(_mm_loadu_ps((const float *)p)); }
-static inline AVX2 __m256d ld_bf16(const char *p) {
-    __m128i h = _mm_loadl_epi64((const __m128i *)p);
-    return _mm256_cvtps_pd(_mm_castsi128_ps(_mm_slli_epi32(_mm_cvtepu16_epi32(h), 16)));
-}
-static inline AVX2 __m256d ld_f16(const char *p) {
-    return _mm256_cvtps_pd(_mm_cvtph_ps(_mm_loadl_epi64((const __m128i *)p)));
-}
 /* 16 elements as two float32 vectors (lo, hi). Which element lands in which lane does not
  * matter to sums, extrema and counts as long as old and new are split the same way, so a
  * bf16 pair of vectors comes from ONE 32-byte load: the low halves of its 32-bit words

@@ -307,12 +307,7 @@ class ModelDiff:
                 if same_dtype and metrics.bytes_equal(xa, xb):
                     ctype = ChangeType.UNCHANGED
                 return ParameterDiff(change_type=ctype, **base)  # type: ignore[arg-type]
-            workers = self.config.num_workers
-
-            def done(start: int, stop: int) -> None:  # a part of a large pair has been read
-                a.release_range(start, stop)
-                b.release_range(start, stop)
-
+            workers, done = self.config.num_workers, _release_both(a, b)
             s = (metrics.stats_if_equal(xa, xb, done=done, workers=workers)
                  if same_dtype else None)
             if s is not None:
@@ -343,17 +338,9 @@ class ModelDiff:
                                  new_stats=sb, **base)
         rows = min(a.shape[0], b.shape[0])
         row_len = int(np.prod(a.shape[1:], dtype=np.int64)) if len(a.shape) > 1 else 1
-        def done(start: int, stop: int) -> None:
-            a.release_range(start, stop)
-            b.release_range(start, stop)
-
-        try:
-            m = metrics.diff_arrays(a.array()[: rows * row_len], b.array()[: rows * row_len],
-                                    self.config.change_threshold, done=done,
-                                    workers=self.config.num_workers)
-        finally:
-            a.release()
-            b.release()
+        m = metrics.diff_arrays(a.array()[: rows * row_len], b.array()[: rows * row_len],
+                                self.config.change_threshold, done=_release_both(a, b),
+                                workers=self.config.num_workers)
         return _from_metrics(ChangeType.SHAPE_CHANGED, base, m, overlap_rows=rows,
                              added_rows=b.shape[0] - a.shape[0])
 
@@ -413,6 +400,16 @@ class ModelDiff:
             return dataclasses.replace(d, low_rank=info)
 
         return list(pool.map(analyze, diffs))
+
+
+def _release_both(a: TensorRef, b: TensorRef) -> metrics.Done:
+    """The ``done`` hook of a pair: each read part's pages go back to both readers."""
+
+    def done(start: int, stop: int) -> None:
+        a.release_range(start, stop)
+        b.release_range(start, stop)
+
+    return done
 
 
 def _from_metrics(

@@ -20,7 +20,7 @@ import functools
 import math
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
@@ -199,9 +199,9 @@ def bytes_equal(a: np.ndarray, b: np.ndarray) -> bool:
     fa, fb = a.reshape(-1), b.reshape(-1)
     if fa.dtype.itemsize != fb.dtype.itemsize:
         fa, fb = fa.view(np.uint8), fb.view(np.uint8)  # contiguous here: sizes differ per item
-    for start in _chunks(fa.size):
-        ca = np.ascontiguousarray(fa[start:start + CHUNK_ELEMENTS]).view(np.uint8)
-        cb = np.ascontiguousarray(fb[start:start + CHUNK_ELEMENTS]).view(np.uint8)
+    for start, stop in _spans(0, fa.size):
+        ca = np.ascontiguousarray(fa[start:stop]).view(np.uint8)
+        cb = np.ascontiguousarray(fb[start:stop]).view(np.uint8)
         if not np.array_equal(ca, cb):
             return False
     return True
@@ -292,11 +292,16 @@ def finish_pair(f: np.ndarray, c: np.ndarray) -> PairMetrics:
     )
 
 
-def _chunks(n: int, size: int = CHUNK_ELEMENTS) -> range:
-    return range(0, n, size)
+def _spans(lo: int, hi: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of each chunk of ``[lo, hi)`` (chunk boundaries are multiples of
+    CHUNK_ELEMENTS, so parts and whole arrays cut chunks alike)."""
+    for start in range(lo, hi, CHUNK_ELEMENTS):
+        yield start, min(hi, start + CHUNK_ELEMENTS)
 
 
 _SUM_SLOTS = [F_SUM_D2, F_SUM_ABS_D, F_SUM_D, F_SUM_AB, F_SUM_A2, F_SUM_B2, F_SUM_A, F_SUM_B]
+
+
 @functools.lru_cache(maxsize=1)
 def _parts_executor() -> ThreadPoolExecutor:
     """The process-wide pool the parts of large tensors run on (threads start on first use)."""
@@ -374,8 +379,7 @@ def diff_arrays(a: np.ndarray, b: np.ndarray, threshold: float, *, done: Done | 
 
     def part(lo: int, hi: int) -> Accumulators:
         f, c = new_accumulators()
-        for start in range(lo, hi, CHUNK_ELEMENTS):
-            stop = min(hi, start + CHUNK_ELEMENTS)
+        for start, stop in _spans(lo, hi):
             step(a[start:stop], b[start:stop], thr, f, c)
         return f, c
 
@@ -392,8 +396,8 @@ def array_stats(x: np.ndarray, *, done: Done | None = None,
 
     def part(lo: int, hi: int) -> Accumulators:
         f, c = new_accumulators()
-        for start in range(lo, hi, CHUNK_ELEMENTS):
-            step(x[start:min(hi, start + CHUNK_ELEMENTS)], f, c)
+        for start, stop in _spans(lo, hi):
+            step(x[start:stop], f, c)
         return f, c
 
     acc = _in_parts(part, x.size, done, workers)
@@ -414,15 +418,14 @@ def stats_if_equal(a: np.ndarray, b: np.ndarray, *, done: Done | None = None,
     if a.nbytes != b.nbytes or a.dtype != b.dtype:
         return None
     a, b = a.reshape(-1), b.reshape(-1)
-    if not bytes_equal(a[:CHUNK_ELEMENTS], b[:CHUNK_ELEMENTS]):
-        return None
+    if b.size > PART_ELEMENTS and not bytes_equal(a[:CHUNK_ELEMENTS], b[:CHUNK_ELEMENTS]):
+        return None  # spare the part pool a modified tensor's round trip
     _, step = steps_for(b)
     differs = threading.Event()
 
     def part(lo: int, hi: int) -> Accumulators | None:
         f, c = new_accumulators()
-        for start in range(lo, hi, CHUNK_ELEMENTS):
-            stop = min(hi, start + CHUNK_ELEMENTS)
+        for start, stop in _spans(lo, hi):
             ca, cb = a[start:stop], b[start:stop]
             if differs.is_set() or not bytes_equal(ca, cb):
                 differs.set()
