@@ -58,9 +58,12 @@ def transformer_shapes(total_bytes: int, itemsize: int) -> list[tuple[str, tuple
         p = f"model.layers.{i}."
         shapes += [(p + "input_layernorm.weight", (d,))]
         shapes += [(p + f"self_attn.{x}_proj.weight", (d, d)) for x in "qkvo"]
-        shapes += [(p + "post_attention_layernorm.weight", (d,)),
-                   (p + "mlp.gate_proj.weight", (ff, d)), (p + "mlp.up_proj.weight", (ff, d)),
-                   (p + "mlp.down_proj.weight", (d, ff))]
+        shapes += [
+            (p + "post_attention_layernorm.weight", (d,)),
+            (p + "mlp.gate_proj.weight", (ff, d)),
+            (p + "mlp.up_proj.weight", (ff, d)),
+            (p + "mlp.down_proj.weight", (d, ff)),
+        ]
     shapes += [("model.norm.weight", (d,)), ("lm_head.weight", (vocab, d))]
     return shapes
 
@@ -97,8 +100,11 @@ def write_pair(old: Path, new: Path, size_gib: float, dtype: str, layout: str = 
     offset = 0
     for name, shape in sorted(shapes):
         nbytes = int(np.prod(shape)) * itemsize
-        header[name] = {"dtype": code, "shape": list(shape),
-                        "data_offsets": [offset, offset + nbytes]}
+        header[name] = {
+            "dtype": code,
+            "shape": list(shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
         offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
@@ -139,18 +145,37 @@ def read_rate(paths: list[Path], repeats: int = 3) -> float:
     return best
 
 
-def run_compare(old: Path, new: Path, env: dict[str, str], api: bool,
-                extra: list[str]) -> tuple[float, int, float]:
+def run_compare(
+    old: Path, new: Path, env: dict[str, str], api: bool, extra: list[str]
+) -> tuple[float, int, float]:
     """(wall seconds, peak RSS bytes, CPU seconds) of one compare in a fresh process."""
     if api:
-        cmd = [sys.executable, "-c", "import sys; from model_diff import compare_checkpoints; "
-               "compare_checkpoints(sys.argv[1], sys.argv[2])", str(old), str(new)]
+        cmd = [
+            sys.executable,
+            "-c",
+            "import sys; from model_diff import compare_checkpoints; "
+            "compare_checkpoints(sys.argv[1], sys.argv[2])",
+            str(old),
+            str(new),
+        ]
     else:
-        cmd = [sys.executable, "-m", "model_diff", "compare", str(old), str(new),
-               "--format", "json", "-o", os.devnull, *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "model_diff",
+            "compare",
+            str(old),
+            str(new),
+            "--format",
+            "json",
+            "-o",
+            os.devnull,
+            *extra,
+        ]
     t = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -177,16 +202,23 @@ def startup_floor(env: dict[str, str], repeats: int = 3) -> float:
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-c", "import numpy, ml_dtypes, click"], env=env,
-                       cwd=ROOT, check=True)
+        subprocess.run(
+            [sys.executable, "-c", "import numpy, ml_dtypes, click"], env=env, cwd=ROOT, check=True
+        )
         best = min(best, time.perf_counter() - t)
     return best
 
 
 def run_engine(old: Path, new: Path, env: dict[str, str]) -> float:
     """Seconds of ``ModelDiff.diff`` alone (open, metrics, release; no start-up or report)."""
-    out = subprocess.run([sys.executable, "-c", _ENGINE_ONLY, str(old), str(new)], env=env,
-                         cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _ENGINE_ONLY, str(old), str(new)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return float(out.stdout.split()[0])
 
 
@@ -194,20 +226,37 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-gib", type=float, default=1.0, help="size of EACH file (default 1)")
     ap.add_argument("--dtype", choices=["fp32", "bf16"], default="fp32")
-    ap.add_argument("--layout", choices=["llama", "single"], default="llama",
-                    help="llama: hundreds of tensors; single: one large matrix per file")
+    ap.add_argument(
+        "--layout",
+        choices=["llama", "single"],
+        default="llama",
+        help="llama: hundreds of tensors; single: one large matrix per file",
+    )
     ap.add_argument("--backend", choices=["kernel", "numpy", "both"], default="both")
-    ap.add_argument("--repeats", type=int, default=5,
-                    help="(a)+(b)+(c) rounds per backend; the round with the best b/a ratio is "
-                         "reported in full, and every round's ratios (the machine may be shared)")
-    ap.add_argument("--api", action="store_true",
-                    help="time compare_checkpoints() in a subprocess instead of the CLI")
-    ap.add_argument("--compare-args", default="",
-                    help="extra arguments for model-diff compare, e.g. '--low-rank off'")
+    ap.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="(a)+(b)+(c) rounds per backend; the round with the best b/a ratio is "
+        "reported in full, and every round's ratios (the machine may be shared)",
+    )
+    ap.add_argument(
+        "--api",
+        action="store_true",
+        help="time compare_checkpoints() in a subprocess instead of the CLI",
+    )
+    ap.add_argument(
+        "--compare-args",
+        default="",
+        help="extra arguments for model-diff compare, e.g. '--low-rank off'",
+    )
     ap.add_argument("--dir", help="where to write the pair (default: a new temp folder)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
-    ap.add_argument("--reuse", action="store_true",
-                    help="with --dir: use the pair already there (written by --keep)")
+    ap.add_argument(
+        "--reuse",
+        action="store_true",
+        help="with --dir: use the pair already there (written by --keep)",
+    )
     args = ap.parse_args(argv)
 
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="model-diff-bench-"))
@@ -217,19 +266,27 @@ def main(argv: list[str] | None = None) -> int:
         t = time.perf_counter()
         if not (args.reuse and old.exists() and new.exists()):
             n = write_pair(old, new, args.size_gib, args.dtype, args.layout)
-            print(f"wrote 2 x {old.stat().st_size / GIB:.2f} GiB {args.dtype}, {n} tensors "
-                  f"each, in {time.perf_counter() - t:.1f} s ({work})")
+            print(
+                f"wrote 2 x {old.stat().st_size / GIB:.2f} GiB {args.dtype}, {n} tensors "
+                f"each, in {time.perf_counter() - t:.1f} s ({work})"
+            )
         total = old.stat().st_size + new.stat().st_size
         read_rate([old, new], repeats=1)  # warm the page cache
         backends = ["kernel", "numpy"] if args.backend == "both" else [args.backend]
-        base = {k: v for k, v in os.environ.items()
-                if not k.startswith("MODEL_DIFF_") and k != "PYTHONDONTWRITEBYTECODE"}
+        base = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("MODEL_DIFF_") and k != "PYTHONDONTWRITEBYTECODE"
+        }
         base["PYTHONPATH"] = os.pathsep.join([str(ROOT), base.get("PYTHONPATH", "")])
         base["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
         extra = args.compare_args.split()
         run_compare(old, new, base, args.api, extra)  # untimed: writes the byte code
-        what = ("compare_checkpoints()" if args.api else
-                " ".join(["model-diff compare --format json", *extra]))
+        what = (
+            "compare_checkpoints()"
+            if args.api
+            else " ".join(["model-diff compare --format json", *extra])
+        )
         # The machine may be shared: each run of (b) and (c) is paired with a fresh read of
         # the floor (a) just before it, and ratios are taken within a pair.
         for backend in backends:
@@ -244,17 +301,27 @@ def main(argv: list[str] | None = None) -> int:
             best = max(pairs, key=lambda p: total / p[1] / p[0])
             floor, wall, rss, cpu, floor2, engine = best
             print(f"[{backend}] (a) page-cache read of both files: {floor / 1e9:.2f} GB/s")
-            print(f"[{backend}] (b) {what}: {wall:.2f} s, {total / wall / 1e9:.2f} GB/s, "
-                  f"ratio b/a {total / wall / floor:.2f}, CPU {cpu:.2f} s, peak RSS "
-                  f"{max(p[2] for p in pairs) / (1 << 20):.0f} MiB")
-            print(f"[{backend}] (c) ModelDiff.diff alone: {engine:.2f} s, "
-                  f"{total / engine / 1e9:.2f} GB/s, ratio c/a {total / engine / floor2:.2f}")
+            print(
+                f"[{backend}] (b) {what}: {wall:.2f} s, {total / wall / 1e9:.2f} GB/s, "
+                f"ratio b/a {total / wall / floor:.2f}, CPU {cpu:.2f} s, peak RSS "
+                f"{max(p[2] for p in pairs) / (1 << 20):.0f} MiB"
+            )
+            print(
+                f"[{backend}] (c) ModelDiff.diff alone: {engine:.2f} s, "
+                f"{total / engine / 1e9:.2f} GB/s, ratio c/a {total / engine / floor2:.2f}"
+            )
             floor_s = startup_floor(env)
-            print(f"[{backend}] (d) start-up floor (python -c 'import numpy, ml_dtypes, click'): "
-                  f"{floor_s:.2f} s; (b) less (d): {wall - floor_s:.2f} s, ratio "
-                  f"{total / (wall - floor_s) / floor:.2f}")
-            print(f"[{backend}]     all runs (b/a, c/a): " + ", ".join(
-                f"({total / p[1] / p[0]:.2f}, {total / p[5] / p[4]:.2f})" for p in pairs))
+            print(
+                f"[{backend}] (d) start-up floor (python -c 'import numpy, ml_dtypes, click'): "
+                f"{floor_s:.2f} s; (b) less (d): {wall - floor_s:.2f} s, ratio "
+                f"{total / (wall - floor_s) / floor:.2f}"
+            )
+            print(
+                f"[{backend}]     all runs (b/a, c/a): "
+                + ", ".join(
+                    f"({total / p[1] / p[0]:.2f}, {total / p[5] / p[4]:.2f})" for p in pairs
+                )
+            )
     finally:
         if not args.keep:
             for p in (old, new):

@@ -46,8 +46,11 @@ def write_checkpoint(path: Path, n_tensors: int, seed: int) -> list[tuple[str, i
     spans = []
     for i, name in enumerate(sorted(names)):
         start = i * numel * 4
-        header[name] = {"dtype": "F32", "shape": [numel // 4096, 4096],
-                        "data_offsets": [start, start + numel * 4]}
+        header[name] = {
+            "dtype": "F32",
+            "shape": [numel // 4096, 4096],
+            "data_offsets": [start, start + numel * 4],
+        }
         spans.append((name, start, start + numel * 4))
     hbytes = json.dumps(header, separators=(",", ":")).encode()
     hbytes += b" " * (-len(hbytes) % 8)
@@ -72,14 +75,26 @@ def write_small(path: Path) -> int:
 
 
 def env_for(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GIT_", "MODEL_DIFF_", "PRE_COMMIT"))}
-    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
-               XDG_CACHE_HOME=str(home / ".cache"), GIT_CONFIG_NOSYSTEM="1",
-               GIT_CONFIG_GLOBAL=str(home / ".gitconfig"), GIT_AUTHOR_NAME="bench",
-               GIT_AUTHOR_EMAIL="bench@example.com", GIT_COMMITTER_NAME="bench",
-               GIT_COMMITTER_EMAIL="bench@example.com", PAGER="cat", GIT_PAGER="cat",
-               PYTHONPATH=str(ROOT), TMPDIR=str(home / "tmp"))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GIT_", "MODEL_DIFF_", "PRE_COMMIT"))
+    }
+    env.update(
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_CACHE_HOME=str(home / ".cache"),
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
+        GIT_AUTHOR_NAME="bench",
+        GIT_AUTHOR_EMAIL="bench@example.com",
+        GIT_COMMITTER_NAME="bench",
+        GIT_COMMITTER_EMAIL="bench@example.com",
+        PAGER="cat",
+        GIT_PAGER="cat",
+        PYTHONPATH=str(ROOT),
+        TMPDIR=str(home / "tmp"),
+    )
     (home / "tmp").mkdir(parents=True, exist_ok=True)
     return env
 
@@ -95,8 +110,14 @@ def measure(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, int,
     """
     with tempfile.TemporaryFile() as out:
         t0 = time.perf_counter()
-        proc = subprocess.run([TIME, "-f", "MAXRSS_KB %M", *cmd], cwd=cwd, env=env, stdout=out,
-                              stderr=subprocess.PIPE, check=False)
+        proc = subprocess.run(
+            [TIME, "-f", "MAXRSS_KB %M", *cmd],
+            cwd=cwd,
+            env=env,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
         wall = time.perf_counter() - t0
         err = proc.stderr.decode(errors="replace")
         if proc.returncode != 0:
@@ -125,14 +146,21 @@ def main(argv: list[str] | None = None) -> int:
         git(["init", "-q", "-b", "main"], repo, env)
         git(["lfs", "install", "--local"], repo, env)
         git(["lfs", "track", "*.safetensors"], repo, env)
-        subprocess.run([sys.executable, "-m", "model_diff", "install"], cwd=repo, env=env,
-                       check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, "-m", "model_diff", "install"],
+            cwd=repo,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
         ckpt = repo / "model.safetensors"
         t0 = time.perf_counter()
         spans = write_checkpoint(ckpt, n_tensors, seed=0)
         size = ckpt.stat().st_size
-        print(f"built {size / 2**30:.2f} GiB checkpoint in {time.perf_counter() - t0:.1f} s",
-              file=sys.stderr)
+        print(
+            f"built {size / 2**30:.2f} GiB checkpoint in {time.perf_counter() - t0:.1f} s",
+            file=sys.stderr,
+        )
         git(["add", "-A"], repo, env)
         git(["commit", "-q", "-m", "v1"], repo, env)
         v1_copy = work / "v1.safetensors"
@@ -145,14 +173,22 @@ def main(argv: list[str] | None = None) -> int:
         git(["commit", "-q", "-am", f"v2: {name} changed"], repo, env)
 
         results: dict[str, object] = {
-            "size_bytes": size, "tensors": n_tensors, "changed": name,
-            "python": platform.python_version(), "cpus": os.cpu_count(),
+            "size_bytes": size,
+            "tensors": n_tensors,
+            "changed": name,
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
             "metrics_backend": subprocess.run(
                 [sys.executable, "-c", "from model_diff import metrics; print(metrics.BACKEND)"],
-                check=True, capture_output=True, text=True, env=env).stdout.strip(),
+                check=True,
+                capture_output=True,
+                text=True,
+                env=env,
+            ).stdout.strip(),
             "load_average_at_start": os.getloadavg()[0],
-            "git": subprocess.run(["git", "--version"], check=True, capture_output=True,
-                                  text=True).stdout.strip(),
+            "git": subprocess.run(
+                ["git", "--version"], check=True, capture_output=True, text=True
+            ).stdout.strip(),
         }
         rows = []
         no_cache = dict(env, MODEL_DIFF_NO_CACHE="1")
@@ -163,8 +199,11 @@ def main(argv: list[str] | None = None) -> int:
             ("git diff HEAD~1 HEAD: LFS smudge, cache off", diff, no_cache),
             ("git diff HEAD~1 HEAD: LFS smudge, cache empty (fills it)", diff, env),
             ("git diff HEAD~1 HEAD: LFS smudge, cache hit (content key)", diff, env),
-            ("GIT_LFS_SKIP_SMUDGE=1 git diff: pointers read from the LFS store, cache off",
-             diff, skip_no_cache),
+            (
+                "GIT_LFS_SKIP_SMUDGE=1 git diff: pointers read from the LFS store, cache off",
+                diff,
+                skip_no_cache,
+            ),
             ("GIT_LFS_SKIP_SMUDGE=1 git diff: pointers, oid miss, content-key hit", diff, skip),
             ("GIT_LFS_SKIP_SMUDGE=1 git diff: pointers, oid hit (object not read)", diff, skip),
         ]
@@ -172,8 +211,9 @@ def main(argv: list[str] | None = None) -> int:
         for label, cmd, e in cases:
             wall, rss, out = measure(cmd, repo, e)
             outputs.append(out)
-            changed = [ln for ln in out.decode().splitlines()
-                       if ln.startswith(("-model.", "+model."))]
+            changed = [
+                ln for ln in out.decode().splitlines() if ln.startswith(("-model.", "+model."))
+            ]
             rows.append((label, wall, rss, len(changed)))
         if len({o for o in outputs}) != 1:
             raise SystemExit("outputs differ between cases: a bug")
@@ -181,32 +221,49 @@ def main(argv: list[str] | None = None) -> int:
             tc = [sys.executable, "-m", "model_diff", "textconv", str(v1_copy), *mode]
             measure(tc, work, no_cache)  # page cache warm
             best = min(measure(tc, work, no_cache)[:2] for _ in range(2))
-            rows.append((f"model-diff textconv {' '.join(mode) or '(full)'} (cache off)",
-                         best[0], best[1], 0))
+            rows.append(
+                (
+                    f"model-diff textconv {' '.join(mode) or '(full)'} (cache off)",
+                    best[0],
+                    best[1],
+                    0,
+                )
+            )
             results[f"textconv{mode[0] if mode else ''}_s_per_gib"] = best[0] / (size / 2**30)
         small = work / "small.safetensors"
         spans_small = write_small(small)
         tc = [sys.executable, "-m", "model_diff", "textconv", str(small)]
         measure(tc, work, no_cache)
         best = min(measure(tc, work, no_cache)[:2] for _ in range(5))
-        rows.append((f"model-diff textconv, small file ({spans_small} tensors; startup)",
-                     best[0], best[1], 0))
+        rows.append(
+            (
+                f"model-diff textconv, small file ({spans_small} tensors; startup)",
+                best[0],
+                best[1],
+                0,
+            )
+        )
         results["textconv_small_file_s"] = best[0]
-        base = min(measure([sys.executable, "-c", "import numpy"], work, env)[0]
-                   for _ in range(5))
+        base = min(measure([sys.executable, "-c", "import numpy"], work, env)[0] for _ in range(5))
         rows.append(("python -c 'import numpy' (the floor)", base, 0, 0))
-        results["rows"] = [{"case": r[0], "seconds": r[1], "peak_rss_bytes": r[2],
-                            "changed_lines": r[3]} for r in rows]
-        print(f"| case ({size / 2**30:.2f} GiB, 1 of {n_tensors} tensors changed) "
-              "| wall s | peak RSS MiB | -/+ tensor lines |")
+        results["rows"] = [
+            {"case": r[0], "seconds": r[1], "peak_rss_bytes": r[2], "changed_lines": r[3]}
+            for r in rows
+        ]
+        print(
+            f"| case ({size / 2**30:.2f} GiB, 1 of {n_tensors} tensors changed) "
+            "| wall s | peak RSS MiB | -/+ tensor lines |"
+        )
         print("|---|---:|---:|---:|")
         for label, wall, rss, changed in rows:
             mib = f"{rss / 2**20:.0f}" if rss else ""
             print(f"| {label} | {wall:.2f} | {mib} | {changed or ''} |")
-        print(f"\ntextconv: {results['textconv_s_per_gib']:.2f} s/GiB full, "
-              f"{results['textconv--fast_s_per_gib']:.2f} s/GiB --fast; metrics backend "
-              f"{results['metrics_backend']}; {results['cpus']} CPUs, load average "
-              f"{results['load_average_at_start']:.1f} at start, {results['git']}")
+        print(
+            f"\ntextconv: {results['textconv_s_per_gib']:.2f} s/GiB full, "
+            f"{results['textconv--fast_s_per_gib']:.2f} s/GiB --fast; metrics backend "
+            f"{results['metrics_backend']}; {results['cpus']} CPUs, load average "
+            f"{results['load_average_at_start']:.1f} at start, {results['git']}"
+        )
         out_dir = ROOT / "bench" / "out"
         out_dir.mkdir(parents=True, exist_ok=True)
         (out_dir / "git.json").write_text(json.dumps(results, indent=2) + "\n")

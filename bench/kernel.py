@@ -23,8 +23,7 @@ import numpy as np
 
 from model_diff import metrics
 
-DTYPES = {"fp32": np.float32, "bf16": ml_dtypes.bfloat16, "fp16": np.float16,
-          "fp64": np.float64}
+DTYPES = {"fp32": np.float32, "bf16": ml_dtypes.bfloat16, "fp16": np.float16, "fp64": np.float64}
 
 
 def rate(fn: object, n: int, seconds: float, repeats: int) -> float:
@@ -51,19 +50,26 @@ def main() -> int:
     assert kernel is not None
     rng = np.random.default_rng(0)
     n = args.elements
-    print(f"one thread, {n} elements per side per call, best of {args.repeats} x "
-          f"{args.seconds} s; load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"one thread, {n} elements per side per call, best of {args.repeats} x "
+        f"{args.seconds} s; load average {os.getloadavg()[0]:.1f}"
+    )
     for label, dt in DTYPES.items():
         a64 = rng.standard_normal(n)
         a = a64.astype(dt)
         b = (a64 + rng.standard_normal(n) * 0.01).astype(dt)
         f, c = metrics.new_accumulators()
-        pair = rate(lambda a=a, b=b, f=f, c=c: kernel.pair_step(a, b, 1e-6, f, c), n,
-                    args.seconds, args.repeats)
-        side = rate(lambda a=a, f=f, c=c: kernel.side_step(a, f, c), n, args.seconds,
-                    args.repeats)
-        print(f"{label}: pair {pair / 1e9:.2f} G pairs/s ({pair * 2 * a.itemsize / 1e9:.1f} GB/s)"
-              f", side {side / 1e9:.2f} G elements/s")
+        pair = rate(
+            lambda a=a, b=b, f=f, c=c: kernel.pair_step(a, b, 1e-6, f, c),
+            n,
+            args.seconds,
+            args.repeats,
+        )
+        side = rate(lambda a=a, f=f, c=c: kernel.side_step(a, f, c), n, args.seconds, args.repeats)
+        print(
+            f"{label}: pair {pair / 1e9:.2f} G pairs/s ({pair * 2 * a.itemsize / 1e9:.1f} GB/s)"
+            f", side {side / 1e9:.2f} G elements/s"
+        )
     return 0
 
 

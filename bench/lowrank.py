@@ -32,8 +32,10 @@ def main() -> None:
     tuned = fine_tune(base, seed=1)
     old, new = from_arrays(base), from_arrays(tuned)
     n_elems = sum(a.size for a in base.values())
-    print(f"pair: {len(base)} tensors, {n_elems / 1e6:.1f}M float32 elements per side, "
-          f"d_model={args.d_model}, blocks={args.blocks}, vocab={args.vocab}")
+    print(
+        f"pair: {len(base)} tensors, {n_elems / 1e6:.1f}M float32 elements per side, "
+        f"d_model={args.d_model}, blocks={args.blocks}, vocab={args.vocab}"
+    )
     baseline: tuple[float, float] | None = None
     for label, mode in (("off", False), ("auto", "auto"), ("on", True)):
         best = cpu = float("inf")
@@ -46,9 +48,11 @@ def main() -> None:
             analysed = sum(1 for d in diffs if d.low_rank is not None)
         if baseline is None:
             baseline = (best, cpu)
-        print(f"low_rank={label:<4}  wall {best:7.3f} s (+{best - baseline[0]:6.3f})  "
-              f"cpu {cpu:7.3f} s (+{cpu - baseline[1]:6.3f})  "
-              f"low-rank analysed: {analysed} tensors")
+        print(
+            f"low_rank={label:<4}  wall {best:7.3f} s (+{best - baseline[0]:6.3f})  "
+            f"cpu {cpu:7.3f} s (+{cpu - baseline[1]:6.3f})  "
+            f"low-rank analysed: {analysed} tensors"
+        )
 
 
 if __name__ == "__main__":

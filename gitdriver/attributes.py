@@ -62,11 +62,11 @@ def _parse(text: str) -> _Parsed:
             break
     if begin is None or end is None:
         return _Parsed(before=lines, after=[])
-    p = _Parsed(before=lines[:begin], after=lines[end + 1:], has_block=True)
-    for line in lines[begin + 1:end]:
+    p = _Parsed(before=lines[:begin], after=lines[end + 1 :], has_block=True)
+    for line in lines[begin + 1 : end]:
         s = line.rstrip("\r\n")
         if s.startswith(_EDITED):
-            p.edited.append(s[len(_EDITED):].rsplit(" diff=lfs", 1)[0])
+            p.edited.append(s[len(_EDITED) :].rsplit(" diff=lfs", 1)[0])
         elif s == _CREATED:
             p.created = True
         elif s == _ADDED_EOL:
@@ -92,7 +92,7 @@ def _diff_value(line: str) -> str | None:
     val = None
     for tok in line.split()[1:]:
         if tok.startswith("diff="):
-            val = tok[len("diff="):]
+            val = tok[len("diff=") :]
         elif tok in ("-diff", "!diff"):
             val = "-"
         elif tok == "diff":
@@ -128,8 +128,8 @@ def install_text(text: str | None, patterns: list[str]) -> str:
             added.append(pat)
     if not edited and not added and not p.has_block:
         return text or ""
-    before = outside[:len(p.before)]
-    after = outside[len(p.before):]
+    before = outside[: len(p.before)]
+    after = outside[len(p.before) :]
     created = p.created or text is None
     added_eol = p.added_eol
     tail = before + after if not p.has_block else before

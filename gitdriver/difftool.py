@@ -65,6 +65,7 @@ class PairResult:
 
 # -- where pairs come from -------------------------------------------------------------------
 
+
 def difftool_pairs(local: str, remote: str, merged: str | None) -> list[Pair]:
     """Pairs for difftool's ``$LOCAL $REMOTE [$MERGED]``: two files, or two --dir-diff folders."""
     if os.path.isdir(local) and os.path.isdir(remote):
@@ -73,8 +74,18 @@ def difftool_pairs(local: str, remote: str, merged: str | None) -> list[Pair]:
     old = None if local == DEV_NULL else local
     new = None if remote == DEV_NULL else remote
     status = "added" if old is None else "removed" if new is None else "modified"
-    return [Pair(label, old, new, f"a/{label}", f"b/{label}", status,
-                 label if old else None, label if new else None)]
+    return [
+        Pair(
+            label,
+            old,
+            new,
+            f"a/{label}",
+            f"b/{label}",
+            status,
+            label if old else None,
+            label if new else None,
+        )
+    ]
 
 
 def dir_pairs(left: str, right: str) -> list[Pair]:
@@ -87,8 +98,18 @@ def dir_pairs(left: str, right: str) -> list[Pair]:
             continue
         old, new = lfiles.get(rel), rfiles.get(rel)
         status = "added" if old is None else "removed" if new is None else "modified"
-        pairs.append(Pair(rel, old, new, f"a/{rel}", f"b/{rel}", status,
-                          rel if old else None, rel if new else None))
+        pairs.append(
+            Pair(
+                rel,
+                old,
+                new,
+                f"a/{rel}",
+                f"b/{rel}",
+                status,
+                rel if old else None,
+                rel if new else None,
+            )
+        )
     return pairs
 
 
@@ -104,8 +125,20 @@ def change_pairs(repo: GitRepo, changes: Sequence[Change]) -> list[Pair]:
         else:
             new = f"{ch.new_rev}:{ch.new_path}"
         new_name = (f"{ch.new_rev}:{ch.new_path}" if ch.new_rev is not None else ch.new_path) or ""
-        pairs.append(Pair(ch.path, old, new, old or "", new_name, ch.status, ch.old_path,
-                          ch.new_path, ch.similarity, is_spec=True))
+        pairs.append(
+            Pair(
+                ch.path,
+                old,
+                new,
+                old or "",
+                new_name,
+                ch.status,
+                ch.old_path,
+                ch.new_path,
+                ch.similarity,
+                is_spec=True,
+            )
+        )
     return pairs
 
 
@@ -125,14 +158,17 @@ def _common_label(local: str, remote: str) -> str:
 
 # -- running the engine ----------------------------------------------------------------------
 
-def run_pairs(pairs: Sequence[Pair], fmt: str, *, repo_root: str | None = None,
-              color: bool = False) -> list[PairResult]:
+
+def run_pairs(
+    pairs: Sequence[Pair], fmt: str, *, repo_root: str | None = None, color: bool = False
+) -> list[PairResult]:
     """Diff and analyse every pair; an unreadable pair becomes an error result, not a stop."""
     return [run_pair(p, fmt, repo_root=repo_root, color=color) for p in pairs]
 
 
-def run_pair(pair: Pair, fmt: str, *, repo_root: str | None = None,
-             color: bool = False) -> PairResult:
+def run_pair(
+    pair: Pair, fmt: str, *, repo_root: str | None = None, color: bool = False
+) -> PairResult:
     result = PairResult(pair)
     try:
         if pair.old is not None and pair.new is not None:
@@ -152,8 +188,9 @@ def run_pair(pair: Pair, fmt: str, *, repo_root: str | None = None,
             side = pair.old if pair.old is not None else pair.new
             if side is None:
                 raise ModelDiffError(f"{pair.label}: both sides are missing")
-            ckpt = _open(pair, side, pair.old_name if side == pair.old else pair.new_name,
-                         repo_root)
+            ckpt = _open(
+                pair, side, pair.old_name if side == pair.old else pair.new_name, repo_root
+            )
             with ckpt:
                 info = describe(ckpt)
             if pair.old is None:
@@ -179,8 +216,9 @@ def _open(pair: Pair, side: str, name: str, repo_root: str | None) -> Checkpoint
     return open_side(side, name or os.path.basename(side), repo_root)
 
 
-def compare_checkpoints(old: Checkpoint, new: Checkpoint, fmt: str, pair: Pair, *,
-                        color: bool = False) -> str:
+def compare_checkpoints(
+    old: Checkpoint, new: Checkpoint, fmt: str, pair: Pair, *, color: bool = False
+) -> str:
     """The engine's full report (metrics + analysis + insights) for one pair."""
     from model_diff.pipeline import compare
 
@@ -189,6 +227,7 @@ def compare_checkpoints(old: Checkpoint, new: Checkpoint, fmt: str, pair: Pair, 
 
 
 # -- putting reports together ----------------------------------------------------------------
+
 
 def status_line(r: PairResult) -> str:
     """One line saying what happened to the file: ``added: 19 tensors, 12,345 parameters``."""
@@ -206,15 +245,25 @@ def status_line(r: PairResult) -> str:
     return p.status
 
 
-def render_results(results: Sequence[PairResult], fmt: str, *, title: str,
-                   meta: dict[str, Any] | None = None, unwrap_single: bool = False) -> str:
+def render_results(
+    results: Sequence[PairResult],
+    fmt: str,
+    *,
+    title: str,
+    meta: dict[str, Any] | None = None,
+    unwrap_single: bool = False,
+) -> str:
     """One document in ``fmt`` for all results.
 
     With ``unwrap_single``, a single modified pair's HTML or JSON is the engine's report
     itself (difftool on one file), not a one-entry list.
     """
-    if (unwrap_single and len(results) == 1 and results[0].report is not None
-            and fmt in ("html", "json")):
+    if (
+        unwrap_single
+        and len(results) == 1
+        and results[0].report is not None
+        and fmt in ("html", "json")
+    ):
         return results[0].report
     if fmt != "text" and not title:
         title = results[0].pair.label if results else "model-diff"
@@ -255,12 +304,20 @@ def _render_json(results: Sequence[PairResult], title: str, meta: dict[str, Any]
     files = []
     for r in results:
         p = r.pair
-        files.append({
-            "path": p.label, "status": p.status, "old_path": p.old_path,
-            "new_path": p.new_path, "similarity": p.similarity, "old": r.old_info,
-            "new": r.new_info, "error": r.error, "skipped": r.skipped,
-            "report": json.loads(r.report) if r.report else None,
-        })
+        files.append(
+            {
+                "path": p.label,
+                "status": p.status,
+                "old_path": p.old_path,
+                "new_path": p.new_path,
+                "similarity": p.similarity,
+                "old": r.old_info,
+                "new": r.new_info,
+                "error": r.error,
+                "skipped": r.skipped,
+                "report": json.loads(r.report) if r.report else None,
+            }
+        )
     doc = {"title": title, **meta, "files": files}
     return json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n"
 
@@ -268,25 +325,35 @@ def _render_json(results: Sequence[PairResult], title: str, meta: dict[str, Any]
 def _render_html(results: Sequence[PairResult], title: str) -> str:
     """A page listing every file, each full report embedded (escaped) in its own frame."""
     rows = "\n".join(
-        f"<tr><td><a href=\"#f{i}\">{html.escape(r.pair.label)}</a></td>"
-        f"<td>{html.escape(status_line(r))}</td></tr>" for i, r in enumerate(results))
+        f'<tr><td><a href="#f{i}">{html.escape(r.pair.label)}</a></td>'
+        f"<td>{html.escape(status_line(r))}</td></tr>"
+        for i, r in enumerate(results)
+    )
     frames = "\n".join(
-        f"<section id=\"f{i}\"><h2>{html.escape(r.pair.label)}</h2>"
+        f'<section id="f{i}"><h2>{html.escape(r.pair.label)}</h2>'
         f"<p>{html.escape(status_line(r))}</p>"
         # scripts run (the report draws with them) in an opaque origin: the frame cannot
         # reach this page, and the report's own CSP still applies inside it
-        + (f"<iframe title=\"{html.escape(r.pair.label)}\" sandbox=\"allow-scripts\" "
-           f"srcdoc=\"{html.escape(r.report, quote=True)}\"></iframe>" if r.report else "")
-        + "</section>" for i, r in enumerate(results))
+        + (
+            f'<iframe title="{html.escape(r.pair.label)}" sandbox="allow-scripts" '
+            f'srcdoc="{html.escape(r.report, quote=True)}"></iframe>'
+            if r.report
+            else ""
+        )
+        + "</section>"
+        for i, r in enumerate(results)
+    )
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>"
         "body{font-family:system-ui,sans-serif;margin:2em}"
         "table{border-collapse:collapse}td{border:1px solid #ccc;padding:.3em .6em}"
         "iframe{width:100%;height:80vh;border:1px solid #ccc}</style></head><body>"
         f"<h1>{html.escape(title)}</h1>"
         + (f"<table>{rows}</table>" if results else "<p>No checkpoint changes.</p>")
-        + frames + "</body></html>\n")
+        + frames
+        + "</body></html>\n"
+    )
 
 
 def _md(text: str) -> str:
@@ -294,6 +361,7 @@ def _md(text: str) -> str:
 
 
 # -- HTML in a browser -----------------------------------------------------------------------
+
 
 def write_temp_html(text: str) -> str:
     """Write an HTML report to a new temporary file, kept afterwards for the browser to read."""

@@ -54,7 +54,8 @@ def parse_args(argv: Sequence[str]) -> ExtDiffArgs | str:
     if len(argv) not in (7, 9):
         raise ModelDiffError(
             f"ext-diff takes the 7 or 9 arguments git passes, got {len(argv)}",
-            hint='configure it as diff.model-diff.command = "<python>" -m model_diff ext-diff')
+            hint='configure it as diff.model-diff.command = "<python>" -m model_diff ext-diff',
+        )
     return ExtDiffArgs(*argv)
 
 
@@ -87,8 +88,9 @@ def _header(a: ExtDiffArgs) -> list[str]:
         lines += [f"old mode {a.old_mode}", f"new mode {a.new_mode}"]
     old_hex = "0000000" if a.old_missing else a.old_hex[:7]
     new_hex = "0000000" if a.new_missing else a.new_hex[:7]
-    same_mode = "" if a.old_missing or a.new_missing or a.old_mode != a.new_mode else (
-        f" {a.new_mode}")
+    same_mode = (
+        "" if a.old_missing or a.new_missing or a.old_mode != a.new_mode else (f" {a.new_mode}")
+    )
     lines.append(f"index {old_hex}..{new_hex}{same_mode}")
     lines.append("--- /dev/null" if a.old_missing else f"--- a/{a.path}")
     lines.append("+++ /dev/null" if a.new_missing else f"+++ b/{new_path}")
@@ -127,8 +129,11 @@ def open_side(path: str, label: str, cwd: str | None = None) -> Checkpoint:
 
     full = os.path.join(cwd, path) if cwd else path
     if not os.path.isfile(full):
-        raise ModelDiffError("no such file", path=label,
-                             hint="git passes existing files; check the driver configuration")
+        raise ModelDiffError(
+            "no such file",
+            path=label,
+            hint="git passes existing files; check the driver configuration",
+        )
     return open_file(full, label=label, name=label)
 
 
@@ -149,8 +154,10 @@ def _compact(old: Checkpoint, new: Checkpoint) -> list[str]:
     for d in diffs:
         counts[str(d.change_type)] = counts.get(str(d.change_type), 0) + 1
     order = ("modified", "added", "removed", "shape_changed", "dtype_changed", "unchanged")
-    lines.append("tensors: " + ", ".join(
-        f"{counts[k]} {k.replace('_', ' ')}" for k in order if counts.get(k)))
+    lines.append(
+        "tensors: "
+        + ", ".join(f"{counts[k]} {k.replace('_', ' ')}" for k in order if counts.get(k))
+    )
     for d in diffs:
         if d.is_changed:
             lines.append(_tensor_line(d))
@@ -171,15 +178,19 @@ def _tensor_line(d: Any) -> str:
         return f"! {d.name}  shape {_shape(d.old_shape)} -> {_shape(d.new_shape)}"
     if kind == "dtype_changed":
         return f"! {d.name}  dtype {d.old_dtype} -> {d.new_dtype}"
-    return (f"~ {d.name}  {d.new_dtype} {_shape(d.new_shape)}  rel {_num(d.relative_change)}"
-            f"  cos {_num(d.cosine_sim, '.6f')}  max {_num(d.max_diff)}"
-            f"  changed {_num(d.change_ratio, '.1%')}")
+    return (
+        f"~ {d.name}  {d.new_dtype} {_shape(d.new_shape)}  rel {_num(d.relative_change)}"
+        f"  cos {_num(d.cosine_sim, '.6f')}  max {_num(d.max_diff)}"
+        f"  changed {_num(d.change_ratio, '.1%')}"
+    )
 
 
 def facts(info: dict[str, Any]) -> str:
     """One side's description on one line: counts, format and dtypes."""
-    return (f"{info['num_tensors']:,} tensors, {info['num_parameters']:,} parameters "
-            f"({info['format']}; {', '.join(info['dtypes'])})")
+    return (
+        f"{info['num_tensors']:,} tensors, {info['num_parameters']:,} parameters "
+        f"({info['format']}; {', '.join(info['dtypes'])})"
+    )
 
 
 def _shape(shape: Sequence[int] | None) -> str:

@@ -17,16 +17,24 @@ from model_diff.errors import GitError
 
 
 def git(
-    args: list[str], *, cwd: str | os.PathLike[str] | None = None, check: bool = True,
+    args: list[str],
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    check: bool = True,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``git ARGS`` (text mode, output captured); GitError naming the command on failure."""
     try:
         proc = subprocess.run(
-            ["git", *args], cwd=cwd, capture_output=True, text=True, check=False,
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=False,
         )
     except FileNotFoundError as e:
-        raise GitError("git is not installed or not on PATH",
-                       hint="install git and try again") from e
+        raise GitError(
+            "git is not installed or not on PATH", hint="install git and try again"
+        ) from e
     if check and proc.returncode != 0:
         detail = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
         raise GitError(
@@ -44,23 +52,25 @@ def toplevel(cwd: str | os.PathLike[str] | None = None) -> Path | None:
     return Path(proc.stdout.strip())
 
 
-def config_get(scope_args: list[str], key: str,
-               cwd: str | os.PathLike[str] | None = None) -> str | None:
+def config_get(
+    scope_args: list[str], key: str, cwd: str | os.PathLike[str] | None = None
+) -> str | None:
     """One config value in a scope (``["--local"]``, ``["--global"]``, ``[]`` = effective)."""
     proc = git(["config", *scope_args, "--get", key], cwd=cwd, check=False)
     if proc.returncode == 1:
         return None
     if proc.returncode != 0:
-        raise GitError(f"`git config {' '.join(scope_args)} --get {key}` failed: "
-                       f"{proc.stderr.strip()}")
+        raise GitError(
+            f"`git config {' '.join(scope_args)} --get {key}` failed: {proc.stderr.strip()}"
+        )
     return proc.stdout[:-1] if proc.stdout.endswith("\n") else proc.stdout
 
 
-def config_keys(scope_args: list[str], prefix_regex: str,
-                cwd: str | os.PathLike[str] | None = None) -> dict[str, str]:
+def config_keys(
+    scope_args: list[str], prefix_regex: str, cwd: str | os.PathLike[str] | None = None
+) -> dict[str, str]:
     """Keys matching a regex in a scope, with their (last) values."""
-    proc = git(["config", *scope_args, "-z", "--get-regexp", prefix_regex], cwd=cwd,
-               check=False)
+    proc = git(["config", *scope_args, "-z", "--get-regexp", prefix_regex], cwd=cwd, check=False)
     if proc.returncode == 1:
         return {}
     if proc.returncode != 0:
@@ -74,18 +84,21 @@ def config_keys(scope_args: list[str], prefix_regex: str,
     return out
 
 
-def config_set(scope_args: list[str], key: str, value: str,
-               cwd: str | os.PathLike[str] | None = None) -> None:
+def config_set(
+    scope_args: list[str], key: str, value: str, cwd: str | os.PathLike[str] | None = None
+) -> None:
     git(["config", *scope_args, key, value], cwd=cwd)
 
 
-def config_unset(scope_args: list[str], key: str,
-                 cwd: str | os.PathLike[str] | None = None) -> None:
+def config_unset(
+    scope_args: list[str], key: str, cwd: str | os.PathLike[str] | None = None
+) -> None:
     proc = git(["config", *scope_args, "--unset-all", key], cwd=cwd, check=False)
     if proc.returncode not in (0, 5):  # 5: the key was not there
         raise GitError(f"`git config --unset-all {key}` failed: {proc.stderr.strip()}")
 
 
-def config_remove_section(scope_args: list[str], section: str,
-                          cwd: str | os.PathLike[str] | None = None) -> None:
+def config_remove_section(
+    scope_args: list[str], section: str, cwd: str | os.PathLike[str] | None = None
+) -> None:
     git(["config", *scope_args, "--remove-section", section], cwd=cwd, check=False)

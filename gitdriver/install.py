@@ -10,7 +10,7 @@ What install writes, in the chosen scope (``--local`` default, ``--global``, ``-
     diff.model-diff.command    <hand-off to difftool>; exec "<python>" -m model_diff ext-diff
                                                   (--external; see DIFFTOOL_HANDOFF)
 
-plus attribute lines (``gitdriver.attributes``) in ``<top>/.gitattributes`` (local),
+plus attribute lines (``model_diff.gitdriver.attributes``) in ``<top>/.gitattributes`` (local),
 ``core.attributesFile`` or ``$XDG_CONFIG_HOME/git/attributes`` (global), the system
 ``core.attributesFile`` or ``/etc/gitattributes`` (system).
 
@@ -76,12 +76,14 @@ def python_command(executable: str | None = None) -> str:
 #: ``-x CMD``, ``diff.tool``) would print the external diff instead of running the tool
 #: (GIT-NOTES 3d). git runs the command through ``sh`` with the 7/9 arguments appended as
 #: ``"$@"``; handing them to the helper restores difftool exactly.
-DIFFTOOL_HANDOFF = ('case "$GIT_EXTERNAL_DIFF" in *git-difftool--helper) '
-                    'exec git difftool--helper "$@";; esac;')
+DIFFTOOL_HANDOFF = (
+    'case "$GIT_EXTERNAL_DIFF" in *git-difftool--helper) exec git difftool--helper "$@";; esac;'
+)
 
 
-def driver_config(*, external: bool, cachetextconv: bool,
-                  executable: str | None = None) -> dict[str, str]:
+def driver_config(
+    *, external: bool, cachetextconv: bool, executable: str | None = None
+) -> dict[str, str]:
     """The config keys and values install writes for these options."""
     py = python_command(executable)
     textconv = f"{py} -m model_diff textconv"
@@ -98,8 +100,12 @@ def driver_config(*, external: bool, cachetextconv: bool,
     return cfg
 
 
-_ALL_KEYS = (f"diff.{DRIVER}.textconv", f"diff.{DRIVER}.cachetextconv",
-             f"diff.{DRIVER}.command", f"difftool.{DRIVER}.cmd")
+_ALL_KEYS = (
+    f"diff.{DRIVER}.textconv",
+    f"diff.{DRIVER}.cachetextconv",
+    f"diff.{DRIVER}.command",
+    f"difftool.{DRIVER}.cmd",
+)
 _SECTIONS = (f"diff.{DRIVER}", f"difftool.{DRIVER}")
 #: a key install sets only when the config file lacked its final newline (git adds one)
 _NOEOL_KEY = f"diff.{DRIVER}.restorenoeol"
@@ -120,8 +126,10 @@ def _scope_args(scope: str) -> list[str]:
 def _repo_top(scope: str, cwd: Path) -> Path | None:
     top = gitcmd.toplevel(cwd)
     if scope == "local" and top is None:
-        raise GitError(f"{cwd}: not inside a git repository (or in a bare one)",
-                       hint="cd into a repository, or use --global")
+        raise GitError(
+            f"{cwd}: not inside a git repository (or in a bare one)",
+            hint="cd into a repository, or use --global",
+        )
     return top
 
 
@@ -144,7 +152,7 @@ def config_file(scope: str, cwd: Path) -> Path | None:
         return Path(env)
     proc = gitcmd.git(["config", "--system", "--show-origin", "--list"], cwd=cwd, check=False)
     first = proc.stdout.split("\t", 1)[0] if proc.returncode == 0 else ""
-    return Path(first[len("file:"):]) if first.startswith("file:") else None
+    return Path(first[len("file:") :]) if first.startswith("file:") else None
 
 
 def attributes_file(scope: str, cwd: Path) -> Path:
@@ -157,8 +165,7 @@ def attributes_file(scope: str, cwd: Path) -> Path:
     if configured:
         return Path(os.path.expanduser(configured))
     if scope == "global":
-        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"),
-                                                                 ".config")
+        base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
         return Path(base) / "git" / "attributes"
     return Path("/etc/gitattributes")
 
@@ -182,16 +189,21 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def install(*, scope: str = "local", patterns: list[str] | None = None, external: bool = False,
-            cachetextconv: bool = False, cwd: str | os.PathLike[str] | None = None,
-            executable: str | None = None) -> Outcome:
+def install(
+    *,
+    scope: str = "local",
+    patterns: list[str] | None = None,
+    external: bool = False,
+    cachetextconv: bool = False,
+    cwd: str | os.PathLike[str] | None = None,
+    executable: str | None = None,
+) -> Outcome:
     """Register the driver and its attributes; a second identical call changes nothing."""
     here = Path(cwd or os.getcwd())
     sargs = _scope_args(scope)
     _repo_top(scope, here)
     out = Outcome()
-    wanted = driver_config(external=external, cachetextconv=cachetextconv,
-                           executable=executable)
+    wanted = driver_config(external=external, cachetextconv=cachetextconv, executable=executable)
     current = gitcmd.config_keys(sargs, rf"^(diff|difftool)\.{DRIVER}\.", cwd=here)
     for key, value in current.items():
         if key in wanted and value != wanted[key] and not _is_ours(key, value):
@@ -201,9 +213,13 @@ def install(*, scope: str = "local", patterns: list[str] | None = None, external
             )
     if any(current.get(k) != v for k, v in wanted.items()):
         cfg = config_file(scope, here)
-        if (cfg is not None and not any(k in current for k in _ALL_KEYS)
-                and cfg.is_file() and cfg.stat().st_size
-                and not cfg.read_bytes().endswith(b"\n")):
+        if (
+            cfg is not None
+            and not any(k in current for k in _ALL_KEYS)
+            and cfg.is_file()
+            and cfg.stat().st_size
+            and not cfg.read_bytes().endswith(b"\n")
+        ):
             # git adds the missing final newline when it appends our section; note it so
             # uninstall can give the file back byte for byte.
             gitcmd.config_set(sargs, _NOEOL_KEY, "true", cwd=here)
@@ -221,18 +237,25 @@ def install(*, scope: str = "local", patterns: list[str] | None = None, external
     if after != (before or ""):
         _write_text_atomic(attr_path, after)
         added, edited = attributes.installed_patterns(after)
-        out.changes.append(Change(str(attr_path),
-                                  "diff=model-diff for " + " ".join(added + edited)))
+        out.changes.append(
+            Change(str(attr_path), "diff=model-diff for " + " ".join(added + edited))
+        )
         for pat in edited:
-            out.notes.append(f"{attr_path}: changed diff=lfs to diff=model-diff on the "
-                             f"existing line for {pat} (uninstall restores it)")
+            out.notes.append(
+                f"{attr_path}: changed diff=lfs to diff=model-diff on the "
+                f"existing line for {pat} (uninstall restores it)"
+            )
     if external:
-        out.notes.append("external diff on: `git diff` runs model-diff ext-diff; `git log -p` "
-                         "and `git show` keep using the textconv (add --ext-diff to change "
-                         "that)")
+        out.notes.append(
+            "external diff on: `git diff` runs model-diff ext-diff; `git log -p` "
+            "and `git show` keep using the textconv (add --ext-diff to change "
+            "that)"
+        )
     if cachetextconv:
-        out.notes.append(f"git's textconv cache on: clear it with `git update-ref -d "
-                         f"refs/notes/textconv/{DRIVER}`")
+        out.notes.append(
+            f"git's textconv cache on: clear it with `git update-ref -d "
+            f"refs/notes/textconv/{DRIVER}`"
+        )
     return out
 
 

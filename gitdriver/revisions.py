@@ -99,6 +99,7 @@ class Change:
 
 # -- the repository -------------------------------------------------------------------------
 
+
 class GitRepo:
     """A repository opened with dulwich, plus where the caller stands inside it."""
 
@@ -131,8 +132,10 @@ class GitRepo:
                 hint="check the name with `git log --oneline` (branches, tags, HEAD~N, shas)",
             ) from exc
         if not isinstance(obj, Commit):
-            raise GitError(f"{rev!r} names a {obj.type_name.decode()}, not a commit",
-                           hint="give a commit, branch or tag")
+            raise GitError(
+                f"{rev!r} names a {obj.type_name.decode()}, not a commit",
+                hint="give a commit, branch or tag",
+            )
         return obj
 
     def commit_id(self, rev: str) -> str:
@@ -157,8 +160,10 @@ class GitRepo:
             a, b = (x or "HEAD" for x in text.split("...", 1))
             base = self.merge_base(a, b)
             if base is None:
-                raise GitError(f"{a} and {b} have no common ancestor ({text})",
-                               hint=f"compare them directly: {a} {b}")
+                raise GitError(
+                    f"{a} and {b} have no common ancestor ({text})",
+                    hint=f"compare them directly: {a} {b}",
+                )
             return base, b
         if ".." in text:
             a, b = (x or "HEAD" for x in text.split("..", 1))
@@ -174,24 +179,29 @@ class GitRepo:
             if p == ".":
                 p = ""
             if p.startswith("../"):
-                raise GitError(f"{path!r} is outside the repository {self.root}",
-                               hint="give a path inside the repository")
+                raise GitError(
+                    f"{path!r} is outside the repository {self.root}",
+                    hint="give a path inside the repository",
+                )
         return p.strip("/")
 
     def blob(self, rev: str, path: str) -> BlobRef:
         """The file ``path`` (top-level relative) holds at ``rev``; LFS pointers parsed."""
         commit = self.commit(rev)
         try:
-            mode, sha = tree_lookup_path(self.repo.object_store.__getitem__, commit.tree,
-                                         path.encode())
+            mode, sha = tree_lookup_path(
+                self.repo.object_store.__getitem__, commit.tree, path.encode()
+            )
         except KeyError as exc:
             raise GitError(
                 f"path {path!r} does not exist in {rev}",
                 hint=f"list the files with `git ls-tree -r --name-only {rev}`",
             ) from exc
         if stat.S_ISDIR(mode):
-            raise GitError(f"path {path!r} is a directory in {rev}",
-                           hint="name a checkpoint file (or use it as a directory spec)")
+            raise GitError(
+                f"path {path!r} is a directory in {rev}",
+                hint="name a checkpoint file (or use it as a directory spec)",
+            )
         return self._blob_ref(path, sha, mode)
 
     def _blob_ref(self, path: str, sha: bytes, mode: int, size: int | None = None) -> BlobRef:
@@ -202,8 +212,9 @@ class GitRepo:
         if size < _POINTER_MAX:
             obj = self.repo.object_store[ObjectID(sha)]
             ptr = _pointer(obj.as_raw_string()) if isinstance(obj, Blob) else None
-        return BlobRef(path, sha.decode(), mode, ptr.oid if ptr else None,
-                       ptr.size if ptr else None)
+        return BlobRef(
+            path, sha.decode(), mode, ptr.oid if ptr else None, ptr.size if ptr else None
+        )
 
     def blob_sizes(self, shas: Iterable[bytes]) -> dict[bytes, int]:
         """Sizes of blobs without inflating them (one ``git cat-file --batch-check``)."""
@@ -211,9 +222,16 @@ class GitRepo:
         if not wanted:
             return {}
         proc = subprocess.run(
-            ["git", f"--git-dir={self.repo.controldir()}", "cat-file",
-             "--batch-check=%(objectname) %(objectsize)"],
-            input=b"".join(sha + b"\n" for sha in wanted), capture_output=True, check=False)
+            [
+                "git",
+                f"--git-dir={self.repo.controldir()}",
+                "cat-file",
+                "--batch-check=%(objectname) %(objectsize)",
+            ],
+            input=b"".join(sha + b"\n" for sha in wanted),
+            capture_output=True,
+            check=False,
+        )
         sizes: dict[bytes, int] = {}
         for line in proc.stdout.splitlines():
             parts = line.split()
@@ -221,8 +239,10 @@ class GitRepo:
                 sizes[parts[0]] = int(parts[1])
         missing = [sha.decode() for sha in wanted if sha not in sizes]
         if proc.returncode != 0 or missing:
-            raise GitError(f"cannot read blob(s) {', '.join(m[:12] for m in missing)} in "
-                           f"{self.root}", hint="check the repository with `git fsck`")
+            raise GitError(
+                f"cannot read blob(s) {', '.join(m[:12] for m in missing)} in {self.root}",
+                hint="check the repository with `git fsck`",
+            )
         return sizes
 
     def lfs_object_path(self, oid: str, size: int, *, display: str) -> str:
@@ -248,8 +268,9 @@ class GitRepo:
         return LFSStore.from_controldir(common).path
 
     # -- changed files -----------------------------------------------------------------
-    def changes(self, rev1: str, rev2: str | None = None,
-                pathspecs: Sequence[str] = ()) -> list[Change]:
+    def changes(
+        self, rev1: str, rev2: str | None = None, pathspecs: Sequence[str] = ()
+    ) -> list[Change]:
         """Checkpoint files added, removed, renamed or modified from ``rev1`` to ``rev2``.
 
         ``rev2`` None compares with the working tree (tracked files; exact renames only).
@@ -261,11 +282,15 @@ class GitRepo:
         out = [c for c in out if _wanted(c, specs)]
         return sorted(out, key=lambda c: (c.path, c.old_path or ""))
 
-    def renamed_from(self, rev1: str, rev2: str | None = None,
-                     pathspecs: Sequence[str] = ()) -> dict[str, str]:
+    def renamed_from(
+        self, rev1: str, rev2: str | None = None, pathspecs: Sequence[str] = ()
+    ) -> dict[str, str]:
         """New path -> old path for every renamed checkpoint between the two sides."""
-        return {c.new_path: c.old_path for c in self.changes(rev1, rev2, pathspecs)
-                if c.status == "renamed" and c.new_path and c.old_path}
+        return {
+            c.new_path: c.old_path
+            for c in self.changes(rev1, rev2, pathspecs)
+            if c.status == "renamed" and c.new_path and c.old_path
+        }
 
     def _pathspec(self, spec: str) -> str:
         p = spec.replace(os.sep, "/")
@@ -296,13 +321,15 @@ class GitRepo:
         renamed_old = {c.old_path for c in out if c.status == "renamed"}
         renamed_new = {c.new_path for c in out if c.status == "renamed"}
         out += [Change("added", None, p, rev1, rev2) for p, _ in adds if p not in renamed_new]
-        out += [Change("removed", p, None, rev1, rev2) for p, _ in deletes
-                if p not in renamed_old]
+        out += [Change("removed", p, None, rev1, rev2) for p, _ in deletes if p not in renamed_old]
         return out
 
     def _worktree_changes(self, rev1: str) -> list[Change]:
-        old = {p: ref for p, ref in self._tree_files(self.commit(rev1).tree).items()
-               if is_checkpoint_path(p)}
+        old = {
+            p: ref
+            for p, ref in self._tree_files(self.commit(rev1).tree).items()
+            if is_checkpoint_path(p)
+        }
         index = self.repo.open_index()
         tracked: dict[str, Any] = {}
         for raw, entry in index.items():
@@ -370,8 +397,9 @@ class GitRepo:
         return ref.sha in _content_keys(disk)
 
 
-def changed_checkpoints(rev1: str, rev2: str | None = None, pathspecs: Sequence[str] = (),
-                        *, cwd: str | None = None) -> list[Change]:
+def changed_checkpoints(
+    rev1: str, rev2: str | None = None, pathspecs: Sequence[str] = (), *, cwd: str | None = None
+) -> list[Change]:
     """``GitRepo.changes`` for the repository containing ``cwd`` (default: the current dir)."""
     with open_repo(cwd) as repo:
         return repo.changes(rev1, rev2, pathspecs)
@@ -389,12 +417,15 @@ def open_repo(start: str | os.PathLike[str] | None = None) -> GitRepo:
     try:
         repo = Repo.discover(cwd)
     except NotGitRepository:
-        raise GitError(f"{cwd} is not inside a git repository",
-                       hint="run the command from a git checkout (or `git init` one)") from None
+        raise GitError(
+            f"{cwd} is not inside a git repository",
+            hint="run the command from a git checkout (or `git init` one)",
+        ) from None
     return GitRepo(repo, cwd)
 
 
 # -- opening checkpoints at revisions -------------------------------------------------------
+
 
 def split_spec(spec: str) -> tuple[str, str] | None:
     """``("HEAD~2", "ckpt/m.safetensors")`` for ``"HEAD~2:ckpt/m.safetensors"``; None otherwise.
@@ -427,8 +458,9 @@ def open_spec(spec: str, *, cwd: str | None = None, **open_kwargs: Any) -> Check
         return open_revision(repo, rev, repo.repo_path(path), display=spec, **open_kwargs)
 
 
-def open_revision(repo: GitRepo, rev: str | None, path: str, *, display: str | None = None,
-                  **open_kwargs: Any) -> Checkpoint:
+def open_revision(
+    repo: GitRepo, rev: str | None, path: str, *, display: str | None = None, **open_kwargs: Any
+) -> Checkpoint:
     """Open ``path`` (top-level relative) as it is at ``rev`` (``""``: the index; None: disk).
 
     An LFS object is opened where it lies in the store. A plain blob is written to a
@@ -436,8 +468,9 @@ def open_revision(repo: GitRepo, rev: str | None, path: str, *, display: str | N
     temporary directory with LFS objects linked, not copied.
     """
     if rev is None:
-        return open_worktree_file(os.path.join(repo.root, *path.split("/")),
-                                  display=display or path, **open_kwargs)
+        return open_worktree_file(
+            os.path.join(repo.root, *path.split("/")), display=display or path, **open_kwargs
+        )
     name = display or f"{rev}:{path}"
     mode, sha = _lookup(repo, rev, path)
     if not stat.S_ISDIR(mode):
@@ -462,16 +495,23 @@ def open_revision(repo: GitRepo, rev: str | None, path: str, *, display: str | N
     def remove_tmp() -> None:
         finalizers[0]()
 
-    ckpt = Checkpoint(name, inner.format, inner.tensors, metadata=inner.metadata,
-                      config=inner.config, skipped=inner.skipped,
-                      closers=[remove_tmp, inner.close])  # closers run last-first
+    ckpt = Checkpoint(
+        name,
+        inner.format,
+        inner.tensors,
+        metadata=inner.metadata,
+        config=inner.config,
+        skipped=inner.skipped,
+        closers=[remove_tmp, inner.close],
+    )  # closers run last-first
     # The directory goes when the checkpoint closes, or when it is collected unclosed.
     finalizers.append(weakref.finalize(ckpt, shutil.rmtree, tmp, ignore_errors=True))
     return ckpt
 
 
-def open_worktree_file(path: str, *, cwd: str | None = None, display: str | None = None,
-                       **open_kwargs: Any) -> Checkpoint:
+def open_worktree_file(
+    path: str, *, cwd: str | None = None, display: str | None = None, **open_kwargs: Any
+) -> Checkpoint:
     """Open a file or folder on disk, named ``display`` in messages and reports.
 
     A Git LFS pointer left in a checkout (or handed over by a driver) is resolved from the
@@ -506,6 +546,7 @@ def read_blob_bytes(repo: GitRepo, rev: str, path: str) -> bytes:
 
 # -- helpers --------------------------------------------------------------------------------
 
+
 def _open_checkpoint(path: str, **kw: Any) -> Checkpoint:
     # Imported when a checkpoint is opened, so listing changes never loads the readers.
     from model_diff.formats import open_checkpoint
@@ -528,7 +569,7 @@ def _relabel(opener: Any, target: str, tmp: str, name: str) -> Checkpoint:
         ckpt: Checkpoint = opener()
     except ModelDiffError as exc:
         if exc.path and exc.path.startswith(tmp):
-            exc.path = name + exc.path[len(target):]
+            exc.path = name + exc.path[len(target) :]
         exc.message = exc.message.replace(target, name).replace(tmp, name)
         raise
     return ckpt
@@ -537,8 +578,10 @@ def _relabel(opener: Any, target: str, tmp: str, name: str) -> Checkpoint:
 def _tree(repo: GitRepo, tree_id: bytes) -> Tree:
     tree = repo.repo.object_store[ObjectID(tree_id)]
     if not isinstance(tree, Tree):
-        raise GitError(f"object {tree_id.decode()} is not a tree",
-                       hint="the repository may be corrupt; run `git fsck`")
+        raise GitError(
+            f"object {tree_id.decode()} is not a tree",
+            hint="the repository may be corrupt; run `git fsck`",
+        )
     return tree
 
 
@@ -550,15 +593,16 @@ def _lookup(repo: GitRepo, rev: str, path: str) -> tuple[int, bytes]:
         except KeyError:
             entry = None
         if not isinstance(entry, IndexEntry):
-            raise GitError(f"path {path!r} is not in the index",
-                           hint="stage it with `git add` or give a revision (HEAD:path)")
+            raise GitError(
+                f"path {path!r} is not in the index",
+                hint="stage it with `git add` or give a revision (HEAD:path)",
+            )
         return entry.mode, entry.sha
     commit = repo.commit(rev)
     if path == "":
         return stat.S_IFDIR, commit.tree
     try:
-        mode, sha = tree_lookup_path(repo.repo.object_store.__getitem__, commit.tree,
-                                     path.encode())
+        mode, sha = tree_lookup_path(repo.repo.object_store.__getitem__, commit.tree, path.encode())
     except KeyError:
         raise GitError(
             f"path {path!r} does not exist in {rev}",
@@ -586,12 +630,17 @@ def _write_blob(repo: GitRepo, ref: BlobRef, dest: str, name: str) -> None:
     with open(dest, "wb") as f:
         proc = subprocess.run(
             ["git", f"--git-dir={repo.repo.controldir()}", "cat-file", "blob", ref.sha],
-            stdout=f, stderr=subprocess.PIPE, check=False)
+            stdout=f,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
     if proc.returncode != 0:
         detail = proc.stderr.decode(errors="replace").strip().splitlines()
-        raise GitError(f"cannot read {name} (blob {ref.sha[:12]}): "
-                       f"{detail[-1] if detail else 'git cat-file failed'}",
-                       hint="check the repository with `git fsck`")
+        raise GitError(
+            f"cannot read {name} (blob {ref.sha[:12]}): "
+            f"{detail[-1] if detail else 'git cat-file failed'}",
+            hint="check the repository with `git fsck`",
+        )
 
 
 #: git's default rename threshold (``-M50%``) and a cap on the pairs scored, like
@@ -601,8 +650,12 @@ _RENAME_MAX_PAIRS = 200 * 200
 _RENAME_MAX_BYTES = 32 << 20
 
 
-def _pair_renames(store: Any, deletes: list[tuple[str, bytes]], adds: list[tuple[str, bytes]],
-                  sizes: dict[bytes, int]) -> list[tuple[str, str, int]]:
+def _pair_renames(
+    store: Any,
+    deletes: list[tuple[str, bytes]],
+    adds: list[tuple[str, bytes]],
+    sizes: dict[bytes, int],
+) -> list[tuple[str, str, int]]:
     """(old path, new path, similarity %) for deleted/added checkpoint files, as ``git diff -M``.
 
     Only deleted and added checkpoint files are candidates (never modified ones: dulwich's own
@@ -627,15 +680,21 @@ def _pair_renames(store: Any, deletes: list[tuple[str, bytes]], adds: list[tuple
     right = [(p, sha) for p, sha in adds if p not in taken]
     if not left or not right or len(left) * len(right) > _RENAME_MAX_PAIRS:
         return pairs
+
     def comparable(a: bytes, b: bytes) -> bool:
         sa, sb = sizes[a], sizes[b]
         return max(sa, sb) <= _RENAME_MAX_BYTES and 2 * min(sa, sb) >= max(sa, sb)
 
     cache: dict[Any, Any] = {}
     scored = sorted(
-        ((_similarity_score(store[o_sha], store[n_sha], block_cache=cache), o, n)
-         for o, o_sha in left for n, n_sha in right if comparable(o_sha, n_sha)),
-        key=lambda t: (-t[0], t[1], t[2]))
+        (
+            (_similarity_score(store[o_sha], store[n_sha], block_cache=cache), o, n)
+            for o, o_sha in left
+            for n, n_sha in right
+            if comparable(o_sha, n_sha)
+        ),
+        key=lambda t: (-t[0], t[1], t[2]),
+    )
     used_old: set[str] = set()
     used_new: set[str] = set()
     for score, o, n in scored:
@@ -681,7 +740,7 @@ def _content_keys(path: str) -> set[str]:
 
 def _stat_matches(entry: Any, st: os.stat_result, index_mtime_ns: int) -> bool:
     mtime = entry.mtime
-    sec, nsec = (mtime if isinstance(mtime, tuple) else (int(mtime), 0))
+    sec, nsec = mtime if isinstance(mtime, tuple) else (int(mtime), 0)
     entry_ns = sec * 1_000_000_000 + nsec
     # "Racily clean": a file modified in the same tick the index was written may have
     # changed without its stat data showing it; git rehashes those, and so do we.

@@ -53,8 +53,7 @@ def _lfs_version(cwd: Path) -> str | None:
     return proc.stdout.strip().split(" ")[0] if proc.returncode == 0 else None
 
 
-def collect(cwd: str | os.PathLike[str] | None = None,
-            patterns: list[str] | None = None) -> Status:
+def collect(cwd: str | os.PathLike[str] | None = None, patterns: list[str] | None = None) -> Status:
     here = Path(cwd or os.getcwd())
     top = gitcmd.toplevel(here)
     driver: dict[str, dict[str, str]] = {}
@@ -79,15 +78,22 @@ def collect(cwd: str | os.PathLike[str] | None = None,
             if values.get((sample, "filter")) == "lfs":
                 lfs_patterns.append(pat)
     lfs_filter = gitcmd.config_get([], "filter.lfs.process", cwd=here) is not None
-    st = Status(in_repo=top is not None, driver=driver, attributes=attrs,
-                lfs_version=_lfs_version(here), lfs_filter=lfs_filter, lfs_patterns=lfs_patterns)
+    st = Status(
+        in_repo=top is not None,
+        driver=driver,
+        attributes=attrs,
+        lfs_version=_lfs_version(here),
+        lfs_filter=lfs_filter,
+        lfs_patterns=lfs_patterns,
+    )
     cache = TextconvCache(default_root(here), version=TEXTCONV_FORMAT_VERSION)
     entries = cache.entries()
     st.cache_root, st.cache_entries = cache.root, len(entries)
     st.cache_bytes = sum(size for _, size, _ in entries)
     if top is not None:
-        notes = gitcmd.git(["rev-parse", "-q", "--verify", f"refs/notes/textconv/{DRIVER}"],
-                           cwd=top, check=False)
+        notes = gitcmd.git(
+            ["rev-parse", "-q", "--verify", f"refs/notes/textconv/{DRIVER}"], cwd=top, check=False
+        )
         st.git_notes_cache = notes.returncode == 0
     _diagnose(st, top)
     return st
@@ -99,11 +105,14 @@ def _diagnose(st: Status, top: Path | None) -> None:
     if names_driver and not scopes:
         st.warnings.append(
             f"attributes name diff={DRIVER} but no driver is configured: git silently falls "
-            "back to binary/pointer diffs; run `model-diff install`")
+            "back to binary/pointer diffs; run `model-diff install`"
+        )
     for pat, _, value in st.attributes:
         if value == "lfs" and scopes:
-            st.warnings.append(f"{pat}: diff=lfs wins for these files (pointer diffs); "
-                               "run `model-diff install` to edit the LFS line in place")
+            st.warnings.append(
+                f"{pat}: diff=lfs wins for these files (pointer diffs); "
+                "run `model-diff install` to edit the LFS line in place"
+            )
     for scope, keys in st.driver.items():
         cmd = keys.get(f"diff.{DRIVER}.textconv", "")
         m = re.search(r"--format-version=(\d+)", cmd)
@@ -112,17 +121,21 @@ def _diagnose(st: Status, top: Path | None) -> None:
             st.warnings.append(
                 f"{scope}: cachetextconv is on but the command does not carry the current "
                 f"output format (--format-version={TEXTCONV_FORMAT_VERSION}): git may show "
-                f"stale cached lines; run `model-diff install --cachetextconv` again")
+                f"stale cached lines; run `model-diff install --cachetextconv` again"
+            )
         if f"diff.{DRIVER}.command" in keys:
-            st.warnings.append(f"{scope}: the external diff command is on: `git diff` uses it, "
-                               "`git log -p`/`git show` use the textconv")
+            st.warnings.append(
+                f"{scope}: the external diff command is on: `git diff` uses it, "
+                "`git log -p`/`git show` use the textconv"
+            )
     if top is not None and names_driver and scopes == ["local"]:
         tracked = gitcmd.git(["ls-files", "--", ".gitattributes"], cwd=top, check=False)
         if tracked.stdout.strip():
             st.warnings.append(
                 "a fresh clone will show pointer/binary diffs until `model-diff install` is run "
                 "there: the driver lives in .git/config, which is not cloned "
-                "(or use `model-diff install --global`)")
+                "(or use `model-diff install --global`)"
+            )
 
 
 def format_status(st: Status) -> str:
@@ -141,13 +154,19 @@ def format_status(st: Status) -> str:
     else:
         lines.append("attributes: (not in a repository)")
     lfs = st.lfs_version or "not installed"
-    lines.append(f"git-lfs: {lfs}; filter configured: {'yes' if st.lfs_filter else 'no'}"
-                 + (f"; LFS patterns: {' '.join(st.lfs_patterns)}" if st.lfs_patterns else ""))
+    lines.append(
+        f"git-lfs: {lfs}; filter configured: {'yes' if st.lfs_filter else 'no'}"
+        + (f"; LFS patterns: {' '.join(st.lfs_patterns)}" if st.lfs_patterns else "")
+    )
     if st.cache_root is not None:
-        lines.append(f"textconv cache: {st.cache_root} ({st.cache_entries} entries, "
-                     f"{st.cache_bytes / 2**20:.1f} MiB)")
+        lines.append(
+            f"textconv cache: {st.cache_root} ({st.cache_entries} entries, "
+            f"{st.cache_bytes / 2**20:.1f} MiB)"
+        )
     if st.git_notes_cache:
-        lines.append(f"git's textconv cache: refs/notes/textconv/{DRIVER} (clear: git update-ref "
-                     f"-d refs/notes/textconv/{DRIVER})")
+        lines.append(
+            f"git's textconv cache: refs/notes/textconv/{DRIVER} (clear: git update-ref "
+            f"-d refs/notes/textconv/{DRIVER})"
+        )
     lines += [f"warning: {w}" for w in st.warnings]
     return "\n".join(lines) + "\n"

@@ -65,8 +65,10 @@ def tensor_line(ref: TensorRef, *, fast: bool) -> str:
         line = f"{_name(ref.name)} {ref.dtype.name} {shape} xxh3:{digest}"
         if not fast:
             s = array_stats(arr, done=ref.release_range)
-            line += (f" mean={_fmt(s.mean)} std={_fmt(s.std)} min={_fmt(s.min)}"
-                     f" max={_fmt(s.max)} nan={s.nan_count} inf={s.inf_count}")
+            line += (
+                f" mean={_fmt(s.mean)} std={_fmt(s.std)} min={_fmt(s.min)}"
+                f" max={_fmt(s.max)} nan={s.nan_count} inf={s.inf_count}"
+            )
         return line
     finally:
         ref.release()
@@ -108,8 +110,10 @@ def convert(path: str, *, fast: bool, cache: TextconvCache | None) -> str:
             obj = lfs.resolve_pointer(pointer, path=path)
         except LFSObjectMissingError:
             # Never cached: once the object is fetched the real lines must appear.
-            return (f"{_PREFIX}: Git LFS object sha256:{pointer.oid} ({pointer.size} bytes) "
-                    "is not fetched; run `git lfs fetch` to see its tensors\n")
+            return (
+                f"{_PREFIX}: Git LFS object sha256:{pointer.oid} ({pointer.size} bytes) "
+                "is not fetched; run `git lfs fetch` to see its tensors\n"
+            )
         fkey = file_key(obj)
         text = cache.get(fkey, mode) if cache is not None else None
         if text is None:
@@ -188,7 +192,10 @@ def main(argv: list[str]) -> int:
     except OSError as e:
         text = _error_line(f"{path}: cannot be read: {e.strerror or e}", path)
     except Exception as e:  # a bug must still not break git: one line naming it
-        text = _error_line(f"internal error in model-diff {__version__}: "
-                           f"{type(e).__name__}: {e} (please report it)", path)
+        text = _error_line(
+            f"internal error in model-diff {__version__}: "
+            f"{type(e).__name__}: {e} (please report it)",
+            path,
+        )
     _write(text)
     return 0

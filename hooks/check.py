@@ -20,15 +20,30 @@ from .policy import Policy
 
 #: Codes ``evaluate`` computes itself from the per-tensor diffs, with the policy's thresholds.
 #: Analyzer insights with these codes are not re-reported (the policy's numbers win).
-OWN_CODES = frozenset({
-    "nonfinite-values", "frozen-layers", "low-cosine", "large-relative-change",
-    "architecture-changed", "shape-changed", "dtype-changed",
-})
+OWN_CODES = frozenset(
+    {
+        "nonfinite-values",
+        "frozen-layers",
+        "low-cosine",
+        "large-relative-change",
+        "architecture-changed",
+        "shape-changed",
+        "dtype-changed",
+    }
+)
 
 #: Worst first among violations of the same level (output order, annotation priority).
-CODE_RANK = {"nonfinite-values": 0, "frozen-layers": 1, "low-cosine": 2,
-             "large-relative-change": 3, "norm-explosion": 4, "norm-collapse": 5,
-             "architecture-changed": 6, "shape-changed": 7, "dtype-changed": 8}
+CODE_RANK = {
+    "nonfinite-values": 0,
+    "frozen-layers": 1,
+    "low-cosine": 2,
+    "large-relative-change": 3,
+    "norm-explosion": 4,
+    "norm-collapse": 5,
+    "architecture-changed": 6,
+    "shape-changed": 7,
+    "dtype-changed": 8,
+}
 _INSIGHT_LEVEL = {"critical": "error", "warning": "warning", "info": "ignore"}
 _FLOAT_DTYPES = ("float", "bfloat", "half", "double")
 #: Tensor names shown in one message before "and N more".
@@ -48,8 +63,11 @@ class Violation:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "code": self.code, "level": self.level, "title": self.title,
-            "message": self.message, "tensors": list(self.tensors),
+            "code": self.code,
+            "level": self.level,
+            "title": self.title,
+            "message": self.message,
+            "tensors": list(self.tensors),
             "numbers": {k: _json_number(v) for k, v in self.numbers.items()},
         }
 
@@ -97,15 +115,20 @@ def _nonfinite(named_counts: Sequence[tuple[str, int, int]]) -> dict[str, Any] |
     return dict(
         title=f"NaN/Inf values in {len(rows)} tensor{'s' if len(rows) != 1 else ''}",
         message=f"NaN/Inf values ({total_nan} NaN, {total_inf} Inf) in {len(rows)} tensor(s): "
-                f"{name_list(parts)}",
+        f"{name_list(parts)}",
         tensors=tuple(r[0] for r in rows),
-        numbers={"nan": total_nan, "inf": total_inf,
-                 "per_tensor": {n: {"nan": nan, "inf": inf} for n, nan, inf in rows}},
+        numbers={
+            "nan": total_nan,
+            "inf": total_inf,
+            "per_tensor": {n: {"nan": nan, "inf": inf} for n, nan, inf in rows},
+        },
     )
 
 
 def evaluate(
-    diffs: Sequence[ParameterDiff], summary: DiffSummary, analysis: Mapping[str, Any] | None,
+    diffs: Sequence[ParameterDiff],
+    summary: DiffSummary,
+    analysis: Mapping[str, Any] | None,
     policy: Policy,
 ) -> list[Violation]:
     """The violations of one checkpoint pair under ``policy``, errors first.
@@ -117,8 +140,13 @@ def evaluate(
         raise ValueError("evaluate() needs every tensor pair: diff with include_unchanged=True")
     out: list[Violation] = []
 
-    nf = _nonfinite([(d.name, d.new_stats.nan_count, d.new_stats.inf_count)
-                     for d in diffs if d.new_stats is not None])
+    nf = _nonfinite(
+        [
+            (d.name, d.new_stats.nan_count, d.new_stats.inf_count)
+            for d in diffs
+            if d.new_stats is not None
+        ]
+    )
     if nf is not None:
         out.append(Violation(code="nonfinite-values", level="error", **nf))  # always fails
 
@@ -126,41 +154,64 @@ def evaluate(
     if changed:
         # A float tensor that stayed bit-identical while others moved: a layer that silently
         # stopped training (requires_grad lost, param group dropped, optimizer mis-built).
-        frozen = [d.name for d in diffs
-                  if d.change_type is ChangeType.UNCHANGED and d.num_elements > 0
-                  and _is_float(d.new_dtype) and not policy.is_frozen_allowed(d.name)]
+        frozen = [
+            d.name
+            for d in diffs
+            if d.change_type is ChangeType.UNCHANGED
+            and d.num_elements > 0
+            and _is_float(d.new_dtype)
+            and not policy.is_frozen_allowed(d.name)
+        ]
         if frozen:
-            _emit(out, policy, "frozen-layers",
-                  title=f"{len(frozen)} frozen tensor{'s' if len(frozen) != 1 else ''}",
-                  message=f"{len(frozen)} tensor(s) did not change while {len(changed)} others "
-                          f"did: {name_list(frozen)} (if intended, add globs to allow_frozen)",
-                  tensors=tuple(frozen),
-                  numbers={"frozen": len(frozen), "changed": len(changed)})
+            _emit(
+                out,
+                policy,
+                "frozen-layers",
+                title=f"{len(frozen)} frozen tensor{'s' if len(frozen) != 1 else ''}",
+                message=f"{len(frozen)} tensor(s) did not change while {len(changed)} others "
+                f"did: {name_list(frozen)} (if intended, add globs to allow_frozen)",
+                tensors=tuple(frozen),
+                numbers={"frozen": len(frozen), "changed": len(changed)},
+            )
 
     finite = [d for d in changed if d.nonfinite_new == 0 and d.nonfinite_old == 0]
     low = [d for d in finite if d.cosine_sim is not None and d.cosine_sim < policy.min_cosine]
     if low:
         low.sort(key=lambda d: (d.cosine_sim or 0.0, d.name))
-        _emit(out, policy, "low-cosine",
-              title=f"cosine similarity below {policy.min_cosine:g} in {len(low)} tensor(s)",
-              message=f"cosine similarity old->new below min_cosine={policy.min_cosine:g}: "
-                      + name_list([f"{d.name} (cos={_fmt(d.cosine_sim)})" for d in low]),
-              tensors=tuple(d.name for d in low),
-              numbers={"min_cosine": policy.min_cosine,
-                       "cosine": {d.name: d.cosine_sim for d in low}})
-    big = [d for d in finite
-           if d.relative_change is not None and d.relative_change > policy.max_relative_change]
+        _emit(
+            out,
+            policy,
+            "low-cosine",
+            title=f"cosine similarity below {policy.min_cosine:g} in {len(low)} tensor(s)",
+            message=f"cosine similarity old->new below min_cosine={policy.min_cosine:g}: "
+            + name_list([f"{d.name} (cos={_fmt(d.cosine_sim)})" for d in low]),
+            tensors=tuple(d.name for d in low),
+            numbers={
+                "min_cosine": policy.min_cosine,
+                "cosine": {d.name: d.cosine_sim for d in low},
+            },
+        )
+    big = [
+        d
+        for d in finite
+        if d.relative_change is not None and d.relative_change > policy.max_relative_change
+    ]
     if big:
         big.sort(key=lambda d: (-(d.relative_change or 0.0), d.name))
-        _emit(out, policy, "large-relative-change",
-              title=f"relative change above {policy.max_relative_change:g} in {len(big)} "
-                    "tensor(s)",
-              message="||new-old||/||old|| above max_relative_change="
-                      f"{policy.max_relative_change:g}: "
-                      + name_list([f"{d.name} ({_fmt(d.relative_change)})" for d in big]),
-              tensors=tuple(d.name for d in big),
-              numbers={"max_relative_change": policy.max_relative_change,
-                       "relative_change": {d.name: d.relative_change for d in big}})
+        _emit(
+            out,
+            policy,
+            "large-relative-change",
+            title=f"relative change above {policy.max_relative_change:g} in {len(big)} tensor(s)",
+            message="||new-old||/||old|| above max_relative_change="
+            f"{policy.max_relative_change:g}: "
+            + name_list([f"{d.name} ({_fmt(d.relative_change)})" for d in big]),
+            tensors=tuple(d.name for d in big),
+            numbers={
+                "max_relative_change": policy.max_relative_change,
+                "relative_change": {d.name: d.relative_change for d in big},
+            },
+        )
 
     added = [d.name for d in diffs if d.change_type is ChangeType.ADDED]
     removed = [d.name for d in diffs if d.change_type is ChangeType.REMOVED]
@@ -170,24 +221,41 @@ def evaluate(
             parts.append(f"{len(added)} added: {name_list(added)}")
         if removed:
             parts.append(f"{len(removed)} removed: {name_list(removed)}")
-        _emit(out, policy, "architecture-changed",
-              title=f"architecture changed ({len(added)} added, {len(removed)} removed)",
-              message="tensors " + "; ".join(parts), tensors=tuple(added + removed),
-              numbers={"added": len(added), "removed": len(removed)})
+        _emit(
+            out,
+            policy,
+            "architecture-changed",
+            title=f"architecture changed ({len(added)} added, {len(removed)} removed)",
+            message="tensors " + "; ".join(parts),
+            tensors=tuple(added + removed),
+            numbers={"added": len(added), "removed": len(removed)},
+        )
     reshaped = [d for d in diffs if d.change_type is ChangeType.SHAPE_CHANGED]
     if reshaped:
-        _emit(out, policy, "shape-changed",
-              title=f"shape changed in {len(reshaped)} tensor(s)",
-              message="shape changed: " + name_list(
-                  [f"{d.name} {_shape(d.old_shape)} -> {_shape(d.new_shape)}" for d in reshaped]),
-              tensors=tuple(d.name for d in reshaped), numbers={"count": len(reshaped)})
+        _emit(
+            out,
+            policy,
+            "shape-changed",
+            title=f"shape changed in {len(reshaped)} tensor(s)",
+            message="shape changed: "
+            + name_list(
+                [f"{d.name} {_shape(d.old_shape)} -> {_shape(d.new_shape)}" for d in reshaped]
+            ),
+            tensors=tuple(d.name for d in reshaped),
+            numbers={"count": len(reshaped)},
+        )
     recast = [d for d in diffs if d.change_type is ChangeType.DTYPE_CHANGED]
     if recast:
-        _emit(out, policy, "dtype-changed",
-              title=f"dtype changed in {len(recast)} tensor(s)",
-              message="dtype changed: " + name_list(
-                  [f"{d.name} {d.old_dtype} -> {d.new_dtype}" for d in recast]),
-              tensors=tuple(d.name for d in recast), numbers={"count": len(recast)})
+        _emit(
+            out,
+            policy,
+            "dtype-changed",
+            title=f"dtype changed in {len(recast)} tensor(s)",
+            message="dtype changed: "
+            + name_list([f"{d.name} {d.old_dtype} -> {d.new_dtype}" for d in recast]),
+            tensors=tuple(d.name for d in recast),
+            numbers={"count": len(recast)},
+        )
 
     out.extend(_from_insights((analysis or {}).get("insights", ()), policy))
     return sort_violations(out)
@@ -209,20 +277,32 @@ def _from_insights(insights: Iterable[Mapping[str, Any]], policy: Policy) -> lis
             continue
         evidence = ins.get("evidence") or {}
         tensors = tuple(str(t) for t in evidence.get("tensors", ()))
-        numbers = {k: v for k, v in evidence.items()
-                   if k != "tensors" and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        numbers = {
+            k: v
+            for k, v in evidence.items()
+            if k != "tensors" and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
         message = str(ins.get("description") or ins.get("title") or code)
         if tensors and not any(t in message for t in tensors[:1]):
             message = f"{message}: {name_list(list(tensors))}"
-        out.append(Violation(code=code, level=level, title=str(ins.get("title") or code),
-                             message=message, tensors=tensors, numbers=numbers))
+        out.append(
+            Violation(
+                code=code,
+                level=level,
+                title=str(ins.get("title") or code),
+                message=message,
+                tensors=tensors,
+                numbers=numbers,
+            )
+        )
     return out
 
 
 def evaluate_health(infos: Mapping[str, TensorInfo]) -> list[Violation]:
     """Single-file findings (no base to compare with): NaN/Inf values in any tensor."""
-    nf = _nonfinite([(n, i.nan_count, i.inf_count) for n, i in
-                     ((n, infos[n]) for n in natural_sorted(infos))])
+    nf = _nonfinite(
+        [(n, i.nan_count, i.inf_count) for n, i in ((n, infos[n]) for n in natural_sorted(infos))]
+    )
     return [] if nf is None else [Violation(code="nonfinite-values", level="error", **nf)]
 
 

@@ -31,7 +31,10 @@ class Plan:
 
 
 def ci_plan(
-    base: str, head: str | None, paths: Sequence[str] = (), *,
+    base: str,
+    head: str | None,
+    paths: Sequence[str] = (),
+    *,
     cwd: str | os.PathLike[str] = ".",
 ) -> Plan:
     """Targets for every checkpoint matching ``paths`` globs changed from ``base`` to ``head``.
@@ -44,6 +47,7 @@ def ci_plan(
     globs = tuple(paths) or CHECKPOINT_GLOBS
     targets: list[Target] = []
     deleted: list[str] = []
+
     def wanted(path: str) -> bool:
         return is_checkpoint(path, globs)
 
@@ -55,15 +59,23 @@ def ci_plan(
         if c.new_path is None or not is_checkpoint(c.new_path, globs):
             continue
         new_label = f"{head}:{c.new_path}" if head is not None else c.new_path
-        new = (revision_opener(top, head_sha, c.new_path, new_label) if head_sha is not None
-               else worktree_opener(top, c.new_path))
+        new = (
+            revision_opener(top, head_sha, c.new_path, new_label)
+            if head_sha is not None
+            else worktree_opener(top, c.new_path)
+        )
         if c.status == "A" or c.old_path is None:
             targets.append(Target(path=c.new_path, new=new, new_label=new_label))
             continue
         old_label = f"{base}:{c.old_path}"
-        targets.append(Target(
-            path=c.new_path, new=new, new_label=new_label,
-            old=revision_opener(top, base_sha, c.old_path, old_label), old_label=old_label,
-            old_path=c.old_path if c.old_path != c.new_path else None,
-        ))
+        targets.append(
+            Target(
+                path=c.new_path,
+                new=new,
+                new_label=new_label,
+                old=revision_opener(top, base_sha, c.old_path, old_label),
+                old_label=old_label,
+                old_path=c.old_path if c.old_path != c.new_path else None,
+            )
+        )
     return Plan(base=base, head=head or "worktree", targets=targets, deleted=sorted(deleted))

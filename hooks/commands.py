@@ -37,8 +37,15 @@ def policy_for(policy_file: str | None, cwd: str | os.PathLike[str] = ".") -> Po
     return load_policy(policy_file, cwd=cwd, top_level=gitrepo.try_top_level(cwd))
 
 
-def _render(results: Sequence[FileResult], *, fmt: str, command: str, policy: Policy,
-            fail_on: str, deleted: Sequence[str] = ()) -> str:
+def _render(
+    results: Sequence[FileResult],
+    *,
+    fmt: str,
+    command: str,
+    policy: Policy,
+    fail_on: str,
+    deleted: Sequence[str] = (),
+) -> str:
     if fmt == "json":
         return render_json(results, policy, fail_on, deleted)
     if fmt == "markdown":
@@ -50,9 +57,15 @@ def _render(results: Sequence[FileResult], *, fmt: str, command: str, policy: Po
     return text
 
 
-def _github_files(results: Sequence[FileResult], *, command: str, rc: int,
-                  deleted: Sequence[str], report: str | None,
-                  environ: Mapping[str, str]) -> None:
+def _github_files(
+    results: Sequence[FileResult],
+    *,
+    command: str,
+    rc: int,
+    deleted: Sequence[str],
+    report: str | None,
+    environ: Mapping[str, str],
+) -> None:
     md = render_markdown(results, command, deleted, max_bytes=github.SUMMARY_MAX_BYTES)
     if environ.get("GITHUB_STEP_SUMMARY"):
         github.append_summary(md, environ["GITHUB_STEP_SUMMARY"])
@@ -66,17 +79,26 @@ def _github_files(results: Sequence[FileResult], *, command: str, rc: int,
             "errors": str(c["errors"]),
             "warnings": str(c["warnings"]),
             "unreadable": str(c["unreadable"]),
-            "failed-files": "\n".join(r.path for r in results if r.status in
-                                      ("failed", "unreadable")),
+            "failed-files": "\n".join(
+                r.path for r in results if r.status in ("failed", "unreadable")
+            ),
         }
         if report:
             outputs["report"] = report
         github.write_outputs(outputs, environ["GITHUB_OUTPUT"])
 
 
-def _finish(results: Sequence[FileResult], *, fmt: str, command: str, policy: Policy,
-            fail_on: str | None, deleted: Sequence[str] = (), report: str | None = None,
-            environ: Mapping[str, str] | None = None) -> Outcome:
+def _finish(
+    results: Sequence[FileResult],
+    *,
+    fmt: str,
+    command: str,
+    policy: Policy,
+    fail_on: str | None,
+    deleted: Sequence[str] = (),
+    report: str | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Outcome:
     env = os.environ if environ is None else environ
     fo = fail_on or policy.fail_on
     rc = exit_code(results, fo)
@@ -84,15 +106,21 @@ def _finish(results: Sequence[FileResult], *, fmt: str, command: str, policy: Po
         text = render_markdown(results, command, deleted, max_bytes=1 << 62)
         Path(report).write_text(text + render_details(results), encoding="utf-8")
     if fmt == "github":
-        _github_files(results, command=command, rc=rc, deleted=deleted, report=report,
-                      environ=env)
-    return Outcome(_render(results, fmt=fmt, command=command, policy=policy, fail_on=fo,
-                           deleted=deleted), rc)
+        _github_files(results, command=command, rc=rc, deleted=deleted, report=report, environ=env)
+    return Outcome(
+        _render(results, fmt=fmt, command=command, policy=policy, fail_on=fo, deleted=deleted), rc
+    )
 
 
 def check(
-    paths: Sequence[str], *, staged: bool, policy_file: str | None, fmt: str,
-    fail_on: str | None, cwd: str = ".", environ: Mapping[str, str] | None = None,
+    paths: Sequence[str],
+    *,
+    staged: bool,
+    policy_file: str | None,
+    fmt: str,
+    fail_on: str | None,
+    cwd: str = ".",
+    environ: Mapping[str, str] | None = None,
 ) -> Outcome:
     """``model-diff check OLD NEW`` or ``model-diff check --staged [PATHS...]``."""
     env = os.environ if environ is None else environ
@@ -103,14 +131,15 @@ def check(
         if len(paths) != 2:
             raise ModelDiffError(
                 f"check needs OLD and NEW (got {len(paths)} path(s))",
-                hint="model-diff check OLD NEW, or model-diff check --staged [PATHS...]")
+                hint="model-diff check OLD NEW, or model-diff check --staged [PATHS...]",
+            )
         results = [check_files(paths[0], paths[1], policy)]
-    return _finish(results, fmt=fmt, command="check", policy=policy, fail_on=fail_on,
-                   environ=env)
+    return _finish(results, fmt=fmt, command="check", policy=policy, fail_on=fail_on, environ=env)
 
 
-def health(paths: Sequence[str], *, fmt: str, cwd: str = ".",
-           environ: Mapping[str, str] | None = None) -> Outcome:
+def health(
+    paths: Sequence[str], *, fmt: str, cwd: str = ".", environ: Mapping[str, str] | None = None
+) -> Outcome:
     """``model-diff health PATHS...``: single-file checks, no base, no policy."""
     if not paths:
         return Outcome("", EXIT_USAGE, "model-diff: error: health needs at least one path\n")
@@ -125,15 +154,21 @@ def health(paths: Sequence[str], *, fmt: str, cwd: str = ".",
                 opener = worktree_opener(top, rel, label=p)
         targets.append(Target(path=p, new=opener, new_label=p))
     results = [check_target(t, Policy()) for t in targets]
-    return _finish(results, fmt=fmt, command="health", policy=Policy(), fail_on="error",
-                   environ=environ)
-
-
+    return _finish(
+        results, fmt=fmt, command="health", policy=Policy(), fail_on="error", environ=environ
+    )
 
 
 def ci(
-    *, base: str, head: str | None, paths: Sequence[str], policy_file: str | None, fmt: str,
-    fail_on: str | None, report: str | None, cwd: str = ".",
+    *,
+    base: str,
+    head: str | None,
+    paths: Sequence[str],
+    policy_file: str | None,
+    fmt: str,
+    fail_on: str | None,
+    report: str | None,
+    cwd: str = ".",
     environ: Mapping[str, str] | None = None,
 ) -> Outcome:
     """``model-diff ci --base REF [--head REF]``: every changed checkpoint between revisions."""
@@ -143,5 +178,13 @@ def ci(
     if report is None and fmt == "github" and env.get("RUNNER_TEMP"):
         report = str(Path(env["RUNNER_TEMP"]) / "model-diff-report.md")
     results = [check_target(t, policy, detail=report is not None) for t in plan.targets]
-    return _finish(results, fmt=fmt, command="ci", policy=policy, fail_on=fail_on,
-                   deleted=plan.deleted, report=report, environ=env)
+    return _finish(
+        results,
+        fmt=fmt,
+        command="ci",
+        policy=policy,
+        fail_on=fail_on,
+        deleted=plan.deleted,
+        report=report,
+        environ=env,
+    )

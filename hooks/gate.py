@@ -13,7 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gitdriver import revisions
+from model_diff.gitdriver import revisions
+
 from model_diff.checkpoint import Checkpoint
 from model_diff.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, ModelDiffError
 from model_diff.formats import open_checkpoint
@@ -65,9 +66,14 @@ class FileResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "path": self.path, "mode": self.mode, "status": self.status,
-            "old": self.old_label, "new": self.new_label, "old_path": self.old_path,
-            "error": self.error, "stats": self.stats,
+            "path": self.path,
+            "mode": self.mode,
+            "status": self.status,
+            "old": self.old_label,
+            "new": self.new_label,
+            "old_path": self.old_path,
+            "error": self.error,
+            "stats": self.stats,
             "violations": [v.to_dict() for v in self.violations],
         }
 
@@ -87,9 +93,13 @@ def check_target(target: Target, policy: Policy, *, detail: bool = False) -> Fil
 
     ``detail`` also renders the pair's full Markdown report into ``FileResult.detail``.
     """
-    res = FileResult(path=target.path, mode="diff" if target.old else "health",
-                     old_label=target.old_label, new_label=target.new_label,
-                     old_path=target.old_path)
+    res = FileResult(
+        path=target.path,
+        mode="diff" if target.old else "health",
+        old_label=target.old_label,
+        new_label=target.new_label,
+        old_path=target.old_path,
+    )
     try:
         with target.new() as new:
             if target.old is None:
@@ -98,15 +108,17 @@ def check_target(target: Target, policy: Policy, *, detail: bool = False) -> Fil
                 res.stats = {"tensors": len(infos), "parameters": new.num_parameters}
                 return res
             with target.old() as old:
-                result = compare(old, new, old_label=target.old_label,
-                                 new_label=target.new_label)
+                result = compare(old, new, old_label=target.old_label, new_label=target.new_label)
                 summary = result.summary
                 res.violations = sort_violations(
-                    evaluate(result.diffs, summary, result.analysis, policy))
+                    evaluate(result.diffs, summary, result.analysis, policy)
+                )
                 if detail:
                     res.detail = result.report(
-                        "markdown", old_name=target.old_label or target.path,
-                        new_name=target.new_label or target.path)
+                        "markdown",
+                        old_name=target.old_label or target.path,
+                        new_name=target.new_label or target.path,
+                    )
                 res.stats = {
                     "tensors": summary.total_parameters,
                     "changed": summary.changed_parameters,
@@ -122,8 +134,10 @@ def check_target(target: Target, policy: Policy, *, detail: bool = False) -> Fil
 
 def check_files(old: str, new: str, policy: Policy) -> FileResult:
     """``model-diff check OLD NEW``: two paths, either of which may be ``REV:path``."""
-    return check_target(Target(path=new, new=spec_opener(new), new_label=new,
-                               old=spec_opener(old), old_label=old), policy)
+    return check_target(
+        Target(path=new, new=spec_opener(new), new_label=new, old=spec_opener(old), old_label=old),
+        policy,
+    )
 
 
 def exit_code(results: Sequence[FileResult], fail_on: str) -> int:

@@ -23,7 +23,6 @@ MAX_PER_LEVEL = 10
 SUMMARY_MAX_BYTES = 512 * 1024
 
 
-
 def escape_data(s: str) -> str:
     """A workflow command's message."""
     return s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
@@ -45,11 +44,16 @@ def _ranked(results: Sequence[FileResult]) -> list[tuple[str, str, str, str]]:
     items: list[tuple[tuple[int, int, int, str], tuple[str, str, str, str]]] = []
     for r in results:
         if r.error is not None:
-            items.append(((0, -1, 0, r.path),
-                          ("error", r.path, f"model-diff: unreadable {r.path}", r.error)))
+            items.append(
+                ((0, -1, 0, r.path), ("error", r.path, f"model-diff: unreadable {r.path}", r.error))
+            )
         for v in r.violations:
-            key = (0 if v.level == "error" else 1, CODE_RANK.get(v.code, 50), -len(v.tensors),
-                   r.path)
+            key = (
+                0 if v.level == "error" else 1,
+                CODE_RANK.get(v.code, 50),
+                -len(v.tensors),
+                r.path,
+            )
             items.append((key, (v.level, r.path, _title(v), v.message)))
     items.sort(key=lambda kv: kv[0])
     return [it for _, it in items]
@@ -71,11 +75,15 @@ def annotation_lines(results: Sequence[FileResult]) -> list[str]:
         else:
             left[level] += 1
     if left["error"] or left["warning"]:
-        lines.append(command(
-            "notice",
-            f"{left['error']} more error(s) and {left['warning']} more warning(s) not annotated "
-            "(GitHub shows 10 of each per step): see the job summary for every finding",
-            title="model-diff: more findings in the job summary"))
+        lines.append(
+            command(
+                "notice",
+                f"{left['error']} more error(s) and {left['warning']} more warning(s) "
+                "not annotated (GitHub shows 10 of each per step): "
+                "see the job summary for every finding",
+                title="model-diff: more findings in the job summary",
+            )
+        )
     return lines
 
 

@@ -47,11 +47,19 @@ def git(args: list[str], cwd: str | os.PathLike[str], *, check: bool = True) -> 
 
 def top_level(cwd: str | os.PathLike[str] = ".") -> Path:
     """The work tree's top level (``GitError`` outside a repository)."""
-    p = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=cwd, capture_output=True,
-                       env=_env(), check=False)
+    p = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"],
+        cwd=cwd,
+        capture_output=True,
+        env=_env(),
+        check=False,
+    )
     if p.returncode != 0:
-        raise GitError("not inside a git work tree", path=os.fspath(cwd),
-                       hint="run inside a git repository, or use: model-diff check OLD NEW")
+        raise GitError(
+            "not inside a git work tree",
+            path=os.fspath(cwd),
+            hint="run inside a git repository, or use: model-diff check OLD NEW",
+        )
     return Path(p.stdout.decode("utf-8", errors="surrogateescape").rstrip("\n"))
 
 
@@ -64,24 +72,35 @@ def try_top_level(cwd: str | os.PathLike[str] = ".") -> Path | None:
 
 def resolve(top: Path, rev: str) -> str | None:
     """The commit id of ``rev``, or None when it does not name a commit here."""
-    p = subprocess.run(["git", "rev-parse", "--verify", "--quiet", "--end-of-options",
-                        f"{rev}^{{commit}}"], cwd=top, capture_output=True, env=_env(), check=False)
+    p = subprocess.run(
+        ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{rev}^{{commit}}"],
+        cwd=top,
+        capture_output=True,
+        env=_env(),
+        check=False,
+    )
     return p.stdout.decode().strip() if p.returncode == 0 else None
 
 
 def require_commit(top: Path, rev: str) -> str:
     sha = resolve(top, rev)
     if sha is None:
-        raise GitError(f"unknown revision {rev!r}", path=str(top),
-                       hint=f"fetch it first: git fetch --no-tags --depth=1 origin {rev}")
+        raise GitError(
+            f"unknown revision {rev!r}",
+            path=str(top),
+            hint=f"fetch it first: git fetch --no-tags --depth=1 origin {rev}",
+        )
     return sha
 
 
 def merge_base(top: Path, a: str, b: str) -> str:
     out = git(["merge-base", require_commit(top, a), require_commit(top, b)], top, check=False)
     if not out.strip():
-        raise GitError(f"no merge base between {a!r} and {b!r}", path=str(top),
-                       hint="fetch more history (fetch-depth: 0) or pass the base commit itself")
+        raise GitError(
+            f"no merge base between {a!r} and {b!r}",
+            path=str(top),
+            hint="fetch more history (fetch-depth: 0) or pass the base commit itself",
+        )
     return out.split()[0]
 
 
@@ -97,8 +116,9 @@ def _parse_name_status(out: str) -> list[Change]:
             i += 3
         else:
             path = fields[i + 1]
-            changes.append(Change(letter, None if letter == "A" else path,
-                                  None if letter == "D" else path))
+            changes.append(
+                Change(letter, None if letter == "A" else path, None if letter == "D" else path)
+            )
             i += 2
     return changes
 
@@ -111,6 +131,7 @@ def pair_moves(listed: list[Change], is_candidate: Callable[[str], bool]) -> lis
     object changed. When, in one directory, exactly one checkpoint with a given extension was
     deleted and exactly one with that extension added, they are paired as a rename (``R``).
     """
+
     def key(path: str) -> tuple[str, str]:
         return posixpath.dirname(path), posixpath.splitext(path)[1]
 
@@ -149,6 +170,11 @@ def changes(top: Path, base: str, head: str | None = None, *, cached: bool = Fal
 
 def exists_at(top: Path, rev: str, path: str) -> bool:
     """Whether ``path`` is a file in ``rev``'s tree."""
-    p = subprocess.run(["git", "cat-file", "-e", f"{rev}:{path}"], cwd=top, capture_output=True,
-                       env=_env(), check=False)
+    p = subprocess.run(
+        ["git", "cat-file", "-e", f"{rev}:{path}"],
+        cwd=top,
+        capture_output=True,
+        env=_env(),
+        check=False,
+    )
     return p.returncode == 0

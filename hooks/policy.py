@@ -51,11 +51,11 @@ DEFAULT_LEVELS: Mapping[str, str] = {
 #: Tensors that are buffers, not trained parameters, in common architectures: they are
 #: identical between any two checkpoints of a run, so they are never reported as frozen.
 BUILTIN_ALLOW_FROZEN = (
-    "*.inv_freq",            # rotary embedding frequencies (LLaMA, GPT-NeoX)
+    "*.inv_freq",  # rotary embedding frequencies (LLaMA, GPT-NeoX)
     "*rotary_emb.*",
-    "*position_ids",         # BERT-style position id buffers
+    "*position_ids",  # BERT-style position id buffers
     "*.num_batches_tracked",  # BatchNorm step counter
-    "*.attn.bias",           # GPT-2 causal mask buffer
+    "*.attn.bias",  # GPT-2 causal mask buffer
     "*.attn.masked_bias",
 )
 
@@ -97,7 +97,8 @@ class Policy:
 
 def _type_error(key: str, expected: str, value: object, source: str) -> PolicyError:
     return PolicyError(
-        f"policy key {key!r} must be {expected}, got {value!r}", path=source,
+        f"policy key {key!r} must be {expected}, got {value!r}",
+        path=source,
         hint="see README, 'pre-commit and CI', for the policy keys",
     )
 
@@ -108,7 +109,8 @@ def policy_from_mapping(table: Mapping[str, Any], source: str = "<mapping>") -> 
     for key in table:
         if key not in known:
             raise PolicyError(
-                f"unknown policy key {key!r} in [tool.model-diff.check]", path=source,
+                f"unknown policy key {key!r} in [tool.model-diff.check]",
+                path=source,
                 hint=f"known keys: {', '.join(sorted(known))}",
             )
     kw: dict[str, Any] = {"source": source}
@@ -143,14 +145,16 @@ def policy_from_mapping(table: Mapping[str, Any], source: str = "<mapping>") -> 
             if code not in KNOWN_CODES:
                 raise PolicyError(
                     f"unknown insight code {code!r} in [tool.model-diff.check.severity]",
-                    path=source, hint=f"known codes: {', '.join(KNOWN_CODES)}",
+                    path=source,
+                    hint=f"known codes: {', '.join(KNOWN_CODES)}",
                 )
             if level not in LEVELS:
                 raise _type_error(f"severity.{code}", " | ".join(LEVELS), level, source)
             if code == "nonfinite-values" and level != "error":
                 raise PolicyError(
-                    "policy key 'severity.nonfinite-values' cannot be lowered: NaN/Inf always"
-                    " fail", path=source, hint="remove the override",
+                    "policy key 'severity.nonfinite-values' cannot be lowered: NaN/Inf always fail",
+                    path=source,
+                    hint="remove the override",
                 )
             out[code] = level
         kw["severity"] = dict(sorted(out.items()))
@@ -162,13 +166,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
         with open(path, "rb") as f:
             return tomllib.load(f)
     except FileNotFoundError:
-        raise PolicyError("policy file not found", path=path,
-                          hint="pass an existing TOML file to --policy") from None
+        raise PolicyError(
+            "policy file not found", path=path, hint="pass an existing TOML file to --policy"
+        ) from None
     except OSError as e:
         raise PolicyError(f"cannot read policy file ({e.strerror})", path=path) from None
     except tomllib.TOMLDecodeError as e:
-        raise PolicyError(f"not valid TOML ({e})", path=path,
-                          hint="fix the TOML syntax") from None
+        raise PolicyError(f"not valid TOML ({e})", path=path, hint="fix the TOML syntax") from None
 
 
 def _check_table(doc: Mapping[str, Any], path: Path) -> Mapping[str, Any] | None:
@@ -194,7 +198,8 @@ def load_policy_file(path: str | os.PathLike[str]) -> Policy:
 
 
 def find_pyproject(
-    start: str | os.PathLike[str], stop: str | os.PathLike[str] | None,
+    start: str | os.PathLike[str],
+    stop: str | os.PathLike[str] | None,
 ) -> Path | None:
     """The nearest ``pyproject.toml`` from ``start`` up to ``stop`` (the git top level).
 
@@ -212,8 +217,10 @@ def find_pyproject(
 
 
 def load_policy(
-    policy_file: str | os.PathLike[str] | None = None, *,
-    cwd: str | os.PathLike[str] = ".", top_level: str | os.PathLike[str] | None = None,
+    policy_file: str | os.PathLike[str] | None = None,
+    *,
+    cwd: str | os.PathLike[str] = ".",
+    top_level: str | os.PathLike[str] | None = None,
 ) -> Policy:
     """The policy in effect: ``policy_file`` if given, else the repo's pyproject, else defaults.
 

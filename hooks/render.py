@@ -37,9 +37,11 @@ def counts(results: Sequence[FileResult]) -> dict[str, int]:
 
 def headline(results: Sequence[FileResult], command: str) -> str:
     c = counts(results)
-    return (f"model-diff {command}: {c['files']} checkpoint(s): {c['failed']} failed, "
-            f"{c['warnings_only']} with warnings, {c['unreadable']} unreadable "
-            f"({c['errors']} error(s), {c['warnings']} warning(s))")
+    return (
+        f"model-diff {command}: {c['files']} checkpoint(s): {c['failed']} failed, "
+        f"{c['warnings_only']} with warnings, {c['unreadable']} unreadable "
+        f"({c['errors']} error(s), {c['warnings']} warning(s))"
+    )
 
 
 def _sides(r: FileResult) -> str:
@@ -48,8 +50,9 @@ def _sides(r: FileResult) -> str:
     return f"{r.old_label} -> {r.new_label}"
 
 
-def render_text(results: Sequence[FileResult], command: str = "check",
-                deleted: Sequence[str] = ()) -> str:
+def render_text(
+    results: Sequence[FileResult], command: str = "check", deleted: Sequence[str] = ()
+) -> str:
     lines = [headline(results, command)]
     for r in results:
         tag = {"ok": "ok", "warnings": "WARN", "failed": "FAILED", "unreadable": "UNREADABLE"}
@@ -73,13 +76,15 @@ def _json_safe(x: Any) -> Any:
     return x
 
 
-def render_json(results: Sequence[FileResult], policy: Policy, fail_on: str,
-                deleted: Sequence[str] = ()) -> str:
+def render_json(
+    results: Sequence[FileResult], policy: Policy, fail_on: str, deleted: Sequence[str] = ()
+) -> str:
     doc = {
         "version": 1,
         "fail_on": fail_on,
         "policy": {
-            "allow_frozen": list(policy.allow_frozen), "min_cosine": policy.min_cosine,
+            "allow_frozen": list(policy.allow_frozen),
+            "min_cosine": policy.min_cosine,
             "max_relative_change": policy.max_relative_change,
             "severity": dict(policy.severity),
         },
@@ -93,14 +98,27 @@ def render_json(results: Sequence[FileResult], policy: Policy, fail_on: str,
 def md_cell(s: str) -> str:
     """Text safe inside a GitHub Markdown table cell (no HTML, no cell breaks)."""
     s = one_line(s)
-    for ch, rep in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("|", "\\|"), ("`", "\\`"),
-                    ("*", "\\*"), ("_", "\\_"), ("[", "\\["), ("]", "\\]")):
+    for ch, rep in (
+        ("&", "&amp;"),
+        ("<", "&lt;"),
+        (">", "&gt;"),
+        ("|", "\\|"),
+        ("`", "\\`"),
+        ("*", "\\*"),
+        ("_", "\\_"),
+        ("[", "\\["),
+        ("]", "\\]"),
+    ):
         s = s.replace(ch, rep)
     return s
 
 
-_STATUS_MD = {"ok": "✅ ok", "warnings": "⚠️ warnings", "failed": "❌ failed",
-              "unreadable": "❌ unreadable"}
+_STATUS_MD = {
+    "ok": "✅ ok",
+    "warnings": "⚠️ warnings",
+    "failed": "❌ failed",
+    "unreadable": "❌ unreadable",
+}
 
 
 def render_details(results: Sequence[FileResult]) -> str:
@@ -122,26 +140,43 @@ def _bounded(rows: Sequence[str], budget: int) -> tuple[list[str], int]:
     return kept, len(rows) - len(kept)
 
 
-def render_markdown(results: Sequence[FileResult], command: str = "check",
-                    deleted: Sequence[str] = (), *, max_bytes: int = 256 * 1024) -> str:
+def render_markdown(
+    results: Sequence[FileResult],
+    command: str = "check",
+    deleted: Sequence[str] = (),
+    *,
+    max_bytes: int = 256 * 1024,
+) -> str:
     """A Markdown summary: one row per file, then one row per finding, within ``max_bytes``.
 
     The file table may use half the budget, the findings the rest; rows that do not fit are
     counted in a closing line instead.
     """
     head = ["## model-diff " + command, "", md_cell(headline(results, command)), ""]
-    file_rows = [f"| {md_cell(r.path)} | {md_cell(_sides(r))} | {_STATUS_MD[r.status]} | "
-                 f"{r.stats.get('tensors', '')} | {r.stats.get('changed', '')} |"
-                 for r in results]
+    file_rows = [
+        f"| {md_cell(r.path)} | {md_cell(_sides(r))} | {_STATUS_MD[r.status]} | "
+        f"{r.stats.get('tensors', '')} | {r.stats.get('changed', '')} |"
+        for r in results
+    ]
     file_rows += [f"| {md_cell(d)} | deleted | not checked | | |" for d in deleted]
-    finding_rows = [f"| {md_cell(r.path)} | error | unreadable | {md_cell(r.error)} |"
-                    for r in results if r.error is not None]
-    finding_rows += [f"| {md_cell(r.path)} | {v.level} | {v.code} | {md_cell(v.message)} |"
-                     for r in results for v in r.violations]
+    finding_rows = [
+        f"| {md_cell(r.path)} | error | unreadable | {md_cell(r.error)} |"
+        for r in results
+        if r.error is not None
+    ]
+    finding_rows += [
+        f"| {md_cell(r.path)} | {v.level} | {v.code} | {md_cell(v.message)} |"
+        for r in results
+        for v in r.violations
+    ]
     reserve = 1024  # headings, table headers and the closing notes
     files, files_left = _bounded(file_rows, max(0, max_bytes // 2 - reserve))
-    out = [*head, "| Checkpoint | Compared | Status | Tensors | Changed |",
-           "|---|---|---|---:|---:|", *files]
+    out = [
+        *head,
+        "| Checkpoint | Compared | Status | Tensors | Changed |",
+        "|---|---|---|---:|---:|",
+        *files,
+    ]
     if files_left:
         out += ["", f"_{files_left} more checkpoint(s) not shown (summary size limit)._"]
     used = len("\n".join(out).encode())
@@ -149,6 +184,9 @@ def render_markdown(results: Sequence[FileResult], command: str = "check",
     if finding_rows:
         out += ["", "| Checkpoint | Level | Code | Details |", "|---|---|---|---|", *findings]
     if findings_left:
-        out += ["", f"_{findings_left} more finding(s) not shown (summary size limit); "
-                    "run `model-diff ci --format json` for all of them._"]
+        out += [
+            "",
+            f"_{findings_left} more finding(s) not shown (summary size limit); "
+            "run `model-diff ci --format json` for all of them._",
+        ]
     return "\n".join(out) + "\n"

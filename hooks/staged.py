@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from gitdriver import revisions
+from model_diff.gitdriver import revisions
+
 from model_diff.checkpoint import Checkpoint
 
 from . import gitrepo
@@ -33,17 +34,21 @@ def is_checkpoint(path: str, globs: Sequence[str] = CHECKPOINT_GLOBS) -> bool:
 
 def worktree_opener(top: Path, path: str, label: str | None = None) -> Opener:
     """``path`` (top-level relative) on disk; an LFS pointer resolved from the local store."""
+
     def open_() -> Checkpoint:
         with revisions.open_repo(top) as repo:
             return revisions.open_revision(repo, None, path, display=label or path)
+
     return open_
 
 
 def revision_opener(top: Path, rev: str, path: str, label: str) -> Opener:
     """``rev:path`` from git history (LFS objects from the store), named ``label``."""
+
     def open_() -> Checkpoint:
         with revisions.open_repo(top) as repo:
             return revisions.open_revision(repo, rev, path, display=label)
+
     return open_
 
 
@@ -58,7 +63,9 @@ def repo_relative(top: Path, path: str, cwd: Path) -> str | None:
 
 
 def staged_targets(
-    paths: Sequence[str], *, cwd: str | os.PathLike[str] = ".",
+    paths: Sequence[str],
+    *,
+    cwd: str | os.PathLike[str] = ".",
     environ: Mapping[str, str] | None = None,
 ) -> list[Target]:
     """The targets of ``check --staged [PATHS]`` (all staged checkpoints when no paths)."""
@@ -72,34 +79,49 @@ def staged_targets(
         mb = gitrepo.merge_base(top, from_ref, to_ref)
         base = mb
         listed = gitrepo.pair_moves(
-            gitrepo.changes(top, mb, gitrepo.require_commit(top, to_ref)), is_checkpoint)
+            gitrepo.changes(top, mb, gitrepo.require_commit(top, to_ref)), is_checkpoint
+        )
         base_label = "merge-base"
     else:
         base = gitrepo.resolve(top, "HEAD")
-        listed = (gitrepo.pair_moves(gitrepo.changes(top, base, cached=True), is_checkpoint)
-                  if base else [])
+        listed = (
+            gitrepo.pair_moves(gitrepo.changes(top, base, cached=True), is_checkpoint)
+            if base
+            else []
+        )
         base_label = "HEAD"
     renamed_from = {c.new_path: c.old_path for c in listed if c.status in "RC" and c.new_path}
 
     if paths:
         rels = [repo_relative(top, p, cwd_p) or Path(p).as_posix() for p in paths]
     elif base is None:  # initial commit: everything in the index is new
-        rels = [p for p in gitrepo.git(["ls-files", "-z", "--cached"], top).split("\0")
-                if p and is_checkpoint(p)]
+        rels = [
+            p
+            for p in gitrepo.git(["ls-files", "-z", "--cached"], top).split("\0")
+            if p and is_checkpoint(p)
+        ]
     else:
-        rels = [c.new_path for c in listed
-                if c.new_path and c.status != "D" and is_checkpoint(c.new_path)]
+        rels = [
+            c.new_path
+            for c in listed
+            if c.new_path and c.status != "D" and is_checkpoint(c.new_path)
+        ]
 
     targets = []
     for rel in rels:
         old_path = renamed_from.get(rel) or rel
         if base is not None and gitrepo.exists_at(top, base, old_path):
             old_label = f"{base_label}:{old_path}"
-            targets.append(Target(
-                path=rel, new=worktree_opener(top, rel), new_label=rel,
-                old=revision_opener(top, base, old_path, old_label), old_label=old_label,
-                old_path=old_path if old_path != rel else None,
-            ))
+            targets.append(
+                Target(
+                    path=rel,
+                    new=worktree_opener(top, rel),
+                    new_label=rel,
+                    old=revision_opener(top, base, old_path, old_label),
+                    old_label=old_label,
+                    old_path=old_path if old_path != rel else None,
+                )
+            )
         else:
             targets.append(Target(path=rel, new=worktree_opener(top, rel), new_label=rel))
     return targets

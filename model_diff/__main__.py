@@ -8,7 +8,7 @@ import sys
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["textconv"] and not {"-h", "--help"} & set(sys.argv[2:]):
-        from gitdriver.textconv import main as textconv_main
+        from model_diff.gitdriver.textconv import main as textconv_main
 
         sys.exit(textconv_main(sys.argv[2:]))
     from model_diff.cli import main

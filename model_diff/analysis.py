@@ -31,8 +31,16 @@ from .naming import natural_key, natural_sorted
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint
 
-PATTERNS: tuple[str, ...] = ("uniform", "gradient", "inverse_gradient", "focused", "sparse",
-                             "attention_heavy", "mlp_heavy", "embedding_heavy")
+PATTERNS: tuple[str, ...] = (
+    "uniform",
+    "gradient",
+    "inverse_gradient",
+    "focused",
+    "sparse",
+    "attention_heavy",
+    "mlp_heavy",
+    "embedding_heavy",
+)
 #: Extra values of ``change_pattern``: nothing changed / patterns switched off or unmeasurable.
 NO_CHANGE = "no_change"
 NOT_ANALYZED = "not_analyzed"
@@ -41,9 +49,20 @@ SEVERITIES = ("critical", "warning", "info")
 
 #: Every insight code this module emits (documented in docs/insights.md; policies use them).
 INSIGHT_CODES: tuple[str, ...] = (
-    "nonfinite-values", "frozen-layers", "no-change", "architecture-changed", "shape-changed",
-    "dtype-changed", "low-cosine", "large-relative-change", "norm-explosion", "norm-collapse",
-    "sign-flips", "low-rank-delta", "tied-weights", "change-pattern",
+    "nonfinite-values",
+    "frozen-layers",
+    "no-change",
+    "architecture-changed",
+    "shape-changed",
+    "dtype-changed",
+    "low-cosine",
+    "large-relative-change",
+    "norm-explosion",
+    "norm-collapse",
+    "sign-flips",
+    "low-rank-delta",
+    "tied-weights",
+    "change-pattern",
 )
 
 # -- pattern rules (relative to the pair; see README "Analysis and insights") ---------------
@@ -128,16 +147,18 @@ class _Row:
 
     @property
     def unit(self) -> str:
-        return self.block.label if self.block is not None else \
-            f"{self.layer_type} (outside blocks)"
+        return self.block.label if self.block is not None else f"{self.layer_type} (outside blocks)"
 
 
-_COMPARED = (ChangeType.MODIFIED, ChangeType.UNCHANGED, ChangeType.DTYPE_CHANGED,
-             ChangeType.SHAPE_CHANGED)
+_COMPARED = (
+    ChangeType.MODIFIED,
+    ChangeType.UNCHANGED,
+    ChangeType.DTYPE_CHANGED,
+    ChangeType.SHAPE_CHANGED,
+)
 
 
-def _make_rows(diffs: Sequence[ParameterDiff], classifier: layers.LayerClassifier
-               ) -> list[_Row]:
+def _make_rows(diffs: Sequence[ParameterDiff], classifier: layers.LayerClassifier) -> list[_Row]:
     layout = layers.block_layout(d.name for d in diffs)
     rows = []
     for d in diffs:
@@ -148,13 +169,16 @@ def _make_rows(diffs: Sequence[ParameterDiff], classifier: layers.LayerClassifie
         o2: float | None = None
         if d.change_type is ChangeType.UNCHANGED:
             change, d2 = 0.0, 0.0
-        elif d.change_type in _COMPARED and d.relative_change is not None and \
-                math.isfinite(d.relative_change):
+        elif (
+            d.change_type in _COMPARED
+            and d.relative_change is not None
+            and math.isfinite(d.relative_change)
+        ):
             change = d.relative_change
         if d.change_type in _COMPARED and d.l2_diff is not None and math.isfinite(d.l2_diff):
-            d2 = d.l2_diff ** 2
+            d2 = d.l2_diff**2
         if d.change_type in _COMPARED and d.old_norm is not None and math.isfinite(d.old_norm):
-            o2 = d.old_norm ** 2
+            o2 = d.old_norm**2
         rows.append(_Row(d, classifier.layer_type(d.name), block, change, d2, o2))
     return rows
 
@@ -191,11 +215,21 @@ def _names(names: Sequence[str]) -> str:
 
 
 def _insight(
-    code: str, severity: str, category: str, title: str, description: str,
+    code: str,
+    severity: str,
+    category: str,
+    title: str,
+    description: str,
     evidence: dict[str, Any],
 ) -> dict[str, Any]:
-    return {"code": code, "severity": severity, "category": category, "title": title,
-            "description": description, "evidence": evidence}
+    return {
+        "code": code,
+        "severity": severity,
+        "category": category,
+        "title": title,
+        "description": description,
+        "evidence": evidence,
+    }
 
 
 class DiffAnalyzer:
@@ -206,8 +240,12 @@ class DiffAnalyzer:
         self.classifier = layers.LayerClassifier(self.config.layer_patterns)
 
     def analyze(
-        self, diffs: Sequence[ParameterDiff], summary: DiffSummary | None = None, *,
-        old: Checkpoint | None = None, new: Checkpoint | None = None,
+        self,
+        diffs: Sequence[ParameterDiff],
+        summary: DiffSummary | None = None,
+        *,
+        old: Checkpoint | None = None,
+        new: Checkpoint | None = None,
     ) -> dict[str, Any]:
         """The analysis dict (see docs/INTERNALS.md "Analysis").
 
@@ -226,11 +264,16 @@ class DiffAnalyzer:
         missing_unchanged = max(0, summary.unchanged_parameters - listed_unchanged)
         total = max(summary.total_parameters, len(diffs))
         undefined = {
-            "relative_change": sum(1 for r in rows if r.diff.change_type in _COMPARED
-                                   and r.change is None),
-            "cosine_sim": sum(1 for r in rows if r.diff.change_type in _COMPARED
-                              and r.diff.change_type is not ChangeType.UNCHANGED
-                              and r.diff.cosine_sim is None),
+            "relative_change": sum(
+                1 for r in rows if r.diff.change_type in _COMPARED and r.change is None
+            ),
+            "cosine_sim": sum(
+                1
+                for r in rows
+                if r.diff.change_type in _COMPARED
+                and r.diff.change_type is not ChangeType.UNCHANGED
+                and r.diff.cosine_sim is None
+            ),
         }
         frozen = [r.name for r in rows if r.diff.change_type is ChangeType.UNCHANGED]
         result: dict[str, Any] = {
@@ -276,10 +319,16 @@ class DiffAnalyzer:
         for t in sorted(by_type, key=lambda t: (order.get(t, len(order)), t)):
             rs = by_type[t]
             changes = [r.change for r in rs if r.change is not None]
-            cos = [r.diff.cosine_sim for r in rs if r.diff.change_type in _COMPARED
-                   and r.diff.cosine_sim is not None]
-            flips = [r.diff.sign_flip_ratio for r in rs if r.diff.change_type in _COMPARED
-                     and r.diff.sign_flip_ratio is not None]
+            cos = [
+                r.diff.cosine_sim
+                for r in rs
+                if r.diff.change_type in _COMPARED and r.diff.cosine_sim is not None
+            ]
+            flips = [
+                r.diff.sign_flip_ratio
+                for r in rs
+                if r.diff.change_type in _COMPARED and r.diff.sign_flip_ratio is not None
+            ]
             out[t] = {
                 "count": len(rs),
                 "changed": sum(1 for r in rs if r.diff.is_changed),
@@ -297,8 +346,14 @@ class DiffAnalyzer:
         return out
 
     # -- insights -----------------------------------------------------------------------
-    def _insights(self, rows: Sequence[_Row], summary: DiffSummary, result: dict[str, Any],
-                  missing_unchanged: int, tied: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _insights(
+        self,
+        rows: Sequence[_Row],
+        summary: DiffSummary,
+        result: dict[str, Any],
+        missing_unchanged: int,
+        tied: list[dict[str, Any]],
+    ) -> list[dict[str, Any]]:
         cfg = self.config
         out: list[dict[str, Any]] = []
         out += _nonfinite_insight(rows, summary)
@@ -306,77 +361,130 @@ class DiffAnalyzer:
         out += _architecture_insights(rows, summary)
         compared = [r for r in rows if r.diff.change_type in _COMPARED and r.diff.is_changed]
 
-        low = [r for r in compared if r.diff.cosine_sim is not None
-               and r.diff.cosine_sim < cfg.low_cosine_threshold]
+        low = [
+            r
+            for r in compared
+            if r.diff.cosine_sim is not None and r.diff.cosine_sim < cfg.low_cosine_threshold
+        ]
         if low:
             names = [r.name for r in low]
             values = {r.name: r.diff.cosine_sim for r in low}
             worst = min(low, key=lambda r: (r.diff.cosine_sim or 0.0, natural_key(r.name)))
-            out.append(_insight(
-                "low-cosine", "warning", "stability",
-                f"{len(low)} tensor(s) changed direction (cosine < {cfg.low_cosine_threshold:g})",
-                f"Cosine similarity between old and new fell below "
-                f"{cfg.low_cosine_threshold:g} for {_names(names)}; lowest "
-                f"{_fmt(worst.diff.cosine_sim)} ({worst.name}). Such tensors were largely "
-                f"rewritten: check the learning rate or whether they were re-initialised.",
-                {"tensors": names, "cosine_sim": values, "min": worst.diff.cosine_sim,
-                 "threshold": cfg.low_cosine_threshold}))
+            out.append(
+                _insight(
+                    "low-cosine",
+                    "warning",
+                    "stability",
+                    f"{len(low)} tensor(s) changed direction "
+                    f"(cosine < {cfg.low_cosine_threshold:g})",
+                    f"Cosine similarity between old and new fell below "
+                    f"{cfg.low_cosine_threshold:g} for {_names(names)}; lowest "
+                    f"{_fmt(worst.diff.cosine_sim)} ({worst.name}). Such tensors were largely "
+                    f"rewritten: check the learning rate or whether they were re-initialised.",
+                    {
+                        "tensors": names,
+                        "cosine_sim": values,
+                        "min": worst.diff.cosine_sim,
+                        "threshold": cfg.low_cosine_threshold,
+                    },
+                )
+            )
 
-        large = [r for r in compared if r.change is not None
-                 and r.change >= cfg.significant_change_threshold]
+        large = [
+            r
+            for r in compared
+            if r.change is not None and r.change >= cfg.significant_change_threshold
+        ]
         if large:
             names = [r.name for r in large]
             top = max(large, key=lambda r: r.change or 0.0)  # first in name order on ties
-            out.append(_insight(
-                "large-relative-change", "warning", "training",
-                f"{len(large)} tensor(s) changed by >= {cfg.significant_change_threshold:.0%} "
-                f"of their norm",
-                f"||new - old|| / ||old|| reached {cfg.significant_change_threshold:g} or more "
-                f"for {_names(names)}; largest {_fmt(top.change)} ({top.name}).",
-                {"tensors": names, "relative_change": {r.name: r.change for r in large},
-                 "max": top.change, "threshold": cfg.significant_change_threshold}))
+            out.append(
+                _insight(
+                    "large-relative-change",
+                    "warning",
+                    "training",
+                    f"{len(large)} tensor(s) changed by >= {cfg.significant_change_threshold:.0%} "
+                    f"of their norm",
+                    f"||new - old|| / ||old|| reached {cfg.significant_change_threshold:g} or more "
+                    f"for {_names(names)}; largest {_fmt(top.change)} ({top.name}).",
+                    {
+                        "tensors": names,
+                        "relative_change": {r.name: r.change for r in large},
+                        "max": top.change,
+                        "threshold": cfg.significant_change_threshold,
+                    },
+                )
+            )
 
         out += _norm_insights(rows, cfg.norm_ratio_threshold)
 
-        flips = [r for r in compared if r.diff.sign_flip_ratio is not None
-                 and r.diff.sign_flip_ratio >= SIGN_FLIP_WARN]
+        flips = [
+            r
+            for r in compared
+            if r.diff.sign_flip_ratio is not None and r.diff.sign_flip_ratio >= SIGN_FLIP_WARN
+        ]
         if flips:
             names = [r.name for r in flips]
-            out.append(_insight(
-                "sign-flips", "warning", "stability",
-                f"{len(flips)} tensor(s) flipped the sign of >= {SIGN_FLIP_WARN:.0%} of elements",
-                f"Sign flips on a large share of elements in {_names(names)}: a fine-tune "
-                f"flips few signs; about half flipped means the tensor was re-initialised.",
-                {"tensors": names,
-                 "sign_flip_ratio": {r.name: r.diff.sign_flip_ratio for r in flips},
-                 "threshold": SIGN_FLIP_WARN}))
+            out.append(
+                _insight(
+                    "sign-flips",
+                    "warning",
+                    "stability",
+                    f"{len(flips)} tensor(s) flipped the sign of "
+                    f">= {SIGN_FLIP_WARN:.0%} of elements",
+                    f"Sign flips on a large share of elements in {_names(names)}: a fine-tune "
+                    f"flips few signs; about half flipped means the tensor was re-initialised.",
+                    {
+                        "tensors": names,
+                        "sign_flip_ratio": {r.name: r.diff.sign_flip_ratio for r in flips},
+                        "threshold": SIGN_FLIP_WARN,
+                    },
+                )
+            )
 
         out += _low_rank_insight(rows)
         if tied:
             pairs = [f"{t['embedding']} = {t['head']}" for t in tied]
             confirmed = all(t["confirmed"] for t in tied)
-            out.append(_insight(
-                "tied-weights", "info", "architecture",
-                f"{len(tied)} embedding/head pair(s) look tied",
-                f"{'; '.join(pairs)}: identical "
-                f"{'contents' if confirmed else 'shape and statistics on both sides'}, so "
-                f"they are one set of weights (their changes are one change)"
-                f"{'' if confirmed else '; pass the checkpoints to confirm bytes'}.",
-                {"tensors": natural_sorted({n for t in tied for n in (t["embedding"],
-                                                                      t["head"])}),
-                 "pairs": tied}))
+            out.append(
+                _insight(
+                    "tied-weights",
+                    "info",
+                    "architecture",
+                    f"{len(tied)} embedding/head pair(s) look tied",
+                    f"{'; '.join(pairs)}: identical "
+                    f"{'contents' if confirmed else 'shape and statistics on both sides'}, so "
+                    f"they are one set of weights (their changes are one change)"
+                    f"{'' if confirmed else '; pass the checkpoints to confirm bytes'}.",
+                    {
+                        "tensors": natural_sorted(
+                            {n for t in tied for n in (t["embedding"], t["head"])}
+                        ),
+                        "pairs": tied,
+                    },
+                )
+            )
 
         pattern = result["change_pattern"]
         if self.config.analyze_training_dynamics and pattern not in (NO_CHANGE, NOT_ANALYZED):
             ev = dict(result["pattern_evidence"])
             desc = _PATTERN_TEXT[pattern] + _pattern_detail(pattern, ev, summary)
             if missing_unchanged:
-                desc += (f" (computed without the {missing_unchanged} unchanged tensors, which "
-                         f"were not listed: diff with include_unchanged=True for exact depth "
-                         f"and sparsity)")
-            out.append(_insight("change-pattern", "info", "training",
-                                f"Change pattern: {pattern.replace('_', ' ')}", desc + ".",
-                                {"tensors": [], "pattern": pattern, **ev}))
+                desc += (
+                    f" (computed without the {missing_unchanged} unchanged tensors, which "
+                    f"were not listed: diff with include_unchanged=True for exact depth "
+                    f"and sparsity)"
+                )
+            out.append(
+                _insight(
+                    "change-pattern",
+                    "info",
+                    "training",
+                    f"Change pattern: {pattern.replace('_', ' ')}",
+                    desc + ".",
+                    {"tensors": [], "pattern": pattern, **ev},
+                )
+            )
         return out
 
 
@@ -394,6 +502,7 @@ _PATTERN_TEXT = {
 
 def _pattern_detail(pattern: str, ev: Mapping[str, Any], summary: DiffSummary) -> str:
     """The deciding number, in words (the evidence keeps it unrounded)."""
+
     def ratio(key: str) -> str:
         v = ev.get(key)
         return "without bound" if v is None else f"{v:.3g}x"
@@ -405,8 +514,10 @@ def _pattern_detail(pattern: str, ev: Mapping[str, Any], summary: DiffSummary) -
     if pattern == "embedding_heavy":
         return f" (embeddings vs the rest: {ratio('embedding_vs_rest')})"
     if pattern == "sparse":
-        return (f" ({ev.get('significant_tensors')} of "
-                f"{max(summary.total_parameters, 1)} tensors changed significantly)")
+        return (
+            f" ({ev.get('significant_tensors')} of "
+            f"{max(summary.total_parameters, 1)} tensors changed significantly)"
+        )
     if pattern == "focused":
         return f" ({_names(list(ev.get('units_hit') or []))})"
     if pattern == "uniform":
@@ -416,13 +527,15 @@ def _pattern_detail(pattern: str, ev: Mapping[str, Any], summary: DiffSummary) -
 
 
 # -- patterns ------------------------------------------------------------------------------
-def classify_pattern(rows: Sequence[_Row], summary: DiffSummary, total: int
-                     ) -> tuple[str, dict[str, Any]]:
+def classify_pattern(
+    rows: Sequence[_Row], summary: DiffSummary, total: int
+) -> tuple[str, dict[str, Any]]:
     """The change pattern of a pair and the numbers that decided it (rules in order)."""
     if summary.changed_parameters == 0 and not any(r.diff.is_changed for r in rows):
         return NO_CHANGE, {}
-    changed = [r.change for r in rows if r.diff.is_changed and r.change is not None
-               and r.change > 0]
+    changed = [
+        r.change for r in rows if r.diff.is_changed and r.change is not None and r.change > 0
+    ]
     if not changed:
         return NOT_ANALYZED, {"reason": "no changed tensor has a defined relative change"}
     reference = _percentile(changed, 0.5)
@@ -434,8 +547,10 @@ def classify_pattern(rows: Sequence[_Row], summary: DiffSummary, total: int
         by_type.setdefault(r.layer_type, []).append(r)
     agg = {t: _aggregate(rs) for t, rs in by_type.items()}
     ev: dict[str, Any] = {
-        "reference_change": reference, "significant_cut": cut,
-        "significant_tensors": len(sig), "significant_fraction": sig_fraction,
+        "reference_change": reference,
+        "significant_cut": cut,
+        "significant_tensors": len(sig),
+        "significant_fraction": sig_fraction,
         "type_aggregate_change": {t: agg[t] for t in sorted(agg)},
     }
 
@@ -476,19 +591,24 @@ def classify_pattern(rows: Sequence[_Row], summary: DiffSummary, total: int
     blocked = [r for r in rows if r.block is not None]
     early = _aggregate([r for r in blocked if r.block and r.block.depth < 0.5])
     late = _aggregate([r for r in blocked if r.block and r.block.depth > 0.5])
-    block_aggs = [a for a in (_aggregate(rs) for rs in units.values() if rs[0].block is not None)
-                  if a is not None]
+    block_aggs = [
+        a
+        for a in (_aggregate(rs) for rs in units.values() if rs[0].block is not None)
+        if a is not None
+    ]
     if early is not None and late is not None:
-        ev.update(early_change=early, late_change=late,
-                  late_vs_early=late / early if early else None)
+        ev.update(
+            early_change=early, late_change=late, late_vs_early=late / early if early else None
+        )
         if late > 0 and late >= GRADIENT_RATIO * early:
             return "inverse_gradient", ev
         if early > 0 and early >= GRADIENT_RATIO * late:
             return "gradient", ev
 
     # 6. uniform vs focused by the spread of block (or tensor) changes
-    spread = block_aggs if len(block_aggs) >= 2 else [r.change for r in rows
-                                                      if r.change is not None]
+    spread = (
+        block_aggs if len(block_aggs) >= 2 else [r.change for r in rows if r.change is not None]
+    )
     mean = _mean(spread) or 0.0
     cv = (math.sqrt(_mean([(x - mean) ** 2 for x in spread]) or 0.0) / mean) if mean else 0.0
     ev["block_change_cv"] = cv
@@ -503,17 +623,24 @@ def _depth_profile(rows: Sequence[_Row]) -> list[dict[str, Any]]:
             groups.setdefault((r.block.ordinal, r.layer_type), []).append(r)
     order = {t: i for i, t in enumerate(layers.LAYER_TYPES)}
     out = []
-    for (ordinal, t) in sorted(groups, key=lambda k: (k[0], order.get(k[1], len(order)), k[1])):
+    for ordinal, t in sorted(groups, key=lambda k: (k[0], order.get(k[1], len(order)), k[1])):
         rs = groups[(ordinal, t)]
         block = rs[0].block
         assert block is not None  # grouped on it above
         changes = [r.change for r in rs if r.change is not None]
-        out.append({
-            "block": ordinal, "label": block.label, "depth": block.depth, "layer_type": t,
-            "count": len(rs), "frozen": sum(1 for r in rs if not r.diff.is_changed),
-            "avg_change": _mean(changes) or 0.0, "aggregate_change": _aggregate(rs) or 0.0,
-            "measured": len(changes),
-        })
+        out.append(
+            {
+                "block": ordinal,
+                "label": block.label,
+                "depth": block.depth,
+                "layer_type": t,
+                "count": len(rs),
+                "frozen": sum(1 for r in rs if not r.diff.is_changed),
+                "avg_change": _mean(changes) or 0.0,
+                "aggregate_change": _aggregate(rs) or 0.0,
+                "measured": len(changes),
+            }
+        )
     return out
 
 
@@ -539,38 +666,60 @@ def _nonfinite_insight(rows: Sequence[_Row], summary: DiffSummary) -> list[dict[
         parts.append(f"NaN/Inf appeared in {_names(new)}")
     if pre:
         parts.append(f"already present in the old checkpoint in {_names(pre)}")
-    return [_insight(
-        "nonfinite-values", "critical", "stability",
-        f"NaN/Inf in {len(names)} tensor(s) of the new checkpoint",
-        "; ".join(parts) + ". Training diverged or the checkpoint is corrupt.",
-        {"tensors": names, "appeared": new, "preexisting": pre, "counts": counts})]
+    return [
+        _insight(
+            "nonfinite-values",
+            "critical",
+            "stability",
+            f"NaN/Inf in {len(names)} tensor(s) of the new checkpoint",
+            "; ".join(parts) + ". Training diverged or the checkpoint is corrupt.",
+            {"tensors": names, "appeared": new, "preexisting": pre, "counts": counts},
+        )
+    ]
 
 
 def _unit_label(r: _Row) -> str:
     return r.block.label if r.block is not None else r.name
 
 
-def _frozen_insight(rows: Sequence[_Row], summary: DiffSummary, missing: int
-                    ) -> list[dict[str, Any]]:
+def _frozen_insight(
+    rows: Sequence[_Row], summary: DiffSummary, missing: int
+) -> list[dict[str, Any]]:
     n_frozen = summary.unchanged_parameters
     total = summary.total_parameters
     if n_frozen == 0:
         return []
     if n_frozen == total:
-        return [_insight(
-            "no-change", "info", "training", "No tensor changed",
-            f"All {total} tensors are bit-identical in both checkpoints.",
-            {"tensors": [], "count": total})]
+        return [
+            _insight(
+                "no-change",
+                "info",
+                "training",
+                "No tensor changed",
+                f"All {total} tensors are bit-identical in both checkpoints.",
+                {"tensors": [], "count": total},
+            )
+        ]
     frozen = [r for r in rows if r.diff.change_type is ChangeType.UNCHANGED]
     if missing:
         names = [r.name for r in frozen]
-        return [_insight(
-            "frozen-layers", "info", "training",
-            f"{n_frozen} of {total} tensors frozen (bit-identical)",
-            f"{n_frozen} tensors are exactly unchanged; their names were not listed (diff "
-            f"with include_unchanged=True, as `model-diff compare` does, to see which).",
-            {"tensors": names, "count": n_frozen, "total": total, "names_listed": False,
-             "groups": []})]
+        return [
+            _insight(
+                "frozen-layers",
+                "info",
+                "training",
+                f"{n_frozen} of {total} tensors frozen (bit-identical)",
+                f"{n_frozen} tensors are exactly unchanged; their names were not listed (diff "
+                f"with include_unchanged=True, as `model-diff compare` does, to see which).",
+                {
+                    "tensors": names,
+                    "count": n_frozen,
+                    "total": total,
+                    "names_listed": False,
+                    "groups": [],
+                },
+            )
+        ]
     # Group by block (or by tensor outside blocks); whole frozen blocks are merged in runs.
     groups: dict[str, list[_Row]] = {}
     members: dict[str, int] = {}
@@ -578,23 +727,43 @@ def _frozen_insight(rows: Sequence[_Row], summary: DiffSummary, missing: int
         members[_unit_label(r)] = members.get(_unit_label(r), 0) + 1
     for r in frozen:
         groups.setdefault(_unit_label(r), []).append(r)
-    group_ev: list[dict[str, Any]] = [{"group": g, "frozen": len(groups[g]), "total": members[g],
-                 "tensors": [r.name for r in groups[g]]} for g in natural_sorted(groups)]
+    group_ev: list[dict[str, Any]] = [
+        {
+            "group": g,
+            "frozen": len(groups[g]),
+            "total": members[g],
+            "tensors": [r.name for r in groups[g]],
+        }
+        for g in natural_sorted(groups)
+    ]
     whole = [g for g in group_ev if g["frozen"] == g["total"] and groups[g["group"]][0].block]
     parts = _block_runs([groups[g["group"]][0] for g in whole])
     for g in group_ev:
         if g in whole:
             continue
         r0 = groups[g["group"]][0]
-        parts.append(g["group"] if r0.block is None
-                     else f"{g['group']} ({g['frozen']} of {g['total']} tensors)")
-    return [_insight(
-        "frozen-layers", "info", "training",
-        f"{n_frozen} of {total} tensors frozen (bit-identical)",
-        f"Exactly unchanged: {_names(parts)}.",
-        {"tensors": [r.name for r in frozen], "count": n_frozen, "total": total,
-         "names_listed": True, "whole_blocks": [g["group"] for g in whole],
-         "groups": group_ev})]
+        parts.append(
+            g["group"]
+            if r0.block is None
+            else f"{g['group']} ({g['frozen']} of {g['total']} tensors)"
+        )
+    return [
+        _insight(
+            "frozen-layers",
+            "info",
+            "training",
+            f"{n_frozen} of {total} tensors frozen (bit-identical)",
+            f"Exactly unchanged: {_names(parts)}.",
+            {
+                "tensors": [r.name for r in frozen],
+                "count": n_frozen,
+                "total": total,
+                "names_listed": True,
+                "whole_blocks": [g["group"] for g in whole],
+                "groups": group_ev,
+            },
+        )
+    ]
 
 
 def _block_runs(rows: Sequence[_Row]) -> list[str]:
@@ -604,16 +773,20 @@ def _block_runs(rows: Sequence[_Row]) -> list[str]:
     i = 0
     while i < len(blocks):
         j = i
-        while j + 1 < len(blocks) and blocks[j + 1].ordinal == blocks[j].ordinal + 1 and \
-                blocks[j + 1].stack == blocks[i].stack:
+        while (
+            j + 1 < len(blocks)
+            and blocks[j + 1].ordinal == blocks[j].ordinal + 1
+            and blocks[j + 1].stack == blocks[i].stack
+        ):
             j += 1
         first, last = blocks[i].label, blocks[j].label
         if i == j:
             out.append(f"{first} (whole block)")
         else:
-            tail = re.search(r"[\d.]+$", last[len(blocks[j].stack):])
-            out.append(f"{first}-{tail.group(0).lstrip('.') if tail else last} "
-                       f"({j - i + 1} whole blocks)")
+            tail = re.search(r"[\d.]+$", last[len(blocks[j].stack) :])
+            out.append(
+                f"{first}-{tail.group(0).lstrip('.') if tail else last} ({j - i + 1} whole blocks)"
+            )
         i = j + 1
     return out
 
@@ -630,49 +803,76 @@ def _architecture_insights(rows: Sequence[_Row], summary: DiffSummary) -> list[d
             parts.append(f"added {n_add}: {_names(added)}")
         if n_rem:
             parts.append(f"removed {n_rem}: {_names(removed)}")
-        out.append(_insight(
-            "architecture-changed", "warning", "architecture",
-            f"Architecture changed: {n_add} tensor(s) added, {n_rem} removed",
-            "Tensors " + "; ".join(parts) + ".",
-            {"tensors": natural_sorted(added + removed), "added": added, "removed": removed}))
+        out.append(
+            _insight(
+                "architecture-changed",
+                "warning",
+                "architecture",
+                f"Architecture changed: {n_add} tensor(s) added, {n_rem} removed",
+                "Tensors " + "; ".join(parts) + ".",
+                {"tensors": natural_sorted(added + removed), "added": added, "removed": removed},
+            )
+        )
     shaped = [r for r in rows if r.diff.change_type is ChangeType.SHAPE_CHANGED]
     if shaped:
         details = {}
         parts = []
         for r in shaped:
             d = r.diff
-            details[r.name] = {"old_shape": list(d.old_shape or ()),
-                               "new_shape": list(d.new_shape or ()),
-                               "overlap_rows": d.overlap_rows, "added_rows": d.added_rows,
-                               "overlap_relative_change": d.relative_change}
+            details[r.name] = {
+                "old_shape": list(d.old_shape or ()),
+                "new_shape": list(d.new_shape or ()),
+                "overlap_rows": d.overlap_rows,
+                "added_rows": d.added_rows,
+                "overlap_relative_change": d.relative_change,
+            }
             old_s = "x".join(map(str, d.old_shape or ()))
             new_s = "x".join(map(str, d.new_shape or ()))
             if d.overlap_rows is not None and d.added_rows is not None:
-                kind = "vocabulary resize" if r.layer_type in (layers.EMBEDDING, layers.HEAD) \
+                kind = (
+                    "vocabulary resize"
+                    if r.layer_type in (layers.EMBEDDING, layers.HEAD)
                     else "first-axis resize"
-                parts.append(f"{r.name} {old_s} -> {new_s} ({kind}, {d.added_rows:+d} rows; "
-                             f"the {d.overlap_rows} kept rows changed by "
-                             f"{_fmt(d.relative_change)})")
+                )
+                parts.append(
+                    f"{r.name} {old_s} -> {new_s} ({kind}, {d.added_rows:+d} rows; "
+                    f"the {d.overlap_rows} kept rows changed by "
+                    f"{_fmt(d.relative_change)})"
+                )
             else:
                 parts.append(f"{r.name} {old_s} -> {new_s}")
         shown = "; ".join(parts[:_DESCRIBE_MAX])
         if len(parts) > _DESCRIBE_MAX:
             shown += f"; and {len(parts) - _DESCRIBE_MAX} more"
-        out.append(_insight(
-            "shape-changed", "warning", "architecture",
-            f"{len(shaped)} tensor(s) changed shape", shown + ".",
-            {"tensors": [r.name for r in shaped], "shapes": details}))
+        out.append(
+            _insight(
+                "shape-changed",
+                "warning",
+                "architecture",
+                f"{len(shaped)} tensor(s) changed shape",
+                shown + ".",
+                {"tensors": [r.name for r in shaped], "shapes": details},
+            )
+        )
     dtyped = [r for r in rows if r.diff.change_type is ChangeType.DTYPE_CHANGED]
     if dtyped:
         conv: dict[str, list[str]] = {}
         for r in dtyped:
             conv.setdefault(f"{r.diff.old_dtype} -> {r.diff.new_dtype}", []).append(r.name)
         desc = "; ".join(f"{k}: {len(v)} tensor(s) ({_names(v)})" for k, v in sorted(conv.items()))
-        out.append(_insight(
-            "dtype-changed", "info", "architecture",
-            f"{len(dtyped)} tensor(s) changed dtype", desc + ".",
-            {"tensors": [r.name for r in dtyped],
-             "conversions": {k: len(v) for k, v in sorted(conv.items())}}))
+        out.append(
+            _insight(
+                "dtype-changed",
+                "info",
+                "architecture",
+                f"{len(dtyped)} tensor(s) changed dtype",
+                desc + ".",
+                {
+                    "tensors": [r.name for r in dtyped],
+                    "conversions": {k: len(v) for k, v in sorted(conv.items())},
+                },
+            )
+        )
     return out
 
 
@@ -697,22 +897,29 @@ def _norm_insights(rows: Sequence[_Row], threshold: float) -> list[dict[str, Any
             continue
         names = natural_sorted(sel)
         extreme = (max if code == "norm-explosion" else min)(sel.values())
-        out.append(_insight(
-            code, "warning", "stability",
-            f"{len(names)} tensor(s) {word} in norm by {threshold:g}x or more",
-            f"||new|| / ||old|| {'>=' if code == 'norm-explosion' else '<='} "
-            f"{threshold if code == 'norm-explosion' else 1 / threshold:.3g} for "
-            f"{_names(names)} (most extreme {_fmt(extreme)}).",
-            {"tensors": names, "norm_ratio": {n: sel[n] for n in names},
-             "threshold": threshold}))
+        out.append(
+            _insight(
+                code,
+                "warning",
+                "stability",
+                f"{len(names)} tensor(s) {word} in norm by {threshold:g}x or more",
+                f"||new|| / ||old|| {'>=' if code == 'norm-explosion' else '<='} "
+                f"{threshold if code == 'norm-explosion' else 1 / threshold:.3g} for "
+                f"{_names(names)} (most extreme {_fmt(extreme)}).",
+                {
+                    "tensors": names,
+                    "norm_ratio": {n: sel[n] for n in names},
+                    "threshold": threshold,
+                },
+            )
+        )
     return out
 
 
 def _low_rank_summary(rows: Sequence[_Row]) -> dict[str, Any]:
     tensors = {r.name: r.diff.low_rank for r in rows if r.diff.low_rank is not None}
     analysed = {n: v for n, v in tensors.items() if "rank_90" in v}
-    return {"analysed": len(analysed), "skipped": len(tensors) - len(analysed),
-            "tensors": tensors}
+    return {"analysed": len(analysed), "skipped": len(tensors) - len(analysed), "tensors": tensors}
 
 
 def _low_rank_insight(rows: Sequence[_Row]) -> list[dict[str, Any]]:
@@ -728,19 +935,28 @@ def _low_rank_insight(rows: Sequence[_Row]) -> list[dict[str, Any]]:
         return []
     names = natural_sorted(hits)
     ranks = sorted({hits[n]["rank_99"] for n in names})
-    return [_insight(
-        "low-rank-delta", "info", "structure",
-        f"{len(names)} weight update(s) are low-rank (LoRA-extractable)",
-        f"99% of the update's energy lies in rank {ranks[0]}"
-        f"{'' if len(ranks) == 1 else f' to {ranks[-1]}'} for {_names(names)}: the change "
-        f"could be stored as a LoRA adapter of that rank.",
-        {"tensors": names, "rank_99": {n: hits[n]["rank_99"] for n in names},
-         "rank_90": {n: hits[n]["rank_90"] for n in names}})]
+    return [
+        _insight(
+            "low-rank-delta",
+            "info",
+            "structure",
+            f"{len(names)} weight update(s) are low-rank (LoRA-extractable)",
+            f"99% of the update's energy lies in rank {ranks[0]}"
+            f"{'' if len(ranks) == 1 else f' to {ranks[-1]}'} for {_names(names)}: the change "
+            f"could be stored as a LoRA adapter of that rank.",
+            {
+                "tensors": names,
+                "rank_99": {n: hits[n]["rank_99"] for n in names},
+                "rank_90": {n: hits[n]["rank_90"] for n in names},
+            },
+        )
+    ]
 
 
 # -- tied weights --------------------------------------------------------------------------
-def find_tied_candidates(rows: Sequence[_Row], old: Checkpoint | None = None,
-                         new: Checkpoint | None = None) -> list[dict[str, Any]]:
+def find_tied_candidates(
+    rows: Sequence[_Row], old: Checkpoint | None = None, new: Checkpoint | None = None
+) -> list[dict[str, Any]]:
     """Embedding/head pairs with the same shape and identical statistics on both sides.
 
     With the checkpoints at hand the pair is confirmed (or dropped) by comparing the bytes of
@@ -752,8 +968,12 @@ def find_tied_candidates(rows: Sequence[_Row], old: Checkpoint | None = None,
     for e in embs:
         for h in heads:
             de, dh = e.diff, h.diff
-            if de.new_shape != dh.new_shape or de.new_dtype != dh.new_dtype or \
-                    de.new_stats != dh.new_stats or de.old_stats != dh.old_stats:
+            if (
+                de.new_shape != dh.new_shape
+                or de.new_dtype != dh.new_dtype
+                or de.new_stats != dh.new_stats
+                or de.old_stats != dh.old_stats
+            ):
                 continue
             confirmed = False
             if old is not None or new is not None:
@@ -772,15 +992,15 @@ def _same_bytes(ckpt: Checkpoint, a: str, b: str) -> bool:
         return False
     ra, rb = ckpt.tensors[a], ckpt.tensors[b]
     try:
-        return ra.dtype == rb.dtype and ra.shape == rb.shape and \
-            bytes_equal(ra.array(), rb.array())
+        return ra.dtype == rb.dtype and ra.shape == rb.shape and bytes_equal(ra.array(), rb.array())
     finally:
         ra.release()
         rb.release()
 
 
 def compare_training_stages(
-    checkpoints: Sequence[str | os.PathLike[str] | Checkpoint], **kwargs: Any,
+    checkpoints: Sequence[str | os.PathLike[str] | Checkpoint],
+    **kwargs: Any,
 ) -> dict[str, Any]:
     """How each block's change evolves over a sequence of checkpoints (model_diff.timeline)."""
     from .timeline import compare_training_stages as run  # lazy: avoids a cycle

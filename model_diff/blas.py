@@ -27,10 +27,12 @@ class _BlasThreads:
     each other.
     """
 
-    _NAMES = (("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
-              ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
-              ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
-              ("openblas_set_num_threads", "openblas_get_num_threads"))
+    _NAMES = (
+        ("scipy_openblas_set_num_threads64_", "scipy_openblas_get_num_threads64_"),
+        ("scipy_openblas_set_num_threads", "scipy_openblas_get_num_threads"),
+        ("openblas_set_num_threads64_", "openblas_get_num_threads64_"),
+        ("openblas_set_num_threads", "openblas_get_num_threads"),
+    )
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

@@ -25,8 +25,16 @@ from .naming import natural_sorted
 class TensorRef:
     """One tensor of a checkpoint: metadata now, data on demand."""
 
-    __slots__ = ("_loader", "_release", "_release_range", "dtype", "name", "nbytes", "shape",
-                 "source")
+    __slots__ = (
+        "_loader",
+        "_release",
+        "_release_range",
+        "dtype",
+        "name",
+        "nbytes",
+        "shape",
+        "source",
+    )
 
     def __init__(
         self,
@@ -189,12 +197,20 @@ class Checkpoint:
         new: dict[str, TensorRef] = {}
         for name, ref in self.tensors.items():
             alias = TensorRef(
-                mapping(name), ref.dtype, ref.shape, ref._loader, release=ref._release,
+                mapping(name),
+                ref.dtype,
+                ref.shape,
+                ref._loader,
+                release=ref._release,
                 source=ref.source,
             )
             new[alias.name] = alias
         view = Checkpoint(
-            self.path, self.format, new, metadata=self.metadata, config=self.config,
+            self.path,
+            self.format,
+            new,
+            metadata=self.metadata,
+            config=self.config,
             skipped=self.skipped,
         )
         view._closers = self._closers  # closing the view closes the files it shares
@@ -211,13 +227,19 @@ class Checkpoint:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"Checkpoint({self.path!r}, format={self.format!r}, tensors={len(self)}, "
-                f"parameters={self.num_parameters})")
+        return (
+            f"Checkpoint({self.path!r}, format={self.format!r}, tensors={len(self)}, "
+            f"parameters={self.num_parameters})"
+        )
 
 
 def from_arrays(
-    arrays: Mapping[str, np.ndarray], *, path: str = "<memory>", format: str = "memory",
-    metadata: Mapping[str, str] | None = None, config: Mapping[str, Any] | None = None,
+    arrays: Mapping[str, np.ndarray],
+    *,
+    path: str = "<memory>",
+    format: str = "memory",
+    metadata: Mapping[str, str] | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> Checkpoint:
     """A Checkpoint over in-memory numpy arrays (tests, the demo, API users)."""
     from .dtypes import from_numpy
@@ -229,6 +251,5 @@ def from_arrays(
             a = a.copy(order="C")
         if a.dtype.byteorder == ">":
             a = a.astype(a.dtype.newbyteorder("="))
-        refs[name] = TensorRef(name, from_numpy(a.dtype), a.shape,
-                               functools.partial(a.reshape, -1))
+        refs[name] = TensorRef(name, from_numpy(a.dtype), a.shape, functools.partial(a.reshape, -1))
     return Checkpoint(path, format, refs, metadata=metadata, config=config)

@@ -58,7 +58,6 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
-
 # --- core commands: compare, inspect, demo ---
 
 FORMATS = ("text", "json", "markdown", "html")
@@ -86,7 +85,7 @@ def _open_spec(spec: str, unsafe_pickle: bool) -> Any:
     from .formats import open_checkpoint
 
     if not os.path.exists(spec) and ":" in spec:
-        from gitdriver.revisions import open_spec
+        from model_diff.gitdriver.revisions import open_spec
 
         return open_spec(spec, unsafe_pickle=unsafe_pickle)
     return open_checkpoint(spec, unsafe_pickle=unsafe_pickle)
@@ -102,8 +101,11 @@ def write_output(text: str, output: str | None) -> None:
         return
     directory = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(directory):
-        raise ModelDiffError("output directory does not exist", path=directory,
-                             hint="create it or choose another -o path")
+        raise ModelDiffError(
+            "output directory does not exist",
+            path=directory,
+            hint="create it or choose another -o path",
+        )
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".model-diff-", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
@@ -116,31 +118,64 @@ def write_output(text: str, output: str | None) -> None:
 
 
 def run_compare(
-    old_spec: str, new_spec: str, *, fmt: str, threshold: float, include_unchanged: bool,
-    top_k: int, low_rank: str, workers: int | None, unsafe_pickle: bool,
-    old_name: str | None, new_name: str | None, color: bool,
+    old_spec: str,
+    new_spec: str,
+    *,
+    fmt: str,
+    threshold: float,
+    include_unchanged: bool,
+    top_k: int,
+    low_rank: str,
+    workers: int | None,
+    unsafe_pickle: bool,
+    old_name: str | None,
+    new_name: str | None,
+    color: bool,
 ) -> str:
     """Load, diff, analyse and render two checkpoints; returns the report text."""
     from .diff import DiffConfig
     from .pipeline import compare
 
     modes: dict[str, bool | str] = {"auto": "auto", "on": True, "off": False}
-    config = DiffConfig(change_threshold=threshold, include_unchanged=include_unchanged,
-                        top_k_layers=top_k, num_workers=workers, low_rank=modes[low_rank])
+    config = DiffConfig(
+        change_threshold=threshold,
+        include_unchanged=include_unchanged,
+        top_k_layers=top_k,
+        num_workers=workers,
+        low_rank=modes[low_rank],
+    )
     old_label, new_label = old_name or old_spec, new_name or new_spec
     with _open_spec(old_spec, unsafe_pickle) as old, _open_spec(new_spec, unsafe_pickle) as new:
-        result = compare(old, new, config, old_label=old_label, new_label=new_label,
-                         progress=_progress_callback())
+        result = compare(
+            old,
+            new,
+            config,
+            old_label=old_label,
+            new_label=new_label,
+            progress=_progress_callback(),
+        )
     return result.report(fmt, old_name=old_label, new_name=new_label, color=color)
 
 
-_fmt_option = click.option("--format", "fmt", type=click.Choice(FORMATS), default="text",
-                           show_default=True, help="Report format.")
-_output_option = click.option("-o", "--output", type=click.Path(dir_okay=False),
-                              help="Write the report to FILE instead of stdout.")
+_fmt_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="text",
+    show_default=True,
+    help="Report format.",
+)
+_output_option = click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False),
+    help="Write the report to FILE instead of stdout.",
+)
 _unsafe_option = click.option(
-    "--unsafe-pickle", is_flag=True,
-    help="Allow full pickle loading of .pt files (runs code from the file: trusted files only).")
+    "--unsafe-pickle",
+    is_flag=True,
+    help="Allow full pickle loading of .pt files (runs code from the file: trusted files only).",
+)
 
 
 @cli.command()
@@ -148,30 +183,71 @@ _unsafe_option = click.option(
 @click.argument("new")
 @_fmt_option
 @_output_option
-@click.option("--threshold", type=click.FloatRange(min=0), default=1e-6, show_default=True,
-              help="An element counts as changed when |new-old| exceeds this (change_ratio).")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0),
+    default=1e-6,
+    show_default=True,
+    help="An element counts as changed when |new-old| exceeds this (change_ratio).",
+)
 @click.option("--include-unchanged", is_flag=True, help="List unchanged tensors too.")
-@click.option("--top-k", type=click.IntRange(min=0), default=10, show_default=True,
-              help="Most-changed tensors listed in the summary.")
-@click.option("--low-rank", type=click.Choice(["auto", "on", "off"]), default="auto",
-              show_default=True, help="Low-rank analysis of 2-D deltas.")
-@click.option("--workers", type=click.IntRange(min=1), default=None,
-              help="Worker threads (default: min(4, cores)).")
+@click.option(
+    "--top-k",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    help="Most-changed tensors listed in the summary.",
+)
+@click.option(
+    "--low-rank",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Low-rank analysis of 2-D deltas.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker threads (default: min(4, cores)).",
+)
 @click.option("--old-name", help="Label for OLD in the report (default: the argument).")
 @click.option("--new-name", help="Label for NEW in the report (default: the argument).")
-@click.option("--open", "open_browser", is_flag=True,
-              help="Open the written report in a browser (with -o).")
+@click.option(
+    "--open", "open_browser", is_flag=True, help="Open the written report in a browser (with -o)."
+)
 @_unsafe_option
-def compare(old: str, new: str, fmt: str, output: str | None, threshold: float,
-            include_unchanged: bool, top_k: int, low_rank: str, workers: int | None,
-            old_name: str | None, new_name: str | None, open_browser: bool,
-            unsafe_pickle: bool) -> None:
+def compare(
+    old: str,
+    new: str,
+    fmt: str,
+    output: str | None,
+    threshold: float,
+    include_unchanged: bool,
+    top_k: int,
+    low_rank: str,
+    workers: int | None,
+    old_name: str | None,
+    new_name: str | None,
+    open_browser: bool,
+    unsafe_pickle: bool,
+) -> None:
     """Compare two checkpoints: OLD and NEW are files, HF directories or REV:path."""
     color = output is None and fmt == "text" and sys.stdout.isatty()
-    text = run_compare(old, new, fmt=fmt, threshold=threshold,
-                       include_unchanged=include_unchanged, top_k=top_k, low_rank=low_rank,
-                       workers=workers, unsafe_pickle=unsafe_pickle, old_name=old_name,
-                       new_name=new_name, color=color)
+    text = run_compare(
+        old,
+        new,
+        fmt=fmt,
+        threshold=threshold,
+        include_unchanged=include_unchanged,
+        top_k=top_k,
+        low_rank=low_rank,
+        workers=workers,
+        unsafe_pickle=unsafe_pickle,
+        old_name=old_name,
+        new_name=new_name,
+        color=color,
+    )
     write_output(text, output)
     if open_browser:
         if output is None:
@@ -185,8 +261,14 @@ def compare(old: str, new: str, fmt: str, output: str | None, threshold: float,
 
 @cli.command()
 @click.argument("checkpoint")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="Output format.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
 @_output_option
 @_unsafe_option
 def inspect(checkpoint: str, fmt: str, output: str | None, unsafe_pickle: bool) -> None:
@@ -204,8 +286,11 @@ def inspect(checkpoint: str, fmt: str, output: str | None, unsafe_pickle: bool) 
 @cli.command()
 @_fmt_option
 @_output_option
-@click.option("--keep", type=click.Path(file_okay=False),
-              help="Write the two demo checkpoints into this directory and keep them.")
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False),
+    help="Write the two demo checkpoints into this directory and keep them.",
+)
 def demo(fmt: str, output: str | None, keep: str | None) -> None:
     """Build two small checkpoints of a toy transformer and compare them.
 
@@ -225,10 +310,18 @@ def demo(fmt: str, output: str | None, keep: str | None) -> None:
         save_safetensors(where / "finetuned.safetensors", fine_tune(base, seed=1))
         color = output is None and fmt == "text" and sys.stdout.isatty()
         text = run_compare(
-            str(where / "base.safetensors"), str(where / "finetuned.safetensors"), fmt=fmt,
-            threshold=1e-6, include_unchanged=False, top_k=10, low_rank="auto", workers=None,
-            unsafe_pickle=False, old_name="base.safetensors",
-            new_name="finetuned.safetensors", color=color,
+            str(where / "base.safetensors"),
+            str(where / "finetuned.safetensors"),
+            fmt=fmt,
+            threshold=1e-6,
+            include_unchanged=False,
+            top_k=10,
+            low_rank="auto",
+            workers=None,
+            unsafe_pickle=False,
+            old_name="base.safetensors",
+            new_name="finetuned.safetensors",
+            color=color,
         )
     if keep:
         click.echo(f"demo checkpoints kept in {keep}", err=True)
@@ -240,15 +333,34 @@ def demo(fmt: str, output: str | None, keep: str | None) -> None:
 
 @cli.command()
 @click.argument("checkpoints", nargs=-1, required=True)
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
-              show_default=True, help="Output format.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Output format.",
+)
 @_output_option
-@click.option("--threshold", type=click.FloatRange(min=0), default=1e-6, show_default=True,
-              help="|new-old| above which an element counts as changed.")
-@click.option("--unsafe-pickle", is_flag=True,
-              help="Allow full pickle loading of .pt files (runs code from the file).")
-def timeline(checkpoints: tuple[str, ...], fmt: str, output: str | None, threshold: float,
-             unsafe_pickle: bool) -> None:
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0),
+    default=1e-6,
+    show_default=True,
+    help="|new-old| above which an element counts as changed.",
+)
+@click.option(
+    "--unsafe-pickle",
+    is_flag=True,
+    help="Allow full pickle loading of .pt files (runs code from the file).",
+)
+def timeline(
+    checkpoints: tuple[str, ...],
+    fmt: str,
+    output: str | None,
+    threshold: float,
+    unsafe_pickle: bool,
+) -> None:
     """Show how each block's change evolves over CHECKPOINTS (in training order).
 
     Each consecutive pair is diffed and analysed; the table gives every block's aggregate
@@ -260,7 +372,8 @@ def timeline(checkpoints: tuple[str, ...], fmt: str, output: str | None, thresho
     if len(checkpoints) < 2:
         raise click.UsageError("timeline needs at least two checkpoints (in training order)")
     result = compare_training_stages(
-        list(checkpoints), diff_config=DiffConfig(change_threshold=threshold),
+        list(checkpoints),
+        diff_config=DiffConfig(change_threshold=threshold),
         opener=lambda spec: _open_spec(str(spec), unsafe_pickle),
     )
     render = render_timeline_json if fmt == "json" else render_timeline_text
@@ -271,8 +384,9 @@ def timeline(checkpoints: tuple[str, ...], fmt: str, output: str | None, thresho
 _SCOPE_OPTIONS = [
     click.option("--global", "scope", flag_value="global", help="~/.gitconfig + global attributes"),
     click.option("--system", "scope", flag_value="system", help="system gitconfig + attributes"),
-    click.option("--local", "scope", flag_value="local", default=True,
-                 help="this repository (default)"),
+    click.option(
+        "--local", "scope", flag_value="local", default=True, help="this repository (default)"
+    ),
 ]
 
 
@@ -285,11 +399,16 @@ def _scoped(f: Any) -> Any:
 @cli.command(context_settings={"ignore_unknown_options": False})
 @click.argument("path", type=click.Path(dir_okay=True, path_type=str))
 @click.option("--fast", is_flag=True, help="hashes only, no statistics")
-@click.option("--format-version", type=int, default=None, hidden=True,
-              help="written by install --cachetextconv so git's cache keys change with it")
+@click.option(
+    "--format-version",
+    type=int,
+    default=None,
+    hidden=True,
+    help="written by install --cachetextconv so git's cache keys change with it",
+)
 def textconv(path: str, fast: bool, format_version: int | None) -> None:
     """Git textconv driver: one line per tensor (never fails; errors become one line)."""
-    from gitdriver.textconv import main as textconv_main
+    from model_diff.gitdriver.textconv import main as textconv_main
 
     args = [path, *(["--fast"] if fast else [])]
     if format_version is not None:
@@ -299,19 +418,29 @@ def textconv(path: str, fast: bool, format_version: int | None) -> None:
 
 @cli.command()
 @_scoped
-@click.option("--pattern", "patterns", multiple=True, metavar="GLOB",
-              help="attribute pattern (repeatable; default: *.safetensors *.pt *.pth *.bin "
-                   "*.ckpt *.npz *.npy)")
-@click.option("--external", is_flag=True,
-              help="also register the external diff command (git diff only)")
-@click.option("--cachetextconv", is_flag=True,
-              help="let git cache textconv output in refs/notes/textconv/model-diff")
+@click.option(
+    "--pattern",
+    "patterns",
+    multiple=True,
+    metavar="GLOB",
+    help="attribute pattern (repeatable; default: *.safetensors *.pt *.pth *.bin "
+    "*.ckpt *.npz *.npy)",
+)
+@click.option(
+    "--external", is_flag=True, help="also register the external diff command (git diff only)"
+)
+@click.option(
+    "--cachetextconv",
+    is_flag=True,
+    help="let git cache textconv output in refs/notes/textconv/model-diff",
+)
 def install(scope: str, patterns: tuple[str, ...], external: bool, cachetextconv: bool) -> None:
     """Register the model-diff git drivers and .gitattributes lines."""
-    from gitdriver.install import install as do_install
+    from model_diff.gitdriver.install import install as do_install
 
-    outcome = do_install(scope=scope, patterns=list(patterns) or None, external=external,
-                         cachetextconv=cachetextconv)
+    outcome = do_install(
+        scope=scope, patterns=list(patterns) or None, external=external, cachetextconv=cachetextconv
+    )
     for change in outcome.changes:
         click.echo(str(change))
     if not outcome.changes:
@@ -324,7 +453,7 @@ def install(scope: str, patterns: tuple[str, ...], external: bool, cachetextconv
 @_scoped
 def uninstall(scope: str) -> None:
     """Remove exactly what install added (config keys and attribute lines)."""
-    from gitdriver.install import uninstall as do_uninstall
+    from model_diff.gitdriver.install import uninstall as do_uninstall
 
     outcome = do_uninstall(scope=scope)
     for change in outcome.changes:
@@ -334,14 +463,22 @@ def uninstall(scope: str) -> None:
 
 
 @cli.command()
-@click.option("--pattern", "patterns", multiple=True, metavar="GLOB",
-              help="patterns to check (default: the install defaults)")
+@click.option(
+    "--pattern",
+    "patterns",
+    multiple=True,
+    metavar="GLOB",
+    help="patterns to check (default: the install defaults)",
+)
 def status(patterns: tuple[str, ...]) -> None:
     """Show driver config, the diff attribute per pattern, LFS, and fresh-clone fallbacks."""
-    from gitdriver.status import collect, format_status
+    from model_diff.gitdriver.status import collect, format_status
 
     click.echo(format_status(collect(patterns=list(patterns) or None)), nl=False)
+
+
 # --- git revisions, difftool and external diff commands ---
+
 
 def _emit_driver_output(text: str) -> None:
     """Write a git driver's output; a closed pipe (``git diff | head``) is not an error."""
@@ -362,19 +499,24 @@ class _PathspecCommand(click.Command):
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         if "--" in args:
             i = args.index("--")
-            ctx.meta["model_diff.pathspecs"] = list(args[i + 1:])
+            ctx.meta["model_diff.pathspecs"] = list(args[i + 1 :])
             args = args[:i]
         return super().parse_args(ctx, args)
 
 
 @cli.command("diff", cls=_PathspecCommand)
-@click.argument("revisions", nargs=-1, required=True,
-                metavar="REV1 [REV2] | REV1..REV2 | REV1...REV2 [-- PATHSPEC...]")
+@click.argument(
+    "revisions",
+    nargs=-1,
+    required=True,
+    metavar="REV1 [REV2] | REV1..REV2 | REV1...REV2 [-- PATHSPEC...]",
+)
 @_fmt_option
 @_output_option
 @click.pass_context
-def diff_revisions(ctx: click.Context, revisions: tuple[str, ...], fmt: str,
-                   output: str | None) -> None:
+def diff_revisions(
+    ctx: click.Context, revisions: tuple[str, ...], fmt: str, output: str | None
+) -> None:
     """Report every checkpoint changed between two revisions (REV2 default: the working tree).
 
     REV1...REV2 compares REV2 with its merge-base with REV1 (what a pull request changed).
@@ -385,8 +527,8 @@ def diff_revisions(ctx: click.Context, revisions: tuple[str, ...], fmt: str,
     """
     import os
 
-    from gitdriver.difftool import change_pairs, render_results, run_pairs
-    from gitdriver.revisions import open_repo
+    from model_diff.gitdriver.difftool import change_pairs, render_results, run_pairs
+    from model_diff.gitdriver.revisions import open_repo
 
     from .errors import EXIT_USAGE
 
@@ -406,8 +548,12 @@ def diff_revisions(ctx: click.Context, revisions: tuple[str, ...], fmt: str,
                     raise  # `diff A B` where B is neither a revision nor a path: say so
         pathspecs = rest + pathspecs
         changes = repo.changes(rev1, rev2, pathspecs)
-        meta = {"base": rev1, "base_commit": repo.commit_id(rev1), "head": rev2,
-                "head_commit": repo.commit_id(rev2) if rev2 else None}
+        meta = {
+            "base": rev1,
+            "base_commit": repo.commit_id(rev1),
+            "head": rev2,
+            "head_commit": repo.commit_id(rev2) if rev2 else None,
+        }
         pairs = change_pairs(repo, changes)
         color = output is None and fmt == "text" and sys.stdout.isatty()
         results = run_pairs(pairs, fmt, repo_root=repo.root, color=color)
@@ -427,18 +573,23 @@ def diff_revisions(ctx: click.Context, revisions: tuple[str, ...], fmt: str,
 @click.argument("local")
 @click.argument("remote")
 @click.argument("merged", required=False)
-@click.option("--html", "as_html", is_flag=True,
-              help="Write the HTML report (to -o or a temporary file) and open it in a browser.")
+@click.option(
+    "--html",
+    "as_html",
+    is_flag=True,
+    help="Write the HTML report (to -o or a temporary file) and open it in a browser.",
+)
 @_fmt_option
 @_output_option
-def difftool(local: str, remote: str, merged: str | None, as_html: bool, fmt: str,
-             output: str | None) -> None:
+def difftool(
+    local: str, remote: str, merged: str | None, as_html: bool, fmt: str, output: str | None
+) -> None:
     """The full paired report for `git difftool -t model-diff` (LOCAL REMOTE [MERGED]).
 
     /dev/null sides (added or deleted files) and --dir-diff folder pairs are handled. Errors
     are printed and the exit code stays 0, so git goes on to the next file.
     """
-    from gitdriver.difftool import (
+    from model_diff.gitdriver.difftool import (
         difftool_pairs,
         open_in_browser,
         render_results,
@@ -482,7 +633,7 @@ def ext_diff(args: tuple[str, ...]) -> None:
     Prints its own `diff --git` header, then a compact per-tensor diff and the insights.
     Always exits 0: a failing driver would stop `git diff` ("external diff died").
     """
-    from gitdriver.extdiff import render_ext_diff
+    from model_diff.gitdriver.extdiff import render_ext_diff
 
     try:
         text = render_ext_diff(list(args))
@@ -507,23 +658,38 @@ def _emit_outcome(outcome: Any) -> None:
 
 @cli.command("check")
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--staged", is_flag=True,
-              help="Check staged checkpoints against HEAD (what the pre-commit hook runs).")
-@click.option("--policy", "policy_file", type=click.Path(dir_okay=False),
-              help="TOML policy file (default: [tool.model-diff.check] in pyproject.toml).")
+@click.option(
+    "--staged",
+    is_flag=True,
+    help="Check staged checkpoints against HEAD (what the pre-commit hook runs).",
+)
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(dir_okay=False),
+    help="TOML policy file (default: [tool.model-diff.check] in pyproject.toml).",
+)
 @click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
-@click.option("--fail-on", type=_FAIL_ON, default=None,
-              help="Violations that fail the check (default: the policy's fail_on, 'error').")
-def check_cmd(paths: tuple[str, ...], staged: bool, policy_file: str | None, fmt: str,
-              fail_on: str | None) -> None:
+@click.option(
+    "--fail-on",
+    type=_FAIL_ON,
+    default=None,
+    help="Violations that fail the check (default: the policy's fail_on, 'error').",
+)
+def check_cmd(
+    paths: tuple[str, ...], staged: bool, policy_file: str | None, fmt: str, fail_on: str | None
+) -> None:
     """Fail on NaN/Inf, frozen layers and instability: OLD NEW, or --staged [PATHS...].
 
     Exit 0 clean, 1 policy violated, 2 unreadable input or bad policy.
     """
-    from hooks import commands
+    from model_diff.hooks import commands
 
-    _emit_outcome(commands.check(list(paths), staged=staged, policy_file=policy_file,
-                                 fmt=fmt, fail_on=fail_on))
+    _emit_outcome(
+        commands.check(
+            list(paths), staged=staged, policy_file=policy_file, fmt=fmt, fail_on=fail_on
+        )
+    )
 
 
 @cli.command("health")
@@ -531,27 +697,52 @@ def check_cmd(paths: tuple[str, ...], staged: bool, policy_file: str | None, fmt
 @click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
 def health_cmd(paths: tuple[str, ...], fmt: str) -> None:
     """Single-file checks (readable, not truncated, no NaN/Inf): exit 0, 1 NaN/Inf, 2 unreadable."""
-    from hooks import commands
+    from model_diff.hooks import commands
 
     _emit_outcome(commands.health(list(paths), fmt=fmt))
 
 
 @cli.command("ci")
 @click.option("--base", required=True, help="Base revision (e.g. the pull request's base sha).")
-@click.option("--head", default="HEAD", show_default=True,
-              help="Head revision; '-' compares the base with the working tree.")
+@click.option(
+    "--head",
+    default="HEAD",
+    show_default=True,
+    help="Head revision; '-' compares the base with the working tree.",
+)
 @click.option("--paths", multiple=True, help="Glob(s) of checkpoints to check (repeatable).")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False))
 @click.option("--format", "fmt", type=_FORMATS, default="text", show_default=True)
-@click.option("--fail-on", type=_FAIL_ON, default=None,
-              help="Violations that fail the job (default: the policy's fail_on, 'error').")
-@click.option("--report", type=click.Path(dir_okay=False),
-              help="Also write the full Markdown report here.")
-def ci_cmd(*, base: str, head: str, paths: tuple[str, ...], policy_file: str | None, fmt: str,
-           fail_on: str | None, report: str | None) -> None:
+@click.option(
+    "--fail-on",
+    type=_FAIL_ON,
+    default=None,
+    help="Violations that fail the job (default: the policy's fail_on, 'error').",
+)
+@click.option(
+    "--report", type=click.Path(dir_okay=False), help="Also write the full Markdown report here."
+)
+def ci_cmd(
+    *,
+    base: str,
+    head: str,
+    paths: tuple[str, ...],
+    policy_file: str | None,
+    fmt: str,
+    fail_on: str | None,
+    report: str | None,
+) -> None:
     """Check every checkpoint changed between --base and --head (GitHub annotations too)."""
-    from hooks import commands
+    from model_diff.hooks import commands
 
-    _emit_outcome(commands.ci(base=base, head=None if head == "-" else head, paths=list(paths),
-                              policy_file=policy_file, fmt=fmt, fail_on=fail_on,
-                              report=report))
+    _emit_outcome(
+        commands.ci(
+            base=base,
+            head=None if head == "-" else head,
+            paths=list(paths),
+            policy_file=policy_file,
+            fmt=fmt,
+            fail_on=fail_on,
+            report=report,
+        )
+    )

@@ -28,8 +28,7 @@ def inspect_dict(ckpt: Checkpoint, label: str) -> dict[str, Any]:
 
 
 def _finite(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-            for k, v in d.items()}
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
 def _num(v: float | None) -> str:
@@ -49,9 +48,11 @@ def render_inspect(ckpt: Checkpoint, label: str, fmt: str) -> str:
         "  dtypes:     " + ", ".join(f"{k} ({v:,})" for k, v in data["dtypes"].items()),
     ]
     if data["skipped"]:
-        lines.append(f"  skipped:    {len(data['skipped'])} non-tensor entries: "
-                     + ", ".join(data["skipped"][:8]) + (" ..." if len(data["skipped"]) > 8
-                                                         else ""))
+        lines.append(
+            f"  skipped:    {len(data['skipped'])} non-tensor entries: "
+            + ", ".join(data["skipped"][:8])
+            + (" ..." if len(data["skipped"]) > 8 else "")
+        )
     if data["nonfinite_tensors"]:
         lines.append(f"  NaN/Inf in: {', '.join(data['nonfinite_tensors'])}")
     lines.append("")
@@ -60,6 +61,8 @@ def render_inspect(ckpt: Checkpoint, label: str, fmt: str) -> str:
         extra = ""
         if info.nan_count or info.inf_count:
             extra = f"  nan={info.nan_count} inf={info.inf_count}"
-        lines.append(f"{info.name}  {info.dtype} [{shape}]  mean={_num(info.mean)} "
-                     f"std={_num(info.std)} min={_num(info.min)} max={_num(info.max)}{extra}")
+        lines.append(
+            f"{info.name}  {info.dtype} [{shape}]  mean={_num(info.mean)} "
+            f"std={_num(info.std)} min={_num(info.min)} max={_num(info.max)}{extra}"
+        )
     return "\n".join(lines) + "\n"

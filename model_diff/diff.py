@@ -197,7 +197,7 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 
 def _strip_prefix(prefix: str, name: str) -> str:
-    return name[len(prefix):]
+    return name[len(prefix) :]
 
 
 def align_names(old: Checkpoint, new: Checkpoint) -> tuple[Checkpoint, Checkpoint]:
@@ -295,8 +295,14 @@ class ModelDiff:
                 old_stats=None if a is None else stats,
                 new_stats=None if b is None else stats,
             )
-        base = dict(name=b.name, old_shape=a.shape, new_shape=b.shape, old_dtype=a.dtype.name,
-                    new_dtype=b.dtype.name, num_elements=b.numel)
+        base = dict(
+            name=b.name,
+            old_shape=a.shape,
+            new_shape=b.shape,
+            old_dtype=a.dtype.name,
+            new_dtype=b.dtype.name,
+            num_elements=b.numel,
+        )
         try:
             if a.shape != b.shape:
                 return self._shape_changed(a, b, base)
@@ -308,18 +314,27 @@ class ModelDiff:
                     ctype = ChangeType.UNCHANGED
                 return ParameterDiff(change_type=ctype, **base)  # type: ignore[arg-type]
             workers, done = self.config.num_workers, _release_both(a, b)
-            s = (metrics.stats_if_equal(xa, xb, done=done, workers=workers)
-                 if same_dtype else None)
+            s = metrics.stats_if_equal(xa, xb, done=done, workers=workers) if same_dtype else None
             if s is not None:
                 return ParameterDiff(
-                    change_type=ChangeType.UNCHANGED, l2_diff=0.0, l1_diff=0.0, max_diff=0.0,
-                    mean_diff=0.0, mean_signed_diff=0.0, cosine_sim=1.0,
-                    relative_change=0.0 if (s.norm or 0.0) > 0 else None, change_ratio=0.0,
-                    sign_flip_ratio=0.0, finite_pairs=b.numel - s.nan_count - s.inf_count,
-                    old_stats=s, new_stats=s, **base,  # type: ignore[arg-type]
+                    change_type=ChangeType.UNCHANGED,
+                    l2_diff=0.0,
+                    l1_diff=0.0,
+                    max_diff=0.0,
+                    mean_diff=0.0,
+                    mean_signed_diff=0.0,
+                    cosine_sim=1.0,
+                    relative_change=0.0 if (s.norm or 0.0) > 0 else None,
+                    change_ratio=0.0,
+                    sign_flip_ratio=0.0,
+                    finite_pairs=b.numel - s.nan_count - s.inf_count,
+                    old_stats=s,
+                    new_stats=s,
+                    **base,  # type: ignore[arg-type]
                 )
-            m = metrics.diff_arrays(xa, xb, self.config.change_threshold, done=done,
-                                    workers=workers)
+            m = metrics.diff_arrays(
+                xa, xb, self.config.change_threshold, done=done, workers=workers
+            )
             low_rank = self._low_rank(a, b, xa, xb) if ctype is ChangeType.MODIFIED else None
             return _from_metrics(ctype, base, m, low_rank=low_rank)
         finally:
@@ -329,25 +344,36 @@ class ModelDiff:
     def _shape_changed(self, a: TensorRef, b: TensorRef, base: dict[str, Any]) -> ParameterDiff:
         # A resize along the first axis only (vocabulary resize of an embedding or LM head):
         # the leading rows are the same parameters, so compare them and count the new rows.
-        resizable = (len(a.shape) == len(b.shape) >= 1 and a.shape[1:] == b.shape[1:]
-                     and a.dtype.is_float and b.dtype.is_float)
+        resizable = (
+            len(a.shape) == len(b.shape) >= 1
+            and a.shape[1:] == b.shape[1:]
+            and a.dtype.is_float
+            and b.dtype.is_float
+        )
         if not (resizable and self.config.compute_element_wise):
             sa = self._side_stats(a) if self.config.compute_element_wise else None
             sb = self._side_stats(b) if self.config.compute_element_wise else None
-            return ParameterDiff(change_type=ChangeType.SHAPE_CHANGED, old_stats=sa,
-                                 new_stats=sb, **base)
+            return ParameterDiff(
+                change_type=ChangeType.SHAPE_CHANGED, old_stats=sa, new_stats=sb, **base
+            )
         rows = min(a.shape[0], b.shape[0])
         row_len = int(np.prod(a.shape[1:], dtype=np.int64)) if len(a.shape) > 1 else 1
-        m = metrics.diff_arrays(a.array()[: rows * row_len], b.array()[: rows * row_len],
-                                self.config.change_threshold, done=_release_both(a, b),
-                                workers=self.config.num_workers)
-        return _from_metrics(ChangeType.SHAPE_CHANGED, base, m, overlap_rows=rows,
-                             added_rows=b.shape[0] - a.shape[0])
+        m = metrics.diff_arrays(
+            a.array()[: rows * row_len],
+            b.array()[: rows * row_len],
+            self.config.change_threshold,
+            done=_release_both(a, b),
+            workers=self.config.num_workers,
+        )
+        return _from_metrics(
+            ChangeType.SHAPE_CHANGED, base, m, overlap_rows=rows, added_rows=b.shape[0] - a.shape[0]
+        )
 
     def _side_stats(self, ref: TensorRef) -> metrics.SideStats:
         try:
-            return metrics.array_stats(ref.array(), done=ref.release_range,
-                                       workers=self.config.num_workers)
+            return metrics.array_stats(
+                ref.array(), done=ref.release_range, workers=self.config.num_workers
+            )
         finally:
             ref.release()
 
@@ -363,7 +389,10 @@ class ModelDiff:
         return lowrank.analyze_delta(xa, xb, a.shape, force=True)
 
     def _auto_low_rank(
-        self, diffs: list[ParameterDiff], old: Checkpoint, new: Checkpoint,
+        self,
+        diffs: list[ParameterDiff],
+        old: Checkpoint,
+        new: Checkpoint,
         pool: ThreadPoolExecutor,
     ) -> list[ParameterDiff]:
         """Low-rank analysis where affordable: the most-changed 2-D deltas within a budget.
@@ -375,11 +404,16 @@ class ModelDiff:
         """
         from . import lowrank
 
-        eligible = [d for d in diffs if d.change_type is ChangeType.MODIFIED
-                    and d.new_shape is not None and len(d.new_shape) == 2
-                    and d.relative_change is not None
-                    and new.tensors[d.name].dtype.is_float
-                    and d.num_elements <= lowrank.AUTO_MAX_ELEMENTS]
+        eligible = [
+            d
+            for d in diffs
+            if d.change_type is ChangeType.MODIFIED
+            and d.new_shape is not None
+            and len(d.new_shape) == 2
+            and d.relative_change is not None
+            and new.tensors[d.name].dtype.is_float
+            and d.num_elements <= lowrank.AUTO_MAX_ELEMENTS
+        ]
         eligible.sort(key=lambda d: (-(d.relative_change or 0.0), natural_key(d.name)))
         chosen: set[str] = set()
         budget = lowrank.AUTO_BUDGET_ELEMENTS
@@ -416,11 +450,21 @@ def _from_metrics(
     ctype: ChangeType, base: dict[str, Any], m: metrics.PairMetrics, **extra: Any
 ) -> ParameterDiff:
     return ParameterDiff(
-        change_type=ctype, l2_diff=m.l2_diff, l1_diff=m.l1_diff, max_diff=m.max_diff,
-        mean_diff=m.mean_diff, mean_signed_diff=m.mean_signed_diff, cosine_sim=m.cosine_sim,
-        relative_change=m.relative_change, change_ratio=m.change_ratio,
-        sign_flip_ratio=m.sign_flip_ratio, finite_pairs=m.finite_pairs, old_stats=m.old,
-        new_stats=m.new, **base, **extra,
+        change_type=ctype,
+        l2_diff=m.l2_diff,
+        l1_diff=m.l1_diff,
+        max_diff=m.max_diff,
+        mean_diff=m.mean_diff,
+        mean_signed_diff=m.mean_signed_diff,
+        cosine_sim=m.cosine_sim,
+        relative_change=m.relative_change,
+        change_ratio=m.change_ratio,
+        sign_flip_ratio=m.sign_flip_ratio,
+        finite_pairs=m.finite_pairs,
+        old_stats=m.old,
+        new_stats=m.new,
+        **base,
+        **extra,
     )
 
 
@@ -435,7 +479,9 @@ def _avg(pairs: list[tuple[float, int]], weighted: bool) -> float:
 
 
 def summarize(
-    diffs: list[ParameterDiff], config: DiffConfig, old: Checkpoint | None = None,
+    diffs: list[ParameterDiff],
+    config: DiffConfig,
+    old: Checkpoint | None = None,
     new: Checkpoint | None = None,
 ) -> DiffSummary:
     """Totals over every tensor pair (unchanged ones included)."""
@@ -443,16 +489,19 @@ def summarize(
     for d in diffs:
         count[d.change_type] += 1
     weighted = config.normalize_by_size
-    compared = [d for d in diffs if d.change_type in (ChangeType.MODIFIED, ChangeType.UNCHANGED,
-                                                      ChangeType.DTYPE_CHANGED)]
+    compared = [
+        d
+        for d in diffs
+        if d.change_type in (ChangeType.MODIFIED, ChangeType.UNCHANGED, ChangeType.DTYPE_CHANGED)
+    ]
     l2 = [(d.l2_diff, d.num_elements) for d in compared if d.l2_diff is not None]
     rel = [(d.relative_change, d.num_elements) for d in compared if d.relative_change is not None]
     cos = [(d.cosine_sim, d.num_elements) for d in compared if d.cosine_sim is not None]
-    ranked = sorted((d for d in diffs if d.relative_change is not None and d.is_changed),
-                    key=lambda d: (-(d.relative_change or 0.0), d.name))
-    changed_elements = sum(
-        round((d.change_ratio or 0.0) * (d.finite_pairs or 0)) for d in compared
+    ranked = sorted(
+        (d for d in diffs if d.relative_change is not None and d.is_changed),
+        key=lambda d: (-(d.relative_change or 0.0), d.name),
     )
+    changed_elements = sum(round((d.change_ratio or 0.0) * (d.finite_pairs or 0)) for d in compared)
     nonfinite = [d.name for d in diffs if d.nonfinite_new > 0]
     return DiffSummary(
         total_parameters=len(diffs),
@@ -462,10 +511,12 @@ def summarize(
         removed_parameters=count[ChangeType.REMOVED],
         shape_changed_parameters=count[ChangeType.SHAPE_CHANGED],
         dtype_changed_parameters=count[ChangeType.DTYPE_CHANGED],
-        old_num_elements=old.num_parameters if old is not None else sum(
-            d.num_elements for d in diffs if d.old_shape is not None),
-        new_num_elements=new.num_parameters if new is not None else sum(
-            d.num_elements for d in diffs if d.new_shape is not None),
+        old_num_elements=old.num_parameters
+        if old is not None
+        else sum(d.num_elements for d in diffs if d.old_shape is not None),
+        new_num_elements=new.num_parameters
+        if new is not None
+        else sum(d.num_elements for d in diffs if d.new_shape is not None),
         changed_elements=changed_elements,
         avg_l2_diff=_avg(l2, weighted),
         avg_relative_change=_avg(rel, weighted),

@@ -69,6 +69,12 @@ def from_numpy(dtype: np.dtype) -> DType:
 def from_torch_name(torch_dtype_str: str) -> DType:
     """The DType for ``str(torch.dtype)`` such as ``torch.bfloat16``; KeyError if unsupported."""
     name = torch_dtype_str.removeprefix("torch.")
-    aliases = {"float": "float32", "double": "float64", "half": "float16", "long": "int64",
-               "int": "int32", "short": "int16"}
+    aliases = {
+        "float": "float32",
+        "double": "float64",
+        "half": "float16",
+        "long": "int64",
+        "int": "int32",
+        "short": "int16",
+    }
     return BY_NAME[aliases.get(name, name)]

@@ -39,8 +39,9 @@ class _Hasher(Protocol):
     def hexdigest(self) -> str: ...
 
 
-def _feed_array(h: _Hasher, arr: np.ndarray,
-                done: Callable[[int, int], None] | None = None) -> None:
+def _feed_array(
+    h: _Hasher, arr: np.ndarray, done: Callable[[int, int], None] | None = None
+) -> None:
     """Feed ``arr``'s bytes in C order; ``done(start, stop)`` hears of each hashed element
     range of a contiguous array (every ``RELEASE_BYTES``), so its pages can be released."""
     flat = arr.reshape(-1)
@@ -49,7 +50,7 @@ def _feed_array(h: _Hasher, arr: np.ndarray,
         size = max(1, flat.dtype.itemsize)
         released = 0
         for start in range(0, len(raw), HASH_CHUNK):
-            h.update(raw[start:start + HASH_CHUNK])
+            h.update(raw[start : start + HASH_CHUNK])
             end = min(len(raw), start + HASH_CHUNK)
             if done is not None and (end - released >= RELEASE_BYTES or end == len(raw)):
                 done(released // size, end // size)
@@ -57,7 +58,7 @@ def _feed_array(h: _Hasher, arr: np.ndarray,
         return
     per = max(1, HASH_CHUNK // max(1, flat.dtype.itemsize))
     for start in range(0, flat.size, per):  # strided input: one bounded copy per slice
-        h.update(np.ascontiguousarray(flat[start:start + per]).view(np.uint8).data)
+        h.update(np.ascontiguousarray(flat[start : start + per]).view(np.uint8).data)
 
 
 def xxh3_bytes(chunks: Iterable[bytes | memoryview]) -> str:
@@ -68,8 +69,9 @@ def xxh3_bytes(chunks: Iterable[bytes | memoryview]) -> str:
     return h.hexdigest()
 
 
-def array_xxh3(arr: np.ndarray, *, with_layout: bool = True,
-               done: Callable[[int, int], None] | None = None) -> str:
+def array_xxh3(
+    arr: np.ndarray, *, with_layout: bool = True, done: Callable[[int, int], None] | None = None
+) -> str:
     """xxh3-128 of an array's elements in C order; with its dtype and shape unless told not.
     ``done`` as for the metrics: told of each hashed element range (to release its pages)."""
     h = xxhash.xxh3_128()

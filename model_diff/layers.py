@@ -29,31 +29,107 @@ OTHER = "other"
 LAYER_TYPES: tuple[str, ...] = (EMBEDDING, ATTENTION, MLP, NORM, HEAD, OTHER)
 
 # -- segment vocabularies (lower-cased segments) -------------------------------------------
-_NORM_SEG = re.compile(
-    r"(?:.*norm.*|ln|ln_\w+|ln\d+|bn|bn\d+|gn|batchnorm\d*|layer_norm\w*)"
-)
+_NORM_SEG = re.compile(r"(?:.*norm.*|ln|ln_\w+|ln\d+|bn|bn\d+|gn|batchnorm\d*|layer_norm\w*)")
 _NORM_LEAF = {"running_mean", "running_var", "num_batches_tracked"}
-_EMBED_EXACT = {"wte", "wpe", "shared", "cls_token", "mask_token", "dist_token", "pos_embed",
-                "position_ids", "token_type_ids"}
-_HEAD_ANYWHERE = {"lm_head", "classifier", "cls", "score", "qa_outputs", "pooler", "head",
-                  "heads", "final_logits_bias", "output_layer", "embed_out"}
+_EMBED_EXACT = {
+    "wte",
+    "wpe",
+    "shared",
+    "cls_token",
+    "mask_token",
+    "dist_token",
+    "pos_embed",
+    "position_ids",
+    "token_type_ids",
+}
+_HEAD_ANYWHERE = {
+    "lm_head",
+    "classifier",
+    "cls",
+    "score",
+    "qa_outputs",
+    "pooler",
+    "head",
+    "heads",
+    "final_logits_bias",
+    "output_layer",
+    "embed_out",
+}
 #: Head names that only mean "head" as the first segment (Meta LLaMA ``output.weight``,
 #: torchvision ResNet ``fc.weight``); inside a block they mean something else.
 _HEAD_TOP = {"output", "fc", "proj_out", "logits"}
 _ATTN_CONTAINER = re.compile(r".*(?:attn|attention).*")
-_ATTN_LEAF = {"q_proj", "k_proj", "v_proj", "o_proj", "qkv_proj", "query", "key", "value",
-              "qkv", "wq", "wk", "wv", "c_attn", "in_proj_weight", "in_proj_bias",
-              "query_key_value", "w_pack", "wqkv"}
-_MLP_CONTAINER = {"mlp", "ffn", "feed_forward", "feedforward", "densereludense",
-                  "block_sparse_moe", "moe", "experts", "shared_expert", "shared_experts",
-                  "intermediate", "ff", "fc", "mixer_mlp"}
-_MLP_LEAF = {"gate_proj", "up_proj", "down_proj", "fc1", "fc2", "c_fc", "w1", "w2", "w3",
-             "wi", "wi_0", "wi_1", "gate_up_proj", "dense_h_to_4h", "dense_4h_to_h",
-             "router", "shared_expert_gate", "linear1", "linear2"}
+_ATTN_LEAF = {
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "qkv_proj",
+    "query",
+    "key",
+    "value",
+    "qkv",
+    "wq",
+    "wk",
+    "wv",
+    "c_attn",
+    "in_proj_weight",
+    "in_proj_bias",
+    "query_key_value",
+    "w_pack",
+    "wqkv",
+}
+_MLP_CONTAINER = {
+    "mlp",
+    "ffn",
+    "feed_forward",
+    "feedforward",
+    "densereludense",
+    "block_sparse_moe",
+    "moe",
+    "experts",
+    "shared_expert",
+    "shared_experts",
+    "intermediate",
+    "ff",
+    "fc",
+    "mixer_mlp",
+}
+_MLP_LEAF = {
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+    "fc1",
+    "fc2",
+    "c_fc",
+    "w1",
+    "w2",
+    "w3",
+    "wi",
+    "wi_0",
+    "wi_1",
+    "gate_up_proj",
+    "dense_h_to_4h",
+    "dense_4h_to_h",
+    "router",
+    "shared_expert_gate",
+    "linear1",
+    "linear2",
+}
 
 # -- block positions -----------------------------------------------------------------------
-_BLOCK_CONTAINERS = ("layers", "layer", "h", "blocks", "block", "encoder_layers",
-                     "decoder_layers", "resblocks", "stages", "transformer_blocks")
+_BLOCK_CONTAINERS = (
+    "layers",
+    "layer",
+    "h",
+    "blocks",
+    "block",
+    "encoder_layers",
+    "decoder_layers",
+    "resblocks",
+    "stages",
+    "transformer_blocks",
+)
 _BLOCK_RE = re.compile(
     r"(?:^|\.)(?P<container>" + "|".join(_BLOCK_CONTAINERS) + r")\.(?P<idx>\d+)(?:\.|$)"
 )
@@ -139,13 +215,15 @@ class LayerClassifier:
         self.patterns: list[tuple[str, re.Pattern[str]]] = []
         for layer_type, regex in (patterns or {}).items():
             if not isinstance(layer_type, str) or not layer_type:
-                raise ValueError(f"layer_patterns: type names must be non-empty strings, "
-                                 f"got {layer_type!r}")
+                raise ValueError(
+                    f"layer_patterns: type names must be non-empty strings, got {layer_type!r}"
+                )
             try:
                 self.patterns.append((layer_type, re.compile(regex)))
             except (re.error, TypeError) as e:
-                raise ValueError(f"layer_patterns[{layer_type!r}]: invalid regex "
-                                 f"{regex!r}: {e}") from e
+                raise ValueError(
+                    f"layer_patterns[{layer_type!r}]: invalid regex {regex!r}: {e}"
+                ) from e
         self._cache: dict[str, str] = {}
 
     def layer_type(self, name: str) -> str:

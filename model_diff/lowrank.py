@@ -56,8 +56,6 @@ CHUNK_ELEMENTS = 1 << 20
 TOP_SINGULAR_VALUES = 8
 
 
-
-
 class _Delta:
     """The delta ``b - a`` as an (m, n) float32 matrix, handed out in row chunks.
 
@@ -82,12 +80,15 @@ class _Delta:
         for r0 in range(0, m, rows):
             r1 = min(m, r0 + rows)
             # The ufunc casts while it reads (straight from the mapped inputs): no upcast copies.
-            d = np.subtract(b[r0 * n:r1 * n], a[r0 * n:r1 * n], dtype=np.float32)
+            d = np.subtract(b[r0 * n : r1 * n], a[r0 * n : r1 * n], dtype=np.float32)
             yield r0, d.reshape(r1 - r0, n)
 
 
 def analyze_delta(
-    a_flat: np.ndarray, b_flat: np.ndarray, shape: tuple[int, ...], force: bool = False,
+    a_flat: np.ndarray,
+    b_flat: np.ndarray,
+    shape: tuple[int, ...],
+    force: bool = False,
 ) -> dict[str, Any] | None:
     """Low-rank summary of ``b - a`` viewed as a ``shape`` (m, n) matrix, or None if skipped.
 
@@ -102,8 +103,10 @@ def analyze_delta(
     if not force and m * n > AUTO_MAX_ELEMENTS:
         return None
     if a_flat.size != m * n or b_flat.size != m * n:
-        raise ValueError(f"analyze_delta: arrays of {a_flat.size}/{b_flat.size} elements "
-                         f"do not match shape {shape}")
+        raise ValueError(
+            f"analyze_delta: arrays of {a_flat.size}/{b_flat.size} elements "
+            f"do not match shape {shape}"
+        )
     with single_threaded_blas():
         return _analyze(a_flat, b_flat, m, n)
 
@@ -143,8 +146,9 @@ def _exact(a: np.ndarray, b: np.ndarray, m: int, n: int) -> tuple[float, np.ndar
         cols = max(1, CHUNK_ELEMENTS // m)
         gram = np.zeros((m, m), dtype=np.float64)
         for c0 in range(0, n, cols):
-            d64 = (db[:, c0:c0 + cols].astype(np.float32)
-                   - da[:, c0:c0 + cols].astype(np.float32)).astype(np.float64)
+            d64 = (
+                db[:, c0 : c0 + cols].astype(np.float32) - da[:, c0 : c0 + cols].astype(np.float32)
+            ).astype(np.float64)
             gram += d64 @ d64.T
     total = float(np.trace(gram))
     if not math.isfinite(total):
@@ -161,7 +165,7 @@ def _randomized(delta: _Delta, k: int) -> tuple[float, np.ndarray]:
     total = 0.0
     for r0, d in delta.chunks():
         total += float(np.einsum("ij,ij->", d, d, dtype=np.float64))
-        y[r0:r0 + d.shape[0]] = d @ omega
+        y[r0 : r0 + d.shape[0]] = d @ omega
     if not math.isfinite(total):
         return total, np.zeros(0)
     if total == 0.0:
@@ -170,14 +174,14 @@ def _randomized(delta: _Delta, k: int) -> tuple[float, np.ndarray]:
     for it in range(POWER_ITERATIONS + 1):
         z = np.zeros((n, q.shape[1]), dtype=np.float64)
         for r0, d in delta.chunks():
-            z += (d.T @ q[r0:r0 + d.shape[0]]).astype(np.float64)
+            z += (d.T @ q[r0 : r0 + d.shape[0]]).astype(np.float64)
         if it == POWER_ITERATIONS:
             # z = D^T Q, so the singular values of z are those of Q^T D.
             return total, np.linalg.svd(z, compute_uv=False)
         qz = _orth(z)
         y = np.empty((m, qz.shape[1]), dtype=np.float32)
         for r0, d in delta.chunks():
-            y[r0:r0 + d.shape[0]] = d @ qz
+            y[r0 : r0 + d.shape[0]] = d @ qz
         q = _orth(y)
     raise AssertionError("unreachable")  # pragma: no cover
 
@@ -211,7 +215,7 @@ def _splitmix64(x: np.ndarray) -> np.ndarray:
 
 def _unit_interval(bits: np.ndarray) -> np.ndarray:
     """The top 53 bits as a float64 in (0, 1): never 0, so log() stays finite."""
-    return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0 ** -53
+    return ((bits >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
 
 
 def _orth(x: np.ndarray) -> np.ndarray:
@@ -231,15 +235,20 @@ def _orth(x: np.ndarray) -> np.ndarray:
     return q.astype(np.float32)
 
 
-def _summarize(sigma: np.ndarray, total: float, k: int, method: str, exact: bool
-               ) -> dict[str, Any]:
+def _summarize(sigma: np.ndarray, total: float, k: int, method: str, exact: bool) -> dict[str, Any]:
     sigma = np.sort(np.asarray(sigma, dtype=np.float64))[::-1][:k]
-    energy = sigma ** 2
+    energy = sigma**2
     captured = float(energy.sum())
     out: dict[str, Any] = {"method": method, "rank_limit": k, "energy": total}
     if total <= 0.0:
-        out.update(rank_90=0, rank_99=0, effective_rank=0.0, captured_energy=1.0,
-                   spectrum_complete=True, top_singular_values=[])
+        out.update(
+            rank_90=0,
+            rank_99=0,
+            effective_rank=0.0,
+            captured_energy=1.0,
+            spectrum_complete=True,
+            top_singular_values=[],
+        )
         return out
     cum = np.cumsum(energy) / total
 
@@ -252,7 +261,9 @@ def _summarize(sigma: np.ndarray, total: float, k: int, method: str, exact: bool
     p = sigma[sigma > 0] / sigma.sum() if sigma.sum() > 0 else np.zeros(0)
     eff = float(np.exp(-(p * np.log(p)).sum())) if p.size else 0.0
     out.update(
-        rank_90=rank_for(0.90), rank_99=rank_for(0.99), effective_rank=eff,
+        rank_90=rank_for(0.90),
+        rank_99=rank_for(0.99),
+        effective_rank=eff,
         captured_energy=min(1.0, captured / total),
         spectrum_complete=exact or captured >= total * (1 - 1e-6),
         top_singular_values=[float(s) for s in sigma[:TOP_SINGULAR_VALUES]],

@@ -45,12 +45,26 @@ PART_ELEMENTS = 1 << 22
 Done = Callable[[int, int], None]
 
 # float64 accumulator slots (pair)
-(F_SUM_D2, F_SUM_ABS_D, F_MAX_ABS_D, F_SUM_D, F_SUM_AB, F_SUM_A2, F_SUM_B2, F_SUM_A, F_SUM_B,
- F_MIN_A, F_MAX_A, F_MIN_B, F_MAX_B) = range(13)
+(
+    F_SUM_D2,
+    F_SUM_ABS_D,
+    F_MAX_ABS_D,
+    F_SUM_D,
+    F_SUM_AB,
+    F_SUM_A2,
+    F_SUM_B2,
+    F_SUM_A,
+    F_SUM_B,
+    F_MIN_A,
+    F_MAX_A,
+    F_MIN_B,
+    F_MAX_B,
+) = range(13)
 NF = 13
 # int64 counter slots (pair)
-(C_N, C_FINITE, C_CHANGED, C_SIGN_FLIPS, C_NAN_A, C_INF_A, C_NAN_B, C_INF_B, C_ZERO_A,
- C_ZERO_B) = range(10)
+(C_N, C_FINITE, C_CHANGED, C_SIGN_FLIPS, C_NAN_A, C_INF_A, C_NAN_B, C_INF_B, C_ZERO_A, C_ZERO_B) = (
+    range(10)
+)
 NC = 10
 
 
@@ -170,17 +184,31 @@ BACKEND, pair_step, side_step, _KERNEL = _select_steps()
 
 #: Element dtypes the kernel reads (native byte order); anything else takes the numpy step.
 _KERNEL_DTYPES = frozenset(
-    np.dtype(t) for t in (
-        np.float64, np.float32, np.float16, ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn,
-        ml_dtypes.float8_e5m2, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
-        np.uint32, np.uint64, np.bool_,
+    np.dtype(t)
+    for t in (
+        np.float64,
+        np.float32,
+        np.float16,
+        ml_dtypes.bfloat16,
+        ml_dtypes.float8_e4m3fn,
+        ml_dtypes.float8_e5m2,
+        np.int8,
+        np.int16,
+        np.int32,
+        np.int64,
+        np.uint8,
+        np.uint16,
+        np.uint32,
+        np.uint64,
+        np.bool_,
     )
 )
 
 
 def _kernel_reads(*arrays: np.ndarray) -> bool:
     return _KERNEL is not None and all(
-        x.dtype in _KERNEL_DTYPES and x.flags.c_contiguous for x in arrays)
+        x.dtype in _KERNEL_DTYPES and x.flags.c_contiguous for x in arrays
+    )
 
 
 def steps_for(*arrays: np.ndarray) -> tuple[PairStep, SideStep]:
@@ -251,20 +279,39 @@ def _json_float(v: Any) -> Any:
 
 def _side_from(f: np.ndarray, c: np.ndarray, side: str) -> SideStats:
     if side == "a":
-        s, s2, mn, mx, nan, inf, zero = (F_SUM_A, F_SUM_A2, F_MIN_A, F_MAX_A, C_NAN_A, C_INF_A,
-                                         C_ZERO_A)
+        s, s2, mn, mx, nan, inf, zero = (
+            F_SUM_A,
+            F_SUM_A2,
+            F_MIN_A,
+            F_MAX_A,
+            C_NAN_A,
+            C_INF_A,
+            C_ZERO_A,
+        )
     else:
-        s, s2, mn, mx, nan, inf, zero = (F_SUM_B, F_SUM_B2, F_MIN_B, F_MAX_B, C_NAN_B, C_INF_B,
-                                         C_ZERO_B)
+        s, s2, mn, mx, nan, inf, zero = (
+            F_SUM_B,
+            F_SUM_B2,
+            F_MIN_B,
+            F_MAX_B,
+            C_NAN_B,
+            C_INF_B,
+            C_ZERO_B,
+        )
     n = int(c[C_FINITE])
     if n == 0:
         return SideStats(None, None, None, None, None, None, int(c[nan]), int(c[inf]))
     mean = float(f[s]) / n
     var = max(float(f[s2]) / n - mean * mean, 0.0)
     return SideStats(
-        mean=mean, std=math.sqrt(var), min=float(f[mn]), max=float(f[mx]),
-        norm=math.sqrt(float(f[s2])), zero_fraction=int(c[zero]) / n,
-        nan_count=int(c[nan]), inf_count=int(c[inf]),
+        mean=mean,
+        std=math.sqrt(var),
+        min=float(f[mn]),
+        max=float(f[mx]),
+        norm=math.sqrt(float(f[s2])),
+        zero_fraction=int(c[zero]) / n,
+        nan_count=int(c[nan]),
+        inf_count=int(c[inf]),
     )
 
 
@@ -283,12 +330,19 @@ def finish_pair(f: np.ndarray, c: np.ndarray) -> PairMetrics:
     else:
         cos = max(-1.0, min(1.0, float(f[F_SUM_AB]) / (na * nb)))
     return PairMetrics(
-        numel=n, finite_pairs=fin, l2_diff=l2, l1_diff=float(f[F_SUM_ABS_D]),
-        max_diff=float(f[F_MAX_ABS_D]), mean_diff=float(f[F_SUM_ABS_D]) / fin,
-        mean_signed_diff=float(f[F_SUM_D]) / fin, cosine_sim=cos,
+        numel=n,
+        finite_pairs=fin,
+        l2_diff=l2,
+        l1_diff=float(f[F_SUM_ABS_D]),
+        max_diff=float(f[F_MAX_ABS_D]),
+        mean_diff=float(f[F_SUM_ABS_D]) / fin,
+        mean_signed_diff=float(f[F_SUM_D]) / fin,
+        cosine_sim=cos,
         relative_change=(l2 / na) if na > 0 else None,
-        change_ratio=int(c[C_CHANGED]) / fin, sign_flip_ratio=int(c[C_SIGN_FLIPS]) / fin,
-        old=old, new=new,
+        change_ratio=int(c[C_CHANGED]) / fin,
+        sign_flip_ratio=int(c[C_SIGN_FLIPS]) / fin,
+        old=old,
+        new=new,
     )
 
 
@@ -364,8 +418,14 @@ def _in_parts(
     return total
 
 
-def diff_arrays(a: np.ndarray, b: np.ndarray, threshold: float, *, done: Done | None = None,
-                workers: int | None = None) -> PairMetrics:
+def diff_arrays(
+    a: np.ndarray,
+    b: np.ndarray,
+    threshold: float,
+    *,
+    done: Done | None = None,
+    workers: int | None = None,
+) -> PairMetrics:
     """All pair metrics of two arrays of equal size (compared flat), in one chunked pass.
 
     A long pair runs in parts (``PART_ELEMENTS``) on up to ``workers`` threads; ``done`` hears
@@ -388,8 +448,9 @@ def diff_arrays(a: np.ndarray, b: np.ndarray, threshold: float, *, done: Done | 
     return finish_pair(*acc)
 
 
-def array_stats(x: np.ndarray, *, done: Done | None = None,
-                workers: int | None = None) -> SideStats:
+def array_stats(
+    x: np.ndarray, *, done: Done | None = None, workers: int | None = None
+) -> SideStats:
     """Single-side statistics of an array (taken flat) in one chunked pass (parts as above)."""
     x = x.reshape(-1)
     _, step = steps_for(x)
@@ -405,8 +466,9 @@ def array_stats(x: np.ndarray, *, done: Done | None = None,
     return _side_from(*acc, "a")
 
 
-def stats_if_equal(a: np.ndarray, b: np.ndarray, *, done: Done | None = None,
-                   workers: int | None = None) -> SideStats | None:
+def stats_if_equal(
+    a: np.ndarray, b: np.ndarray, *, done: Done | None = None, workers: int | None = None
+) -> SideStats | None:
     """``b``'s statistics when ``a`` and ``b`` hold the same bytes, else None.
 
     One chunked pass: each chunk is compared and, while it is still in cache, fed to the
@@ -449,10 +511,19 @@ def tensor_info(ref: TensorRef) -> TensorInfo:
     finally:
         ref.release()
     return TensorInfo(
-        name=ref.name, shape=ref.shape, dtype=ref.dtype.name, numel=ref.numel,
-        nbytes=ref.nbytes, mean=s.mean, std=s.std, min=s.min, max=s.max, l2_norm=s.norm,
+        name=ref.name,
+        shape=ref.shape,
+        dtype=ref.dtype.name,
+        numel=ref.numel,
+        nbytes=ref.nbytes,
+        mean=s.mean,
+        std=s.std,
+        min=s.min,
+        max=s.max,
+        l2_norm=s.norm,
         zero_fraction=s.zero_fraction if s.zero_fraction is not None else 0.0,
-        nan_count=s.nan_count, inf_count=s.inf_count,
+        nan_count=s.nan_count,
+        inf_count=s.inf_count,
     )
 
 

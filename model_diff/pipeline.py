@@ -39,23 +39,39 @@ class Comparison:
         return [d for d in self.diffs if d.is_changed]
 
     def report(
-        self, fmt: str, *, old_name: str, new_name: str, color: bool = False,
+        self,
+        fmt: str,
+        *,
+        old_name: str,
+        new_name: str,
+        color: bool = False,
         visualization: VisualizationConfig | None = None,
     ) -> str:
         """Render as ``text``, ``json``, ``markdown`` or ``html`` (``create_diff_report``)."""
         from .report import create_diff_report
 
         text: str = create_diff_report(
-            self.listed, self.summary, self.analysis, format=fmt, old_name=old_name,
-            new_name=new_name, config=visualization, inputs=self.inputs,
-            diff_config=self.config, color=color,
+            self.listed,
+            self.summary,
+            self.analysis,
+            format=fmt,
+            old_name=old_name,
+            new_name=new_name,
+            config=visualization,
+            inputs=self.inputs,
+            diff_config=self.config,
+            color=color,
         )
         return text
 
 
 def compare(
-    old: Checkpoint, new: Checkpoint, config: DiffConfig | None = None, *,
-    old_label: str | None = None, new_label: str | None = None,
+    old: Checkpoint,
+    new: Checkpoint,
+    config: DiffConfig | None = None,
+    *,
+    old_label: str | None = None,
+    new_label: str | None = None,
     progress: ProgressCallback | None = None,
 ) -> Comparison:
     """Diff and analyse two open checkpoints (the caller opens and closes them)."""

@@ -55,8 +55,11 @@ def _group_key(r: _Row) -> tuple[str, str]:
 
 
 def compare_training_stages(
-    checkpoints: Sequence[Spec], *, labels: Sequence[str] | None = None,
-    diff_config: DiffConfig | None = None, analysis_config: AnalysisConfig | None = None,
+    checkpoints: Sequence[Spec],
+    *,
+    labels: Sequence[str] | None = None,
+    diff_config: DiffConfig | None = None,
+    analysis_config: AnalysisConfig | None = None,
     opener: Opener | None = None,
 ) -> dict[str, Any]:
     """Diff and analyse each consecutive pair of ``checkpoints`` (paths or Checkpoints).
@@ -67,13 +70,16 @@ def compare_training_stages(
     the low-rank pass is per-pair detail the timeline does not show).
     """
     if len(checkpoints) < 2:
-        raise ModelDiffError(f"timeline needs at least two checkpoints, got {len(checkpoints)}",
-                             hint="pass them in training order: ckpt1 ckpt2 ckpt3 ...")
+        raise ModelDiffError(
+            f"timeline needs at least two checkpoints, got {len(checkpoints)}",
+            hint="pass them in training order: ckpt1 ckpt2 ckpt3 ...",
+        )
     names = list(labels) if labels is not None else [_label(c) for c in checkpoints]
     if len(names) != len(checkpoints):
         raise ValueError("labels must name every checkpoint")
-    config = dataclasses.replace(diff_config or DiffConfig(), include_unchanged=True,
-                                 low_rank=False)
+    config = dataclasses.replace(
+        diff_config or DiffConfig(), include_unchanged=True, low_rank=False
+    )
     analyzer = DiffAnalyzer(analysis_config)
     open_ = opener or _default_opener
     steps: list[dict[str, Any]] = []
@@ -104,22 +110,32 @@ def compare_training_stages(
                 types.setdefault(r.layer_type, []).append(r)
             per_step.append({k: _aggregate(v) for k, v in groups.items()})
             per_type.append({k: _aggregate(v) for k, v in types.items()})
-            steps.append({
-                "step": i, "from": names[i - 1], "to": names[i],
-                "change_pattern": analysis["change_pattern"],
-                "aggregate_change": _aggregate(rows),
-                "changed": summary.changed_parameters,
-                "unchanged": summary.unchanged_parameters,
-                "added": summary.added_parameters, "removed": summary.removed_parameters,
-                "avg_relative_change": _finite(summary.avg_relative_change),
-                "insights": [{"code": x["code"], "severity": x["severity"],
-                              "title": x["title"]} for x in analysis["insights"]],
-            })
+            steps.append(
+                {
+                    "step": i,
+                    "from": names[i - 1],
+                    "to": names[i],
+                    "change_pattern": analysis["change_pattern"],
+                    "aggregate_change": _aggregate(rows),
+                    "changed": summary.changed_parameters,
+                    "unchanged": summary.unchanged_parameters,
+                    "added": summary.added_parameters,
+                    "removed": summary.removed_parameters,
+                    "avg_relative_change": _finite(summary.avg_relative_change),
+                    "insights": [
+                        {"code": x["code"], "severity": x["severity"], "title": x["title"]}
+                        for x in analysis["insights"]
+                    ],
+                }
+            )
     finally:
         _close(prev, prev_spec)
-    return {"checkpoints": names, "steps": steps,
-            "rows": _rows(all_names, per_step),
-            "layer_types": _type_series(per_type)}
+    return {
+        "checkpoints": names,
+        "steps": steps,
+        "rows": _rows(all_names, per_step),
+        "layer_types": _type_series(per_type),
+    }
 
 
 def _close(ckpt: Checkpoint, spec: Spec) -> None:
@@ -127,8 +143,9 @@ def _close(ckpt: Checkpoint, spec: Spec) -> None:
         ckpt.close()
 
 
-def _rows(names: set[str], per_step: list[dict[tuple[str, str], float | None]]
-          ) -> list[dict[str, Any]]:
+def _rows(
+    names: set[str], per_step: list[dict[tuple[str, str], float | None]]
+) -> list[dict[str, Any]]:
     layout = layers.block_layout(names)
     keys = {k for step in per_step for k in step}
     type_order = {t: i for i, t in enumerate(layers.LAYER_TYPES)}
@@ -144,8 +161,12 @@ def _rows(names: set[str], per_step: list[dict[tuple[str, str], float | None]]
     for key in sorted(keys, key=order):
         label, kind = key
         changes = [step.get(key) for step in per_step]
-        row: dict[str, Any] = {"label": label, "kind": kind, "changes": changes,
-                               "trend": _trend(changes)}
+        row: dict[str, Any] = {
+            "label": label,
+            "kind": kind,
+            "changes": changes,
+            "trend": _trend(changes),
+        }
         if kind == "block":
             row["depth"] = layout[label].depth
         out.append(row)
@@ -171,8 +192,10 @@ def _trend(changes: Sequence[float | None]) -> str:
 def _type_series(per_type: list[dict[str, float | None]]) -> dict[str, list[float | None]]:
     types = {t for step in per_type for t in step}
     order = {t: i for i, t in enumerate(layers.LAYER_TYPES)}
-    return {t: [step.get(t) for step in per_type]
-            for t in sorted(types, key=lambda t: (order.get(t, 99), t))}
+    return {
+        t: [step.get(t) for step in per_type]
+        for t in sorted(types, key=lambda t: (order.get(t, 99), t))
+    }
 
 
 def render_timeline_json(result: dict[str, Any]) -> str:
@@ -192,14 +215,19 @@ def render_timeline_text(result: dict[str, Any]) -> str:
     for s in steps:
         codes = ", ".join(f"{i['code']}" for i in s["insights"]) or "none"
         lines.append(f"step {s['step']}: {s['from']} -> {s['to']}")
-        lines.append(f"  pattern {s['change_pattern']}, changed {s['changed']}, unchanged "
-                     f"{s['unchanged']}, added {s['added']}, removed {s['removed']}; "
-                     f"insights: {codes}")
+        lines.append(
+            f"  pattern {s['change_pattern']}, changed {s['changed']}, unchanged "
+            f"{s['unchanged']}, added {s['added']}, removed {s['removed']}; "
+            f"insights: {codes}"
+        )
     lines += ["", "Relative change per block (sqrt(sum ||new-old||^2 / sum ||old||^2))"]
     header = ["block / group"] + [f"step {s['step']}" for s in steps] + ["trend"]
-    table = [header] + [[r["label"] + ("" if r["kind"] == "block" else " (outside blocks)")]
-                        + [_cell(c) for c in r["changes"]] + [r["trend"]]
-                        for r in result["rows"]]
+    table = [header] + [
+        [r["label"] + ("" if r["kind"] == "block" else " (outside blocks)")]
+        + [_cell(c) for c in r["changes"]]
+        + [r["trend"]]
+        for r in result["rows"]
+    ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())

@@ -18,8 +18,12 @@ from .dtypes import from_numpy
 
 
 def toy_transformer(
-    n_blocks: int = 4, d_model: int = 64, vocab: int = 256, d_ff: int | None = None,
-    seed: int = 0, dtype: np.dtype | type = np.float32,
+    n_blocks: int = 4,
+    d_model: int = 64,
+    vocab: int = 256,
+    d_ff: int | None = None,
+    seed: int = 0,
+    dtype: np.dtype | type = np.float32,
 ) -> dict[str, np.ndarray]:
     """A LLaMA-style decoder's weights with fixed random values (same seed, same bytes)."""
     rng = np.random.default_rng(seed)
@@ -45,7 +49,10 @@ def toy_transformer(
 
 
 def fine_tune(
-    state: Mapping[str, np.ndarray], *, seed: int = 1, scale: float = 1e-2,
+    state: Mapping[str, np.ndarray],
+    *,
+    seed: int = 1,
+    scale: float = 1e-2,
     frozen: Callable[[str], bool] | Iterable[str] = ("model.embed_tokens.weight",),
     depth_weight: Callable[[int, int], float] | None = None,
 ) -> dict[str, np.ndarray]:
@@ -78,7 +85,8 @@ def _c_contiguous(arr: np.ndarray) -> np.ndarray:
 
 
 def save_safetensors(
-    path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray],
+    path: str | os.PathLike[str],
+    arrays: Mapping[str, np.ndarray],
     metadata: Mapping[str, str] | None = None,
 ) -> None:
     """Write ``arrays`` as a safetensors file (names sorted, data 8-byte aligned header)."""
@@ -92,8 +100,11 @@ def save_safetensors(
         a = _c_contiguous(arrays[name])
         dt = from_numpy(a.dtype)
         raw = a.tobytes()
-        header[name] = {"dtype": dt.st_code, "shape": list(a.shape),
-                        "data_offsets": [offset, offset + len(raw)]}
+        header[name] = {
+            "dtype": dt.st_code,
+            "shape": list(a.shape),
+            "data_offsets": [offset, offset + len(raw)],
+        }
         offset += len(raw)
         blobs.append(raw)
     hbytes = json.dumps(header, separators=(",", ":")).encode()

@@ -39,7 +39,8 @@ def scrubbed_env(home: Path) -> dict[str, str]:
         GIT_AUTHOR_DATE="2026-01-01T00:00:00Z",
         GIT_COMMITTER_DATE="2026-01-01T00:00:00Z",
         PYTHONPATH=os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(
-            os.pathsep),
+            os.pathsep
+        ),
         PAGER="cat",
         GIT_PAGER="cat",
         NO_COLOR="1",
@@ -54,10 +55,15 @@ def clean_env(tmp_path: Path) -> dict[str, str]:
     return scrubbed_env(tmp_path / "home")
 
 
-def run_model_diff(args: list[str], env: dict[str, str], cwd: Path | None = None,
-                   **kw: object) -> subprocess.CompletedProcess[str]:
+def run_model_diff(
+    args: list[str], env: dict[str, str], cwd: Path | None = None, **kw: object
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m model_diff ARGS`` in a subprocess (text mode, output captured)."""
     return subprocess.run(  # type: ignore[call-overload, no-any-return]
-        [sys.executable, "-m", "model_diff", *args], env=env, cwd=cwd, capture_output=True,
-        text=True, **kw,
+        [sys.executable, "-m", "model_diff", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        **kw,
     )

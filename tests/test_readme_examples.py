@@ -17,8 +17,7 @@ import pytest
 from model_diff.toy import fine_tune, save_safetensors, toy_transformer
 from tests.conftest import PROJECT_ROOT
 
-BLOCKS = re.findall(r"```python\n(.*?)```", (PROJECT_ROOT / "README.md").read_text("utf-8"),
-                    re.S)
+BLOCKS = re.findall(r"```python\n(.*?)```", (PROJECT_ROOT / "README.md").read_text("utf-8"), re.S)
 
 
 def _hf_dir(path: Path, state: dict[str, np.ndarray]) -> None:
@@ -33,8 +32,9 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     base = toy_transformer(n_blocks=4, d_model=32, vocab=128, seed=0)
     tuned = fine_tune(base, seed=1)
     for name, state in (("model_v1", base), ("model_v2", tuned)):
-        torch.save({k: torch.from_numpy(np.array(v)) for k, v in state.items()},
-                   tmp_path / f"{name}.pt")
+        torch.save(
+            {k: torch.from_numpy(np.array(v)) for k, v in state.items()}, tmp_path / f"{name}.pt"
+        )
         save_safetensors(tmp_path / f"{name}.safetensors", state)
     _hf_dir(tmp_path / "base", base)
     _hf_dir(tmp_path / "finetuned", tuned)
@@ -67,7 +67,8 @@ def test_readme_analysis_example_shows_what_its_comments_say(workdir: Path) -> N
     assert isinstance(analysis, dict)
     assert analysis["change_pattern"] == "inverse_gradient"
     assert {"count", "changed", "frozen", "avg_change"} <= set(
-        analysis["layer_analysis"]["attention"])
+        analysis["layer_analysis"]["attention"]
+    )
     assert [i["code"] for i in analysis["insights"]] == ["change-pattern", "frozen-layers"]
 
 

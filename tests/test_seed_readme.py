@@ -62,8 +62,9 @@ def seed_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_seed_examples_run_as_written(seed_workdir: Path, capsys: pytest.CaptureFixture[str]
-                                      ) -> None:
+def test_seed_examples_run_as_written(
+    seed_workdir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Every seed example runs in sequence, sharing names as a reader following along would."""
     from model_diff import load_checkpoint
 

@@ -20,8 +20,7 @@ from ..errors import CheckpointError, UnknownFormatError
 from . import hf, lfs, numpy, safetensors, torch
 from .base import Reader, read_head
 
-__all__ = ["READERS", "Reader", "detect_format", "load_checkpoint", "open_checkpoint",
-           "open_file"]
+__all__ = ["READERS", "Reader", "detect_format", "load_checkpoint", "open_checkpoint", "open_file"]
 
 #: Every format model-diff reads, by the name ``Checkpoint.format`` reports. Content sniffing
 #: tries them in this order; ``hf`` is for directories only.
@@ -32,19 +31,30 @@ READERS: dict[str, Reader] = {
     hf.NAME: hf,
 }
 
-_ALIASES = {"pt": "pytorch", "pth": "pytorch", "torch": "pytorch", "bin": "pytorch",
-            "ckpt": "pytorch", "npy": "numpy", "npz": "numpy", "hf": "huggingface",
-            "st": "safetensors"}
+_ALIASES = {
+    "pt": "pytorch",
+    "pth": "pytorch",
+    "torch": "pytorch",
+    "bin": "pytorch",
+    "ckpt": "pytorch",
+    "npy": "numpy",
+    "npz": "numpy",
+    "hf": "huggingface",
+    "st": "safetensors",
+}
 
-SUPPORTED = ("safetensors (.safetensors), PyTorch (.pt .pth .bin .ckpt), numpy (.npy .npz), "
-             "a HuggingFace model directory, or a Git LFS pointer to one of these")
+SUPPORTED = (
+    "safetensors (.safetensors), PyTorch (.pt .pth .bin .ckpt), numpy (.npy .npz), "
+    "a HuggingFace model directory, or a Git LFS pointer to one of these"
+)
 
 
 def _reader(format: str) -> Reader:
     key = _ALIASES.get(format.lower(), format.lower())
     if key not in READERS:
         raise UnknownFormatError(
-            f"unknown format {format!r}", hint=f"use one of: {', '.join(READERS)}")
+            f"unknown format {format!r}", hint=f"use one of: {', '.join(READERS)}"
+        )
     return READERS[key]
 
 
@@ -60,14 +70,21 @@ def detect_format(path: str, *, name: str | None = None) -> str:
     for key, reader in READERS.items():
         if ext in reader.EXTENSIONS:
             return key
-    raise UnknownFormatError(f"is not a checkpoint format model-diff reads (expected "
-                             f"{SUPPORTED})", path=label,
-                             hint="convert it to safetensors, or give it the extension of its real "
-                                  "format")
+    raise UnknownFormatError(
+        f"is not a checkpoint format model-diff reads (expected {SUPPORTED})",
+        path=label,
+        hint="convert it to safetensors, or give it the extension of its real format",
+    )
 
 
-def open_file(path: str, *, label: str | None = None, format: str | None = None,
-              unsafe_pickle: bool = False, name: str | None = None) -> Checkpoint:
+def open_file(
+    path: str,
+    *,
+    label: str | None = None,
+    format: str | None = None,
+    unsafe_pickle: bool = False,
+    name: str | None = None,
+) -> Checkpoint:
     """Open one checkpoint file (an LFS pointer resolved from the local store).
 
     ``label`` names the file in messages and ``Checkpoint.path``; ``name`` supplies the
@@ -75,21 +92,30 @@ def open_file(path: str, *, label: str | None = None, format: str | None = None,
     """
     label = label or path
     if os.path.getsize(path) == 0:
-        raise CheckpointError("is empty (0 bytes)", path=label,
-                              hint="the file was never written completely; re-save or "
-                                   "re-fetch it")
+        raise CheckpointError(
+            "is empty (0 bytes)",
+            path=label,
+            hint="the file was never written completely; re-save or re-fetch it",
+        )
     pointer = lfs.read_pointer(path)
     if pointer is None and read_head(path).startswith(lfs.VERSION_LINE):
-        raise CheckpointError("is a malformed Git LFS pointer (no valid oid/size lines)",
-                              path=label, hint="check it out again with `git lfs pull`")
+        raise CheckpointError(
+            "is a malformed Git LFS pointer (no valid oid/size lines)",
+            path=label,
+            hint="check it out again with `git lfs pull`",
+        )
     if pointer is not None:
         obj = lfs.resolve_pointer(pointer, path=path, label=label)
-        return open_file(obj, label=label, format=format, unsafe_pickle=unsafe_pickle,
-                         name=name or path)
+        return open_file(
+            obj, label=label, format=format, unsafe_pickle=unsafe_pickle, name=name or path
+        )
     reader = _reader(format) if format else READERS[detect_format(path, name=name or label)]
     if reader is hf:
-        raise CheckpointError("is a file; the huggingface format is a model directory",
-                              path=label, hint="pass the directory, or drop the format")
+        raise CheckpointError(
+            "is a file; the huggingface format is a model directory",
+            path=label,
+            hint="pass the directory, or drop the format",
+        )
     return reader.open_path(path, label=label, unsafe_pickle=unsafe_pickle)
 
 
@@ -104,18 +130,25 @@ def open_checkpoint(
     """
     p = os.fspath(path)
     if not os.path.exists(p):
-        raise CheckpointError("no such file or directory", path=p,
-                              hint="check the path; for a file at a git revision use REV:path")
+        raise CheckpointError(
+            "no such file or directory",
+            path=p,
+            hint="check the path; for a file at a git revision use REV:path",
+        )
     if os.path.isdir(p):
         if format is not None and _reader(format) is not hf:
-            raise CheckpointError(f"is a directory, not a {format} file", path=p,
-                                  hint="pass the checkpoint file inside it")
+            raise CheckpointError(
+                f"is a directory, not a {format} file",
+                path=p,
+                hint="pass the checkpoint file inside it",
+            )
         return hf.open_path(p, label=p, unsafe_pickle=unsafe_pickle)
     try:
         return open_file(p, format=format, unsafe_pickle=unsafe_pickle)
     except PermissionError:
-        raise CheckpointError("cannot be read (permission denied)", path=p,
-                              hint="check the file's permissions") from None
+        raise CheckpointError(
+            "cannot be read (permission denied)", path=p, hint="check the file's permissions"
+        ) from None
     except IsADirectoryError:
         raise CheckpointError("is a directory", path=p) from None
 

@@ -44,8 +44,11 @@ def _read_json(path: str, label: str) -> Any:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise CheckpointError(f"{os.path.basename(path)} is not valid JSON ({e})", path=label,
-                              hint="fix or re-download the file") from None
+        raise CheckpointError(
+            f"{os.path.basename(path)} is not valid JSON ({e})",
+            path=label,
+            hint="fix or re-download the file",
+        ) from None
 
 
 def _config(directory: str, label: str) -> dict[str, Any] | None:
@@ -55,28 +58,38 @@ def _config(directory: str, label: str) -> dict[str, Any] | None:
     if os.path.isfile(cfg_path):
         raw = _read_json(cfg_path, label)
         if not isinstance(raw, dict):
-            raise CheckpointError("config.json is not a JSON object", path=label,
-                                  hint="fix or re-download it")
+            raise CheckpointError(
+                "config.json is not a JSON object", path=label, hint="fix or re-download it"
+            )
         config = raw
     if os.path.isfile(adapter_path):
         adapter = _read_json(adapter_path, label)
         if not isinstance(adapter, dict):
-            raise CheckpointError("adapter_config.json is not a JSON object", path=label,
-                                  hint="fix or re-download it")
+            raise CheckpointError(
+                "adapter_config.json is not a JSON object", path=label, hint="fix or re-download it"
+            )
         config = adapter if config is None else {**config, "adapter_config": adapter}
     return config
 
 
 def _shard_path(directory: str, shard: object, index_name: str, label: str) -> str:
-    if (not isinstance(shard, str) or not shard or os.path.isabs(shard)
-            or ".." in shard.replace("\\", "/").split("/")):
-        raise CheckpointError(f"{index_name} names an invalid shard {shard!r}", path=label,
-                              hint="shards must be files inside the model directory")
+    if (
+        not isinstance(shard, str)
+        or not shard
+        or os.path.isabs(shard)
+        or ".." in shard.replace("\\", "/").split("/")
+    ):
+        raise CheckpointError(
+            f"{index_name} names an invalid shard {shard!r}",
+            path=label,
+            hint="shards must be files inside the model directory",
+        )
     return os.path.join(directory, shard)
 
 
-def _open_index(directory: str, index_name: str, label: str, unsafe_pickle: bool
-                ) -> tuple[dict[str, TensorRef], dict[str, str], list[str], list[Checkpoint]]:
+def _open_index(
+    directory: str, index_name: str, label: str, unsafe_pickle: bool
+) -> tuple[dict[str, TensorRef], dict[str, str], list[str], list[Checkpoint]]:
     # The package's opener (LFS pointers, content detection); imported here because the
     # package imports this module.
     from . import open_file
@@ -84,16 +97,19 @@ def _open_index(directory: str, index_name: str, label: str, unsafe_pickle: bool
     index = _read_json(os.path.join(directory, index_name), label)
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
-        raise CheckpointError(f"{index_name} has no weight_map", path=label,
-                              hint="fix or re-download the index file")
+        raise CheckpointError(
+            f"{index_name} has no weight_map", path=label, hint="fix or re-download the index file"
+        )
     by_shard: dict[str, list[str]] = {}
     for tensor, shard in weight_map.items():
         by_shard.setdefault(_shard_path(directory, shard, index_name, label), []).append(tensor)
     for shard_path in by_shard:
         if not os.path.isfile(shard_path):
             raise CheckpointError(
-                f"{index_name} refers to shard {os.path.basename(shard_path)}, which is "
-                "missing", path=label, hint="download every shard listed in the index")
+                f"{index_name} refers to shard {os.path.basename(shard_path)}, which is missing",
+                path=label,
+                hint="download every shard listed in the index",
+            )
     shards: list[Checkpoint] = []
     refs: dict[str, TensorRef] = {}
     skipped: list[str] = []
@@ -104,14 +120,18 @@ def _open_index(directory: str, index_name: str, label: str, unsafe_pickle: bool
     try:
         for shard_path in sorted(by_shard):
             rel = os.path.relpath(shard_path, directory)
-            shard = open_file(shard_path, label=os.path.join(label, rel),
-                              unsafe_pickle=unsafe_pickle)
+            shard = open_file(
+                shard_path, label=os.path.join(label, rel), unsafe_pickle=unsafe_pickle
+            )
             shards.append(shard)
             for tensor in by_shard[shard_path]:
                 if tensor not in shard.tensors:
                     raise CheckpointError(
                         f"{index_name} puts tensor {tensor!r} in shard {rel}, which does not "
-                        "hold it", path=label, hint="re-download the shard and its index")
+                        "hold it",
+                        path=label,
+                        hint="re-download the shard and its index",
+                    )
                 refs[tensor] = shard.tensors[tensor]
             skipped.extend(f"{rel}:{n}" for n in shard.skipped)
             for k, v in shard.metadata.items():
@@ -135,12 +155,28 @@ def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = Fals
         config = _config(path, label)
         if is_index:
             refs, metadata, skipped, shards = _open_index(path, name, label, unsafe_pickle)
-            return Checkpoint(label, NAME, refs, metadata=metadata, config=config,
-                              skipped=skipped, closers=[s.close for s in shards])
+            return Checkpoint(
+                label,
+                NAME,
+                refs,
+                metadata=metadata,
+                config=config,
+                skipped=skipped,
+                closers=[s.close for s in shards],
+            )
         inner = open_file(file, label=os.path.join(label, name), unsafe_pickle=unsafe_pickle)
-        return Checkpoint(label, NAME, inner.tensors, metadata=inner.metadata, config=config,
-                          skipped=inner.skipped, closers=[inner.close])
+        return Checkpoint(
+            label,
+            NAME,
+            inner.tensors,
+            metadata=inner.metadata,
+            config=config,
+            skipped=inner.skipped,
+            closers=[inner.close],
+        )
     looked_for = ", ".join(n for n, _ in CANDIDATES)
-    raise CheckpointError(f"is a directory with no model weights model-diff reads (looked for "
-                          f"{looked_for})", path=label,
-                          hint="pass a checkpoint file, or a HuggingFace model directory")
+    raise CheckpointError(
+        f"is a directory with no model weights model-diff reads (looked for {looked_for})",
+        path=label,
+        hint="pass a checkpoint file, or a HuggingFace model directory",
+    )

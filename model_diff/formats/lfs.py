@@ -76,11 +76,12 @@ def _git_dir_at(directory: str) -> str | None:
     if os.path.isfile(dotgit):
         text = _read_text(dotgit)
         if text and text.startswith("gitdir:"):
-            target = text[len("gitdir:"):].strip()
+            target = text[len("gitdir:") :].strip()
             return os.path.normpath(os.path.join(directory, target))
         return None
-    if (os.path.isfile(os.path.join(directory, "HEAD"))
-            and os.path.isdir(os.path.join(directory, "objects"))):
+    if os.path.isfile(os.path.join(directory, "HEAD")) and os.path.isdir(
+        os.path.join(directory, "objects")
+    ):
         return directory  # a bare repository (or we are inside a .git directory)
     return None
 
@@ -157,7 +158,10 @@ def object_path(common_dir: str, oid: str) -> str:
 
 
 def resolve_pointer(
-    pointer: LFSPointer, *, path: str | None = None, label: str | None = None,
+    pointer: LFSPointer,
+    *,
+    path: str | None = None,
+    label: str | None = None,
     starts: Iterable[str] | None = None,
 ) -> str:
     """Path of the pointer's object in a local LFS store.
@@ -178,7 +182,9 @@ def resolve_pointer(
             if size != pointer.size:
                 raise CheckpointError(
                     f"Git LFS object {pointer.oid[:12]} is {size} bytes but the pointer says "
-                    f"{pointer.size} (corrupt LFS store)", path=label,
-                    hint="run `git lfs fsck`, then `git lfs fetch` to restore it")
+                    f"{pointer.size} (corrupt LFS store)",
+                    path=label,
+                    hint="run `git lfs fsck`, then `git lfs fetch` to restore it",
+                )
             return obj
     raise LFSObjectMissingError(path=label, oid=pointer.oid, size=pointer.size)

@@ -48,25 +48,34 @@ class _Header:
             version = np.lib.format.read_magic(fp)
             if version == (1, 0):
                 shape, fortran, dtype = np.lib.format.read_array_header_1_0(
-                    fp, max_header_size=_MAX_HEADER)
+                    fp, max_header_size=_MAX_HEADER
+                )
             elif version == (2, 0):
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(
-                    fp, max_header_size=_MAX_HEADER)
+                    fp, max_header_size=_MAX_HEADER
+                )
             else:
                 raise ValueError(f"npy format version {version} is not supported")
         except (ValueError, OSError, EOFError) as e:
-            raise CheckpointError(f"{what} is not a valid .npy array: {e}", path=label,
-                                  hint="re-save it with numpy.save") from None
+            raise CheckpointError(
+                f"{what} is not a valid .npy array: {e}",
+                path=label,
+                hint="re-save it with numpy.save",
+            ) from None
         if dtype.hasobject:
             raise CheckpointError(
                 f"{what} holds Python objects (a pickle), which model-diff never loads",
-                path=label, hint="save numeric arrays only")
+                path=label,
+                hint="save numeric arrays only",
+            )
         try:
             self.dtype: DType = from_numpy(dtype)
         except KeyError:
-            raise CheckpointError(f"{what} has dtype {dtype}, which model-diff does not read",
-                                  path=label, hint="convert it to a float, int or bool dtype"
-                                  ) from None
+            raise CheckpointError(
+                f"{what} has dtype {dtype}, which model-diff does not read",
+                path=label,
+                hint="convert it to a float, int or bool dtype",
+            ) from None
         self.np_dtype = dtype
         self.shape = tuple(int(s) for s in shape)
         self.fortran = bool(fortran)
@@ -118,15 +127,22 @@ def _open_npy(path: str, label: str) -> Checkpoint:
         if h.header_len + h.nbytes > size:
             raise CheckpointError(
                 f"array needs {h.nbytes} bytes after its header but the file holds "
-                f"{size - h.header_len} (truncated?)", path=label,
-                hint="the file is truncated; re-save or re-fetch it")
+                f"{size - h.header_len} (truncated?)",
+                path=label,
+                hint="the file is truncated; re-save or re-fetch it",
+            )
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
     start = h.header_len
-    ref = TensorRef(SINGLE_ARRAY_NAME, h.dtype, h.shape, _mapped_loader(mm, h, start),
-                    release=_releaser(mm, start, start + h.nbytes),
-                    release_range=_range_releaser(mm, h, start), source=label)
-    return Checkpoint(label, NAME, {SINGLE_ARRAY_NAME: ref},
-                      closers=[lambda: close_mmap(mm)])
+    ref = TensorRef(
+        SINGLE_ARRAY_NAME,
+        h.dtype,
+        h.shape,
+        _mapped_loader(mm, h, start),
+        release=_releaser(mm, start, start + h.nbytes),
+        release_range=_range_releaser(mm, h, start),
+        source=label,
+    )
+    return Checkpoint(label, NAME, {SINGLE_ARRAY_NAME: ref}, closers=[lambda: close_mmap(mm)])
 
 
 def _local_data_offset(mm: mmap.mmap, info: zipfile.ZipInfo, label: str) -> int:
@@ -134,8 +150,11 @@ def _local_data_offset(mm: mmap.mmap, info: zipfile.ZipInfo, label: str) -> int:
     from the central directory's)."""
     o = info.header_offset
     if mm[o : o + 4] != ZIP_MAGIC:
-        raise CheckpointError(f"member {info.filename!r} has a corrupt local header",
-                              path=label, hint="re-save it with numpy.savez")
+        raise CheckpointError(
+            f"member {info.filename!r} has a corrupt local header",
+            path=label,
+            hint="re-save it with numpy.savez",
+        )
     name_len = int.from_bytes(mm[o + 26 : o + 28], "little")
     extra_len = int.from_bytes(mm[o + 28 : o + 30], "little")
     return o + 30 + name_len + extra_len
@@ -145,9 +164,11 @@ def _open_npz(path: str, label: str) -> Checkpoint:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
-        raise CheckpointError(f"is not a readable .npz archive: {e}", path=label,
-                              hint="the file is truncated or corrupt; re-save or re-fetch it"
-                              ) from None
+        raise CheckpointError(
+            f"is not a readable .npz archive: {e}",
+            path=label,
+            hint="the file is truncated or corrupt; re-save or re-fetch it",
+        ) from None
     with zf, open(path, "rb") as f:
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         try:
@@ -172,45 +193,63 @@ def _npz_members(
         name = info.filename[: -len(".npy")]
         what = f"member {info.filename!r}"
         if info.flag_bits & 0x1:
-            raise CheckpointError(f"{what} is encrypted", path=label,
-                                  hint="save it without encryption")
+            raise CheckpointError(
+                f"{what} is encrypted", path=label, hint="save it without encryption"
+            )
         if info.compress_type == zipfile.ZIP_STORED:
             start = _local_data_offset(mm, info, label)
             if start + info.file_size > len(mm):
-                raise CheckpointError(f"{what} runs past the end of the file (truncated?)",
-                                      path=label, hint="re-save or re-fetch it")
-            h = _Header(io.BytesIO(mm[start : start + min(info.file_size, _MAX_HEADER + 16)]),
-                        label, what)
+                raise CheckpointError(
+                    f"{what} runs past the end of the file (truncated?)",
+                    path=label,
+                    hint="re-save or re-fetch it",
+                )
+            h = _Header(
+                io.BytesIO(mm[start : start + min(info.file_size, _MAX_HEADER + 16)]), label, what
+            )
             if h.header_len + h.nbytes > info.file_size:
-                raise CheckpointError(f"{what} is shorter than its array (truncated?)",
-                                      path=label, hint="re-save or re-fetch it")
+                raise CheckpointError(
+                    f"{what} is shorter than its array (truncated?)",
+                    path=label,
+                    hint="re-save or re-fetch it",
+                )
             d0 = start + h.header_len
             refs[name] = TensorRef(
-                name, h.dtype, h.shape, _mapped_loader(mm, h, d0),
+                name,
+                h.dtype,
+                h.shape,
+                _mapped_loader(mm, h, d0),
                 release=_releaser(mm, d0, d0 + h.nbytes),
-                release_range=_range_releaser(mm, h, d0), source=f"{label}:{info.filename}")
+                release_range=_range_releaser(mm, h, d0),
+                source=f"{label}:{info.filename}",
+            )
         else:
             try:
                 with zf.open(info) as member:
                     h = _Header(member, label, what)  # type: ignore[arg-type]
             except (zipfile.BadZipFile, OSError, EOFError) as e:
-                raise CheckpointError(f"{what} cannot be decompressed: {e}", path=label,
-                                      hint="re-save or re-fetch it") from None
-            refs[name] = TensorRef(name, h.dtype, h.shape,
-                                   _compressed_loader(path, info.filename, h, label),
-                                   source=f"{label}:{info.filename}")
+                raise CheckpointError(
+                    f"{what} cannot be decompressed: {e}", path=label, hint="re-save or re-fetch it"
+                ) from None
+            refs[name] = TensorRef(
+                name,
+                h.dtype,
+                h.shape,
+                _compressed_loader(path, info.filename, h, label),
+                source=f"{label}:{info.filename}",
+            )
     return refs, skipped
 
 
-def _compressed_loader(path: str, member: str, h: _Header, label: str
-                       ) -> Callable[[], np.ndarray]:
+def _compressed_loader(path: str, member: str, h: _Header, label: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         try:
             with zipfile.ZipFile(path) as zf, zf.open(member) as f:
                 arr = np.lib.format.read_array(f, allow_pickle=False)
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-            raise CheckpointError(f"member {member!r} cannot be read: {e}", path=label,
-                                  hint="re-save or re-fetch it") from None
+            raise CheckpointError(
+                f"member {member!r} cannot be read: {e}", path=label, hint="re-save or re-fetch it"
+            ) from None
         # read_array already honours the element order: only C-order and byte order remain.
         flat = np.ascontiguousarray(arr).reshape(-1)
         return flat if flat.dtype == h.dtype.numpy else flat.astype(h.dtype.numpy)

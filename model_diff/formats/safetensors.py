@@ -71,20 +71,29 @@ def read_header(path: str, *, label: str | None = None) -> tuple[int, dict[str, 
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size == 0:
-            raise _fail(label, "is empty (0 bytes)",
-                        "the file was never written completely; re-save or re-fetch it")
+            raise _fail(
+                label,
+                "is empty (0 bytes)",
+                "the file was never written completely; re-save or re-fetch it",
+            )
         if size < 8:
             raise _fail(label, f"is {size} bytes, too short for a safetensors header length")
         n = int.from_bytes(f.read(8), "little")
         if n > MAX_HEADER_SIZE:
-            raise _fail(label, f"safetensors header length {n} exceeds the "
-                        f"{MAX_HEADER_SIZE}-byte limit (corrupt or not safetensors)")
+            raise _fail(
+                label,
+                f"safetensors header length {n} exceeds the "
+                f"{MAX_HEADER_SIZE}-byte limit (corrupt or not safetensors)",
+            )
         if n < 2:
             raise _fail(label, f"safetensors header length {n} is too small for a JSON object")
         if 8 + n > size:
-            raise _fail(label, f"safetensors header length {n} runs past the end of the "
-                        f"{size}-byte file (truncated?)",
-                        "the file is truncated; re-save or re-fetch it")
+            raise _fail(
+                label,
+                f"safetensors header length {n} runs past the end of the "
+                f"{size}-byte file (truncated?)",
+                "the file is truncated; re-save or re-fetch it",
+            )
         raw = f.read(n)
     if not raw.startswith(b"{"):
         raise _fail(label, "safetensors header does not start with '{'")
@@ -132,23 +141,34 @@ def parse_entries(
         dtype = BY_ST_CODE.get(code)
         if dtype is None:
             known = " ".join(BY_ST_CODE)
-            raise _fail(label, f"tensor {name!r} has dtype {code!r}, which model-diff does "
-                        f"not read (known: {known})", "convert the tensor to a supported dtype")
+            raise _fail(
+                label,
+                f"tensor {name!r} has dtype {code!r}, which model-diff does "
+                f"not read (known: {known})",
+                "convert the tensor to a supported dtype",
+            )
         if not isinstance(shape, list) or not all(_is_uint(s) for s in shape):
             raise _fail(label, f"tensor {name!r} has an invalid shape {shape!r}")
-        if (not isinstance(offsets, list) or len(offsets) != 2
-                or not all(_is_uint(o) for o in offsets)):
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(_is_uint(o) for o in offsets)
+        ):
             raise _fail(label, f"tensor {name!r} has invalid data_offsets {offsets!r}")
         begin, end = offsets
         if end < begin:
-            raise _fail(label, f"tensor {name!r} has data_offsets {offsets} that end before "
-                        "they begin")
+            raise _fail(
+                label, f"tensor {name!r} has data_offsets {offsets} that end before they begin"
+            )
         numel = 1
         for s in shape:
             numel *= s
         if numel * dtype.itemsize != end - begin:
-            raise _fail(label, f"tensor {name!r} is {code} {shape} = {numel * dtype.itemsize} "
-                        f"bytes but its data_offsets span {end - begin}")
+            raise _fail(
+                label,
+                f"tensor {name!r} is {code} {shape} = {numel * dtype.itemsize} "
+                f"bytes but its data_offsets span {end - begin}",
+            )
         entries[name] = (dtype, tuple(shape), begin, end)
     # The library's rule: sorted by offset, each tensor starts where the previous one ended
     # (no gaps, no overlap) and the last one ends exactly at the end of the data region.
@@ -156,16 +176,23 @@ def parse_entries(
     for name, (_, _, begin, end) in sorted(entries.items(), key=lambda kv: (kv[1][2], kv[1][3])):
         if begin != cursor:
             what = "overlaps the previous tensor" if begin < cursor else "leaves a gap before it"
-            raise _fail(label, f"tensor {name!r} at data_offsets [{begin}, {end}] {what} "
-                        f"(expected to start at {cursor})")
+            raise _fail(
+                label,
+                f"tensor {name!r} at data_offsets [{begin}, {end}] {what} "
+                f"(expected to start at {cursor})",
+            )
         cursor = end
     if cursor != data_size:
         if cursor > data_size:
-            raise _fail(label, f"tensor data needs {cursor} bytes but the file holds "
-                        f"{data_size} after the header (truncated?)",
-                        "the file is truncated; re-save or re-fetch it")
-        raise _fail(label, f"{data_size - cursor} bytes after the last tensor are not "
-                    "covered by the header")
+            raise _fail(
+                label,
+                f"tensor data needs {cursor} bytes but the file holds "
+                f"{data_size} after the header (truncated?)",
+                "the file is truncated; re-save or re-fetch it",
+            )
+        raise _fail(
+            label, f"{data_size - cursor} bytes after the last tensor are not covered by the header"
+        )
     return entries, metadata
 
 
@@ -196,6 +223,7 @@ def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = Fals
         def release_range(lo: int, hi: int, o: int = base + begin) -> None:
             page_release(mm, o + lo, o + hi)
 
-        refs[name] = TensorRef(name, dtype, shape, load, release=release,
-                               release_range=release_range, source=label)
+        refs[name] = TensorRef(
+            name, dtype, shape, load, release=release, release_range=release_range, source=label
+        )
     return Checkpoint(label, NAME, refs, metadata=metadata, closers=[lambda: close_mmap(mm)])

@@ -59,8 +59,9 @@ def _import_torch(label: str) -> Any:
     except ImportError:
         raise MissingDependencyError(
             "is a PyTorch checkpoint, and reading it needs torch, which is not installed",
-            path=label, hint="pip install 'model-diff[torch]', or convert the file to "
-                             "safetensors") from None
+            path=label,
+            hint="pip install 'model-diff[torch]', or convert the file to safetensors",
+        ) from None
     return torch
 
 
@@ -72,7 +73,7 @@ def _refusal_detail(message: str) -> tuple[bool, str]:
             return True, ln
     for ln in lines:
         if ln.startswith("WeightsUnpickler error:"):
-            rest = ln[len("WeightsUnpickler error:"):].strip()
+            rest = ln[len("WeightsUnpickler error:") :].strip()
             if rest:
                 return False, rest
     detail = next((ln for ln in lines if "operand" in ln or "Unsupported" in ln), None)
@@ -87,8 +88,7 @@ def _load(torch: Any, path: str, label: str, unsafe_pickle: bool) -> Any:
         # business once the outcome is decided here; -W error must not turn them into failures.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=not unsafe_pickle,
-                              mmap=is_zip)
+            return torch.load(path, map_location="cpu", weights_only=not unsafe_pickle, mmap=is_zip)
     except pickle.UnpicklingError as e:
         msg = str(e)
         if not unsafe_pickle and msg.startswith("Weights only load failed"):
@@ -96,20 +96,28 @@ def _load(torch: Any, path: str, label: str, unsafe_pickle: bool) -> Any:
             if needs_code:
                 raise UnsafeCheckpointError(
                     f"is a pickle that needs arbitrary code to load, refused ({why})",
-                    path=label, hint="if you trust this file, pass --unsafe-pickle "
-                                     "(unsafe_pickle=True); better, re-save it as a state dict "
-                                     "or safetensors") from None
+                    path=label,
+                    hint="if you trust this file, pass --unsafe-pickle "
+                    "(unsafe_pickle=True); better, re-save it as a state dict "
+                    "or safetensors",
+                ) from None
             raise CheckpointError(
-                f"cannot be loaded safely as a PyTorch checkpoint ({why})", path=label,
+                f"cannot be loaded safely as a PyTorch checkpoint ({why})",
+                path=label,
                 hint="it is corrupt or not a torch.save file; if it is a pickle you trust, "
-                     "pass --unsafe-pickle") from None
-        raise CheckpointError(f"is not a readable PyTorch checkpoint ({_first_line(e)})",
-                              path=label, hint="the file is corrupt or truncated; re-save or "
-                                               "re-fetch it") from None
+                "pass --unsafe-pickle",
+            ) from None
+        raise CheckpointError(
+            f"is not a readable PyTorch checkpoint ({_first_line(e)})",
+            path=label,
+            hint="the file is corrupt or truncated; re-save or re-fetch it",
+        ) from None
     except Exception as e:  # torch raises RuntimeError/EOFError/ValueError/... for bad bytes
-        raise CheckpointError(f"is not a readable PyTorch checkpoint ({_first_line(e)})",
-                              path=label, hint="the file is corrupt or truncated; re-save or "
-                                               "re-fetch it") from None
+        raise CheckpointError(
+            f"is not a readable PyTorch checkpoint ({_first_line(e)})",
+            path=label,
+            hint="the file is corrupt or truncated; re-save or re-fetch it",
+        ) from None
 
 
 def _first_line(e: BaseException) -> str:
@@ -132,13 +140,17 @@ def _as_mapping(torch: Any, obj: Any) -> Any:
     return obj
 
 
-def _unwrap(torch: Any, obj: Any, label: str
-            ) -> tuple[Mapping[Any, Any], str, list[str], dict[str, str]]:
+def _unwrap(
+    torch: Any, obj: Any, label: str
+) -> tuple[Mapping[Any, Any], str, list[str], dict[str, str]]:
     """(the weights mapping, its dotted prefix, skipped top-level entries, metadata)."""
     obj = _as_mapping(torch, obj)
     if not isinstance(obj, Mapping):
-        raise CheckpointError(f"holds a {type(obj).__name__}, not a dict of tensors",
-                              path=label, hint="save model.state_dict(), not the object")
+        raise CheckpointError(
+            f"holds a {type(obj).__name__}, not a dict of tensors",
+            path=label,
+            hint="save model.state_dict(), not the object",
+        )
     skipped: list[str] = []
     metadata: dict[str, str] = {}
     prefix = ""
@@ -146,8 +158,14 @@ def _unwrap(torch: Any, obj: Any, label: str
     for _ in range(3):
         if any(isinstance(v, torch.Tensor) for v in obj.values()):
             break
-        key = next((k for k in WRAPPER_KEYS
-                    if k in obj and _holds_tensors(torch, _as_mapping(torch, obj[k]))), None)
+        key = next(
+            (
+                k
+                for k in WRAPPER_KEYS
+                if k in obj and _holds_tensors(torch, _as_mapping(torch, obj[k]))
+            ),
+            None,
+        )
         if key is None:
             break
         for k, v in obj.items():
@@ -161,15 +179,24 @@ def _unwrap(torch: Any, obj: Any, label: str
     return obj, prefix, skipped, metadata
 
 
-def _flatten(torch: Any, obj: Mapping[Any, Any], prefix: str, *, out: dict[str, Any],
-             skipped: list[str], label: str) -> None:
+def _flatten(
+    torch: Any,
+    obj: Mapping[Any, Any],
+    prefix: str,
+    *,
+    out: dict[str, Any],
+    skipped: list[str],
+    label: str,
+) -> None:
     for k, v in obj.items():
         name = f"{prefix}{k}"
         if isinstance(v, torch.Tensor):
             if name in out:
-                raise CheckpointError(f"holds two tensors named {name!r} once nested dicts "
-                                      "are flattened", path=label,
-                                      hint="save a flat state dict")
+                raise CheckpointError(
+                    f"holds two tensors named {name!r} once nested dicts are flattened",
+                    path=label,
+                    hint="save a flat state dict",
+                )
             out[name] = v
         elif isinstance(v, Mapping) and _holds_tensors(torch, v):
             _flatten(torch, v, name + ".", out=out, skipped=skipped, label=label)
@@ -180,8 +207,11 @@ def _flatten(torch: Any, obj: Mapping[Any, Any], prefix: str, *, out: dict[str, 
 def _loader(torch: Any, t: Any, dtype: DType) -> Callable[[], np.ndarray]:
     # numpy cannot hold bfloat16/float8 tensors directly: reinterpret the bits through an
     # integer view of the same width, then give them ml_dtypes' type (no copy either way).
-    reinterpret = {"bfloat16": torch.int16, "float8_e4m3fn": torch.uint8,
-                   "float8_e5m2": torch.uint8}.get(dtype.name)
+    reinterpret = {
+        "bfloat16": torch.int16,
+        "float8_e4m3fn": torch.uint8,
+        "float8_e5m2": torch.uint8,
+    }.get(dtype.name)
 
     def load() -> np.ndarray:
         flat = t.detach().contiguous().reshape(-1)
@@ -237,8 +267,9 @@ def _page_releaser(t: Any, mappings: list[tuple[int, int]]) -> Callable[[], None
     length = start + size - aligned
 
     def release(keep: Any = t) -> None:
-        libc.madvise(ctypes.c_void_p(aligned), ctypes.c_size_t(length),
-                     ctypes.c_int(_MADV_DONTNEED))
+        libc.madvise(
+            ctypes.c_void_p(aligned), ctypes.c_size_t(length), ctypes.c_int(_MADV_DONTNEED)
+        )
 
     return release
 
@@ -268,13 +299,22 @@ def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = Fals
         if dtype is None:
             skipped.append(name)
             continue
-        refs[name] = TensorRef(name, dtype, tuple(t.shape), _loader(torch, t, dtype),
-                               release=_page_releaser(t, mappings), source=label)
+        refs[name] = TensorRef(
+            name,
+            dtype,
+            tuple(t.shape),
+            _loader(torch, t, dtype),
+            release=_page_releaser(t, mappings),
+            source=label,
+        )
     if not refs and skipped:
         shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
-        raise CheckpointError(f"holds no tensors model-diff can read (found: {shown})",
-                              path=label, hint="save model.state_dict() or the weights")
+        raise CheckpointError(
+            f"holds no tensors model-diff can read (found: {shown})",
+            path=label,
+            hint="save model.state_dict() or the weights",
+        )
     # Dropping the tensors lets torch unmap the file once no array view needs it.
-    return Checkpoint(label, NAME, refs, metadata=metadata, skipped=skipped,
-                      closers=[tensors.clear, refs.clear])
-
+    return Checkpoint(
+        label, NAME, refs, metadata=metadata, skipped=skipped, closers=[tensors.clear, refs.clear]
+    )

@@ -43,11 +43,9 @@ _RENDERERS = {
 
 def _renderer(format: str) -> Callable[[ReportView], str]:
     if format not in _RENDERERS:
-        raise ValueError(
-            f"format must be one of {', '.join(map(repr, FORMATS))}, not {format!r}")
+        raise ValueError(f"format must be one of {', '.join(map(repr, FORMATS))}, not {format!r}")
     module, name = _RENDERERS[format]
-    fn: Callable[[ReportView], str] = getattr(
-        importlib.import_module(f".{module}", __name__), name)
+    fn: Callable[[ReportView], str] = getattr(importlib.import_module(f".{module}", __name__), name)
     return fn
 
 
@@ -80,6 +78,14 @@ def create_diff_report(
     _renderer(format)  # validate the format before any work
     if color is not None:
         config = dataclasses.replace(config or VisualizationConfig(), color=color)
-    view = build_view(diffs, summary, analysis, old_name=old_name, new_name=new_name,
-                      config=config, inputs=inputs, diff_config=diff_config)
+    view = build_view(
+        diffs,
+        summary,
+        analysis,
+        old_name=old_name,
+        new_name=new_name,
+        config=config,
+        inputs=inputs,
+        diff_config=diff_config,
+    )
     return render(view, format)

@@ -58,23 +58,41 @@ class _Svg:
     def add(self, markup: str) -> None:
         self.parts.append(markup)
 
-    def text(self, x: float, y: float, text: str, *, anchor: str = "start", cls: str = "lbl",
-             size: int = _FONT) -> None:
-        self.add(f'<text x="{_f(x)}" y="{_f(y)}" text-anchor="{anchor}" class="{cls}" '
-                 f'font-size="{size}">{escape(text)}</text>')
+    def text(
+        self,
+        x: float,
+        y: float,
+        text: str,
+        *,
+        anchor: str = "start",
+        cls: str = "lbl",
+        size: int = _FONT,
+    ) -> None:
+        self.add(
+            f'<text x="{_f(x)}" y="{_f(y)}" text-anchor="{anchor}" class="{cls}" '
+            f'font-size="{size}">{escape(text)}</text>'
+        )
 
     def done(self) -> Markup:
         return Markup("".join([*self.parts, "</svg>"]))  # noqa: S704 - every text escaped above
 
 
-def _y_axis(svg: _Svg, *, left: float, top: float, bottom: float, right: float,
-            vmax: float, step: float, label: Any = fmt_pct) -> None:
+def _y_axis(
+    svg: _Svg,
+    *,
+    left: float,
+    top: float,
+    bottom: float,
+    right: float,
+    vmax: float,
+    step: float,
+    label: Any = fmt_pct,
+) -> None:
     n = round(vmax / step)
     for i in range(n + 1):
         v = step * i
         y = bottom - (bottom - top) * v / vmax
-        svg.add(f'<line x1="{_f(left)}" y1="{_f(y)}" x2="{_f(right)}" y2="{_f(y)}" '
-                f'class="grid"/>')
+        svg.add(f'<line x1="{_f(left)}" y1="{_f(y)}" x2="{_f(right)}" y2="{_f(y)}" class="grid"/>')
         svg.text(left - 6, y + 4, label(v), anchor="end", cls="tick")
 
 
@@ -92,8 +110,9 @@ def depth_chart(profile: Sequence[dict[str, Any]], width: int, height: int) -> M
         pts.setdefault(lt, []).append((block, float(value), count if isinstance(count, int) else 0))
     if not pts:
         return None
-    types = [t for t in LAYER_TYPE_ORDER if t in pts] + sorted(t for t in pts
-                                                             if t not in LAYER_TYPE_ORDER)
+    types = [t for t in LAYER_TYPE_ORDER if t in pts] + sorted(
+        t for t in pts if t not in LAYER_TYPE_ORDER
+    )
     blocks = sorted({b for v in pts.values() for b, _, _ in v})
     vmax, step = _nice_max(max(v for s in pts.values() for _, v, _ in s))
     left, right, top, bottom = 64.0, width - 16.0, 34.0, height - 40.0
@@ -114,8 +133,10 @@ def depth_chart(profile: Sequence[dict[str, Any]], width: int, height: int) -> M
             svg.text(x_of(b), bottom + 16, str(b), anchor="middle", cls="tick")
     svg.text((left + right) / 2, height - 6, "block (depth)", anchor="middle", cls="axis")
     svg.text(12, top - 14, "relative change", cls="axis")
-    svg.add(f'<line x1="{_f(left)}" y1="{_f(bottom)}" x2="{_f(right)}" y2="{_f(bottom)}" '
-            f'class="axis-line"/>')
+    svg.add(
+        f'<line x1="{_f(left)}" y1="{_f(bottom)}" x2="{_f(right)}" y2="{_f(bottom)}" '
+        f'class="axis-line"/>'
+    )
     for t in types:
         series = sorted(pts[t])
         cls = _series_class(t)
@@ -127,16 +148,20 @@ def depth_chart(profile: Sequence[dict[str, Any]], width: int, height: int) -> M
             tip = f"{printable(t)}, block {b}: {fmt_pct(v)}"
             if c:
                 tip += f" ({c} tensors)"
-            svg.add(f'<circle cx="{_f(x)}" cy="{_f(y)}" r="3.5" class="dot {cls}">'
-                    f"<title>{escape(tip)}</title></circle>")
+            svg.add(
+                f'<circle cx="{_f(x)}" cy="{_f(y)}" r="3.5" class="dot {cls}">'
+                f"<title>{escape(tip)}</title></circle>"
+            )
     # Legend, right-aligned on the top margin.
     x = right
     for t in reversed(types):
         label = printable(t)
         w = 18 + 7 * len(label)
         x -= w
-        svg.add(f'<rect x="{_f(x)}" y="{_f(top - 24)}" width="10" height="10" rx="2" '
-                f'class="swatch {_series_class(t)}"/>')
+        svg.add(
+            f'<rect x="{_f(x)}" y="{_f(top - 24)}" width="10" height="10" rx="2" '
+            f'class="swatch {_series_class(t)}"/>'
+        )
         svg.text(x + 14, top - 15, label, cls="legend")
         x -= 8
     return svg.done()
@@ -167,28 +192,37 @@ def layer_type_chart(rows: Sequence[LayerRow], width: int, height: int) -> Marku
         changed = r.changed if r.changed is not None else count - (r.frozen or 0)
         frozen = r.frozen if r.frozen is not None else count - changed
         x = l0
-        for value, cls, what in ((changed, _series_class(r.layer_type), "changed"),
-                                 (frozen, "frozen", "frozen")):
+        for value, cls, what in (
+            (changed, _series_class(r.layer_type), "changed"),
+            (frozen, "frozen", "frozen"),
+        ):
             if value <= 0:
                 continue
             w = (l1 - l0) * value / cmax
-            svg.add(f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(w)}" height="{_f(bar)}" '
-                    f'class="bar {cls}"><title>{escape(printable(r.layer_type))}: '
-                    f"{value} {what}</title></rect>")
+            svg.add(
+                f'<rect x="{_f(x)}" y="{_f(y)}" width="{_f(w)}" height="{_f(bar)}" '
+                f'class="bar {cls}"><title>{escape(printable(r.layer_type))}: '
+                f"{value} {what}</title></rect>"
+            )
             x += w
         svg.text(x + 4, cy, f"{fmt_int(changed)}/{fmt_int(frozen)}", cls="val")
         avg = r.avg_change or 0.0
         w = (r1 - r0) * avg / vmax
-        svg.add(f'<rect x="{_f(r0)}" y="{_f(y)}" width="{_f(w)}" height="{_f(bar)}" '
-                f'class="bar {_series_class(r.layer_type)} soft"><title>'
-                f"{escape(printable(r.layer_type))}: avg {fmt_pct(r.avg_change)}, max "
-                f"{fmt_pct(r.max_change)}</title></rect>")
+        svg.add(
+            f'<rect x="{_f(r0)}" y="{_f(y)}" width="{_f(w)}" height="{_f(bar)}" '
+            f'class="bar {_series_class(r.layer_type)} soft"><title>'
+            f"{escape(printable(r.layer_type))}: avg {fmt_pct(r.avg_change)}, max "
+            f"{fmt_pct(r.max_change)}</title></rect>"
+        )
         if r.max_change is not None:
             mx = r0 + (r1 - r0) * r.max_change / vmax
-            svg.add(f'<line x1="{_f(mx)}" y1="{_f(y - 3)}" x2="{_f(mx)}" y2="{_f(y + bar + 3)}" '
-                    f'class="maxtick"/>')
-        svg.text(r0 + w + 6 if w < (r1 - r0) * 0.7 else r0 + 6, cy, fmt_pct(r.avg_change),
-                 cls="val")
+            svg.add(
+                f'<line x1="{_f(mx)}" y1="{_f(y - 3)}" x2="{_f(mx)}" y2="{_f(y + bar + 3)}" '
+                f'class="maxtick"/>'
+            )
+        svg.text(
+            r0 + w + 6 if w < (r1 - r0) * 0.7 else r0 + 6, cy, fmt_pct(r.avg_change), cls="val"
+        )
     return svg.done()
 
 
@@ -207,8 +241,11 @@ _COS_BINS: tuple[tuple[float, float, str], ...] = (
 
 def cosine_histogram(diffs: Sequence[ParameterDiff], width: int, height: int) -> Markup | None:
     """How many changed tensors fall in each cosine-similarity band (log scale on 1 - cos)."""
-    values = [d.cosine_sim for d in diffs if d.is_changed and d.cosine_sim is not None
-              and math.isfinite(d.cosine_sim)]
+    values = [
+        d.cosine_sim
+        for d in diffs
+        if d.is_changed and d.cosine_sim is not None and math.isfinite(d.cosine_sim)
+    ]
     if not values:
         return None
     counts = [0] * len(_COS_BINS)
@@ -223,21 +260,36 @@ def cosine_histogram(diffs: Sequence[ParameterDiff], width: int, height: int) ->
     vmax, step = _nice_max(max(counts))
     step = max(step, 1.0)
     vmax = max(vmax, step)
-    _y_axis(svg, left=left, top=top, bottom=bottom, right=right, vmax=vmax, step=step,
-            label=lambda v: fmt_int(round(v)))
+    _y_axis(
+        svg,
+        left=left,
+        top=top,
+        bottom=bottom,
+        right=right,
+        vmax=vmax,
+        step=step,
+        label=lambda v: fmt_int(round(v)),
+    )
     slot = (right - left) / len(_COS_BINS)
     for i, ((lo, _hi, label), n) in enumerate(zip(_COS_BINS, counts, strict=True)):
         h = (bottom - top) * n / vmax
         x = left + slot * i + slot * 0.15
         cls = "bar hist" + (" warn" if lo >= 1e-1 else "")
-        svg.add(f'<rect x="{_f(x)}" y="{_f(bottom - h)}" width="{_f(slot * 0.7)}" '
-                f'height="{_f(h)}" class="{cls}"><title>{escape(label)}: {n} tensors'
-                "</title></rect>")
+        svg.add(
+            f'<rect x="{_f(x)}" y="{_f(bottom - h)}" width="{_f(slot * 0.7)}" '
+            f'height="{_f(h)}" class="{cls}"><title>{escape(label)}: {n} tensors'
+            "</title></rect>"
+        )
         if n:
             svg.text(x + slot * 0.35, bottom - h - 5, fmt_int(n), anchor="middle", cls="val")
         svg.text(x + slot * 0.35, bottom + 16, label, anchor="middle", cls="tick")
-    svg.text((left + right) / 2, height - 8,
-             "cosine similarity (bands of 1 - cos, log scale)", anchor="middle", cls="axis")
+    svg.text(
+        (left + right) / 2,
+        height - 8,
+        "cosine similarity (bands of 1 - cos, log scale)",
+        anchor="middle",
+        cls="axis",
+    )
     svg.text(12, top - 12, "tensors", cls="axis")
     return svg.done()
 
@@ -265,14 +317,22 @@ def low_rank_rows(diffs: Sequence[ParameterDiff]) -> list[dict[str, Any]]:
             continue
         shape = d.new_shape or d.old_shape or ()
         full = _pick(lr, _FULL) or (float(min(shape)) if len(shape) == 2 else None)
-        rows.append({"name": d.name, "r90": _pick(lr, _R90), "r99": _pick(lr, _R99),
-                     "effective": _pick(lr, ("effective_rank",)), "full": full,
-                     "limit": _pick(lr, ("rank_limit",))})
+        rows.append(
+            {
+                "name": d.name,
+                "r90": _pick(lr, _R90),
+                "r99": _pick(lr, _R99),
+                "effective": _pick(lr, ("effective_rank",)),
+                "full": full,
+                "limit": _pick(lr, ("rank_limit",)),
+            }
+        )
     return rows
 
 
-def low_rank_chart(rows: Sequence[dict[str, Any]], width: int, height: int,
-                   limit: int = 16) -> Markup | None:
+def low_rank_chart(
+    rows: Sequence[dict[str, Any]], width: int, height: int, limit: int = 16
+) -> Markup | None:
     """Rank capturing 90% (dark) and 99% (light) of each delta's energy, vs the full rank."""
     rows = [r for r in rows if r["full"] and (r["r90"] is not None or r["r99"] is not None)]
     if not rows:
@@ -285,30 +345,36 @@ def low_rank_chart(rows: Sequence[dict[str, Any]], width: int, height: int,
     top, bottom, right = 36.0, height - 12.0, width - 70.0
     band = (bottom - top) / len(rows)
     bar = min(18.0, band * 0.7)
-    svg.text(label_w, top - 16, "rank for 90% / 99% of the delta's energy, of full rank",
-             cls="axis")
+    svg.text(
+        label_w, top - 16, "rank for 90% / 99% of the delta's energy, of full rank", cls="axis"
+    )
     chars = int(label_w // 7)
     for i, r in enumerate(rows):
         y = top + band * i + (band - bar) / 2
         name = printable(r["name"])
-        short = name if len(name) <= chars else "…" + name[-(chars - 1):]
-        svg.add(f'<text x="{_f(label_w - 8)}" y="{_f(y + bar / 2 + 4)}" text-anchor="end" '
-                f'class="lbl mono" font-size="11"><title>{escape(name)}</title>'
-                f"{escape(short)}</text>")
+        short = name if len(name) <= chars else "…" + name[-(chars - 1) :]
+        svg.add(
+            f'<text x="{_f(label_w - 8)}" y="{_f(y + bar / 2 + 4)}" text-anchor="end" '
+            f'class="lbl mono" font-size="11"><title>{escape(name)}</title>'
+            f"{escape(short)}</text>"
+        )
         full = r["full"]
-        svg.add(f'<rect x="{_f(label_w)}" y="{_f(y)}" width="{_f(right - label_w)}" '
-                f'height="{_f(bar)}" class="bar track"/>')
+        svg.add(
+            f'<rect x="{_f(label_w)}" y="{_f(y)}" width="{_f(right - label_w)}" '
+            f'height="{_f(bar)}" class="bar track"/>'
+        )
         for key, cls in (("r99", "r99"), ("r90", "r90")):
             if r[key] is None:
                 continue
             w = (right - label_w) * min(r[key], full) / full
-            svg.add(f'<rect x="{_f(label_w)}" y="{_f(y)}" width="{_f(w)}" height="{_f(bar)}" '
-                    f'class="bar {cls}"><title>{escape(name)}: {key[1:]}% energy at rank '
-                    f"{int(r[key])} of {int(full)}</title></rect>")
+            svg.add(
+                f'<rect x="{_f(label_w)}" y="{_f(y)}" width="{_f(w)}" height="{_f(bar)}" '
+                f'class="bar {cls}"><title>{escape(name)}: {key[1:]}% energy at rank '
+                f"{int(r[key])} of {int(full)}</title></rect>"
+            )
         # None: the rank lies beyond what the bounded-cost method resolved (rank_limit).
         beyond = f">{int(r['limit'])}" if r.get("limit") else "?"
         r90 = beyond if r["r90"] is None else str(int(r["r90"]))
         r99 = beyond if r["r99"] is None else str(int(r["r99"]))
-        svg.text(right + 6, y + bar / 2 + 4, f"{r90}/{r99} of {int(full)}", cls="val",
-                 size=11)
+        svg.text(right + 6, y + bar / 2 + 4, f"{r90}/{r99} of {int(full)}", cls="val", size=11)
     return svg.done()

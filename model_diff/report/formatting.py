@@ -114,7 +114,7 @@ def shorten(text: str, width: int) -> str:
 
 
 def join_limited(items: Iterable[str], limit: int) -> str:
-    """"a, b, c (+4 more)"."""
+    """ "a, b, c (+4 more)"."""
     items = list(items)
     shown = ", ".join(items[:limit])
     return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")

@@ -31,14 +31,24 @@ from .formatting import (
 from .json_report import report_dict
 from .view import GROUP_TITLES, GROUPS, ReportView
 
-_SCRIPT_ESCAPES = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028",
-                   "\u2029": "\\u2029"}
+_SCRIPT_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
 
 
 def script_json(obj: Any, indent: int | None = None) -> Markup:
     """JSON safe to place verbatim inside ``<script type="application/json">``."""
-    text = json.dumps(obj, allow_nan=False, ensure_ascii=False, indent=indent,
-                      separators=None if indent else (",", ":"))
+    text = json.dumps(
+        obj,
+        allow_nan=False,
+        ensure_ascii=False,
+        indent=indent,
+        separators=None if indent else (",", ":"),
+    )
     for ch, esc in _SCRIPT_ESCAPES.items():
         text = text.replace(ch, esc)
     return Markup(text)  # noqa: S704 - every character that could end the script is escaped
@@ -61,8 +71,15 @@ def _environment() -> jinja2.Environment:
         keep_trailing_newline=True,
     )
     env.filters.update(
-        pct=fmt_pct, cos=fmt_cos, num=fmt_float, int=fmt_int, params=fmt_params,
-        shape=fmt_shape, dtypes=fmt_dtypes, printable=printable, breakable=breakable,
+        pct=fmt_pct,
+        cos=fmt_cos,
+        num=fmt_float,
+        int=fmt_int,
+        params=fmt_params,
+        shape=fmt_shape,
+        dtypes=fmt_dtypes,
+        printable=printable,
+        breakable=breakable,
     )
     return env
 
@@ -71,18 +88,30 @@ def _table_rows(view: ReportView) -> list[dict[str, Any]]:
     rows = []
     for key, _ in GROUPS:
         for d in view.shown[key]:
-            rows.append({
-                "name": d.name, "change": key, "change_title": GROUP_TITLES[key],
-                "shape": (fmt_shape(d.old_shape) if d.old_shape == d.new_shape or d.new_shape
-                          is None else fmt_shape(d.new_shape) if d.old_shape is None
-                          else f"{fmt_shape(d.old_shape)} → {fmt_shape(d.new_shape)}"),
-                "dtype": (d.new_dtype or d.old_dtype or "-") if d.old_dtype == d.new_dtype
-                or d.old_dtype is None or d.new_dtype is None
-                else f"{d.old_dtype} → {d.new_dtype}",
-                "rel": d.relative_change, "cos": d.cosine_sim, "l2": d.l2_diff,
-                "max": d.max_diff, "ratio": d.change_ratio,
-                "nonfinite": d.nonfinite_new, "elements": d.num_elements,
-            })
+            rows.append(
+                {
+                    "name": d.name,
+                    "change": key,
+                    "change_title": GROUP_TITLES[key],
+                    "shape": (
+                        fmt_shape(d.old_shape)
+                        if d.old_shape == d.new_shape or d.new_shape is None
+                        else fmt_shape(d.new_shape)
+                        if d.old_shape is None
+                        else f"{fmt_shape(d.old_shape)} → {fmt_shape(d.new_shape)}"
+                    ),
+                    "dtype": (d.new_dtype or d.old_dtype or "-")
+                    if d.old_dtype == d.new_dtype or d.old_dtype is None or d.new_dtype is None
+                    else f"{d.old_dtype} → {d.new_dtype}",
+                    "rel": d.relative_change,
+                    "cos": d.cosine_sim,
+                    "l2": d.l2_diff,
+                    "max": d.max_diff,
+                    "ratio": d.change_ratio,
+                    "nonfinite": d.nonfinite_new,
+                    "elements": d.num_elements,
+                }
+            )
     return rows
 
 
@@ -93,36 +122,69 @@ def render_html(view: ReportView) -> str:
     changed = [d for k, v in view.groups.items() if k != "unchanged" for d in v]
     lr_rows = charts.low_rank_rows(view.low_rank_diffs)
     chart_list = [
-        ("depth", "Relative change by depth",
-         "Average relative change (‖Δ‖/‖old‖) of each block's tensors, per layer type.",
-         charts.depth_chart(view.depth_profile, w, h),
-         "No per-block data: no analysis was given or no tensor name carries a block index."),
-        ("layers", "Layer types",
-         "Tensors changed vs frozen, and how much each layer type moved.",
-         charts.layer_type_chart(view.layer_rows, w, h),
-         "No layer-type analysis was given."),
-        ("cosine", "Cosine similarity",
-         "Direction kept by each changed tensor (old vs new); each band runs from its label "
-         "up to the next band (bands of 1 − cos, log scale).",
-         charts.cosine_histogram(changed, w, h),
-         "No changed tensor has a cosine similarity (nothing was compared element-wise)."),
+        (
+            "depth",
+            "Relative change by depth",
+            "Average relative change (‖Δ‖/‖old‖) of each block's tensors, per layer type.",
+            charts.depth_chart(view.depth_profile, w, h),
+            "No per-block data: no analysis was given or no tensor name carries a block index.",
+        ),
+        (
+            "layers",
+            "Layer types",
+            "Tensors changed vs frozen, and how much each layer type moved.",
+            charts.layer_type_chart(view.layer_rows, w, h),
+            "No layer-type analysis was given.",
+        ),
+        (
+            "cosine",
+            "Cosine similarity",
+            "Direction kept by each changed tensor (old vs new); each band runs from its label "
+            "up to the next band (bands of 1 − cos, log scale).",
+            charts.cosine_histogram(changed, w, h),
+            "No changed tensor has a cosine similarity (nothing was compared element-wise).",
+        ),
     ]
     lr_chart = charts.low_rank_chart(lr_rows, w, h)
     if lr_chart is not None or view.low_rank_summary:
-        chart_list.append((
-            "lowrank", "Low-rank structure",
-            "Rank that captures 90% / 99% of each 2-D delta's energy (a LoRA of that rank "
-            "reproduces it); the lowest-rank deltas first.",
-            lr_chart, "No per-tensor low-rank record to draw."))
-    table_data = [[r["name"], r["change"], r["rel"], r["cos"], r["l2"], r["max"], r["ratio"],
-                   r["nonfinite"], r["elements"]] for r in rows]
+        chart_list.append(
+            (
+                "lowrank",
+                "Low-rank structure",
+                "Rank that captures 90% / 99% of each 2-D delta's energy (a LoRA of that rank "
+                "reproduces it); the lowest-rank deltas first.",
+                lr_chart,
+                "No per-tensor low-rank record to draw.",
+            )
+        )
+    table_data = [
+        [
+            r["name"],
+            r["change"],
+            r["rel"],
+            r["cos"],
+            r["l2"],
+            r["max"],
+            r["ratio"],
+            r["nonfinite"],
+            r["elements"],
+        ]
+        for r in rows
+    ]
     raw = report_dict(view) if cfg.include_raw_data else None
     # Raw data is shown once, as escaped text in a <pre> (the download button reads it back).
     template = _environment().get_template("report.html.j2")
     return template.render(
-        v=view, s=view.summary, cfg=cfg, version=__version__, groups=GROUPS,
-        charts=chart_list, rows=rows, lr_rows=lr_rows,
+        v=view,
+        s=view.summary,
+        cfg=cfg,
+        version=__version__,
+        groups=GROUPS,
+        charts=chart_list,
+        rows=rows,
+        lr_rows=lr_rows,
         table_json=script_json(table_data),
         raw_pretty=json.dumps(raw, indent=2, allow_nan=False, ensure_ascii=False)
-        if raw is not None else None,
+        if raw is not None
+        else None,
     )

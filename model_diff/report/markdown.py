@@ -45,8 +45,10 @@ def md_code(text: str) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
-    out = ["| " + " | ".join(header) + " |",
-           "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
+    out = [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|",
+    ]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return out
 
@@ -54,17 +56,33 @@ def _table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
 def _row(key: str, d: ParameterDiff) -> list[str]:
     name = md_code(d.name) + (" :warning: NaN/Inf" if d.nonfinite_new else "")
     if key in ("added", "removed", "shape_changed", "dtype_changed"):
-        return [name, fmt_shape(d.old_shape), fmt_shape(d.new_shape), md_text(d.old_dtype or "-"),
-                md_text(d.new_dtype or "-"), fmt_pct(d.relative_change)]
-    return [name, fmt_pct(d.relative_change), fmt_cos(d.cosine_sim), fmt_float(d.l2_diff),
-            fmt_float(d.max_diff), fmt_pct(d.change_ratio)]
+        return [
+            name,
+            fmt_shape(d.old_shape),
+            fmt_shape(d.new_shape),
+            md_text(d.old_dtype or "-"),
+            md_text(d.new_dtype or "-"),
+            fmt_pct(d.relative_change),
+        ]
+    return [
+        name,
+        fmt_pct(d.relative_change),
+        fmt_cos(d.cosine_sim),
+        fmt_float(d.l2_diff),
+        fmt_float(d.max_diff),
+        fmt_pct(d.change_ratio),
+    ]
 
 
 _HEADERS = {
-    "structural": (["tensor", "old shape", "new shape", "old dtype", "new dtype", "rel. change"],
-                   "llllll"),
-    "modified": (["tensor", "rel. change", "cosine", "L2 diff", "max diff", "changed elements"],
-                 "lrrrrr"),
+    "structural": (
+        ["tensor", "old shape", "new shape", "old dtype", "new dtype", "rel. change"],
+        "llllll",
+    ),
+    "modified": (
+        ["tensor", "rel. change", "cosine", "L2 diff", "max diff", "changed elements"],
+        "lrrrrr",
+    ),
 }
 
 
@@ -78,24 +96,34 @@ def render_markdown(view: ReportView) -> str:
         return md_code(str(v)) if v else "-"
 
     inputs_rows.append(["checkpoint", cell(o.get("path")), cell(n.get("path"))])
-    inputs_rows.append(["format", md_text(str(o.get("format") or "-")),
-                        md_text(str(n.get("format") or "-"))])
+    inputs_rows.append(
+        ["format", md_text(str(o.get("format") or "-")), md_text(str(n.get("format") or "-"))]
+    )
     inputs_rows.append(["tensors", fmt_int(o.get("num_tensors")), fmt_int(n.get("num_tensors"))])
-    inputs_rows.append(["parameters", fmt_params(o.get("num_parameters")),
-                        fmt_params(n.get("num_parameters"))])
+    inputs_rows.append(
+        ["parameters", fmt_params(o.get("num_parameters")), fmt_params(n.get("num_parameters"))]
+    )
     od, nd = o.get("dtypes"), n.get("dtypes")
     if od or nd:
-        inputs_rows.append(["dtypes", md_text(fmt_dtypes(od if isinstance(od, dict) else None)),
-                            md_text(fmt_dtypes(nd if isinstance(nd, dict) else None))])
+        inputs_rows.append(
+            [
+                "dtypes",
+                md_text(fmt_dtypes(od if isinstance(od, dict) else None)),
+                md_text(fmt_dtypes(nd if isinstance(nd, dict) else None)),
+            ]
+        )
     head += [*_table(["", "old", "new"], inputs_rows, "lll"), ""]
     counts = " · ".join(f"{t.lower()} **{fmt_int(view.counts[k])}**" for k, t in GROUPS)
-    head.append(f"**{fmt_int(view.changed_count)} of {fmt_int(view.total_count)} tensors "
-                f"changed**: {counts}")
+    head.append(
+        f"**{fmt_int(view.changed_count)} of {fmt_int(view.total_count)} tensors "
+        f"changed**: {counts}"
+    )
     head.append("")
-    facts = [f"avg relative change {fmt_pct(s.avg_relative_change)} "
-             f"(max {fmt_pct(s.max_relative_change)})",
-             f"avg cosine {fmt_cos(s.avg_cosine_similarity)} "
-             f"(min {fmt_cos(s.min_cosine_similarity)})"]
+    facts = [
+        f"avg relative change {fmt_pct(s.avg_relative_change)} "
+        f"(max {fmt_pct(s.max_relative_change)})",
+        f"avg cosine {fmt_cos(s.avg_cosine_similarity)} (min {fmt_cos(s.min_cosine_similarity)})",
+    ]
     if view.pattern:
         facts.insert(0, f"pattern {md_code(view.pattern)}")
     if s.nonfinite_tensors:
@@ -126,11 +154,23 @@ def render_markdown(view: ReportView) -> str:
     if view.layer_rows:
         head.append("### Layer types")
         head.append("")
-        rows = [[md_text(r.layer_type), fmt_int(r.count), fmt_int(r.changed), fmt_int(r.frozen),
-                 fmt_pct(r.avg_change), fmt_pct(r.max_change), fmt_cos(r.avg_cosine)]
-                for r in view.layer_rows]
-        head += _table(["type", "tensors", "changed", "frozen", "avg change", "max change",
-                        "avg cosine"], rows, "lrrrrrr")
+        rows = [
+            [
+                md_text(r.layer_type),
+                fmt_int(r.count),
+                fmt_int(r.changed),
+                fmt_int(r.frozen),
+                fmt_pct(r.avg_change),
+                fmt_pct(r.max_change),
+                fmt_cos(r.avg_cosine),
+            ]
+            for r in view.layer_rows
+        ]
+        head += _table(
+            ["type", "tensors", "changed", "frozen", "avg change", "max change", "avg cosine"],
+            rows,
+            "lrrrrrr",
+        )
         head.append("")
 
     depth = block_profile(view.depth_profile)
@@ -138,9 +178,14 @@ def render_markdown(view: ReportView) -> str:
         head.append("### Change by depth")
         head.append("")
         top = max(v for _, v in depth) or 1.0
-        head += _table(["block", "avg relative change", ""],
-                       [[label, fmt_pct(v), "█" * max(1 if v > 0 else 0, round(20 * v / top))]
-                        for label, v in depth], "lrl")
+        head += _table(
+            ["block", "avg relative change", ""],
+            [
+                [label, fmt_pct(v), "█" * max(1 if v > 0 else 0, round(20 * v / top))]
+                for label, v in depth
+            ],
+            "lrl",
+        )
         head.append("")
 
     footer = ["", f"<sub>model-diff {__version__}</sub>", ""]
@@ -155,9 +200,11 @@ def _fit_tensors(view: ReportView, head: str, footer: str) -> str:
     # away. The <summary> holds only counts, never a checkpoint string.
     listed = view.shown_count
     parts: list[str] = [
-        "### Tensors", "",
+        "### Tensors",
+        "",
         f"<details><summary>{fmt_int(view.changed_count)} changed tensors, "
-        f"{fmt_int(listed)} listed</summary>", "",
+        f"{fmt_int(listed)} listed</summary>",
+        "",
     ]
     used = len(head) + len(footer) + cut_note_room + sum(len(p) + 1 for p in parts)
     written = 0
@@ -196,11 +243,15 @@ def _fit_tensors(view: ReportView, head: str, footer: str) -> str:
             break
     notes = []
     if cut:
-        notes.append(f"_Tensor tables cut after {written} rows to stay under "
-                     f"{view.config.max_chars:,} characters; the JSON report lists every tensor._")
+        notes.append(
+            f"_Tensor tables cut after {written} rows to stay under "
+            f"{view.config.max_chars:,} characters; the JSON report lists every tensor._"
+        )
     elif view.truncated:
-        notes.append(f"_Showing the {view.shown_count} most changed of {view.listed_changed} "
-                     f"changed tensors (max\\_layers\\_display={view.config.max_layers_display})._")
+        notes.append(
+            f"_Showing the {view.shown_count} most changed of {view.listed_changed} "
+            f"changed tensors (max\\_layers\\_display={view.config.max_layers_display})._"
+        )
     body = "\n".join([*parts, *notes, "", "</details>"])
     text = head + "\n" + body + "\n" + footer
     if len(text) > budget:  # only when the head alone (insights, names) is too long

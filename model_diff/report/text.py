@@ -28,13 +28,23 @@ WIDTH = 80
 _NAME_W = 48
 
 _ANSI = {
-    "bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34",
-    "magenta": "35", "cyan": "36",
+    "bold": "1",
+    "dim": "2",
+    "red": "31",
+    "green": "32",
+    "yellow": "33",
+    "blue": "34",
+    "magenta": "35",
+    "cyan": "36",
 }
 _SEVERITY_STYLE = {"critical": "red", "warning": "yellow", "info": "cyan"}
 _GROUP_STYLE = {
-    "added": "green", "removed": "red", "shape_changed": "magenta", "dtype_changed": "magenta",
-    "modified": "blue", "unchanged": "dim",
+    "added": "green",
+    "removed": "red",
+    "shape_changed": "magenta",
+    "dtype_changed": "magenta",
+    "modified": "blue",
+    "unchanged": "dim",
 }
 
 
@@ -74,22 +84,35 @@ def render_text(view: ReportView) -> str:
     # Two fixed lines (structural, then content changes): no width-dependent wrapping, so
     # coloured and plain output have the same layout.
     for keys in (GROUPS[:4], GROUPS[4:]):
-        out.add("  " + "   ".join(
-            out.style(f"{heading.lower()} {fmt_int(view.counts[k])}", _GROUP_STYLE[k])
-            for k, heading in keys))
-    out.add(f"  relative change  avg {fmt_pct(s.avg_relative_change)}"
-            f"   max {fmt_pct(s.max_relative_change)}")
-    out.add(f"  cosine           avg {fmt_cos(s.avg_cosine_similarity)}"
-            f"   min {fmt_cos(s.min_cosine_similarity)}")
-    out.add(f"  elements         old {fmt_int(s.old_num_elements)}"
-            f"   new {fmt_int(s.new_num_elements)}   changed {fmt_int(s.changed_elements)}")
+        out.add(
+            "  "
+            + "   ".join(
+                out.style(f"{heading.lower()} {fmt_int(view.counts[k])}", _GROUP_STYLE[k])
+                for k, heading in keys
+            )
+        )
+    out.add(
+        f"  relative change  avg {fmt_pct(s.avg_relative_change)}"
+        f"   max {fmt_pct(s.max_relative_change)}"
+    )
+    out.add(
+        f"  cosine           avg {fmt_cos(s.avg_cosine_similarity)}"
+        f"   min {fmt_cos(s.min_cosine_similarity)}"
+    )
+    out.add(
+        f"  elements         old {fmt_int(s.old_num_elements)}"
+        f"   new {fmt_int(s.new_num_elements)}   changed {fmt_int(s.changed_elements)}"
+    )
     if s.nonfinite_tensors:
         names = join_limited([printable(n) for n in s.nonfinite_tensors], 3)
-        for i, line in enumerate(textwrap.wrap(
+        for i, line in enumerate(
+            textwrap.wrap(
                 f"{_plural(len(s.nonfinite_tensors), 'tensor')} with NaN/Inf in new: {names}",
-                WIDTH - 19, break_on_hyphens=False)):
-            out.add(("  non-finite       " if i == 0 else " " * 19)
-                    + out.style(line, "red"))
+                WIDTH - 19,
+                break_on_hyphens=False,
+            )
+        ):
+            out.add(("  non-finite       " if i == 0 else " " * 19) + out.style(line, "red"))
     else:
         out.add("  non-finite       none")
 
@@ -103,8 +126,9 @@ def render_text(view: ReportView) -> str:
         for ins in view.insights:
             tag = out.style(f"[{ins.severity.upper()}]", "bold", _SEVERITY_STYLE[ins.severity])
             head = f"{ins.title} ({ins.code})" if ins.code else ins.title
-            first, *rest = textwrap.wrap(printable(head), WIDTH - 4 - len(ins.severity) - 3,
-                                         break_on_hyphens=False) or [""]
+            first, *rest = textwrap.wrap(
+                printable(head), WIDTH - 4 - len(ins.severity) - 3, break_on_hyphens=False
+            ) or [""]
             out.add(f"  {tag} {first}")
             for line in rest:
                 out.add("      " + line)
@@ -112,18 +136,23 @@ def render_text(view: ReportView) -> str:
                 out.add("      " + line)
             if ins.tensors:
                 names = join_limited([printable(t) for t in ins.tensors], 4)
-                for i, line in enumerate(textwrap.wrap(f"tensors: {names}", WIDTH - 6,
-                                                       break_on_hyphens=False)):
+                for i, line in enumerate(
+                    textwrap.wrap(f"tensors: {names}", WIDTH - 6, break_on_hyphens=False)
+                ):
                     out.add("      " + (line if i == 0 else "  " + line))
 
     if view.layer_rows:
         out.heading("Layer types")
-        out.add(f"  {'type':<10}{'tensors':>9}{'changed':>9}{'frozen':>8}"
-                f"{'avg change':>12}{'max change':>12}{'avg cosine':>12}")
+        out.add(
+            f"  {'type':<10}{'tensors':>9}{'changed':>9}{'frozen':>8}"
+            f"{'avg change':>12}{'max change':>12}{'avg cosine':>12}"
+        )
         for r in view.layer_rows:
-            out.add(f"  {shorten(printable(r.layer_type), 10):<10}{fmt_int(r.count):>9}"
-                    f"{fmt_int(r.changed):>9}{fmt_int(r.frozen):>8}{fmt_pct(r.avg_change):>12}"
-                    f"{fmt_pct(r.max_change):>12}{fmt_cos(r.avg_cosine):>12}")
+            out.add(
+                f"  {shorten(printable(r.layer_type), 10):<10}{fmt_int(r.count):>9}"
+                f"{fmt_int(r.changed):>9}{fmt_int(r.frozen):>8}{fmt_pct(r.avg_change):>12}"
+                f"{fmt_pct(r.max_change):>12}{fmt_cos(r.avg_cosine):>12}"
+            )
 
     depth = block_profile(view.depth_profile)
     if depth:
@@ -151,8 +180,10 @@ def _input_lines(out: _Out, side: str, label: str, info: dict[str, object]) -> N
         where += f" ({printable(str(fmt))})"
     head = f"{side}  {label}: {where}" if label != where.split(" (")[0] else f"{side}  {where}"
     out.add(shorten(head, WIDTH))
-    parts = [f"{fmt_int(info.get('num_tensors'))} tensors",
-             f"{fmt_params(info.get('num_parameters'))} parameters"]
+    parts = [
+        f"{fmt_int(info.get('num_tensors'))} tensors",
+        f"{fmt_params(info.get('num_parameters'))} parameters",
+    ]
     dtypes = info.get("dtypes")
     if isinstance(dtypes, dict) and dtypes:
         parts.append(printable(fmt_dtypes(dtypes)))
@@ -166,7 +197,7 @@ def _name_row(out: _Out, name: str, cells: str, mark: str = " ") -> None:
         out.add(f" {mark}{shown:<{_NAME_W}}{cells}")
         return
     for i in range(0, len(shown), WIDTH - 2):
-        out.add(f" {mark if i == 0 else ' '}{shown[i:i + WIDTH - 2]}")
+        out.add(f" {mark if i == 0 else ' '}{shown[i : i + WIDTH - 2]}")
     if len(cells) <= WIDTH - 2 - _NAME_W:
         out.add(f"  {'':<{_NAME_W}}{cells}")
     else:
@@ -208,11 +239,15 @@ def _tensor_sections(out: _Out, view: ReportView) -> None:
                 mark = "!" if d.nonfinite_new else " "
                 flagged = flagged or d.nonfinite_new > 0
                 if key == "dtype_changed":
-                    cells = (f"{shorten(f'{d.old_dtype} -> {d.new_dtype}', 19):<20}"
-                             f"{fmt_pct(d.relative_change):>10}")
+                    cells = (
+                        f"{shorten(f'{d.old_dtype} -> {d.new_dtype}', 19):<20}"
+                        f"{fmt_pct(d.relative_change):>10}"
+                    )
                 else:
-                    cells = (f"{fmt_pct(d.relative_change):>10}{fmt_cos(d.cosine_sim):>10}"
-                             f"{fmt_float(d.l2_diff):>10}")
+                    cells = (
+                        f"{fmt_pct(d.relative_change):>10}{fmt_cos(d.cosine_sim):>10}"
+                        f"{fmt_float(d.l2_diff):>10}"
+                    )
                 _name_row(out, d.name, cells, mark)
     if flagged:
         out.add()
@@ -220,7 +255,9 @@ def _tensor_sections(out: _Out, view: ReportView) -> None:
     if view.truncated:
         out.add()
         for line in textwrap.wrap(
-                f"Showing the {view.shown_count} most changed of {view.listed_changed} changed "
-                f"tensors (max_layers_display={view.config.max_layers_display}); "
-                "use --format json for all of them.", WIDTH - 2):
+            f"Showing the {view.shown_count} most changed of {view.listed_changed} changed "
+            f"tensors (max_layers_display={view.config.max_layers_display}); "
+            "use --format json for all of them.",
+            WIDTH - 2,
+        ):
             out.add("  " + line)

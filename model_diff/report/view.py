@@ -242,8 +242,9 @@ def build_view(
         "unchanged": summary.unchanged_parameters,
     }
     changed = [d for k, v in groups.items() if k != "unchanged" for d in v]
-    ranked = heapq.nsmallest(config.max_layers_display, range(len(changed)),
-                             key=lambda i: _rank_key(changed[i], i))
+    ranked = heapq.nsmallest(
+        config.max_layers_display, range(len(changed)), key=lambda i: _rank_key(changed[i], i)
+    )
     keep = {id(changed[i]) for i in ranked}
     shown = {k: [d for d in v if id(d) in keep] for k, v in groups.items()}
     shown["unchanged"] = []
@@ -293,12 +294,18 @@ def _read_analysis(view: ReportView, a: dict[str, Any]) -> None:
         known = [t for t in LAYER_TYPE_ORDER if t in la]
         for t in known + sorted(t for t in la if t not in LAYER_TYPE_ORDER):
             row = la[t] if isinstance(la[t], Mapping) else {}
-            view.layer_rows.append(LayerRow(
-                layer_type=t, count=_int(row.get("count")), changed=_int(row.get("changed")),
-                frozen=_int(row.get("frozen")), avg_change=_num(row.get("avg_change")),
-                max_change=_num(row.get("max_change")), avg_cosine=_num(row.get("avg_cosine")),
-                num_elements=_int(row.get("num_elements")),
-            ))
+            view.layer_rows.append(
+                LayerRow(
+                    layer_type=t,
+                    count=_int(row.get("count")),
+                    changed=_int(row.get("changed")),
+                    frozen=_int(row.get("frozen")),
+                    avg_change=_num(row.get("avg_change")),
+                    max_change=_num(row.get("max_change")),
+                    avg_cosine=_num(row.get("avg_cosine")),
+                    num_elements=_int(row.get("num_elements")),
+                )
+            )
     dp = a.get("depth_profile") or []
     view.depth_profile = [p for p in dp if isinstance(p, dict)] if isinstance(dp, list) else []
     fl = a.get("frozen_layers") or []
@@ -307,8 +314,9 @@ def _read_analysis(view: ReportView, a: dict[str, Any]) -> None:
     view.low_rank_summary = lr if isinstance(lr, dict) and lr else None
 
 
-def block_profile(profile: Sequence[Mapping[str, Any]], max_rows: int = 24
-                  ) -> list[tuple[str, float]]:
+def block_profile(
+    profile: Sequence[Mapping[str, Any]], max_rows: int = 24
+) -> list[tuple[str, float]]:
     """Average relative change per block (all layer types, weighted by tensor count).
 
     More than ``max_rows`` blocks are merged into equal runs of consecutive blocks
@@ -329,7 +337,7 @@ def block_profile(profile: Sequence[Mapping[str, Any]], max_rows: int = 24
     per = math.ceil(len(blocks) / max_rows)
     rows = []
     for i in range(0, len(blocks), per):
-        run = blocks[i:i + per]
+        run = blocks[i : i + per]
         total = sum(sums[b][0] for b in run)
         weight = sum(sums[b][1] for b in run)
         label = str(run[0]) if len(run) == 1 else f"{run[0]}-{run[-1]}"

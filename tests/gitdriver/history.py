@@ -21,11 +21,13 @@ import numpy as np
 from model_diff.toy import fine_tune, save_safetensors, toy_transformer
 
 
-def git(root: Path, env: Mapping[str, str], *args: str, check: bool = True,
-        **kw: object) -> subprocess.CompletedProcess[str]:
+def git(
+    root: Path, env: Mapping[str, str], *args: str, check: bool = True, **kw: object
+) -> subprocess.CompletedProcess[str]:
     """Run real ``git`` in ``root`` with output captured as text."""
     proc: subprocess.CompletedProcess[str] = subprocess.run(  # type: ignore[call-overload]
-        ["git", *args], cwd=root, env=dict(env), capture_output=True, text=True, **kw)
+        ["git", *args], cwd=root, env=dict(env), capture_output=True, text=True, **kw
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}")
     return proc

@@ -11,17 +11,25 @@ import numpy as np
 from model_diff.toy import save_safetensors, toy_transformer
 
 
-def git(args: list[str], cwd: Path, env: dict[str, str], *, check: bool = True,
-        input: bytes | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          check=False)
+def git(
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    *,
+    check: bool = True,
+    input: bytes | None = None,
+) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=False
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} -> {proc.returncode}\n{proc.stderr}")
     return proc
 
 
-def init_lfs_repo(repo: Path, env: dict[str, str], patterns: tuple[str, ...] = (
-        "*.safetensors",)) -> None:
+def init_lfs_repo(
+    repo: Path, env: dict[str, str], patterns: tuple[str, ...] = ("*.safetensors",)
+) -> None:
     repo.mkdir(parents=True)
     git(["init", "-q", "-b", "main"], repo, env)
     git(["lfs", "install", "--local"], repo, env)
@@ -39,14 +47,15 @@ def write_model(path: Path, sd: dict[str, np.ndarray]) -> None:
 
 def changed_lines(diff: str) -> tuple[list[str], list[str]]:
     """(removed, added) content lines of a unified diff, headers excluded."""
-    minus = [ln[1:] for ln in diff.splitlines()
-             if ln.startswith("-") and not ln.startswith("---")]
-    plus = [ln[1:] for ln in diff.splitlines()
-            if ln.startswith("+") and not ln.startswith("+++")]
+    minus = [ln[1:] for ln in diff.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+    plus = [ln[1:] for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
     return minus, plus
 
 
 def tensor_names(lines: list[str]) -> set[str]:
     """Tensor names of textconv tensor lines (header lines skipped)."""
-    return {ln.split(" ", 1)[0] for ln in lines
-            if ln and not ln.startswith(("model-diff textconv", "checkpoint ", "skipped "))}
+    return {
+        ln.split(" ", 1)[0]
+        for ln in lines
+        if ln and not ln.startswith(("model-diff textconv", "checkpoint ", "skipped "))
+    }

@@ -7,8 +7,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from model_diff.gitdriver.cache import (
+    TEXTCONV_FORMAT_VERSION,
+    TextconvCache,
+    default_root,
+    file_key,
+)
 
-from gitdriver.cache import TEXTCONV_FORMAT_VERSION, TextconvCache, default_root, file_key
 from model_diff.toy import save_safetensors, toy_transformer
 from tests.conftest import run_model_diff
 
@@ -46,17 +51,22 @@ def test_file_key_is_xxh3_of_the_bytes_and_size(tmp_path: Path) -> None:
 
 
 def test_cache_lives_under_the_git_common_dir_or_xdg(
-        tmp_path: Path, clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Inside a repo (also from a linked worktree) the cache is <common dir>/model-diff;
     outside, $XDG_CACHE_HOME/model-diff."""
     repo = tmp_path / "repo"
     repo.mkdir()
     subprocess.run(["git", "init", "-q", str(repo)], env=clean_env, check=True)
-    subprocess.run(["git", "-C", str(repo), "commit", "-q", "--allow-empty", "-m", "x"],
-                   env=clean_env, check=True)
+    subprocess.run(
+        ["git", "-C", str(repo), "commit", "-q", "--allow-empty", "-m", "x"],
+        env=clean_env,
+        check=True,
+    )
     wt = tmp_path / "wt"
-    subprocess.run(["git", "-C", str(repo), "worktree", "add", "-q", str(wt)], env=clean_env,
-                   check=True)
+    subprocess.run(
+        ["git", "-C", str(repo), "worktree", "add", "-q", str(wt)], env=clean_env, check=True
+    )
     expected = (repo / ".git" / "model-diff" / "textconv-cache").resolve()
     assert default_root(repo) == expected
     assert default_root(wt / ".") == expected
@@ -68,8 +78,9 @@ def test_cache_lives_under_the_git_common_dir_or_xdg(
     assert default_root(outside) == tmp_path / "xdg" / "model-diff" / "textconv-cache"
 
 
-def test_textconv_serves_a_second_run_from_the_cache(tmp_path: Path,
-                                                     clean_env: dict[str, str]) -> None:
+def test_textconv_serves_a_second_run_from_the_cache(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
     """Second textconv of the same content (any name) reads the cache entry it wrote."""
     env = dict(clean_env, XDG_CACHE_HOME=str(tmp_path / "xdg"))
     path = tmp_path / "m.safetensors"
@@ -81,6 +92,7 @@ def test_textconv_serves_a_second_run_from_the_cache(tmp_path: Path,
     entry.write_text(first + "marker from the cache\n")
     second = run_model_diff(["textconv", str(path)], env, cwd=tmp_path).stdout
     assert second.endswith("marker from the cache\n")
-    off = run_model_diff(["textconv", str(path)], dict(env, MODEL_DIFF_NO_CACHE="1"),
-                         cwd=tmp_path).stdout
+    off = run_model_diff(
+        ["textconv", str(path)], dict(env, MODEL_DIFF_NO_CACHE="1"), cwd=tmp_path
+    ).stdout
     assert off == first

@@ -28,8 +28,9 @@ def _diff(root: Path, env: dict[str, str], *args: str) -> subprocess.CompletedPr
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["plain", "lfs"])
-def repo(request: pytest.FixtureRequest,
-         tmp_path_factory: pytest.TempPathFactory) -> tuple[History, dict[str, str]]:
+def repo(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[History, dict[str, str]]:
     base = tmp_path_factory.mktemp("extdiff")
     env = scrubbed_env(base / "home")
     history = build_history(base / "repo", env, lfs=request.param)
@@ -38,21 +39,24 @@ def repo(request: pytest.FixtureRequest,
 
 
 def test_git_diff_runs_the_driver_for_renames_adds_deletes_and_edits(
-        repo: tuple[History, dict[str, str]]) -> None:
+    repo: tuple[History, dict[str, str]],
+) -> None:
     """9-arg rename, 7-arg add/delete (mode '.') and modify: each gets its own header."""
     history, env = repo
     proc = _diff(history.root, env, "HEAD~2", "HEAD")
     out = proc.stdout
     assert proc.returncode == 0 and "external diff died" not in proc.stderr
-    assert ("diff --git a/moved.safetensors b/ckpt/renamed.safetensors\n"
-            "similarity index 100%\nrename from moved.safetensors\n"
-            "rename to ckpt/renamed.safetensors\n") in out
+    assert (
+        "diff --git a/moved.safetensors b/ckpt/renamed.safetensors\n"
+        "similarity index 100%\nrename from moved.safetensors\n"
+        "rename to ckpt/renamed.safetensors\n"
+    ) in out
     assert "+++ b/ckpt/renamed.safetensors\ncontent identical\n" in out
     assert ("diff --git a/new.safetensors b/new.safetensors\nnew file mode 100644\n") in out
     assert f"--- /dev/null\n+++ b/new.safetensors\nadded: {N_TENSORS} tensors" in out
     assert "diff --git a/old.safetensors b/old.safetensors\ndeleted file mode 100644\n" in out
     assert f"+++ /dev/null\nremoved: {N_TENSORS} tensors" in out
-    model = out[out.index("diff --git a/model.safetensors"):out.index("diff --git a/new.")]
+    model = out[out.index("diff --git a/model.safetensors") : out.index("diff --git a/new.")]
     assert f"tensors: {N_TENSORS - 1} modified, 1 unchanged" in model
     assert "~ model.layers.1.mlp.down_proj.weight  float32 [16, 64]  rel " in model
     assert "model.embed_tokens.weight" not in model.split("insights:")[0]  # frozen: not listed
@@ -62,13 +66,20 @@ def test_git_diff_runs_the_driver_for_renames_adds_deletes_and_edits(
 
 @pytest.mark.parametrize("repo", [True], ids=["lfs"], indirect=True)
 def test_pointers_reaching_the_driver_are_resolved_from_the_store(
-        repo: tuple[History, dict[str, str]]) -> None:
+    repo: tuple[History, dict[str, str]],
+) -> None:
     """GIT_LFS_SKIP_SMUDGE=1 hands over pointers; the output is the smudged one."""
     history, env = repo
     assert history.lfs
     smudged = _diff(history.root, env, "HEAD~1", "HEAD", "--", "model.safetensors").stdout
-    skipped = _diff(history.root, {**env, "GIT_LFS_SKIP_SMUDGE": "1"}, "HEAD~1", "HEAD", "--",
-                    "model.safetensors").stdout
+    skipped = _diff(
+        history.root,
+        {**env, "GIT_LFS_SKIP_SMUDGE": "1"},
+        "HEAD~1",
+        "HEAD",
+        "--",
+        "model.safetensors",
+    ).stdout
     assert skipped == smudged and "~ model.layers.0" in smudged
 
 
@@ -100,21 +111,43 @@ def test_closed_pipe_is_not_an_error(tmp_path: Path, clean_env: dict[str, str]) 
     read_end, write_end = os.pipe()
     os.close(read_end)  # nobody will ever read: the first write raises EPIPE
     proc = subprocess.run(
-        [sys.executable, "-m", "model_diff", "ext-diff", "m.safetensors", str(a), "1" * 40,
-         "100644", str(b), "2" * 40, "100644"],
-        env=clean_env, stdout=write_end, stderr=subprocess.PIPE, text=True, check=False)
+        [
+            sys.executable,
+            "-m",
+            "model_diff",
+            "ext-diff",
+            "m.safetensors",
+            str(a),
+            "1" * 40,
+            "100644",
+            str(b),
+            "2" * 40,
+            "100644",
+        ],
+        env=clean_env,
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
     os.close(write_end)
     assert proc.returncode == 0
     assert proc.stderr == ""
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["conflicted.safetensors"], "* Unmerged path conflicted.safetensors\n"),
-    (["a", "b", "c"], "model-diff: error: ext-diff takes the 7 or 9 arguments git passes, "
-                      "got 3"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["conflicted.safetensors"], "* Unmerged path conflicted.safetensors\n"),
+        (
+            ["a", "b", "c"],
+            "model-diff: error: ext-diff takes the 7 or 9 arguments git passes, got 3",
+        ),
+    ],
+)
 def test_unusual_argument_counts_print_a_line_and_exit_zero(
-        args: list[str], expected: str, clean_env: dict[str, str], tmp_path: Path) -> None:
+    args: list[str], expected: str, clean_env: dict[str, str], tmp_path: Path
+) -> None:
     """git's 1-argument unmerged form is named; a wrong count is an error line, exit 0."""
     proc = run_model_diff(["ext-diff", *args], clean_env, cwd=tmp_path)
     assert proc.returncode == 0

@@ -8,16 +8,17 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from model_diff.gitdriver import attributes
 
-from gitdriver import attributes
 from tests.conftest import run_model_diff
 
 PATTERNS = attributes.DEFAULT_PATTERNS
 
 
 def git(args: list[str], cwd: Path, env: dict[str, str]) -> str:
-    proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          check=True)
+    proc = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, check=True
+    )
     return proc.stdout
 
 
@@ -45,7 +46,8 @@ def snapshot(*paths: Path) -> dict[Path, bytes | None]:
 
 
 def test_local_install_routes_every_pattern_and_uninstall_restores_bytes(
-        lfs_repo: Path, clean_env: dict[str, str]) -> None:
+    lfs_repo: Path, clean_env: dict[str, str]
+) -> None:
     """install sets the driver for every default pattern (LFS line edited in place); a second
     install changes nothing; uninstall gives back .git/config and .gitattributes byte for byte."""
     files = (lfs_repo / ".git" / "config", lfs_repo / ".gitattributes")
@@ -81,13 +83,16 @@ def test_later_lfs_track_keeps_the_edited_line(lfs_repo: Path, clean_env: dict[s
 
 
 def test_global_install_restores_gitconfig_with_comments(
-        tmp_path: Path, clean_env: dict[str, str]) -> None:
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
     """--global writes ~/.gitconfig and the XDG attributes file; uninstall restores the
     commented, newline-less ~/.gitconfig byte for byte and removes the attributes file it made."""
     home = Path(clean_env["HOME"])
     gitconfig = Path(clean_env["GIT_CONFIG_GLOBAL"])
-    gitconfig.write_text("# my settings\n[core]\n\teditor = vim ; the only editor\n"
-                         "# trailing comment without newline")
+    gitconfig.write_text(
+        "# my settings\n[core]\n\teditor = vim ; the only editor\n"
+        "# trailing comment without newline"
+    )
     attrs = Path(clean_env["XDG_CONFIG_HOME"]) / "git" / "attributes"
     outside = tmp_path / "not-a-repo"
     outside.mkdir()
@@ -112,7 +117,8 @@ def test_global_install_restores_gitconfig_with_comments(
 
 
 def test_system_install_uses_system_config_and_its_attributes_file(
-        tmp_path: Path, clean_env: dict[str, str]) -> None:
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
     """--system writes GIT_CONFIG_SYSTEM and the system core.attributesFile; uninstall undoes."""
     env = dict(clean_env)
     env.pop("GIT_CONFIG_NOSYSTEM")
@@ -131,7 +137,8 @@ def test_system_install_uses_system_config_and_its_attributes_file(
 
 
 def test_local_install_outside_a_repository_is_a_clear_error(
-        tmp_path: Path, clean_env: dict[str, str]) -> None:
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
     """install (local) outside a repository: exit 2, one error line, nothing written."""
     outside = tmp_path / "plain"
     outside.mkdir()
@@ -143,7 +150,8 @@ def test_local_install_outside_a_repository_is_a_clear_error(
 
 
 def test_install_refuses_to_overwrite_a_foreign_driver(
-        lfs_repo: Path, clean_env: dict[str, str]) -> None:
+    lfs_repo: Path, clean_env: dict[str, str]
+) -> None:
     """A diff.model-diff.textconv set by someone else is not silently replaced (exit 2)."""
     git(["config", "diff.model-diff.textconv", "my-own-tool"], lfs_repo, clean_env)
     before = snapshot(lfs_repo / ".gitattributes")
@@ -175,7 +183,8 @@ def test_cachetextconv_and_external_flags(lfs_repo: Path, clean_env: dict[str, s
 
 
 def test_status_warns_that_a_fresh_clone_falls_back(
-        lfs_repo: Path, tmp_path: Path, clean_env: dict[str, str]) -> None:
+    lfs_repo: Path, tmp_path: Path, clean_env: dict[str, str]
+) -> None:
     """status: configured + committed attributes -> fresh-clone warning; in the clone itself
     (attributes cloned, driver not) -> 'no driver is configured' and the pointer fallback."""
     r = run_model_diff(["install"], clean_env, cwd=lfs_repo)
@@ -196,17 +205,25 @@ def test_status_warns_that_a_fresh_clone_falls_back(
 
 # -- the attribute edits themselves, byte for byte --------------------------------------------
 
-_LINES = st.sampled_from([
-    "*.bin filter=lfs diff=lfs merge=lfs -text", "*.safetensors filter=lfs diff=lfs -text",
-    "*.pt -diff", "# a comment", "", "  ", "*.npy diff=model-diff", "*.txt text",
-    "docs/** linguist-documentation",
-])
+_LINES = st.sampled_from(
+    [
+        "*.bin filter=lfs diff=lfs merge=lfs -text",
+        "*.safetensors filter=lfs diff=lfs -text",
+        "*.pt -diff",
+        "# a comment",
+        "",
+        "  ",
+        "*.npy diff=model-diff",
+        "*.txt text",
+        "docs/** linguist-documentation",
+    ]
+)
 
 
-@given(st.lists(_LINES, max_size=6), st.sampled_from(["\n", "\r\n"]), st.booleans(),
-       st.booleans())
+@given(st.lists(_LINES, max_size=6), st.sampled_from(["\n", "\r\n"]), st.booleans(), st.booleans())
 def test_attribute_install_then_uninstall_round_trips(
-        lines: list[str], nl: str, final_newline: bool, exists: bool) -> None:
+    lines: list[str], nl: str, final_newline: bool, exists: bool
+) -> None:
     """uninstall_text(install_text(t)) == t for any attributes text (CRLF, no final newline,
     missing file), and installing twice equals installing once."""
     text: str | None = nl.join(lines) + (nl if final_newline and lines else "")
@@ -219,7 +236,8 @@ def test_attribute_install_then_uninstall_round_trips(
 
 
 def test_external_driver_hands_git_difftool_back_to_the_tool(
-        lfs_repo: Path, clean_env: dict[str, str]) -> None:
+    lfs_repo: Path, clean_env: dict[str, str]
+) -> None:
     """With `install --external`, `git difftool -x CMD` and `git difftool -t TOOL` still run the
     tool (the external command would otherwise shadow difftool, GIT-NOTES 3d)."""
     assert run_model_diff(["install", "--external"], clean_env, cwd=lfs_repo).returncode == 0

@@ -111,12 +111,12 @@ def test_pointers_give_the_same_output_as_smudged_content(repo: Repo) -> None:
     and without model-diff's cache."""
     env = dict(repo.env, MODEL_DIFF_NO_CACHE="1")
     smudged = git(["diff", "HEAD~1", "HEAD"], repo.path, env).stdout
-    pointers = git(["diff", "HEAD~1", "HEAD"], repo.path,
-                   dict(env, GIT_LFS_SKIP_SMUDGE="1")).stdout
+    pointers = git(["diff", "HEAD~1", "HEAD"], repo.path, dict(env, GIT_LFS_SKIP_SMUDGE="1")).stdout
     assert CHANGED in smudged and "version https://git-lfs" not in pointers
     assert pointers == smudged
-    cached = git(["diff", "HEAD~1", "HEAD"], repo.path,
-                 dict(repo.env, GIT_LFS_SKIP_SMUDGE="1")).stdout
+    cached = git(
+        ["diff", "HEAD~1", "HEAD"], repo.path, dict(repo.env, GIT_LFS_SKIP_SMUDGE="1")
+    ).stdout
     assert cached == smudged
 
 
@@ -125,7 +125,8 @@ def _lfs_object(repo: Path, oid: str) -> Path:
 
 
 def test_missing_object_gives_the_not_fetched_line_and_is_not_cached(
-        repo: Repo, tmp_path: Path) -> None:
+    repo: Repo, tmp_path: Path
+) -> None:
     """Object of HEAD~1 deleted: `git -c filter.lfs.required=false diff` exits 0 with the
     'not fetched' line (oid, size, git lfs fetch); once the object is back, real lines show."""
     copy = tmp_path / "copy"
@@ -138,8 +139,10 @@ def test_missing_object_gives_the_not_fetched_line_and_is_not_cached(
     shutil.move(obj, saved)
     shutil.rmtree(copy / ".git" / "model-diff", ignore_errors=True)  # start with no cache
     proc = git(["-c", "filter.lfs.required=false", "diff", "HEAD~1", "HEAD"], copy, repo.env)
-    expected = (f"-model-diff textconv: Git LFS object sha256:{oid} ({size} bytes) is not "
-                f"fetched; run `git lfs fetch` to see its tensors")
+    expected = (
+        f"-model-diff textconv: Git LFS object sha256:{oid} ({size} bytes) is not "
+        f"fetched; run `git lfs fetch` to see its tensors"
+    )
     assert expected in proc.stdout.splitlines()
     _, plus = changed_lines(proc.stdout)
     assert tensor_names(plus) == set(repo.v2)  # the present side is shown in full
@@ -150,7 +153,8 @@ def test_missing_object_gives_the_not_fetched_line_and_is_not_cached(
 
 
 def test_corrupt_committed_checkpoint_is_an_error_line_and_git_exits_0(
-        repo: Repo, tmp_path: Path) -> None:
+    repo: Repo, tmp_path: Path
+) -> None:
     """A truncated checkpoint committed: the textconv prints one error line, git diff and
     git log -p exit 0 and still show the good side."""
     copy = tmp_path / "corrupt"
@@ -178,16 +182,14 @@ def test_status_reports_the_content_cache(repo: Repo) -> None:
     assert int(line.split("(")[1].split()[0]) >= 2
 
 
-def test_cachetextconv_notes_are_keyed_by_the_versioned_command(
-        repo: Repo, tmp_path: Path) -> None:
+def test_cachetextconv_notes_are_keyed_by_the_versioned_command(repo: Repo, tmp_path: Path) -> None:
     """install --cachetextconv: git stores notes whose commit message is the command with
     --format-version, and serves a later diff from them without running the driver."""
     copy = tmp_path / "notes"
     shutil.copytree(repo.path, copy, symlinks=True)
     assert run_model_diff(["install", "--cachetextconv"], repo.env, cwd=copy).returncode == 0
     first = git(["diff", "HEAD~1", "HEAD"], copy, repo.env).stdout
-    msg = git(["log", "-1", "--format=%B", "refs/notes/textconv/model-diff"], copy,
-              repo.env).stdout
+    msg = git(["log", "-1", "--format=%B", "refs/notes/textconv/model-diff"], copy, repo.env).stdout
     assert "-m model_diff textconv --format-version=1" in msg
     shutil.rmtree(copy / ".git" / "lfs" / "objects")
     shutil.rmtree(copy / ".git" / "model-diff")
@@ -198,14 +200,16 @@ def test_cachetextconv_notes_are_keyed_by_the_versioned_command(
 
 
 def test_difftool_still_runs_the_tool_with_the_external_driver_installed(
-        repo: Repo, tmp_path: Path) -> None:
+    repo: Repo, tmp_path: Path
+) -> None:
     """Acceptance 2, install side: after `install --external`, `git difftool -y -t model-diff`
     prints the difftool report (metrics + insights), while `git diff` runs ext-diff."""
     copy = tmp_path / "ext"
     shutil.copytree(repo.path, copy, symlinks=True)
     assert run_model_diff(["install", "--external"], repo.env, cwd=copy).returncode == 0
-    tool = git(["difftool", "-y", "-t", "model-diff", "HEAD~1", "--", "model.safetensors"],
-               copy, repo.env).stdout
+    tool = git(
+        ["difftool", "-y", "-t", "model-diff", "HEAD~1", "--", "model.safetensors"], copy, repo.env
+    ).stdout
     assert "Insights (" in tool and CHANGED in tool
     assert "diff --git" not in tool  # not the external driver's output
     ext = git(["diff", "HEAD~1", "HEAD"], copy, repo.env).stdout

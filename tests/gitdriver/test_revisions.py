@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-
-from gitdriver.revisions import (
+from model_diff.gitdriver.revisions import (
     Change,
     blob_at,
     changed_checkpoints,
@@ -21,6 +20,7 @@ from gitdriver.revisions import (
     read_blob_bytes,
     split_spec,
 )
+
 from model_diff.checkpoint import Checkpoint, from_arrays
 from model_diff.cli import cli
 from model_diff.diff import DiffConfig, ModelDiff
@@ -61,7 +61,8 @@ def test_renamed_from_maps_new_paths_to_old(history: History) -> None:
     """renamed_from gives the hooks each renamed checkpoint's previous path."""
     with open_repo(history.root) as repo:
         assert repo.renamed_from("HEAD~2", "HEAD") == {
-            "ckpt/renamed.safetensors": "moved.safetensors"}
+            "ckpt/renamed.safetensors": "moved.safetensors"
+        }
         assert repo.renamed_from("HEAD~1", "HEAD") == {}
 
 
@@ -125,19 +126,26 @@ def test_merge_base_of_two_branches(tmp_path: Path) -> None:
     git(root, env, "commit", "-q", "-m", "main")
     expected = git(root, env, "merge-base", "main", "topic").stdout.strip()
     assert merge_base("main", "topic", cwd=str(root)) == expected
-    assert merge_base("main", "topic", cwd=str(root)) != git(root, env, "rev-parse",
-                                                              "main").stdout.strip()
+    assert (
+        merge_base("main", "topic", cwd=str(root))
+        != git(root, env, "rev-parse", "main").stdout.strip()
+    )
 
 
 @pytest.mark.parametrize("lfs", [False, True], ids=["plain", "lfs"])
-def test_worktree_side_sees_edits_deletions_renames_and_new_files(tmp_path: Path,
-                                                                  lfs: bool) -> None:
+def test_worktree_side_sees_edits_deletions_renames_and_new_files(
+    tmp_path: Path, lfs: bool
+) -> None:
     """rev2=None compares with the files on disk, as a pre-commit hook sees them."""
     env = scrubbed_env(tmp_path / "home")
     root = tmp_path / "repo"
     init_repo(root, env, lfs=lfs)
-    for name, seed in [("a.safetensors", 0), ("b.safetensors", 1), ("c.safetensors", 2),
-                       ("same.safetensors", 3)]:
+    for name, seed in [
+        ("a.safetensors", 0),
+        ("b.safetensors", 1),
+        ("c.safetensors", 2),
+        ("same.safetensors", 3),
+    ]:
         save_safetensors(root / name, toy(seed))
     git(root, env, "add", "-A")
     git(root, env, "commit", "-q", "-m", "c0")
@@ -167,30 +175,35 @@ def test_an_existing_path_is_never_read_as_a_revision(tmp_path: Path) -> None:
 
 # -- opening REV:path -------------------------------------------------------------------------
 
+
 def _same_weights(ckpt: Checkpoint, arrays: dict[str, np.ndarray]) -> bool:
     return set(ckpt.tensors) == set(arrays) and all(
-        np.array_equal(ckpt[n].array().reshape(a.shape), a) for n, a in arrays.items())
+        np.array_equal(ckpt[n].array().reshape(a.shape), a) for n, a in arrays.items()
+    )
 
 
-def test_open_spec_reads_each_revisions_weights(history: History,
-                                                monkeypatch: pytest.MonkeyPatch,
-                                                tmp_path: Path) -> None:
+def test_open_spec_reads_each_revisions_weights(
+    history: History, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """REV:path gives that commit's tensors (LFS from the store), named by the spec; closing
     it leaves no temporary file behind."""
     monkeypatch.chdir(history.root / "ckpt")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    for spec, arrays in [("HEAD~2:model.safetensors", history.model[0]),
-                         ("HEAD~1:../model.safetensors", history.model[1]),
-                         ("HEAD:ckpt/renamed.safetensors", history.moved),
-                         ("HEAD~2:old.safetensors", history.old)]:
+    for spec, arrays in [
+        ("HEAD~2:model.safetensors", history.model[0]),
+        ("HEAD~1:../model.safetensors", history.model[1]),
+        ("HEAD:ckpt/renamed.safetensors", history.moved),
+        ("HEAD~2:old.safetensors", history.old),
+    ]:
         with open_spec(spec) as ckpt:
             assert ckpt.path == spec and ckpt.format == "safetensors"
             assert _same_weights(ckpt, arrays)
     assert list(tmp_path.iterdir()) == []
 
 
-def test_missing_lfs_object_names_the_oid_and_the_fetch(history: History,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_lfs_object_names_the_oid_and_the_fetch(
+    history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An LFS object absent from the store is a typed error that says `git lfs fetch`."""
     monkeypatch.chdir(history.root)
     with open_repo() as repo:
@@ -199,20 +212,22 @@ def test_missing_lfs_object_names_the_oid_and_the_fetch(history: History,
         with open_spec("HEAD~1:model.safetensors") as ckpt:  # plain blobs need no store
             assert _same_weights(ckpt, history.model[1])
         return
-    obj = Path(history.root / ".git/lfs/objects" / ref.lfs_oid[:2] / ref.lfs_oid[2:4]
-               / ref.lfs_oid)
+    obj = Path(history.root / ".git/lfs/objects" / ref.lfs_oid[:2] / ref.lfs_oid[2:4] / ref.lfs_oid)
     hidden = obj.with_name("hidden")
     obj.rename(hidden)
     try:
-        with pytest.raises(LFSObjectMissingError, match=(
-                rf"HEAD~1:model.safetensors: .*{ref.lfs_oid[:12]}.*git lfs fetch")):
+        with pytest.raises(
+            LFSObjectMissingError,
+            match=(rf"HEAD~1:model.safetensors: .*{ref.lfs_oid[:12]}.*git lfs fetch"),
+        ):
             open_spec("HEAD~1:model.safetensors")
     finally:
         hidden.rename(obj)
 
 
-def test_folder_and_index_specs(tmp_path: Path, clean_env: dict[str, str],
-                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_folder_and_index_specs(
+    tmp_path: Path, clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """REV:folder opens a HuggingFace directory as committed; :path reads the staged file."""
     root = tmp_path / "repo"
     init_repo(root, clean_env, lfs=False)
@@ -236,19 +251,23 @@ def test_folder_and_index_specs(tmp_path: Path, clean_env: dict[str, str],
 
 # -- model-diff diff / compare on revisions ----------------------------------------------------
 
+
 def _invoke(args: list[str]) -> Result:
     return CliRunner().invoke(cli, args, catch_exceptions=False)
 
 
 def test_diff_command_lists_added_removed_renamed_and_modified(
-        history: History, monkeypatch: pytest.MonkeyPatch) -> None:
+    history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Acceptance 6: `model-diff diff HEAD~2 HEAD`, with and without LFS."""
     monkeypatch.chdir(history.root)
     out = _invoke(["diff", "HEAD~2", "HEAD"]).stdout
     n = len(history.new)
     assert out.startswith("model-diff HEAD~2..HEAD\n")
-    assert ("=== ckpt/renamed.safetensors ===\nrenamed from moved.safetensors "
-            "(similarity 100%): content identical") in out
+    assert (
+        "=== ckpt/renamed.safetensors ===\nrenamed from moved.safetensors "
+        "(similarity 100%): content identical"
+    ) in out
     assert "=== model.safetensors ===\nmodified\n" in out
     assert "HEAD~2:model.safetensors -> HEAD:model.safetensors" in out
     assert f"=== new.safetensors ===\nadded: {n} tensors" in out
@@ -256,17 +275,22 @@ def test_diff_command_lists_added_removed_renamed_and_modified(
     assert "notes.txt" not in out
 
 
-def test_diff_command_json_carries_each_files_report(history: History,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_diff_command_json_carries_each_files_report(
+    history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """JSON: one entry per file, the modified pair's numbers equal a direct engine run."""
     monkeypatch.chdir(history.root)
     doc = json.loads(_invoke(["diff", "--format", "json", "HEAD~2", "HEAD"]).stdout)
     assert doc["base"] == "HEAD~2" and doc["head"] == "HEAD"
     assert [(f["path"], f["status"]) for f in doc["files"]] == [
-        ("ckpt/renamed.safetensors", "renamed"), ("model.safetensors", "modified"),
-        ("new.safetensors", "added"), ("old.safetensors", "removed")]
+        ("ckpt/renamed.safetensors", "renamed"),
+        ("model.safetensors", "modified"),
+        ("new.safetensors", "added"),
+        ("old.safetensors", "removed"),
+    ]
     _, expected = ModelDiff(DiffConfig(include_unchanged=True)).diff(
-        from_arrays(history.model[0]), from_arrays(history.model[2]))
+        from_arrays(history.model[0]), from_arrays(history.model[2])
+    )
     got = doc["files"][1]["report"]["summary"]
     assert got["modified_parameters"] == expected.modified_parameters
     assert got["avg_relative_change"] == pytest.approx(expected.avg_relative_change, rel=1e-12)
@@ -285,43 +309,47 @@ def test_diff_command_markdown_and_html(history: History, monkeypatch: pytest.Mo
     assert 'sandbox="allow-scripts"' in page and "allow-same-origin" not in page
 
 
-def test_diff_command_pathspecs_and_the_working_tree(history: History,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_diff_command_pathspecs_and_the_working_tree(
+    history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Without REV2 the working tree is the new side; `--` and bare paths limit the files."""
     monkeypatch.chdir(history.root)
     out = _invoke(["diff", "HEAD~2", "--", "ckpt"]).stdout
     assert out.startswith("model-diff HEAD~2 vs working tree\n")
     assert [ln for ln in out.splitlines() if ln.startswith("===")] == [
-        "=== ckpt/renamed.safetensors ==="]
+        "=== ckpt/renamed.safetensors ==="
+    ]
     out = _invoke(["diff", "HEAD~1", "new.safetensors"]).stdout
     assert [ln for ln in out.splitlines() if ln.startswith("===")] == ["=== new.safetensors ==="]
 
 
 @pytest.mark.parametrize("history", [False], ids=["plain"], indirect=True)
-def test_diff_and_compare_errors_exit_2_with_one_line(history: History,
-                                                      clean_env: dict[str, str]) -> None:
+def test_diff_and_compare_errors_exit_2_with_one_line(
+    history: History, clean_env: dict[str, str]
+) -> None:
     """An unknown revision or path is one line on stderr naming it, exit 2, no stdout."""
     proc = run_model_diff(["diff", "nope", "HEAD"], clean_env, cwd=history.root)
     assert (proc.returncode, proc.stdout) == (2, "")
     assert proc.stderr.startswith("model-diff: error: unknown revision 'nope'")
     assert proc.stderr.count("\n") == 1
-    proc = run_model_diff(["compare", "HEAD:absent.safetensors", "model.safetensors"],
-                          clean_env, cwd=history.root)
+    proc = run_model_diff(
+        ["compare", "HEAD:absent.safetensors", "model.safetensors"], clean_env, cwd=history.root
+    )
     assert (proc.returncode, proc.stdout) == (2, "")
     assert "path 'absent.safetensors' does not exist in HEAD" in proc.stderr
 
 
 @pytest.mark.parametrize("history", [True], ids=["lfs"], indirect=True)
-def test_compare_reads_rev_paths_like_files(history: History, clean_env: dict[str, str],
-                                            tmp_path: Path) -> None:
+def test_compare_reads_rev_paths_like_files(
+    history: History, clean_env: dict[str, str], tmp_path: Path
+) -> None:
     """`compare REV:path path` and `compare REV1:path REV2:path` equal comparing the files."""
     old, new = tmp_path / "old.safetensors", tmp_path / "new.safetensors"
     save_safetensors(old, history.model[0])
     save_safetensors(new, history.model[2])
 
     def summary(a: str, b: str) -> dict[str, object]:
-        proc = run_model_diff(["compare", a, b, "--format", "json"], clean_env,
-                              cwd=history.root)
+        proc = run_model_diff(["compare", a, b, "--format", "json"], clean_env, cwd=history.root)
         assert proc.returncode == 0, proc.stderr
         s = json.loads(proc.stdout)["summary"]
         return {k: v for k, v in s.items() if k not in ("old_path", "new_path")}
@@ -348,8 +376,9 @@ def test_diff_command_reads_git_ranges(history: History, monkeypatch: pytest.Mon
 
 
 @pytest.mark.parametrize("lfs", [False, True], ids=["plain", "lfs"])
-def test_renamed_and_edited_files_pair_as_git_pairs_them(tmp_path: Path, clean_env: dict[str, str],
-                                                         lfs: bool) -> None:
+def test_renamed_and_edited_files_pair_as_git_pairs_them(
+    tmp_path: Path, clean_env: dict[str, str], lfs: bool
+) -> None:
     """A rename with a small edit is a rename (<100%) on plain blobs and, as `git diff -M`
     says too, a removal plus an addition when LFS stores pointers."""
     root = tmp_path / "repo"
@@ -367,11 +396,15 @@ def test_renamed_and_edited_files_pair_as_git_pairs_them(tmp_path: Path, clean_e
     status = git(root, clean_env, "diff", "-M", "--name-status", "HEAD~1", "HEAD").stdout
     if lfs:
         assert status.split() == ["D", "a.safetensors", "A", "b.safetensors"]
-        assert [(c.status, c.path) for c in got] == [("removed", "a.safetensors"),
-                                                     ("added", "b.safetensors")]
+        assert [(c.status, c.path) for c in got] == [
+            ("removed", "a.safetensors"),
+            ("added", "b.safetensors"),
+        ]
     else:
-        assert status.startswith("R") and status.split()[1:] == ["a.safetensors",
-                                                                 "b.safetensors"]
+        assert status.startswith("R") and status.split()[1:] == ["a.safetensors", "b.safetensors"]
         assert len(got) == 1 and (got[0].status, got[0].old_path, got[0].new_path) == (
-            "renamed", "a.safetensors", "b.safetensors")
+            "renamed",
+            "a.safetensors",
+            "b.safetensors",
+        )
         assert got[0].similarity is not None and 50 <= got[0].similarity < 100

@@ -14,8 +14,9 @@ from model_diff import toy
 
 
 def git(repo: Path, *args: str, env: Mapping[str, str], check: bool = True) -> str:
-    p = subprocess.run(["git", *args], cwd=repo, env=dict(env), capture_output=True, text=True,
-                       check=False)
+    p = subprocess.run(
+        ["git", *args], cwd=repo, env=dict(env), capture_output=True, text=True, check=False
+    )
     if check and p.returncode != 0:
         raise AssertionError(f"git {' '.join(args)} failed: {p.stderr}")
     return p.stdout
@@ -31,8 +32,9 @@ def healthy_step(state: Mapping[str, np.ndarray], seed: int = 1) -> dict[str, np
     return toy.fine_tune(state, seed=seed, frozen=())
 
 
-def frozen_step(state: Mapping[str, np.ndarray], prefix: str,
-                seed: int = 1) -> dict[str, np.ndarray]:
+def frozen_step(
+    state: Mapping[str, np.ndarray], prefix: str, seed: int = 1
+) -> dict[str, np.ndarray]:
     """A step where every tensor under ``prefix`` stayed bit-identical."""
     return toy.fine_tune(state, seed=seed, frozen=lambda n: n.startswith(prefix))
 
@@ -52,13 +54,22 @@ def module_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     home = tmp_path_factory.mktemp("home")
     env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES)}
     env.update(
-        HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), GIT_CONFIG_NOSYSTEM="1",
-        GIT_CONFIG_GLOBAL=str(home / ".gitconfig"), GIT_AUTHOR_NAME="Test",
-        GIT_AUTHOR_EMAIL="test@example.com", GIT_COMMITTER_NAME="Test",
-        GIT_COMMITTER_EMAIL="test@example.com", GIT_AUTHOR_DATE="2026-01-01T00:00:00Z",
-        GIT_COMMITTER_DATE="2026-01-01T00:00:00Z", PAGER="cat", GIT_PAGER="cat", NO_COLOR="1",
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        GIT_CONFIG_NOSYSTEM="1",
+        GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
+        GIT_AUTHOR_NAME="Test",
+        GIT_AUTHOR_EMAIL="test@example.com",
+        GIT_COMMITTER_NAME="Test",
+        GIT_COMMITTER_EMAIL="test@example.com",
+        GIT_AUTHOR_DATE="2026-01-01T00:00:00Z",
+        GIT_COMMITTER_DATE="2026-01-01T00:00:00Z",
+        PAGER="cat",
+        GIT_PAGER="cat",
+        NO_COLOR="1",
         PYTHONPATH=os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(
-            os.pathsep),
+            os.pathsep
+        ),
     )
     return env
 

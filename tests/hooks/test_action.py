@@ -25,12 +25,19 @@ ACTION = yaml.safe_load((PROJECT_ROOT / "action.yml").read_text())
 STEPS = {s.get("id"): s for s in ACTION["runs"]["steps"]}
 
 
-def run_step(step_id: str, cwd: Path, env: dict[str, str],
-             values: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def run_step(
+    step_id: str, cwd: Path, env: dict[str, str], values: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
     step = STEPS[step_id]
     assert set(step.get("env", {})) == set(values), "test must supply every env of the step"
-    return subprocess.run(["bash", "-e", "-c", step["run"]], cwd=cwd, env={**env, **values},
-                          capture_output=True, text=True, check=False)
+    return subprocess.run(
+        ["bash", "-e", "-c", step["run"]],
+        cwd=cwd,
+        env={**env, **values},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
 
 
 @pytest.fixture
@@ -59,15 +66,19 @@ def runner(tmp_path: Path, clean_env: dict[str, str]) -> tuple[Path, str, dict[s
     wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m model_diff "$@"\n')
     wrapper.chmod(0o755)
     (tmp_path / "runner_temp").mkdir()
-    env = dict(clean_env, PATH=f"{bindir}{os.pathsep}{clean_env['PATH']}",
-               GITHUB_OUTPUT=str(tmp_path / "output"),
-               GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"),
-               RUNNER_TEMP=str(tmp_path / "runner_temp"))
+    env = dict(
+        clean_env,
+        PATH=f"{bindir}{os.pathsep}{clean_env['PATH']}",
+        GITHUB_OUTPUT=str(tmp_path / "output"),
+        GITHUB_STEP_SUMMARY=str(tmp_path / "summary.md"),
+        RUNNER_TEMP=str(tmp_path / "runner_temp"),
+    )
     return work, base, env
 
 
 def test_action_fetches_base_and_lfs_then_fails_the_step(
-        runner: tuple[Path, str, dict[str, str]], tmp_path: Path) -> None:
+    runner: tuple[Path, str, dict[str, str]], tmp_path: Path
+) -> None:
     """Shallow head-only clone: the fetch step brings the base + its LFS objects; the check
     step (paths glob honoured, not shell-expanded) fails with annotations and outputs."""
     work, base, env = runner
@@ -76,9 +87,18 @@ def test_action_fetches_base_and_lfs_then_fails_the_step(
     assert r.returncode == 0, r.stdout + r.stderr
     assert git(work, "cat-file", "-t", base, env=env).strip() == "commit"
 
-    r = run_step("check", work, env, {"BASE": base, "HEAD_REV": "HEAD",
-                                      "PATHS": "m.*  nothing/*.pt", "FAIL_ON": "error",
-                                      "POLICY": ""})
+    r = run_step(
+        "check",
+        work,
+        env,
+        {
+            "BASE": base,
+            "HEAD_REV": "HEAD",
+            "PATHS": "m.*  nothing/*.pt",
+            "FAIL_ON": "error",
+            "POLICY": "",
+        },
+    )
     assert r.returncode == 1, r.stdout + r.stderr
     assert r.stdout.startswith("::error file=m.safetensors,title=model-diff frozen-layers%3A")
     assert "skipped.safetensors" not in r.stdout  # excluded by the paths input
@@ -91,8 +111,12 @@ def test_action_fetches_base_and_lfs_then_fails_the_step(
     assert f"## model-diff: `{base}:m.safetensors` → `HEAD:m.safetensors`" in text  # + report
     assert "| m.safetensors |" in (tmp_path / "summary.md").read_text()
 
-    r = run_step("check", work, env, {"BASE": base, "HEAD_REV": "HEAD", "PATHS": "m.*",
-                                      "FAIL_ON": "never", "POLICY": ""})
+    r = run_step(
+        "check",
+        work,
+        env,
+        {"BASE": base, "HEAD_REV": "HEAD", "PATHS": "m.*", "FAIL_ON": "never", "POLICY": ""},
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 

@@ -7,20 +7,24 @@ from typing import Any
 
 import numpy as np
 import pytest
+from model_diff.hooks.check import Violation, evaluate, evaluate_health, fails, name_list
+from model_diff.hooks.policy import Policy, policy_from_mapping
 
-from hooks.check import Violation, evaluate, evaluate_health, fails, name_list
-from hooks.policy import Policy, policy_from_mapping
 from model_diff.checkpoint import from_arrays
 from model_diff.diff import DiffConfig, ModelDiff
 
 from .conftest import base_state, frozen_step, healthy_step, nan_step
 
 
-def judge(old: Mapping[str, np.ndarray], new: Mapping[str, np.ndarray],
-          policy: Policy | None = None, analysis: Mapping[str, Any] | None = None,
-          ) -> list[Violation]:
+def judge(
+    old: Mapping[str, np.ndarray],
+    new: Mapping[str, np.ndarray],
+    policy: Policy | None = None,
+    analysis: Mapping[str, Any] | None = None,
+) -> list[Violation]:
     diffs, summary = ModelDiff(DiffConfig(include_unchanged=True)).diff(
-        from_arrays(old), from_arrays(new))
+        from_arrays(old), from_arrays(new)
+    )
     return evaluate(diffs, summary, analysis, policy or Policy())
 
 
@@ -39,9 +43,11 @@ def test_frozen_layer_fails_and_names_tensors() -> None:
     a = base_state()
     (v,) = judge(a, frozen_step(a, "model.layers.1.mlp."))
     assert (v.code, v.level) == ("frozen-layers", "error")
-    assert v.tensors == ("model.layers.1.mlp.down_proj.weight",
-                         "model.layers.1.mlp.gate_proj.weight",
-                         "model.layers.1.mlp.up_proj.weight")
+    assert v.tensors == (
+        "model.layers.1.mlp.down_proj.weight",
+        "model.layers.1.mlp.gate_proj.weight",
+        "model.layers.1.mlp.up_proj.weight",
+    )
     assert v.numbers == {"frozen": 3, "changed": 18}
     assert "model.layers.1.mlp.up_proj.weight" in v.message and "3 tensor(s)" in v.message
 
@@ -52,8 +58,9 @@ def test_allow_frozen_globs_silence_matching_tensors_only() -> None:
     new = frozen_step(a, "model.layers.1.")
     assert judge(a, new, Policy(allow_frozen=("model.layers.1.*",))) == []
     (v,) = judge(a, new, Policy(allow_frozen=("model.layers.1.mlp.*",)))
-    assert v.code == "frozen-layers" and all("self_attn" in t or "layernorm" in t
-                                             for t in v.tensors)
+    assert v.code == "frozen-layers" and all(
+        "self_attn" in t or "layernorm" in t for t in v.tensors
+    )
 
 
 def test_identical_checkpoint_and_integer_buffers_are_not_frozen() -> None:
@@ -97,43 +104,68 @@ def test_architecture_shape_dtype_changes_warn_unless_configured() -> None:
     b = healthy_step(a)
     b["extra.weight"] = np.ones(4, dtype=np.float32)
     del b["lm_head.weight"]
-    b["model.embed_tokens.weight"] = np.concatenate([b["model.embed_tokens.weight"],
-                                                     np.zeros((4, 16), np.float32)])
+    b["model.embed_tokens.weight"] = np.concatenate(
+        [b["model.embed_tokens.weight"], np.zeros((4, 16), np.float32)]
+    )
     b["model.norm.weight"] = b["model.norm.weight"].astype(np.float16)
     vs = judge(a, b)
-    assert codes(vs) == [("architecture-changed", "warning"), ("shape-changed", "warning"),
-                         ("dtype-changed", "warning")]
+    assert codes(vs) == [
+        ("architecture-changed", "warning"),
+        ("shape-changed", "warning"),
+        ("dtype-changed", "warning"),
+    ]
     assert vs[0].tensors == ("extra.weight", "lm_head.weight")
     assert "[32, 16] -> [36, 16]" in vs[1].message
     assert "float32 -> float16" in vs[2].message
     assert not fails(vs, "error") and fails(vs, "warning")
-    strict = policy_from_mapping({"severity": {"dtype-changed": "error",
-                                               "architecture-changed": "ignore"}})
-    assert codes(judge(a, b, strict)) == [("dtype-changed", "error"),
-                                          ("shape-changed", "warning")]
+    strict = policy_from_mapping(
+        {"severity": {"dtype-changed": "error", "architecture-changed": "ignore"}}
+    )
+    assert codes(judge(a, b, strict)) == [("dtype-changed", "error"), ("shape-changed", "warning")]
 
 
 def test_analyzer_insights_map_by_severity_and_overrides() -> None:
     """Insights the policy does not compute map critical->error, warning->warning, info->ignored."""
     a = base_state()
     b = healthy_step(a)
-    analysis = {"insights": [
-        {"code": "norm-explosion", "severity": "critical", "category": "stability",
-         "title": "Norm explosion", "description": "norm grew 40x",
-         "evidence": {"tensors": ["lm_head.weight"], "ratio": 40.0}},
-        {"code": "change-pattern", "severity": "info", "category": "pattern",
-         "title": "Gradient pattern", "description": "later layers changed more",
-         "evidence": {"tensors": []}},
-        {"code": "frozen-layers", "severity": "warning", "category": "training",
-         "title": "dup", "description": "computed by the policy itself", "evidence": {}},
-    ]}
+    analysis = {
+        "insights": [
+            {
+                "code": "norm-explosion",
+                "severity": "critical",
+                "category": "stability",
+                "title": "Norm explosion",
+                "description": "norm grew 40x",
+                "evidence": {"tensors": ["lm_head.weight"], "ratio": 40.0},
+            },
+            {
+                "code": "change-pattern",
+                "severity": "info",
+                "category": "pattern",
+                "title": "Gradient pattern",
+                "description": "later layers changed more",
+                "evidence": {"tensors": []},
+            },
+            {
+                "code": "frozen-layers",
+                "severity": "warning",
+                "category": "training",
+                "title": "dup",
+                "description": "computed by the policy itself",
+                "evidence": {},
+            },
+        ]
+    }
     (v,) = judge(a, b, analysis=analysis)
     assert (v.code, v.level, v.tensors) == ("norm-explosion", "error", ("lm_head.weight",))
     assert v.numbers == {"ratio": 40.0} and "lm_head.weight" in v.message
-    lowered = policy_from_mapping({"severity": {"norm-explosion": "warning",
-                                                "change-pattern": "warning"}})
-    assert codes(judge(a, b, lowered, analysis)) == [("norm-explosion", "warning"),
-                                                     ("change-pattern", "warning")]
+    lowered = policy_from_mapping(
+        {"severity": {"norm-explosion": "warning", "change-pattern": "warning"}}
+    )
+    assert codes(judge(a, b, lowered, analysis)) == [
+        ("norm-explosion", "warning"),
+        ("change-pattern", "warning"),
+    ]
 
 
 def test_evaluate_requires_unchanged_tensors() -> None:
@@ -152,8 +184,10 @@ def test_health_reports_nan_and_inf_per_tensor() -> None:
     a["model.norm.weight"][0] = np.nan
     (v,) = evaluate_health(from_arrays(a).tensor_info)
     assert v.tensors == ("lm_head.weight", "model.norm.weight")  # natural name order
-    assert v.numbers["per_tensor"] == {"lm_head.weight": {"nan": 0, "inf": 1},
-                                       "model.norm.weight": {"nan": 1, "inf": 0}}
+    assert v.numbers["per_tensor"] == {
+        "lm_head.weight": {"nan": 0, "inf": 1},
+        "model.norm.weight": {"nan": 1, "inf": 0},
+    }
 
 
 def test_name_list_truncates_after_five() -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from model_diff.hooks.github import escape_data, escape_property, format_outputs
 
-from hooks.github import escape_data, escape_property, format_outputs
 from model_diff import toy
 from tests.conftest import run_model_diff
 
@@ -19,9 +19,11 @@ from .conftest import base_state, git, healthy_step, init_repo
 # The workflow-command grammar (actions/toolkit command.ts + the runner's parser): one line,
 # `::name` then optional ` key=value,key=value` then `::message`. Property values may not hold
 # a raw `,` `:` or line break; the message may not hold a raw line break; `%` only in escapes.
-COMMAND = re.compile(r"^::(?P<name>error|warning|notice)"
-                     r"(?: (?P<props>[A-Za-z]+=[^,:\r\n]*(?:,[A-Za-z]+=[^,:\r\n]*)*))?"
-                     r"::(?P<msg>[^\r\n]*)$")
+COMMAND = re.compile(
+    r"^::(?P<name>error|warning|notice)"
+    r"(?: (?P<props>[A-Za-z]+=[^,:\r\n]*(?:,[A-Za-z]+=[^,:\r\n]*)*))?"
+    r"::(?P<msg>[^\r\n]*)$"
+)
 ESCAPE = re.compile(r"%(?!25|0D|0A|3A|2C)")
 
 WEIRD_TENSOR = "odd:name,with%percent\nand newline.weight"
@@ -61,7 +63,7 @@ def parse_outputs(text: str) -> dict[str, str]:
         if "<<" in line and ("=" not in line or line.index("<<") < line.index("=")):
             name, delim = line.split("<<", 1)
             end = lines.index(delim, i + 1)
-            out[name] = "\n".join(lines[i + 1:end])
+            out[name] = "\n".join(lines[i + 1 : end])
             i = end + 1
         elif line:
             name, value = line.split("=", 1)
@@ -87,8 +89,9 @@ def test_multiline_output_uses_a_random_delimiter() -> None:
 
 
 @pytest.fixture(scope="module")
-def ci_repo(module_env: dict[str, str],
-            tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+def ci_repo(
+    module_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, str]:
     """Base commit -> head commit touching checkpoints in every way a PR can (Git LFS)."""
     clean_env = module_env
     repo = init_repo(tmp_path_factory.mktemp("ci") / "repo", clean_env, lfs=True)
@@ -121,16 +124,18 @@ def ci_repo(module_env: dict[str, str],
     return repo, base
 
 
-def test_ci_github_annotations_summary_outputs(ci_repo: tuple[Path, str], tmp_path: Path,
-                                              module_env: dict[str, str]) -> None:
+def test_ci_github_annotations_summary_outputs(
+    ci_repo: tuple[Path, str], tmp_path: Path, module_env: dict[str, str]
+) -> None:
     """Acceptance 3: grammar-valid escaped annotations, a summary table, outputs, exit 1."""
     repo, base = ci_repo
     summary = tmp_path / "summary.md"
     summary.write_text("previous step\n")
     outputs = tmp_path / "output.txt"
     env = dict(module_env, GITHUB_STEP_SUMMARY=str(summary), GITHUB_OUTPUT=str(outputs))
-    r = run_model_diff(["ci", "--base", base, "--head", "HEAD", "--format", "github"], env,
-                       cwd=repo)
+    r = run_model_diff(
+        ["ci", "--base", base, "--head", "HEAD", "--format", "github"], env, cwd=repo
+    )
     assert r.returncode == 1, r.stdout + r.stderr
     anns = parse_annotations(r.stdout)
     got = sorted((a["level"], a["file"], str(a["title"]).split(":")[0]) for a in anns)
@@ -145,8 +150,7 @@ def test_ci_github_annotations_summary_outputs(ci_repo: tuple[Path, str], tmp_pa
 
     text = summary.read_text()
     assert text.startswith("previous step\n## model-diff ci\n")  # appended, not overwritten
-    assert f"| m.safetensors | {base}:m.safetensors -&gt; HEAD:m.safetensors | ❌ failed |" \
-        in text
+    assert f"| m.safetensors | {base}:m.safetensors -&gt; HEAD:m.safetensors | ❌ failed |" in text
     assert "| ok.safetensors |" in text and "✅ ok" in text
     assert "| gone.safetensors | deleted | not checked | | |" in text
     assert "| new/added.safetensors | no base: single-file checks | ❌ failed |" in text
@@ -155,13 +159,18 @@ def test_ci_github_annotations_summary_outputs(ci_repo: tuple[Path, str], tmp_pa
 
     outs = parse_outputs(outputs.read_text())
     assert outs["result"] == "fail" and outs["exit-code"] == "1"
-    assert (outs["checked"], outs["errors"], outs["warnings"], outs["violations"]) == \
-        ("4", "2", "1", "3")
+    assert (outs["checked"], outs["errors"], outs["warnings"], outs["violations"]) == (
+        "4",
+        "2",
+        "1",
+        "3",
+    )
     assert outs["failed-files"].split("\n") == ["m.safetensors", "new/added.safetensors"]
 
 
-def test_ci_exit_code_follows_fail_on(ci_repo: tuple[Path, str],
-                                      module_env: dict[str, str]) -> None:
+def test_ci_exit_code_follows_fail_on(
+    ci_repo: tuple[Path, str], module_env: dict[str, str]
+) -> None:
     """--fail-on error|warning|never decides the exit code (errors present)."""
     repo, base = ci_repo
     for fail_on, rc in (("warning", 1), ("never", 0)):
@@ -170,7 +179,8 @@ def test_ci_exit_code_follows_fail_on(ci_repo: tuple[Path, str],
 
 
 def test_ci_warnings_only_fail_only_with_fail_on_warning(
-        ci_repo: tuple[Path, str], module_env: dict[str, str]) -> None:
+    ci_repo: tuple[Path, str], module_env: dict[str, str]
+) -> None:
     """Restricted by --paths to the dtype-changed file: exit 0, or 1 with --fail-on warning."""
     repo, base = ci_repo
     args = ["ci", "--base", base, "--paths", "ckpt*", "--format", "json"]
@@ -183,16 +193,18 @@ def test_ci_warnings_only_fail_only_with_fail_on_warning(
     assert r.returncode == 1
 
 
-def test_ci_annotations_capped_at_ten_per_level(clean_env: dict[str, str],
-                                               repo_factory: Callable[..., Path]) -> None:
+def test_ci_annotations_capped_at_ten_per_level(
+    clean_env: dict[str, str], repo_factory: Callable[..., Path]
+) -> None:
     """12 failing files: 10 error annotations, then one notice counting the other 2."""
     repo = repo_factory()
     (repo / "README").write_text("x\n")
     git(repo, "add", "README", env=clean_env)
     git(repo, "commit", "-qm", "base", env=clean_env)
     for i in range(12):
-        toy.save_safetensors(repo / f"bad{i:02d}.safetensors",
-                             {"w": np.array([np.inf, 1.0], dtype=np.float32)})
+        toy.save_safetensors(
+            repo / f"bad{i:02d}.safetensors", {"w": np.array([np.inf, 1.0], dtype=np.float32)}
+        )
     git(repo, "add", "-A", env=clean_env)
     git(repo, "commit", "-qm", "bad", env=clean_env)
     r = run_model_diff(["ci", "--base", "HEAD~1", "--format", "github"], clean_env, cwd=repo)
@@ -202,8 +214,9 @@ def test_ci_annotations_capped_at_ten_per_level(clean_env: dict[str, str],
     assert "2 more error(s) and 0 more warning(s)" in str(anns[-1]["message"])
 
 
-def test_ci_unknown_base_exits_2_with_fetch_hint(clean_env: dict[str, str],
-                                                 repo_factory: Callable[..., Path]) -> None:
+def test_ci_unknown_base_exits_2_with_fetch_hint(
+    clean_env: dict[str, str], repo_factory: Callable[..., Path]
+) -> None:
     """A base that is not fetched: exit 2 and the git fetch command to run."""
     repo = repo_factory()
     (repo / "README").write_text("x\n")
@@ -216,14 +229,26 @@ def test_ci_unknown_base_exits_2_with_fetch_hint(clean_env: dict[str, str],
 
 def test_summary_is_bounded_and_says_what_it_left_out(tmp_path: Path) -> None:
     """Thousands of findings: the summary stays under its byte bound and counts the rest."""
-    from hooks.check import Violation
-    from hooks.gate import FileResult
-    from hooks.github import SUMMARY_MAX_BYTES, append_summary
-    from hooks.render import render_markdown
+    from model_diff.hooks.check import Violation
+    from model_diff.hooks.gate import FileResult
+    from model_diff.hooks.github import SUMMARY_MAX_BYTES, append_summary
+    from model_diff.hooks.render import render_markdown
 
-    results = [FileResult(path=f"ckpt/{i:05d}.safetensors", mode="health", violations=[
-        Violation(code="nonfinite-values", level="error", title="NaN",
-                  message="NaN/Inf values in " + "x" * 300)]) for i in range(8000)]
+    results = [
+        FileResult(
+            path=f"ckpt/{i:05d}.safetensors",
+            mode="health",
+            violations=[
+                Violation(
+                    code="nonfinite-values",
+                    level="error",
+                    title="NaN",
+                    message="NaN/Inf values in " + "x" * 300,
+                )
+            ],
+        )
+        for i in range(8000)
+    ]
     md = render_markdown(results, "ci", max_bytes=SUMMARY_MAX_BYTES)
     assert len(md.encode()) <= SUMMARY_MAX_BYTES < 1024 * 1024
     m = re.search(r"_(\d+) more finding\(s\) not shown", md)

@@ -33,8 +33,10 @@ def test_check_exit_codes_clean_violation_unreadable(tmp_path: Path) -> None:
     assert (code, err) == (0, "") and out.startswith("model-diff check: 1 checkpoint(s): 0 failed")
     code, out, _ = run("check", old, save(tmp_path, "nan.safetensors", nan_step(a)))
     assert code == 1
-    assert "nonfinite-values: NaN/Inf values (3 NaN, 0 Inf) in 1 tensor(s): " \
+    assert (
+        "nonfinite-values: NaN/Inf values (3 NaN, 0 Inf) in 1 tensor(s): "
         "model.layers.0.mlp.up_proj.weight (3 NaN)" in out
+    )
     trunc = tmp_path / "trunc.safetensors"
     trunc.write_bytes((tmp_path / "ok.safetensors").read_bytes()[:200])
     code, out, _ = run("check", old, str(trunc))
@@ -66,8 +68,13 @@ def test_check_fail_on_warning_and_never(tmp_path: Path) -> None:
 def test_check_json_is_strict_json_with_numbers(tmp_path: Path) -> None:
     """--format json: parseable without NaN, with each violation's tensors and numbers."""
     a = base_state()
-    code, out, _ = run("check", save(tmp_path, "a.safetensors", a),
-                       save(tmp_path, "b.safetensors", nan_step(a)), "--format", "json")
+    code, out, _ = run(
+        "check",
+        save(tmp_path, "a.safetensors", a),
+        save(tmp_path, "b.safetensors", nan_step(a)),
+        "--format",
+        "json",
+    )
     assert code == 1
     doc = json.loads(out, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c)))
     (f,) = doc["files"]
@@ -82,8 +89,13 @@ def test_check_markdown_escapes_table_syntax(tmp_path: Path) -> None:
     a["evil|<b>\nname"] = np.ones(3, dtype=np.float32)
     b = healthy_step(a)
     b["evil|<b>\nname"][0] = np.inf
-    code, out, _ = run("check", save(tmp_path, "a.safetensors", a),
-                       save(tmp_path, "b.safetensors", b), "--format", "markdown")
+    code, out, _ = run(
+        "check",
+        save(tmp_path, "a.safetensors", a),
+        save(tmp_path, "b.safetensors", b),
+        "--format",
+        "markdown",
+    )
     assert code == 1
     row = next(line for line in out.splitlines() if "nonfinite-values" in line)
     assert "evil\\|&lt;b&gt;\\nname (1 Inf)" in row

@@ -31,8 +31,12 @@ FROZEN = "model.layers.1.mlp."
 @pytest.fixture(scope="module")
 def hook_repo(tmp_path_factory: pytest.TempPathFactory, module_env: dict[str, str]) -> Path:
     """A committed copy of this checkout (tracked + untracked, not ignored files)."""
-    listed = subprocess.run(["git", "ls-files", "-z", "-co", "--exclude-standard"],
-                            cwd=PROJECT_ROOT, capture_output=True, check=True).stdout
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "-co", "--exclude-standard"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
     dest = tmp_path_factory.mktemp("hookrepo") / "model-diff"
     for rel in filter(None, listed.decode().split("\0")):
         src = PROJECT_ROOT / rel
@@ -61,11 +65,18 @@ def try_repo(hook_repo: Path, repo: Path, env: dict[str, str]) -> subprocess.Com
         # Offline and fast: the hook env sees the installed dependencies and pip never goes
         # to an index; model-diff itself is still built and installed for real. Where the
         # base interpreter lacks them (tests run from a venv), pip installs from the index.
-        run_env.update(VIRTUALENV_SYSTEM_SITE_PACKAGES="1", PIP_NO_INDEX="1",
-                       PIP_NO_BUILD_ISOLATION="0")
-    return subprocess.run([sys.executable, "-m", "pre_commit", "try-repo", str(hook_repo),
-                           "--verbose"], cwd=repo, env=run_env, capture_output=True, text=True,
-                          timeout=300, check=False)
+        run_env.update(
+            VIRTUALENV_SYSTEM_SITE_PACKAGES="1", PIP_NO_INDEX="1", PIP_NO_BUILD_ISOLATION="0"
+        )
+    return subprocess.run(
+        [sys.executable, "-m", "pre_commit", "try-repo", str(hook_repo), "--verbose"],
+        cwd=repo,
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
 
 
 def hook_sections(output: str) -> dict[str, str]:
@@ -89,17 +100,18 @@ def write(repo: Path, rel: str, state: dict[str, np.ndarray]) -> None:
     toy.save_safetensors(repo / rel, state)
 
 
-def test_try_repo_check_and_health_hooks(hook_repo: Path, module_env: dict[str, str],
-                                         tmp_path: Path) -> None:
+def test_try_repo_check_and_health_hooks(
+    hook_repo: Path, module_env: dict[str, str], tmp_path: Path
+) -> None:
     """Acceptance 1+2: NaN and a disallowed frozen layer fail, healthy steps and an allowed
     frozen layer pass (plain and LFS); health fails Inf and truncated new files."""
     env = module_env
     repo = init_repo(tmp_path / "work", env)
-    (repo / ".gitattributes").write_text(
-        "lfs/*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
+    (repo / ".gitattributes").write_text("lfs/*.safetensors filter=lfs diff=lfs merge=lfs -text\n")
     git(repo, "lfs", "install", "--local", env=env)
     (repo / "pyproject.toml").write_text(
-        '[tool.model-diff.check]\nallow_frozen = ["model.embed_tokens.*"]\n')
+        '[tool.model-diff.check]\nallow_frozen = ["model.embed_tokens.*"]\n'
+    )
     a = base_state()
     for d in ("plain", "lfs"):
         for name in ("nan", "frozen", "healthy"):
@@ -125,11 +137,14 @@ def test_try_repo_check_and_health_hooks(hook_repo: Path, module_env: dict[str, 
     sections = hook_sections(r.stdout)
     check, health = sections["model-diff-check"], sections["model-diff-health"]
     assert verdicts(check) == {
-        "plain/nan.safetensors": "FAILED", "plain/frozen.safetensors": "FAILED",
+        "plain/nan.safetensors": "FAILED",
+        "plain/frozen.safetensors": "FAILED",
         "plain/healthy.safetensors": "ok",
-        "lfs/nan.safetensors": "FAILED", "lfs/frozen.safetensors": "FAILED",
+        "lfs/nan.safetensors": "FAILED",
+        "lfs/frozen.safetensors": "FAILED",
         "lfs/healthy.safetensors": "ok",
-        "new/inf.safetensors": "FAILED", "new/fine.safetensors": "ok",
+        "new/inf.safetensors": "FAILED",
+        "new/fine.safetensors": "ok",
         "new/truncated.safetensors": "UNREADABLE",
     }, check
     assert check.count("frozen-layers: 3 tensor(s)") == 2  # plain and LFS
@@ -142,12 +157,10 @@ def test_try_repo_check_and_health_hooks(hook_repo: Path, module_env: dict[str, 
 
     # Now: no NaN, no new broken files, the frozen layer allowed by the committed policy,
     # and an unstaged NaN edit on top of a staged healthy step (pre-commit stashes it).
-    git(repo, "rm", "-q", "--cached", "new/inf.safetensors", "new/truncated.safetensors",
-        env=env)
+    git(repo, "rm", "-q", "--cached", "new/inf.safetensors", "new/truncated.safetensors", env=env)
     for d in ("plain", "lfs"):
         write(repo, f"{d}/nan.safetensors", healthy_step(a, seed=5))
-    (repo / "pyproject.toml").write_text(
-        f'[tool.model-diff.check]\nallow_frozen = ["{FROZEN}*"]\n')
+    (repo / "pyproject.toml").write_text(f'[tool.model-diff.check]\nallow_frozen = ["{FROZEN}*"]\n')
     git(repo, "add", "plain", "lfs", "pyproject.toml", "new/fine.safetensors", env=env)
     (repo / "new" / "inf.safetensors").unlink()
     (repo / "new" / "truncated.safetensors").unlink()
@@ -160,13 +173,25 @@ def test_try_repo_check_and_health_hooks(hook_repo: Path, module_env: dict[str, 
     assert len(verdicts(sections["model-diff-check"])) == 7
     assert set(verdicts(sections["model-diff-health"]).values()) == {"ok"}
     # the unstaged NaN edit is back in the working tree afterwards
-    assert git(repo, "status", "--porcelain", "plain/healthy.safetensors", env=env) == \
-        "MM plain/healthy.safetensors\n"
+    assert (
+        git(repo, "status", "--porcelain", "plain/healthy.safetensors", env=env)
+        == "MM plain/healthy.safetensors\n"
+    )
 
 
 def test_manifest_is_valid_for_pre_commit(module_env: dict[str, str]) -> None:
     """`pre-commit validate-manifest` accepts .pre-commit-hooks.yaml."""
-    r = subprocess.run([sys.executable, "-m", "pre_commit", "validate-manifest",
-                        str(PROJECT_ROOT / ".pre-commit-hooks.yaml")], env=module_env,
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pre_commit",
+            "validate-manifest",
+            str(PROJECT_ROOT / ".pre-commit-hooks.yaml"),
+        ],
+        env=module_env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 0, r.stdout + r.stderr

@@ -71,9 +71,19 @@ def test_action_is_a_valid_composite_action() -> None:
     assert 'git fetch --no-tags --depth=1 origin "$BASE"' in script
     assert "git lfs fetch origin" in script and "model-diff" in script
     assert "${{" not in script  # inputs reach scripts through env, never spliced in
-    r = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema",
-                        "vendor.github-actions", str(PROJECT_ROOT / "action.yml")],
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.github-actions",
+            str(PROJECT_ROOT / "action.yml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
@@ -88,7 +98,17 @@ def test_readme_workflow_is_a_valid_workflow_using_the_action(tmp_path: Path) ->
     assert steps[0]["uses"].startswith("actions/checkout@") and steps[0]["with"]["lfs"] is True
     assert any(s.get("uses", "").startswith("model-diff/model-diff@") for s in steps)
     assert doc["permissions"] == {"contents": "read"}
-    r = subprocess.run([sys.executable, "-m", "check_jsonschema", "--builtin-schema",
-                        "vendor.github-workflows", str(wf)], capture_output=True, text=True,
-                       check=False)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.github-workflows",
+            str(wf),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert r.returncode == 0, r.stdout + r.stderr

@@ -22,7 +22,8 @@ def commit_file(repo: Path, name: str, state: dict, env: dict[str, str], msg: st
 
 
 def test_staged_rename_is_compared_with_its_old_path(
-        clean_env: dict[str, str], repo_factory: Callable[..., Path]) -> None:
+    clean_env: dict[str, str], repo_factory: Callable[..., Path]
+) -> None:
     """A rename git detects (one tensor edited) is diffed against HEAD:<old path>."""
     repo = repo_factory()
     a = base_state()
@@ -40,7 +41,8 @@ def test_staged_rename_is_compared_with_its_old_path(
 
 
 def test_retrained_checkpoint_under_a_new_name_is_paired(
-        clean_env: dict[str, str], repo_factory: Callable[..., Path]) -> None:
+    clean_env: dict[str, str], repo_factory: Callable[..., Path]
+) -> None:
     """step_1 deleted + step_2 added in one directory (no git rename): diffed as a pair."""
     repo = repo_factory()
     a = base_state()
@@ -58,7 +60,8 @@ def test_retrained_checkpoint_under_a_new_name_is_paired(
 
 
 def test_staged_healthy_step_passes_and_new_file_gets_health_checks(
-        clean_env: dict[str, str], repo_factory: Callable[..., Path]) -> None:
+    clean_env: dict[str, str], repo_factory: Callable[..., Path]
+) -> None:
     """Healthy step -> exit 0; a new file is checked alone (NaN fails, exit 1)."""
     repo = repo_factory()
     a = base_state()
@@ -75,8 +78,9 @@ def test_staged_healthy_step_passes_and_new_file_gets_health_checks(
     assert "ok         m.safetensors (HEAD:m.safetensors -> m.safetensors)" in r.stdout
 
 
-def test_initial_commit_has_no_base(clean_env: dict[str, str],
-                                    repo_factory: Callable[..., Path]) -> None:
+def test_initial_commit_has_no_base(
+    clean_env: dict[str, str], repo_factory: Callable[..., Path]
+) -> None:
     """Without HEAD every staged checkpoint gets single-file checks."""
     repo = repo_factory()
     toy.save_safetensors(repo / "m.safetensors", base_state())
@@ -86,8 +90,9 @@ def test_initial_commit_has_no_base(clean_env: dict[str, str],
     assert "ok         m.safetensors (no base: single-file checks)" in r.stdout
 
 
-def test_lfs_base_is_read_from_the_local_store(clean_env: dict[str, str],
-                                               repo_factory: Callable[..., Path]) -> None:
+def test_lfs_base_is_read_from_the_local_store(
+    clean_env: dict[str, str], repo_factory: Callable[..., Path]
+) -> None:
     """With Git LFS, HEAD:path is a pointer: the base comes from .git/lfs/objects."""
     repo = repo_factory(lfs=True)
     a = base_state()
@@ -101,7 +106,8 @@ def test_lfs_base_is_read_from_the_local_store(clean_env: dict[str, str],
 
 
 def test_lfs_pointer_without_object_exits_2_naming_git_lfs(
-        clean_env: dict[str, str], repo_factory: Callable[..., Path]) -> None:
+    clean_env: dict[str, str], repo_factory: Callable[..., Path]
+) -> None:
     """A worktree LFS pointer whose object is not local: exit 2 and 'git lfs pull' hint."""
     repo = repo_factory(lfs=True)
     commit_file(repo, "m.safetensors", base_state(), clean_env, "base")
@@ -117,7 +123,8 @@ def test_lfs_pointer_without_object_exits_2_naming_git_lfs(
 
 
 def test_pre_push_refs_compare_with_the_merge_base(
-        clean_env: dict[str, str], repo_factory: Callable[..., Path]) -> None:
+    clean_env: dict[str, str], repo_factory: Callable[..., Path]
+) -> None:
     """PRE_COMMIT_FROM_REF/TO_REF: base is merge-base(FROM, TO):path, not HEAD."""
     repo = repo_factory()
     a = base_state()
@@ -135,16 +142,16 @@ def test_pre_push_refs_compare_with_the_merge_base(
     assert "merge-base:m.safetensors -> m.safetensors" in r.stdout and "frozen-layers" in r.stdout
 
 
-def test_staged_outside_a_repository_exits_2(tmp_path: Path,
-                                              clean_env: dict[str, str]) -> None:
+def test_staged_outside_a_repository_exits_2(tmp_path: Path, clean_env: dict[str, str]) -> None:
     """--staged needs a git work tree: a one-line error, exit 2."""
     r = run_model_diff(["check", "--staged", "x.safetensors"], clean_env, cwd=tmp_path)
     assert r.returncode == 2
     assert "not inside a git work tree" in r.stderr and r.stdout == ""
 
 
-def test_check_accepts_rev_path_specs(clean_env: dict[str, str],
-                                      repo_factory: Callable[..., Path]) -> None:
+def test_check_accepts_rev_path_specs(
+    clean_env: dict[str, str], repo_factory: Callable[..., Path]
+) -> None:
     """`check HEAD~1:m.safetensors m.safetensors` reads the old side from history (LFS too)."""
     repo = repo_factory(lfs=True)
     a = base_state()
@@ -155,8 +162,9 @@ def test_check_accepts_rev_path_specs(clean_env: dict[str, str],
     assert "(HEAD~1:m.safetensors -> m.safetensors)" in r.stdout and "frozen-layers" in r.stdout
 
 
-def test_health_resolves_a_worktree_lfs_pointer(clean_env: dict[str, str],
-                                                repo_factory: Callable[..., Path]) -> None:
+def test_health_resolves_a_worktree_lfs_pointer(
+    clean_env: dict[str, str], repo_factory: Callable[..., Path]
+) -> None:
     """health on a pointer left in the checkout reads the object from the local LFS store."""
     repo = repo_factory(lfs=True)
     a = base_state()

@@ -20,10 +20,12 @@ from model_diff.toy import fine_tune, toy_transformer
 Arrays = Mapping[str, np.ndarray]
 
 
-def analyse(old: Arrays, new: Arrays, config: AnalysisConfig | None = None,
-            include_unchanged: bool = True) -> dict:
+def analyse(
+    old: Arrays, new: Arrays, config: AnalysisConfig | None = None, include_unchanged: bool = True
+) -> dict:
     diffs, summary = ModelDiff(DiffConfig(include_unchanged=include_unchanged)).diff(
-        from_arrays(old), from_arrays(new))
+        from_arrays(old), from_arrays(new)
+    )
     return DiffAnalyzer(config).analyze(diffs, summary)
 
 
@@ -48,8 +50,11 @@ def only(pred: Callable[[str], bool]) -> Callable[[str], bool]:
 
 
 BASE = toy_transformer(n_blocks=8, d_model=16, vocab=64, seed=0)
-SPARSE = {"model.layers.0.mlp.up_proj.weight", "model.layers.4.self_attn.k_proj.weight",
-          "model.layers.7.post_attention_layernorm.weight"}
+SPARSE = {
+    "model.layers.0.mlp.up_proj.weight",
+    "model.layers.4.self_attn.k_proj.weight",
+    "model.layers.7.post_attention_layernorm.weight",
+}
 
 PATTERN_CASES: dict[str, dict] = {
     "uniform": dict(frozen=(), depth_weight=lambda b, n: 1.0),
@@ -64,8 +69,7 @@ PATTERN_CASES: dict[str, dict] = {
 
 
 @pytest.mark.parametrize("pattern", sorted(PATTERN_CASES))
-def test_each_pattern_is_detected_and_frozen_layers_lists_exactly_the_frozen(pattern: str
-                                                                             ) -> None:
+def test_each_pattern_is_detected_and_frozen_layers_lists_exactly_the_frozen(pattern: str) -> None:
     """A pair built to show a pattern is classified as it, with the default config, and the
     frozen-layers insight names exactly the bit-identical tensors."""
     tuned = fine_tune(BASE, seed=5, **PATTERN_CASES[pattern])
@@ -80,14 +84,19 @@ def test_each_pattern_is_detected_and_frozen_layers_lists_exactly_the_frozen(pat
         assert "frozen-layers" not in codes(a)
 
 
-def test_twelve_blocks_with_only_8_to_11_trained_is_inverse_gradient_with_0_to_7_frozen(
-) -> None:
+def test_twelve_blocks_with_only_8_to_11_trained_is_inverse_gradient_with_0_to_7_frozen() -> None:
     """Blocks 8-11 trained, 0-7 frozen: inverse_gradient, frozen-layers names blocks 0-7."""
     base = toy_transformer(n_blocks=12, d_model=16, vocab=64, seed=1)
     trained = {f"model.layers.{i}." for i in range(8, 12)}
-    tuned = fine_tune(base, frozen=only(lambda n: n[: n.index(".", 13) + 1] in trained
-                                        if n.startswith("model.layers.") else False),
-                      depth_weight=lambda b, n: 1.0)
+    tuned = fine_tune(
+        base,
+        frozen=only(
+            lambda n: (
+                n[: n.index(".", 13) + 1] in trained if n.startswith("model.layers.") else False
+            )
+        ),
+        depth_weight=lambda b, n: 1.0,
+    )
     a = analyse(base, tuned)
     assert a["change_pattern"] == "inverse_gradient"
     frozen = insight(a, "frozen-layers")
@@ -110,8 +119,7 @@ def test_nan_in_one_block_is_a_critical_insight_naming_that_tensor() -> None:
     assert (nf["code"], nf["severity"]) == ("nonfinite-values", "critical")
     assert nf["evidence"]["tensors"] == ["model.layers.2.mlp.down_proj.weight"]
     assert nf["evidence"]["appeared"] == ["model.layers.2.mlp.down_proj.weight"]
-    assert nf["evidence"]["counts"]["model.layers.2.mlp.down_proj.weight"] == {"nan": 1,
-                                                                               "inf": 1}
+    assert nf["evidence"]["counts"]["model.layers.2.mlp.down_proj.weight"] == {"nan": 1, "inf": 1}
     assert "model.layers.2.mlp.down_proj.weight" in nf["description"]
     json.dumps(a, allow_nan=False)  # still valid JSON
 
@@ -132,8 +140,7 @@ def test_vocab_resize_and_added_tensor_give_architecture_and_shape_insights() ->
     tuned = fine_tune(BASE)
     rng = np.random.default_rng(0)
     for name in ("model.embed_tokens.weight", "lm_head.weight"):
-        tuned[name] = np.concatenate([tuned[name], rng.standard_normal((4, 16)).astype(
-            np.float32)])
+        tuned[name] = np.concatenate([tuned[name], rng.standard_normal((4, 16)).astype(np.float32)])
     tuned["model.layers.0.self_attn.rotary.inv_freq"] = np.ones(8, dtype=np.float32)
     del tuned["model.layers.7.mlp.gate_proj.weight"]
     a = analyse(BASE, tuned)
@@ -157,25 +164,35 @@ def test_dtype_norm_cosine_and_sign_insights() -> None:
     tuned = fine_tune(BASE)
     tuned["model.layers.1.mlp.up_proj.weight"] = BASE["model.layers.1.mlp.up_proj.weight"] * 3
     tuned["model.layers.2.mlp.up_proj.weight"] = BASE["model.layers.2.mlp.up_proj.weight"] / 4
-    tuned["model.layers.3.self_attn.q_proj.weight"] = np.random.default_rng(7).standard_normal(
-        (16, 16)).astype(np.float32) * 0.25
+    tuned["model.layers.3.self_attn.q_proj.weight"] = (
+        np.random.default_rng(7).standard_normal((16, 16)).astype(np.float32) * 0.25
+    )
     tuned["model.layers.4.self_attn.k_proj.weight"] = tuned[
-        "model.layers.4.self_attn.k_proj.weight"].astype(np.float16)
+        "model.layers.4.self_attn.k_proj.weight"
+    ].astype(np.float16)
     a = analyse(BASE, tuned)
     assert insight(a, "dtype-changed")["evidence"]["conversions"] == {"float32 -> float16": 1}
     assert insight(a, "norm-explosion")["evidence"]["tensors"] == [
-        "model.layers.1.mlp.up_proj.weight"]
+        "model.layers.1.mlp.up_proj.weight"
+    ]
     assert insight(a, "norm-explosion")["evidence"]["norm_ratio"][
-        "model.layers.1.mlp.up_proj.weight"] == pytest.approx(3.0, rel=1e-6)
+        "model.layers.1.mlp.up_proj.weight"
+    ] == pytest.approx(3.0, rel=1e-6)
     assert insight(a, "norm-collapse")["evidence"]["tensors"] == [
-        "model.layers.2.mlp.up_proj.weight"]
+        "model.layers.2.mlp.up_proj.weight"
+    ]
     assert insight(a, "low-cosine")["evidence"]["tensors"] == [
-        "model.layers.3.self_attn.q_proj.weight"]
+        "model.layers.3.self_attn.q_proj.weight"
+    ]
     assert insight(a, "sign-flips")["evidence"]["tensors"] == [
-        "model.layers.3.self_attn.q_proj.weight"]
+        "model.layers.3.self_attn.q_proj.weight"
+    ]
     large = insight(a, "large-relative-change")["evidence"]["tensors"]
-    assert large == ["model.layers.1.mlp.up_proj.weight", "model.layers.2.mlp.up_proj.weight",
-                     "model.layers.3.self_attn.q_proj.weight"]
+    assert large == [
+        "model.layers.1.mlp.up_proj.weight",
+        "model.layers.2.mlp.up_proj.weight",
+        "model.layers.3.self_attn.q_proj.weight",
+    ]
 
 
 def test_identical_checkpoints_say_no_change_once() -> None:
@@ -194,7 +211,8 @@ def test_frozen_tensors_are_named_even_when_the_diff_list_omits_them() -> None:
     assert fr["evidence"]["count"] == len(BASE) - 9
     assert fr["evidence"]["names_listed"] is True
     assert sorted(fr["evidence"]["tensors"]) == sorted(
-        n for n in BASE if not n.startswith("model.layers.6."))
+        n for n in BASE if not n.startswith("model.layers.6.")
+    )
     assert a["stats"]["unchanged_listed"] is True
 
 
@@ -202,7 +220,8 @@ def test_without_unchanged_records_frozen_count_comes_from_the_summary() -> None
     """A summary without unchanged records still gives the frozen count, and says so."""
     tuned = fine_tune(BASE, frozen=only(lambda n: n.startswith("model.layers.6.")))
     diffs, summary = ModelDiff(DiffConfig(include_unchanged=False)).diff(
-        from_arrays(BASE), from_arrays(tuned))
+        from_arrays(BASE), from_arrays(tuned)
+    )
     a = DiffAnalyzer().analyze(diffs, dataclasses.replace(summary, unchanged_diffs=()))
     fr = insight(a, "frozen-layers")
     assert fr["evidence"]["count"] == len(BASE) - 9
@@ -240,7 +259,8 @@ def test_every_config_field_changes_the_result() -> None:
     default = analyse(BASE, tuned)
     assert "large-relative-change" not in codes(default)
     assert "large-relative-change" in codes(
-        analyse(BASE, tuned, AnalysisConfig(significant_change_threshold=1e-3)))
+        analyse(BASE, tuned, AnalysisConfig(significant_change_threshold=1e-3))
+    )
     patterned = analyse(BASE, tuned, AnalysisConfig(layer_patterns={"attention": r"\.mlp\."}))
     assert "mlp" not in patterned["layer_analysis"]
     assert patterned["layer_analysis"]["attention"]["count"] == 8 * 7
@@ -251,13 +271,19 @@ def test_every_config_field_changes_the_result() -> None:
     assert "low-cosine" in codes(analyse(BASE, tuned, AnalysisConfig(low_cosine_threshold=1.0)))
     assert "norm-explosion" not in codes(default)
     assert "norm-explosion" in codes(
-        analyse(BASE, tuned, AnalysisConfig(norm_ratio_threshold=1.0 + 1e-9)))
+        analyse(BASE, tuned, AnalysisConfig(norm_ratio_threshold=1.0 + 1e-9))
+    )
 
 
-@pytest.mark.parametrize("bad", [dict(significant_change_threshold=0),
-                                 dict(low_cosine_threshold=2.0),
-                                 dict(norm_ratio_threshold=1.0),
-                                 dict(layer_patterns={"mlp": "[unclosed"})])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(significant_change_threshold=0),
+        dict(low_cosine_threshold=2.0),
+        dict(norm_ratio_threshold=1.0),
+        dict(layer_patterns={"mlp": "[unclosed"}),
+    ],
+)
 def test_invalid_config_values_are_rejected(bad: dict) -> None:
     """Out-of-range thresholds and broken regexes raise ValueError at construction."""
     with pytest.raises(ValueError):
@@ -269,7 +295,8 @@ def test_output_is_deterministic_and_independent_of_input_order() -> None:
     tuned = fine_tune(BASE)
     tuned["model.layers.2.mlp.down_proj.weight"][0, 0] = np.nan
     diffs, summary = ModelDiff(DiffConfig(include_unchanged=True)).diff(
-        from_arrays(BASE), from_arrays(tuned))
+        from_arrays(BASE), from_arrays(tuned)
+    )
     first = json.dumps(DiffAnalyzer().analyze(diffs, summary), allow_nan=False)
     shuffled = list(diffs)
     random.Random(4).shuffle(shuffled)
@@ -296,8 +323,9 @@ def test_tied_embedding_and_head_are_detected_and_confirmed_with_checkpoints() -
     old, new = from_arrays(base), from_arrays(tuned)
     diffs, summary = ModelDiff(DiffConfig(include_unchanged=True)).diff(old, new)
     a = DiffAnalyzer().analyze(diffs, summary)
-    assert a["tied_weights"] == [{"embedding": "model.embed_tokens.weight",
-                                  "head": "lm_head.weight", "confirmed": False}]
+    assert a["tied_weights"] == [
+        {"embedding": "model.embed_tokens.weight", "head": "lm_head.weight", "confirmed": False}
+    ]
     confirmed = DiffAnalyzer().analyze(diffs, summary, old=old, new=new)
     assert confirmed["tied_weights"][0]["confirmed"] is True
     assert "tied-weights" in codes(confirmed)
@@ -313,20 +341,26 @@ def test_layer_analysis_counts_every_tensor_once() -> None:
 
 
 def test_seed_readme_analysis_example_prints_pattern_types_and_insights(
-        capsys: pytest.CaptureFixture[str]) -> None:
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     """The seed README's analysis loop runs on our dict and prints every line it promises."""
-    analysis = analyse(BASE, fine_tune(BASE), AnalysisConfig(
-        significant_change_threshold=0.1, analyze_training_dynamics=True))
+    analysis = analyse(
+        BASE,
+        fine_tune(BASE),
+        AnalysisConfig(significant_change_threshold=0.1, analyze_training_dynamics=True),
+    )
     print(f"Pattern: {analysis['change_pattern']}")
-    for layer_type, data in analysis['layer_analysis'].items():
+    for layer_type, data in analysis["layer_analysis"].items():
         print(f"{layer_type}: {data['count']} layers, avg change: {data['avg_change']:.4f}")
-    for ins in analysis['insights']:
+    for ins in analysis["insights"]:
         print(f"[{ins['severity']}] {ins['title']}: {ins['description']}")
     out = capsys.readouterr().out
     assert "Pattern: inverse_gradient" in out
     assert "embedding: 1 layers, avg change: 0.0000" in out
-    assert "[info] 1 of 75 tensors frozen (bit-identical): Exactly unchanged: " \
-           "model.embed_tokens.weight." in out
+    assert (
+        "[info] 1 of 75 tensors frozen (bit-identical): Exactly unchanged: "
+        "model.embed_tokens.weight." in out
+    )
 
 
 def test_every_insight_code_is_documented_and_emitted_codes_are_known() -> None:
@@ -349,8 +383,9 @@ def test_every_insight_code_is_documented_and_emitted_codes_are_known() -> None:
 def test_without_element_metrics_the_pattern_is_not_analyzed_but_frozen_is_reported() -> None:
     """compute_element_wise=False: no relative changes, so not_analyzed; frozen still exact."""
     tuned = fine_tune(BASE)
-    diffs, summary = ModelDiff(DiffConfig(compute_element_wise=False, include_unchanged=True)
-                               ).diff(from_arrays(BASE), from_arrays(tuned))
+    diffs, summary = ModelDiff(DiffConfig(compute_element_wise=False, include_unchanged=True)).diff(
+        from_arrays(BASE), from_arrays(tuned)
+    )
     a = DiffAnalyzer().analyze(diffs, summary)
     assert a["change_pattern"] == "not_analyzed"
     assert insight(a, "frozen-layers")["evidence"]["tensors"] == ["model.embed_tokens.weight"]
@@ -370,8 +405,9 @@ SMALL = toy_transformer(n_blocks=3, d_model=8, vocab=16, seed=2)
 
 @settings(max_examples=25, deadline=None)
 @given(st.sets(st.sampled_from(sorted(SMALL))), st.integers(0, 3))
-def test_property_frozen_layers_is_exactly_the_untouched_tensors(frozen: set[str], seed: int
-                                                                 ) -> None:
+def test_property_frozen_layers_is_exactly_the_untouched_tensors(
+    frozen: set[str], seed: int
+) -> None:
     """For any set of frozen tensors: frozen_layers equals it and the pattern is a known one."""
     tuned = fine_tune(SMALL, seed=seed, frozen=frozen)
     a = analyse(SMALL, tuned)
@@ -381,7 +417,8 @@ def test_property_frozen_layers_is_exactly_the_untouched_tensors(frozen: set[str
 
 
 def test_real_torch_fine_tune_is_not_called_sparse_and_lists_the_frozen_embedding(
-        request: pytest.FixtureRequest) -> None:
+    request: pytest.FixtureRequest,
+) -> None:
     """A real AdamW fine-tune of a torch TransformerEncoder (embeddings frozen): most tensors
     changed significantly (not "sparse", the original's answer for every fine-tune), the
     embedding is the one frozen tensor, and every encoder tensor gets a transformer type."""
@@ -392,8 +429,10 @@ def test_real_torch_fine_tune_is_not_called_sparse_and_lists_the_frozen_embeddin
     torch.manual_seed(0)
     embed = torch.nn.Embedding(50, 16)
     encoder = torch.nn.TransformerEncoder(
-        torch.nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, dropout=0.0), 4,
-        enable_nested_tensor=False)
+        torch.nn.TransformerEncoderLayer(16, 2, 32, batch_first=True, dropout=0.0),
+        4,
+        enable_nested_tensor=False,
+    )
     head = torch.nn.Linear(16, 5)
     model = torch.nn.ModuleDict({"embed": embed, "encoder": encoder, "head": head})
 

@@ -63,8 +63,9 @@ def test_compare_is_byte_identical_across_hash_seeds(
     for seed in ("1", "2"):
         out = tmp_path / f"r{seed}.{fmt}"
         env = dict(clean_env, PYTHONHASHSEED=seed)
-        r = run_model_diff(["compare", str(pair[0]), str(pair[1]), "--format", fmt,
-                            "-o", str(out)], env)
+        r = run_model_diff(
+            ["compare", str(pair[0]), str(pair[1]), "--format", fmt, "-o", str(out)], env
+        )
         assert r.returncode == 0, r.stderr
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
@@ -89,8 +90,10 @@ def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
         "empty": b"",
         "corrupt": b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all",
         "unknown": b"PK?? this is not any checkpoint format\n" * 4,
-        "lfs-pointer": (b"version https://git-lfs.github.com/spec/v1\n"
-                        b"oid sha256:" + b"ab" * 32 + b"\nsize 12345\n"),
+        "lfs-pointer": (
+            b"version https://git-lfs.github.com/spec/v1\n"
+            b"oid sha256:" + b"ab" * 32 + b"\nsize 12345\n"
+        ),
     }
     out = {}
     for name, data in files.items():
@@ -102,16 +105,28 @@ def _bad_inputs(tmp_path: Path) -> dict[str, Path]:
     return out
 
 
-@pytest.mark.parametrize("kind", ["truncated", "empty", "corrupt", "unknown", "lfs-pointer",
-                                  "missing"])
+@pytest.mark.parametrize(
+    "kind", ["truncated", "empty", "corrupt", "unknown", "lfs-pointer", "missing"]
+)
 def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     tmp_path: Path, clean_env: dict[str, str], kind: str
 ) -> None:
     """Bad inputs exit 2 with one line naming the file and a hint; no report is written."""
     bad = _bad_inputs(tmp_path)[kind]
     out = tmp_path / "report.json"
-    r = run_model_diff(["compare", str(bad), str(tmp_path / "good.safetensors"), "--format",
-                        "json", "-o", str(out)], clean_env, cwd=tmp_path)
+    r = run_model_diff(
+        [
+            "compare",
+            str(bad),
+            str(tmp_path / "good.safetensors"),
+            "--format",
+            "json",
+            "-o",
+            str(out),
+        ],
+        clean_env,
+        cwd=tmp_path,
+    )
     assert r.returncode == 2
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()
@@ -122,8 +137,9 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".model-diff-")] == []
 
 
-def test_pt_without_torch_exits_2_naming_the_extra(tmp_path: Path,
-                                                   clean_env: dict[str, str]) -> None:
+def test_pt_without_torch_exits_2_naming_the_extra(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
     """A .pt input where torch is not importable asks for model-diff[torch]."""
     torch = pytest.importorskip("torch")
     pt = tmp_path / "m.pt"
@@ -171,8 +187,9 @@ def test_version_names_the_metrics_backend() -> None:
     assert sys.version_info >= (3, 10)
 
 
-def test_progress_goes_to_stderr_only_on_a_terminal(pair: tuple[Path, Path],
-                                                    clean_env: dict[str, str]) -> None:
+def test_progress_goes_to_stderr_only_on_a_terminal(
+    pair: tuple[Path, Path], clean_env: dict[str, str]
+) -> None:
     """On a terminal, compare shows [done/total] progress on stderr; stdout stays the report."""
     import pty
     import subprocess
@@ -180,9 +197,21 @@ def test_progress_goes_to_stderr_only_on_a_terminal(pair: tuple[Path, Path],
     master, slave = pty.openpty()
     try:
         proc = subprocess.run(
-            [sys.executable, "-m", "model_diff", "compare", str(pair[0]), str(pair[1]),
-             "--format", "json"],
-            env=clean_env, stdout=subprocess.PIPE, stderr=slave, check=False)
+            [
+                sys.executable,
+                "-m",
+                "model_diff",
+                "compare",
+                str(pair[0]),
+                str(pair[1]),
+                "--format",
+                "json",
+            ],
+            env=clean_env,
+            stdout=subprocess.PIPE,
+            stderr=slave,
+            check=False,
+        )
         os.close(slave)
         chunks = []
         while True:

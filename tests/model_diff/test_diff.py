@@ -40,24 +40,35 @@ def test_each_change_type_is_classified() -> None:
     """Added, removed, shape-, dtype-changed, modified and unchanged are told apart."""
     old, new = _pair()
     diffs, summary = ModelDiff(DiffConfig(include_unchanged=True)).diff(
-        from_arrays(old), from_arrays(new))
+        from_arrays(old), from_arrays(new)
+    )
     kinds = {d.name: d.change_type for d in diffs}
     assert kinds == {
-        "cast": ChangeType.DTYPE_CHANGED, "emb.weight": ChangeType.SHAPE_CHANGED,
-        "fresh": ChangeType.ADDED, "gone": ChangeType.REMOVED,
-        "layers.2.w": ChangeType.MODIFIED, "layers.10.w": ChangeType.UNCHANGED,
+        "cast": ChangeType.DTYPE_CHANGED,
+        "emb.weight": ChangeType.SHAPE_CHANGED,
+        "fresh": ChangeType.ADDED,
+        "gone": ChangeType.REMOVED,
+        "layers.2.w": ChangeType.MODIFIED,
+        "layers.10.w": ChangeType.UNCHANGED,
         "reshaped": ChangeType.SHAPE_CHANGED,
     }
-    assert (summary.modified_parameters, summary.unchanged_parameters, summary.added_parameters,
-            summary.removed_parameters, summary.shape_changed_parameters,
-            summary.dtype_changed_parameters, summary.total_parameters) == (1, 1, 1, 1, 2, 1, 7)
+    assert (
+        summary.modified_parameters,
+        summary.unchanged_parameters,
+        summary.added_parameters,
+        summary.removed_parameters,
+        summary.shape_changed_parameters,
+        summary.dtype_changed_parameters,
+        summary.total_parameters,
+    ) == (1, 1, 1, 1, 2, 1, 7)
 
 
 def test_output_is_in_natural_name_order() -> None:
     """layers.2 sorts before layers.10, whatever the input order."""
     old, new = _pair()
     diffs, _ = ModelDiff(DiffConfig(include_unchanged=True)).diff(
-        from_arrays(old), from_arrays(new))
+        from_arrays(old), from_arrays(new)
+    )
     names = [d.name for d in diffs]
     assert names.index("layers.2.w") < names.index("layers.10.w")
 
@@ -74,10 +85,8 @@ def test_modified_metrics_match_float64_definitions() -> None:
     assert d.l1_diff == pytest.approx(np.abs(delta).sum(), rel=1e-12)
     assert d.max_diff == pytest.approx(np.abs(delta).max(), rel=1e-12)
     assert d.mean_diff == pytest.approx(np.abs(delta).mean(), rel=1e-12)
-    assert d.cosine_sim == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b),
-                                         rel=1e-12)
-    assert d.relative_change == pytest.approx(np.linalg.norm(delta) / np.linalg.norm(a),
-                                              rel=1e-12)
+    assert d.cosine_sim == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b), rel=1e-12)
+    assert d.relative_change == pytest.approx(np.linalg.norm(delta) / np.linalg.norm(a), rel=1e-12)
     assert d.change_ratio == 1.0
 
 
@@ -111,15 +120,15 @@ def test_one_nan_is_a_change_and_is_counted() -> None:
     assert d.old_stats is not None and d.old_stats.nan_count == 0
     assert d.finite_pairs == 9
     assert summary.nonfinite_tensors == ["w"]
-    assert all(not (isinstance(v, float) and not math.isfinite(v))
-               for v in d.to_dict().values())
+    assert all(not (isinstance(v, float) and not math.isfinite(v)) for v in d.to_dict().values())
 
 
 def test_bitwise_identical_nan_tensors_are_unchanged_but_counted() -> None:
     """Bytes decide "unchanged" (NaN == NaN bitwise), and the NaN is still reported."""
     a = np.array([1.0, np.nan], np.float32)
     diffs, summary = ModelDiff(DiffConfig(include_unchanged=True)).diff(
-        from_arrays({"w": a}), from_arrays({"w": a.copy()}))
+        from_arrays({"w": a}), from_arrays({"w": a.copy()})
+    )
     assert diffs[0].change_type is ChangeType.UNCHANGED
     assert summary.nonfinite_tensors == ["w"]
 
@@ -128,7 +137,8 @@ def test_compute_element_wise_false_classifies_without_metrics() -> None:
     """Without the element-wise pass, change types are still exact but metrics are None."""
     old, new = _pair()
     diffs, _ = ModelDiff(DiffConfig(compute_element_wise=False)).diff(
-        from_arrays(old), from_arrays(new))
+        from_arrays(old), from_arrays(new)
+    )
     d = _by_name(diffs)["layers.2.w"]
     assert d.change_type is ChangeType.MODIFIED and d.l2_diff is None and d.new_stats is None
 
@@ -140,7 +150,8 @@ def test_change_threshold_sets_change_ratio() -> None:
     ratios = []
     for thr in (0.0, 1e-6, 1e-2):
         (d,), _ = ModelDiff(DiffConfig(change_threshold=thr)).diff(
-            from_arrays({"w": a}), from_arrays({"w": b}))
+            from_arrays({"w": a}), from_arrays({"w": b})
+        )
         ratios.append(d.change_ratio)
     assert ratios == [0.75, 0.5, 0.25]
 
@@ -149,9 +160,11 @@ def test_include_unchanged_controls_the_list_not_the_summary() -> None:
     """Unchanged tensors are listed only on request; the summary counts them either way."""
     old, new = _pair()
     short, s1 = ModelDiff(DiffConfig(include_unchanged=False)).diff(
-        from_arrays(old), from_arrays(new))
+        from_arrays(old), from_arrays(new)
+    )
     full, s2 = ModelDiff(DiffConfig(include_unchanged=True)).diff(
-        from_arrays(old), from_arrays(new))
+        from_arrays(old), from_arrays(new)
+    )
     assert len(full) == len(short) + 1
     assert s1.unchanged_parameters == s2.unchanged_parameters == 1
 
@@ -161,8 +174,7 @@ def test_normalize_by_size_weights_the_averages() -> None:
     old = {"big": np.ones(1000, np.float32), "small": np.ones(10, np.float32)}
     new = {"big": old["big"] * 1.01, "small": old["small"] * 2}
     _, w = ModelDiff(DiffConfig(normalize_by_size=True)).diff(from_arrays(old), from_arrays(new))
-    _, u = ModelDiff(DiffConfig(normalize_by_size=False)).diff(
-        from_arrays(old), from_arrays(new))
+    _, u = ModelDiff(DiffConfig(normalize_by_size=False)).diff(from_arrays(old), from_arrays(new))
     assert u.avg_relative_change == pytest.approx((0.01 + 1.0) / 2, rel=1e-5)
     assert w.avg_relative_change == pytest.approx((0.01 * 1000 + 1.0 * 10) / 1010, rel=1e-5)
 
@@ -189,9 +201,11 @@ def test_worker_count_does_not_change_results() -> None:
     """One worker and four give identical results."""
     old, new = _pair()
     r1 = ModelDiff(DiffConfig(num_workers=1, include_unchanged=True)).diff(
-        from_arrays(old), from_arrays(new))
+        from_arrays(old), from_arrays(new)
+    )
     r4 = ModelDiff(DiffConfig(num_workers=4, include_unchanged=True)).diff(
-        from_arrays(old), from_arrays(new))
+        from_arrays(old), from_arrays(new)
+    )
     assert [d.to_dict() for d in r1[0]] == [d.to_dict() for d in r4[0]]
     assert r1[1] == r4[1]
 
@@ -218,14 +232,16 @@ def test_scalar_tensors_keep_their_shape(tmp_path) -> None:  # type: ignore[no-u
 def test_auto_low_rank_takes_the_most_changed_matrices_within_the_budget(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """"auto" analyses the most-changed 2-D deltas until the element budget is spent;
+    """ "auto" analyses the most-changed 2-D deltas until the element budget is spent;
     True analyses every one, False none."""
     from model_diff import lowrank
 
     rng = np.random.default_rng(3)
     old = {f"w{i}": rng.standard_normal((64, 64)).astype(np.float32) for i in range(5)}
-    new = {k: v + np.float32(0.01 * (i + 1)) * rng.standard_normal((64, 64)).astype(np.float32)
-           for i, (k, v) in enumerate(old.items())}
+    new = {
+        k: v + np.float32(0.01 * (i + 1)) * rng.standard_normal((64, 64)).astype(np.float32)
+        for i, (k, v) in enumerate(old.items())
+    }
     monkeypatch.setattr(lowrank, "AUTO_BUDGET_ELEMENTS", 3 * 64 * 64)
 
     def analysed(mode: bool | str) -> list[str]:
@@ -251,6 +267,7 @@ def test_stats_if_equal_matches_array_stats_and_spots_a_late_difference() -> Non
 
 
 # -- large tensors: parts on the part pool, pages released part by part -------------------------
+
 
 @pytest.fixture
 def small_parts(monkeypatch: pytest.MonkeyPatch) -> tuple[int, int]:
@@ -334,10 +351,15 @@ def test_model_diff_releases_a_large_tensor_part_by_part(small_parts) -> None:  
     calls: dict[str, list[object]] = {"old": [], "new": []}
 
     def ref(label: str, arr: np.ndarray) -> TensorRef:
-        return TensorRef("w", from_numpy(arr.dtype), arr.shape, lambda: arr,
-                         release=lambda: calls[label].append("all"),
-                         release_range=lambda lo, hi: calls[label].append((lo, hi)),
-                         source=label)
+        return TensorRef(
+            "w",
+            from_numpy(arr.dtype),
+            arr.shape,
+            lambda: arr,
+            release=lambda: calls[label].append("all"),
+            release_range=lambda lo, hi: calls[label].append((lo, hi)),
+            source=label,
+        )
 
     d = ModelDiff(DiffConfig(num_workers=2)).diff_tensor(ref("old", a), ref("new", a + 1))
     assert d.change_type is ChangeType.MODIFIED and d.max_diff == 1.0

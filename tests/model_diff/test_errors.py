@@ -62,7 +62,8 @@ def unknown(tmp_path: Path) -> Path:
 def lfs_pointer(tmp_path: Path) -> Path:
     oid = "ab" * 32
     (tmp_path / "model.safetensors").write_text(
-        f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize 4096\n")
+        f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize 4096\n"
+    )
     return tmp_path / "model.safetensors"
 
 
@@ -79,15 +80,21 @@ CASES: list[tuple[str, Callable[[Path], Path], type[ModelDiffError], str, str]] 
     ("empty-pt", empty_pt, CheckpointError, "is empty", "re-save or re-fetch"),
     ("corrupt-header", corrupt_header, CheckpointError, "not valid JSON", "safetensors"),
     ("unknown-format", unknown, UnknownFormatError, "not a checkpoint format", "safetensors"),
-    ("lfs-pointer-without-object", lfs_pointer, LFSObjectMissingError, "abababababab (4096 bytes)",
-     "git lfs fetch"),
+    (
+        "lfs-pointer-without-object",
+        lfs_pointer,
+        LFSObjectMissingError,
+        "abababababab (4096 bytes)",
+        "git lfs fetch",
+    ),
     ("truncated-npy", truncated_npy, CheckpointError, "truncated", "re-save or re-fetch"),
 ]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_bad_input_raises_a_typed_one_line_error_naming_file_and_fix(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     case: tuple[str, Callable[[Path], Path], type[ModelDiffError], str, str],
 ) -> None:
     """Truncated, empty, corrupt, unknown and LFS-pointer inputs: typed error, exit code 2."""
@@ -110,20 +117,28 @@ def _run_blocking_torch(code: str) -> subprocess.CompletedProcess[str]:
     """Run ``code`` in a fresh interpreter where ``import torch`` fails as if not installed."""
     prelude = "import sys; sys.modules['torch'] = None\n"
     env = {**os.environ, "PYTHONPATH": str(PROJECT_ROOT)}
-    return subprocess.run([sys.executable, "-c", prelude + code], capture_output=True,
-                          text=True, env=env, cwd=PROJECT_ROOT, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", prelude + code],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+        check=False,
+    )
 
 
 def test_pt_without_torch_installed_says_install_the_extra(tmp_path: Path) -> None:
     """A .pt opened where torch is not importable raises MissingDependencyError, one line."""
     torch = pytest.importorskip("torch")
     torch.save({"w": torch.ones(2)}, tmp_path / "model.pt")
-    code = ("from model_diff.formats import open_checkpoint\n"
-            "from model_diff.errors import MissingDependencyError\n"
-            "try:\n"
-            f"    open_checkpoint({str(tmp_path / 'model.pt')!r})\n"
-            "except MissingDependencyError as e:\n"
-            "    print(type(e).__name__, e.exit_code, e, sep='|')\n")
+    code = (
+        "from model_diff.formats import open_checkpoint\n"
+        "from model_diff.errors import MissingDependencyError\n"
+        "try:\n"
+        f"    open_checkpoint({str(tmp_path / 'model.pt')!r})\n"
+        "except MissingDependencyError as e:\n"
+        "    print(type(e).__name__, e.exit_code, e, sep='|')\n"
+    )
     out = _run_blocking_torch(code)
     assert out.returncode == 0, out.stderr
     name, code_, msg = out.stdout.rstrip("\n").split("|")
@@ -134,8 +149,10 @@ def test_pt_without_torch_installed_says_install_the_extra(tmp_path: Path) -> No
 def test_safetensors_still_reads_without_torch(tmp_path: Path) -> None:
     """torch is optional: safetensors files open where torch cannot be imported."""
     save_safetensors(tmp_path / "m.safetensors", STATE)
-    out = _run_blocking_torch("from model_diff.formats import open_checkpoint\n"
-                              f"print(len(open_checkpoint({str(tmp_path / 'm.safetensors')!r})))")
+    out = _run_blocking_torch(
+        "from model_diff.formats import open_checkpoint\n"
+        f"print(len(open_checkpoint({str(tmp_path / 'm.safetensors')!r})))"
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(len(STATE))
 
@@ -151,8 +168,9 @@ class _Touch:
 
 
 @pytest.mark.parametrize("kind", ["torch-zip", "raw-pickle"])
-def test_pickle_that_would_run_code_is_refused_without_running_it(tmp_path: Path,
-                                                                  kind: str) -> None:
+def test_pickle_that_would_run_code_is_refused_without_running_it(
+    tmp_path: Path, kind: str
+) -> None:
     """Acceptance 5: a crafted os.system pickle (torch zip or bare pickle) is refused with
     UnsafeCheckpointError pointing at --unsafe-pickle, and the command never runs."""
     target = tmp_path / "pwned"

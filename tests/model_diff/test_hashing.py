@@ -30,8 +30,12 @@ def test_array_hash_without_layout_is_xxh3_of_the_bytes(small_chunks: None) -> N
 def test_tensor_key_covers_dtype_and_shape() -> None:
     """Same bytes under another dtype or shape get another key; same content, same key."""
     a = np.arange(64, dtype=np.int32)
-    keys = {hashing.array_xxh3(a), hashing.array_xxh3(a.reshape(8, 8)),
-            hashing.array_xxh3(a.view(np.float32)), hashing.array_xxh3(a.view(np.uint16))}
+    keys = {
+        hashing.array_xxh3(a),
+        hashing.array_xxh3(a.reshape(8, 8)),
+        hashing.array_xxh3(a.view(np.float32)),
+        hashing.array_xxh3(a.view(np.uint16)),
+    }
     assert len(keys) == 4
     assert hashing.array_xxh3(a) == hashing.array_xxh3(a.copy())
     changed = a.copy()

@@ -15,7 +15,8 @@ import pytest
 from model_diff import metrics
 
 _kernel = pytest.importorskip(
-    "model_diff._kernel", reason="model_diff._kernel not built (python setup.py build_ext -i)")
+    "model_diff._kernel", reason="model_diff._kernel not built (python setup.py build_ext -i)"
+)
 
 
 def test_the_kernel_is_the_active_backend_when_built() -> None:
@@ -37,12 +38,15 @@ def test_length_mismatch_is_a_value_error() -> None:
     assert c[metrics.C_N] == 4
 
 
-@pytest.mark.parametrize(("facc", "cacc"), [
-    (np.zeros(metrics.NF, np.float32), np.zeros(metrics.NC, np.int64)),
-    (np.zeros(metrics.NF - 1), np.zeros(metrics.NC, np.int64)),
-    (np.zeros(metrics.NF), np.zeros(metrics.NC, np.int32)),
-    (np.zeros(metrics.NF), np.zeros(metrics.NC + 1, np.int64)),
-])
+@pytest.mark.parametrize(
+    ("facc", "cacc"),
+    [
+        (np.zeros(metrics.NF, np.float32), np.zeros(metrics.NC, np.int64)),
+        (np.zeros(metrics.NF - 1), np.zeros(metrics.NC, np.int64)),
+        (np.zeros(metrics.NF), np.zeros(metrics.NC, np.int32)),
+        (np.zeros(metrics.NF), np.zeros(metrics.NC + 1, np.int64)),
+    ],
+)
 def test_accumulators_must_have_the_slot_layout(facc: np.ndarray, cacc: np.ndarray) -> None:
     """Wrong dtype or slot count of facc/cacc is refused instead of corrupting memory."""
     with pytest.raises(ValueError, match="must be"):
@@ -59,8 +63,11 @@ def test_read_only_accumulators_are_refused() -> None:
         _kernel.side_step(np.zeros(3), f, c)
 
 
-@pytest.mark.parametrize("arr", [np.zeros(4, np.complex64), np.zeros(4, ">f4"),
-                                 np.zeros(4, "U1")], ids=["complex64", "big-endian", "str"])
+@pytest.mark.parametrize(
+    "arr",
+    [np.zeros(4, np.complex64), np.zeros(4, ">f4"), np.zeros(4, "U1")],
+    ids=["complex64", "big-endian", "str"],
+)
 def test_unsupported_dtypes_are_a_type_error(arr: np.ndarray) -> None:
     """Dtypes the kernel cannot read raise TypeError (metrics routes them to numpy instead)."""
     f, c = metrics.new_accumulators()

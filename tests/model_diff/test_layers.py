@@ -94,8 +94,11 @@ T5 = [
     ("encoder.embed_tokens.weight", "embedding", None),
     ("encoder.block.0.layer.0.SelfAttention.q.weight", "attention", "encoder.block.0"),
     ("encoder.block.0.layer.0.SelfAttention.o.weight", "attention", "encoder.block.0"),
-    ("encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", "attention",
-     "encoder.block.0"),
+    (
+        "encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight",
+        "attention",
+        "encoder.block.0",
+    ),
     ("encoder.block.0.layer.0.layer_norm.weight", "norm", "encoder.block.0"),
     ("encoder.block.7.layer.1.DenseReluDense.wi.weight", "mlp", "encoder.block.7"),
     ("encoder.block.7.layer.1.DenseReluDense.wo.weight", "mlp", "encoder.block.7"),
@@ -162,8 +165,7 @@ ALL = BERT + GPT2 + LLAMA + MIXTRAL + T5 + VIT + RESNET + TORCH_NN
 
 
 @pytest.mark.parametrize(("name", "layer_type", "block"), ALL, ids=[n for n, _, _ in ALL])
-def test_layer_type_and_block_of_real_names(name: str, layer_type: str, block: str | None
-                                            ) -> None:
+def test_layer_type_and_block_of_real_names(name: str, layer_type: str, block: str | None) -> None:
     """Each real tensor name gets the expected single layer type and block label."""
     assert builtin_layer_type(name) == layer_type
     assert layer_type in LAYER_TYPES
@@ -188,16 +190,22 @@ def test_block_layout_orders_naturally_and_gives_relative_depth() -> None:
     names = [f"model.layers.{i}.mlp.up_proj.weight" for i in (10, 2, 0, 11, 1)]
     layout = block_layout(names)
     order = sorted(layout.values(), key=lambda b: b.ordinal)
-    assert [b.label for b in order] == ["model.layers.0", "model.layers.1", "model.layers.2",
-                                        "model.layers.10", "model.layers.11"]
+    assert [b.label for b in order] == [
+        "model.layers.0",
+        "model.layers.1",
+        "model.layers.2",
+        "model.layers.10",
+        "model.layers.11",
+    ]
     assert order[0].depth == 0.0 and order[-1].depth == 1.0
     assert order[2].depth == pytest.approx(0.5)
 
 
 def test_encoder_blocks_come_before_decoder_blocks_and_each_spans_full_depth() -> None:
     """In an encoder-decoder model each stack has its own 0..1 depth; encoder first."""
-    names = [f"{s}.block.{i}.layer.0.layer_norm.weight" for s in ("decoder", "encoder")
-             for i in range(3)]
+    names = [
+        f"{s}.block.{i}.layer.0.layer_norm.weight" for s in ("decoder", "encoder") for i in range(3)
+    ]
     layout = block_layout(names)
     assert layout["encoder.block.0"].ordinal == 0
     assert layout["decoder.block.0"].ordinal == 3
@@ -206,11 +214,19 @@ def test_encoder_blocks_come_before_decoder_blocks_and_each_spans_full_depth() -
 
 def test_resnet_stages_and_blocks_form_one_sequence() -> None:
     """ResNet's layer<stage>.<block> orders by stage, then block."""
-    names = ["layer2.0.conv1.weight", "layer1.1.conv1.weight", "layer1.0.conv1.weight",
-             "layer10.0.conv1.weight"]
+    names = [
+        "layer2.0.conv1.weight",
+        "layer1.1.conv1.weight",
+        "layer1.0.conv1.weight",
+        "layer10.0.conv1.weight",
+    ]
     layout = block_layout(names)
     assert [b.label for b in sorted(layout.values(), key=lambda b: b.ordinal)] == [
-        "layer1.0", "layer1.1", "layer2.0", "layer10.0"]
+        "layer1.0",
+        "layer1.1",
+        "layer2.0",
+        "layer10.0",
+    ]
 
 
 def test_user_patterns_take_priority_and_stay_exclusive() -> None:

@@ -13,8 +13,9 @@ from model_diff.diff import DiffConfig, ModelDiff
 from model_diff.lowrank import analyze_delta, gaussian_sketch
 
 
-def _planted(m: int, n: int, rank: int, seed: int = 0, scale: float = 1e-3
-             ) -> tuple[np.ndarray, np.ndarray]:
+def _planted(
+    m: int, n: int, rank: int, seed: int = 0, scale: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     a = (rng.standard_normal((m, n)) / np.sqrt(n)).astype(np.float32)
     delta = rng.standard_normal((m, rank)) @ rng.standard_normal((rank, n)) * scale
@@ -23,7 +24,7 @@ def _planted(m: int, n: int, rank: int, seed: int = 0, scale: float = 1e-3
 
 def _reference_ranks(a: np.ndarray, b: np.ndarray) -> tuple[int, int]:
     s = np.linalg.svd(b.astype(np.float64) - a.astype(np.float64), compute_uv=False)
-    cum = np.cumsum(s ** 2) / np.sum(s ** 2)
+    cum = np.cumsum(s**2) / np.sum(s**2)
     return int(np.argmax(cum >= 0.9)) + 1, int(np.argmax(cum >= 0.99)) + 1
 
 
@@ -87,9 +88,8 @@ def test_small_side_uses_an_exact_spectrum(shape: tuple[int, int]) -> None:
     assert (r["rank_90"], r["rank_99"]) == _reference_ranks(a, b)
 
 
-def test_auto_skips_matrices_above_the_limit_unless_forced(monkeypatch: pytest.MonkeyPatch
-                                                           ) -> None:
-    """"auto" skips a matrix larger than AUTO_MAX_ELEMENTS; force=True analyses it anyway."""
+def test_auto_skips_matrices_above_the_limit_unless_forced(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ "auto" skips a matrix larger than AUTO_MAX_ELEMENTS; force=True analyses it anyway."""
     monkeypatch.setattr(lowrank, "AUTO_MAX_ELEMENTS", 100 * 100 - 1)
     a, b = _planted(100, 100, 2)
     assert analyze_delta(a.ravel(), b.ravel(), (100, 100)) is None
@@ -120,7 +120,8 @@ def test_result_is_deterministic() -> None:
     """Two runs on the same delta give identical results (fixed sketch seed, no timing)."""
     a, b = _planted(300, 200, 5)
     assert analyze_delta(a.ravel(), b.ravel(), (300, 200)) == analyze_delta(
-        a.ravel(), b.ravel(), (300, 200))
+        a.ravel(), b.ravel(), (300, 200)
+    )
 
 
 def test_sketch_matrix_is_pinned_and_standard_normal() -> None:
@@ -128,8 +129,16 @@ def test_sketch_matrix_is_pinned_and_standard_normal() -> None:
     which numpy does not promise across versions): pinned values, N(0, 1) statistics,
     uncorrelated columns, read-only (it is cached and shared between threads)."""
     assert gaussian_sketch(3, 2).ravel().tolist() == pytest.approx(
-        [-0.45521900057792664, 0.7756529450416565, -0.9820618033409119, -0.5976510643959045,
-         -0.40415966510772705, -1.0546042919158936], rel=1e-6)
+        [
+            -0.45521900057792664,
+            0.7756529450416565,
+            -0.9820618033409119,
+            -0.5976510643959045,
+            -0.40415966510772705,
+            -1.0546042919158936,
+        ],
+        rel=1e-6,
+    )
     g = gaussian_sketch(4096, 64).astype(np.float64)
     assert g.dtype == np.float64 and np.isfinite(g).all()
     assert abs(g.mean()) < 0.01 and abs(g.std() - 1.0) < 0.01
@@ -180,7 +189,8 @@ def test_blas_thread_setting_is_restored_after_concurrent_analyses() -> None:
     before = int(api[1]())
     a, b = _planted(300, 200, 3)
     with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(lambda _: analyze_delta(a.ravel(), b.ravel(), (300, 200)),
-                                range(8)))
+        results = list(
+            pool.map(lambda _: analyze_delta(a.ravel(), b.ravel(), (300, 200)), range(8))
+        )
     assert all(r is not None and r["rank_99"] == 3 for r in results)
     assert int(api[1]()) == before

@@ -30,13 +30,23 @@ except ImportError:  # pragma: no cover - exercised on machines without a compil
     _kernel = None  # type: ignore[assignment]
 
 _NO_KERNEL = pytest.mark.skipif(
-    _kernel is None, reason="model_diff._kernel not built (python setup.py build_ext -i)")
+    _kernel is None, reason="model_diff._kernel not built (python setup.py build_ext -i)"
+)
 #: numpy step, kernel (vector loops where the CPU has AVX2), kernel with portable loops only.
-BACKENDS = ["numpy", pytest.param("kernel", marks=_NO_KERNEL),
-            pytest.param("portable", marks=_NO_KERNEL)]
+BACKENDS = [
+    "numpy",
+    pytest.param("kernel", marks=_NO_KERNEL),
+    pytest.param("portable", marks=_NO_KERNEL),
+]
 
-FLOATS = [np.float64, np.float32, np.float16, ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn,
-          ml_dtypes.float8_e5m2]
+FLOATS = [
+    np.float64,
+    np.float32,
+    np.float16,
+    ml_dtypes.bfloat16,
+    ml_dtypes.float8_e4m3fn,
+    ml_dtypes.float8_e5m2,
+]
 INTS = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, np.uint64]
 ALL_DTYPES = [*FLOATS, *INTS, np.bool_]
 
@@ -77,13 +87,18 @@ def simd(backend: str) -> Iterator[None]:
         _kernel._set_simd(before)
 
 
-def run_pair(backend: str, a: np.ndarray, b: np.ndarray, threshold: float = 1e-6,
-             chunk: int = metrics.CHUNK_ELEMENTS) -> metrics.PairMetrics:
+def run_pair(
+    backend: str,
+    a: np.ndarray,
+    b: np.ndarray,
+    threshold: float = 1e-6,
+    chunk: int = metrics.CHUNK_ELEMENTS,
+) -> metrics.PairMetrics:
     pair, _ = steps(backend)
     f, c = metrics.new_accumulators()
     with simd(backend):
         for s in range(0, a.size, chunk):
-            pair(a[s:s + chunk], b[s:s + chunk], threshold, f, c)
+            pair(a[s : s + chunk], b[s : s + chunk], threshold, f, c)
     return metrics.finish_pair(f, c)
 
 
@@ -92,11 +107,12 @@ def run_side(backend: str, x: np.ndarray, chunk: int = metrics.CHUNK_ELEMENTS) -
     f, c = metrics.new_accumulators()
     with simd(backend):
         for s in range(0, x.size, chunk):
-            side(x[s:s + chunk], f, c)
+            side(x[s : s + chunk], f, c)
     return metrics._side_from(f, c, "a")
 
 
 # -- the independent reference ------------------------------------------------------------
+
 
 def ref_side(x: np.ndarray, keep: np.ndarray) -> dict[str, Any]:
     v = x[keep]
@@ -104,9 +120,14 @@ def ref_side(x: np.ndarray, keep: np.ndarray) -> dict[str, Any]:
     if v.size == 0:
         out.update(mean=None, std=None, min=None, max=None, norm=None, zero_fraction=None)
         return out
-    out.update(mean=math.fsum(v) / v.size, std=float(np.std(v)), min=float(v.min()),
-               max=float(v.max()), norm=math.sqrt(math.fsum(v * v)),
-               zero_fraction=float(np.mean(v == 0)))
+    out.update(
+        mean=math.fsum(v) / v.size,
+        std=float(np.std(v)),
+        min=float(v.min()),
+        max=float(v.max()),
+        norm=math.sqrt(math.fsum(v * v)),
+        zero_fraction=float(np.mean(v == 0)),
+    )
     return out
 
 
@@ -119,13 +140,26 @@ def _reference(a: np.ndarray, b: np.ndarray, threshold: float) -> dict[str, Any]
     x = np.asarray(a, dtype=np.float64).reshape(-1)
     y = np.asarray(b, dtype=np.float64).reshape(-1)
     both = np.isfinite(x) & np.isfinite(y)
-    out: dict[str, Any] = {"numel": x.size, "finite_pairs": int(both.sum()),
-                           "old": ref_side(x, both), "new": ref_side(y, both)}
+    out: dict[str, Any] = {
+        "numel": x.size,
+        "finite_pairs": int(both.sum()),
+        "old": ref_side(x, both),
+        "new": ref_side(y, both),
+    }
     xv, yv = x[both], y[both]
     n = xv.size
     if n == 0:
-        for k in ("l2_diff", "l1_diff", "max_diff", "mean_diff", "mean_signed_diff",
-                  "cosine_sim", "relative_change", "change_ratio", "sign_flip_ratio"):
+        for k in (
+            "l2_diff",
+            "l1_diff",
+            "max_diff",
+            "mean_diff",
+            "mean_signed_diff",
+            "cosine_sim",
+            "relative_change",
+            "change_ratio",
+            "sign_flip_ratio",
+        ):
             out[k] = None
         return out
     d = yv - xv
@@ -138,8 +172,12 @@ def _reference(a: np.ndarray, b: np.ndarray, threshold: float) -> dict[str, Any]
         cos = math.fsum(xv * yv) / (na * nb)
     l2 = math.sqrt(math.fsum(d * d))
     out.update(
-        l2_diff=l2, l1_diff=math.fsum(np.abs(d)), max_diff=float(np.abs(d).max()),
-        mean_diff=math.fsum(np.abs(d)) / n, mean_signed_diff=math.fsum(d) / n, cosine_sim=cos,
+        l2_diff=l2,
+        l1_diff=math.fsum(np.abs(d)),
+        max_diff=float(np.abs(d).max()),
+        mean_diff=math.fsum(np.abs(d)) / n,
+        mean_signed_diff=math.fsum(d) / n,
+        cosine_sim=cos,
         relative_change=l2 / na if na > 0 else None,
         change_ratio=float(np.count_nonzero(np.abs(d) > threshold)) / n,
         sign_flip_ratio=float(np.count_nonzero(np.sign(xv) * np.sign(yv) < 0)) / n,
@@ -147,21 +185,20 @@ def _reference(a: np.ndarray, b: np.ndarray, threshold: float) -> dict[str, Any]
     return out
 
 
-def close(got: float | None, want: float | None, scale: float, what: str,
-          tol: float = RTOL) -> None:
+def close(
+    got: float | None, want: float | None, scale: float, what: str, tol: float = RTOL
+) -> None:
     if want is None or got is None:
         assert got is want, f"{what}: got {got}, want {want}"
         return
     assert abs(got - want) <= tol * max(abs(want), scale), f"{what}: got {got!r}, want {want!r}"
 
 
-def check_side(got: metrics.SideStats, want: dict[str, Any], what: str,
-               tol: float = RTOL) -> None:
+def check_side(got: metrics.SideStats, want: dict[str, Any], what: str, tol: float = RTOL) -> None:
     assert (got.nan_count, got.inf_count) == (want["nan_count"], want["inf_count"]), what
     scale = abs(want["std"] or 0.0) + abs(want["mean"] or 0.0)
     for k in ("mean", "std", "min", "max", "norm", "zero_fraction"):
-        close(getattr(got, k), want[k], scale if k in ("mean", "std") else 0.0, f"{what}.{k}",
-              tol)
+        close(getattr(got, k), want[k], scale if k in ("mean", "std") else 0.0, f"{what}.{k}", tol)
 
 
 def check(m: metrics.PairMetrics, want: dict[str, Any], tol: float = RTOL) -> None:
@@ -199,8 +236,9 @@ def perturbed(a: np.ndarray, seed: int) -> np.ndarray:
         return b
     if a.dtype.kind in "iu":
         step = rng.integers(-3, 4, size=a.size)
-        return np.clip(a.astype(np.float64) + step, np.iinfo(a.dtype).min,
-                       np.iinfo(a.dtype).max).astype(a.dtype)
+        return np.clip(
+            a.astype(np.float64) + step, np.iinfo(a.dtype).min, np.iinfo(a.dtype).max
+        ).astype(a.dtype)
     x = a.astype(np.float64)
     x = x + rng.standard_normal(a.size) * 0.05 * (np.abs(x) + 1e-3)
     x[rng.random(a.size) < 0.01] *= -1
@@ -210,6 +248,7 @@ def perturbed(a: np.ndarray, seed: int) -> np.ndarray:
 
 
 # -- agreement with the reference ---------------------------------------------------------
+
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", ALL_DTYPES, ids=lambda t: np.dtype(t).name)
@@ -221,10 +260,18 @@ def test_every_metric_matches_float64_reference_for_every_dtype(backend: str, dt
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize(("da", "db"), [
-    (np.float32, ml_dtypes.bfloat16), (np.float16, np.float32), (np.int8, np.float32),
-    (ml_dtypes.float8_e4m3fn, np.float64), (np.bool_, np.uint8), (np.float64, np.int64),
-], ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize(
+    ("da", "db"),
+    [
+        (np.float32, ml_dtypes.bfloat16),
+        (np.float16, np.float32),
+        (np.int8, np.float32),
+        (ml_dtypes.float8_e4m3fn, np.float64),
+        (np.bool_, np.uint8),
+        (np.float64, np.int64),
+    ],
+    ids=lambda t: np.dtype(t).name,
+)
 def test_dtype_changed_pairs_compare_values_across_dtypes(backend: str, da: Any, db: Any) -> None:
     """Old and new of different dtypes are compared as values (a dtype-changed tensor)."""
     a = sample(da, 4099, seed=3)
@@ -233,8 +280,11 @@ def test_dtype_changed_pairs_compare_values_across_dtypes(backend: str, da: Any,
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16, ml_dtypes.bfloat16],
-                         ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize(
+    "dtype",
+    [np.float64, np.float32, np.float16, ml_dtypes.bfloat16],
+    ids=lambda t: np.dtype(t).name,
+)
 def test_side_stats_match_reference(backend: str, dtype: Any) -> None:
     """Single-side stats (inspect, added/removed tensors) match the reference, NaN/Inf counted."""
     x = sample(dtype, 10_007, seed=5)
@@ -243,14 +293,19 @@ def test_side_stats_match_reference(backend: str, dtype: Any) -> None:
     x[11] = -np.inf
     x[::13] = 0
     s = run_side(backend, x, chunk=4096)
-    check_side(s, ref_side(x.astype(np.float64), np.isfinite(x.astype(np.float64))), "side",
-               rtol(backend, dtype))
+    check_side(
+        s,
+        ref_side(x.astype(np.float64), np.isfinite(x.astype(np.float64))),
+        "side",
+        rtol(backend, dtype),
+    )
     assert (s.nan_count, s.inf_count) == (3, 3)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", [ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2],
-                         ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize(
+    "dtype", [ml_dtypes.float8_e4m3fn, ml_dtypes.float8_e5m2], ids=lambda t: np.dtype(t).name
+)
 def test_every_float8_bit_pattern_converts_exactly(backend: str, dtype: Any) -> None:
     """All 256 float8 codes (incl. NaN, Inf, denormals) read as their exact float64 values."""
     codes = np.arange(256, dtype=np.uint8).view(dtype)
@@ -263,9 +318,13 @@ def test_every_float8_bit_pattern_converts_exactly(backend: str, dtype: Any) -> 
 
 # -- non-finite, denormal, zero-norm -------------------------------------------------------
 
+
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16, ml_dtypes.bfloat16],
-                         ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize(
+    "dtype",
+    [np.float64, np.float32, np.float16, ml_dtypes.bfloat16],
+    ids=lambda t: np.dtype(t).name,
+)
 def test_nan_and_inf_are_counted_per_side_and_excluded_from_sums(backend: str, dtype: Any) -> None:
     """NaN/Inf on either side are counted; sums, min/max cover only pairs finite on both."""
     a = sample(dtype, 9001, seed=6)
@@ -292,11 +351,19 @@ def test_all_nan_pair_has_no_metrics_but_counts(backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize(("dtype", "tiny"), [(np.float64, 5e-324), (np.float64, 1e-310),
-                                             (np.float32, 1e-45), (np.float32, 1e-40),
-                                             (np.float16, 6e-8), (ml_dtypes.bfloat16, 1e-39),
-                                             (ml_dtypes.bfloat16, 1e-30)],
-                         ids=lambda v: str(v) if isinstance(v, float) else np.dtype(v).name)
+@pytest.mark.parametrize(
+    ("dtype", "tiny"),
+    [
+        (np.float64, 5e-324),
+        (np.float64, 1e-310),
+        (np.float32, 1e-45),
+        (np.float32, 1e-40),
+        (np.float16, 6e-8),
+        (ml_dtypes.bfloat16, 1e-39),
+        (ml_dtypes.bfloat16, 1e-30),
+    ],
+    ids=lambda v: str(v) if isinstance(v, float) else np.dtype(v).name,
+)
 def test_denormal_tensors_keep_their_norms_and_signs(backend: str, dtype: Any, tiny: float) -> None:
     """Denormal values are neither flushed to zero nor lose sign flips (products in float64).
 
@@ -311,8 +378,9 @@ def test_denormal_tensors_keep_their_norms_and_signs(backend: str, dtype: Any, t
     check(m, reference(a, b, 0.0), rtol(backend, dtype))
     assert m.sign_flip_ratio and m.sign_flip_ratio > 0 and m.l1_diff and m.l1_diff > 0
     side = run_side(backend, a)
-    check_side(side, ref_side(a.astype(np.float64), np.ones(a.size, bool)), "side",
-               rtol(backend, dtype))
+    check_side(
+        side, ref_side(a.astype(np.float64), np.ones(a.size, bool)), "side", rtol(backend, dtype)
+    )
     if np.dtype(dtype) != np.float64:
         assert m.old.norm and m.old.norm > 0
 
@@ -331,8 +399,9 @@ def test_half_values_whose_squares_overflow_float32(backend: str, dtype: Any) ->
     check(m, reference(a, b, 1.0), rtol(backend, dtype))
     assert m.old.norm is not None and math.isfinite(m.old.norm)
     side = run_side(backend, a)
-    check_side(side, ref_side(a.astype(np.float64), np.ones(a.size, bool)), "side",
-               rtol(backend, dtype))
+    check_side(
+        side, ref_side(a.astype(np.float64), np.ones(a.size, bool)), "side", rtol(backend, dtype)
+    )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -364,6 +433,7 @@ def test_zero_norm_tensors_cosine_rules(backend: str) -> None:
 
 # -- layout: odd lengths, chunk boundaries, misaligned buffers -----------------------------
 
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 8, 9, 2047, 2048, 2049, 4103])
 def test_odd_lengths(backend: str, n: int) -> None:
@@ -385,23 +455,29 @@ def test_chunk_boundaries_do_not_change_results(backend: str) -> None:
     for m in results:
         check(m, want, rtol(backend, a.dtype))
         assert (m.change_ratio, m.sign_flip_ratio, m.old.nan_count) == (
-            results[0].change_ratio, results[0].sign_flip_ratio, 1)
+            results[0].change_ratio,
+            results[0].sign_flip_ratio,
+            1,
+        )
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("offset", range(1, 8))
-@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16, ml_dtypes.bfloat16,
-                                   np.int32], ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize(
+    "dtype",
+    [np.float64, np.float32, np.float16, ml_dtypes.bfloat16, np.int32],
+    ids=lambda t: np.dtype(t).name,
+)
 def test_misaligned_buffers_give_the_aligned_result(backend: str, offset: int, dtype: Any) -> None:
     """Views at byte offsets 1..7 into a buffer (as in a mapped file) read correctly."""
     a = sample(dtype, 1031, seed=12)
     b = perturbed(a, seed=13)
     raw = np.zeros(a.nbytes + 16, dtype=np.uint8)
-    raw[offset:offset + a.nbytes] = a.view(np.uint8)
+    raw[offset : offset + a.nbytes] = a.view(np.uint8)
     raw_b = np.zeros(b.nbytes + 16, dtype=np.uint8)
-    raw_b[offset + 1:offset + 1 + b.nbytes] = b.view(np.uint8)
-    ma = raw[offset:offset + a.nbytes].view(a.dtype)
-    mb = raw_b[offset + 1:offset + 1 + b.nbytes].view(b.dtype)
+    raw_b[offset + 1 : offset + 1 + b.nbytes] = b.view(np.uint8)
+    ma = raw[offset : offset + a.nbytes].view(a.dtype)
+    mb = raw_b[offset + 1 : offset + 1 + b.nbytes].view(b.dtype)
     got = run_pair(backend, ma, mb, threshold=0.01)
     assert got == run_pair(backend, a, b, threshold=0.01)
     check(got, reference(a, b, 0.01), rtol(backend, dtype))
@@ -409,6 +485,7 @@ def test_misaligned_buffers_give_the_aligned_result(backend: str, offset: int, d
 
 
 # -- semantics ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_threshold_is_strict_and_zero_counts_any_difference(backend: str) -> None:
@@ -422,8 +499,9 @@ def test_threshold_is_strict_and_zero_counts_any_difference(backend: str) -> Non
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", [np.float32, np.float16, ml_dtypes.bfloat16],
-                         ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize(
+    "dtype", [np.float32, np.float16, ml_dtypes.bfloat16], ids=lambda t: np.dtype(t).name
+)
 def test_threshold_is_decided_exactly_for_narrow_floats(backend: str, dtype: Any) -> None:
     """A threshold between two representable differences splits them as in float64."""
     up = np.array([0.1], dtype=dtype)  # rounds to just above or below 0.1 per dtype
@@ -447,8 +525,9 @@ def test_sign_flips_ignore_zeros(backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", [np.float32, ml_dtypes.bfloat16, np.int16],
-                         ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize(
+    "dtype", [np.float32, ml_dtypes.bfloat16, np.int16], ids=lambda t: np.dtype(t).name
+)
 def test_diff_of_a_tensor_with_itself_is_zero(backend: str, dtype: Any) -> None:
     """diff(a, a): every difference metric zero, cosine 1, no changed elements or flips."""
     a = sample(dtype, 5003, seed=14)
@@ -488,6 +567,7 @@ def test_backends_agree_with_each_other(backend: str) -> None:
 
 # -- the public functions on top of the steps ------------------------------------------------
 
+
 def test_diff_arrays_takes_any_shape_and_layout() -> None:
     """diff_arrays/array_stats compare flat: 2-D, strided and big-endian arrays work."""
     a = sample(np.float32, 6000, seed=19).reshape(60, 100)
@@ -497,8 +577,11 @@ def test_diff_arrays_takes_any_shape_and_layout() -> None:
     check(metrics.diff_arrays(a.astype(">f4"), b.astype(">f4"), 0.01), want)
     wide_a, wide_b = np.repeat(a.reshape(-1), 2), np.repeat(b.reshape(-1), 2)
     check(metrics.diff_arrays(wide_a[::2], wide_b[::2], 0.01), want)
-    check_side(metrics.array_stats(a[:, :50]), ref_side(a[:, :50].astype(np.float64).reshape(-1),
-                                                       np.ones(3000, bool)), "side")
+    check_side(
+        metrics.array_stats(a[:, :50]),
+        ref_side(a[:, :50].astype(np.float64).reshape(-1), np.ones(3000, bool)),
+        "side",
+    )
 
 
 def test_bytes_equal_is_bitwise() -> None:
@@ -557,8 +640,9 @@ def test_environment_variable_forces_numpy_and_results_agree(clean_env: dict[str
     import sys
 
     def probe(env: dict[str, str]) -> dict[str, Any]:
-        out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True,
-                             text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True, check=True
+        )
         return json.loads(out.stdout)
 
     forced = probe({**clean_env, "MODEL_DIFF_NO_KERNEL": "1"})

@@ -22,8 +22,9 @@ def _stages() -> list[dict[str, np.ndarray]]:
     """Step 1 trains everything but the embeddings; step 2 freezes block 0 as well."""
     s0 = toy_transformer(n_blocks=4, d_model=16, vocab=32, seed=0)
     s1 = fine_tune(s0, seed=1)
-    s2 = fine_tune(s1, seed=2, frozen=lambda n: n.startswith(("model.layers.0.",
-                                                              "model.embed_tokens")))
+    s2 = fine_tune(
+        s1, seed=2, frozen=lambda n: n.startswith(("model.layers.0.", "model.embed_tokens"))
+    )
     return [s0, s1, s2]
 
 
@@ -35,8 +36,10 @@ def test_rows_follow_each_block_across_steps() -> None:
     """Each block gets one change per step; a block frozen in step 2 shows 0.0 there."""
     result = compare_training_stages(_checkpoints())
     assert result["checkpoints"] == ["step0", "step1", "step2"]
-    assert [(s["from"], s["to"]) for s in result["steps"]] == [("step0", "step1"),
-                                                                ("step1", "step2")]
+    assert [(s["from"], s["to"]) for s in result["steps"]] == [
+        ("step0", "step1"),
+        ("step1", "step2"),
+    ]
     rows = {r["label"]: r for r in result["rows"]}
     assert [r["label"] for r in result["rows"]][:2] == ["embedding", "model.layers.0"]
     block0 = rows["model.layers.0"]
@@ -114,8 +117,9 @@ def test_cli_timeline_text_and_json_on_safetensors_files(tmp_path: Path) -> None
     assert [r["trend"] for r in data["rows"] if r["label"] == "model.layers.0"] == ["falling"]
 
 
-def test_cli_timeline_missing_file_is_one_line_exit_2(tmp_path: Path, clean_env: dict[str, str]
-                                                      ) -> None:
+def test_cli_timeline_missing_file_is_one_line_exit_2(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
     """A missing checkpoint: exit 2, one error line naming it, nothing on stdout."""
     paths = _write_stages(tmp_path)
     missing = str(tmp_path / "nope.safetensors")

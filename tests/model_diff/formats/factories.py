@@ -26,8 +26,11 @@ def to_torch(state: State) -> dict[str, Any]:
     """numpy arrays -> torch tensors with the same bits (bfloat16/float8 included)."""
     import torch
 
-    special = {"bfloat16": (np.int16, torch.bfloat16), "float8_e4m3fn": (np.uint8,
-               torch.float8_e4m3fn), "float8_e5m2": (np.uint8, torch.float8_e5m2)}
+    special = {
+        "bfloat16": (np.int16, torch.bfloat16),
+        "float8_e4m3fn": (np.uint8, torch.float8_e4m3fn),
+        "float8_e5m2": (np.uint8, torch.float8_e5m2),
+    }
     out: dict[str, Any] = {}
     for name, a in state.items():
         a = np.ascontiguousarray(a)
@@ -39,8 +42,14 @@ def to_torch(state: State) -> dict[str, Any]:
     return out
 
 
-def save_pt(path: str | os.PathLike[str], state: State, *, wrap: str | None = None,
-            extra: Mapping[str, Any] | None = None, legacy: bool = False) -> Path:
+def save_pt(
+    path: str | os.PathLike[str],
+    state: State,
+    *,
+    wrap: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    legacy: bool = False,
+) -> Path:
     """``torch.save`` the state (optionally under key ``wrap``, with ``extra`` entries)."""
     import torch
 
@@ -56,10 +65,13 @@ def save_training_pt(path: str | os.PathLike[str], state: State) -> Path:
     """A typical training checkpoint: weights, optimizer state, epoch."""
     import torch
 
-    opt = {"state": {0: {"step": torch.tensor(10.0), "exp_avg": torch.zeros(3)}},
-           "param_groups": [{"lr": 1e-3, "params": [0]}]}
-    return save_pt(path, state, wrap="model_state_dict",
-                   extra={"optimizer_state_dict": opt, "epoch": 3})
+    opt = {
+        "state": {0: {"step": torch.tensor(10.0), "exp_avg": torch.zeros(3)}},
+        "param_groups": [{"lr": 1e-3, "params": [0]}],
+    }
+    return save_pt(
+        path, state, wrap="model_state_dict", extra={"optimizer_state_dict": opt, "epoch": 3}
+    )
 
 
 def save_npz(path: str | os.PathLike[str], state: State, *, compressed: bool = False) -> Path:
@@ -67,20 +79,24 @@ def save_npz(path: str | os.PathLike[str], state: State, *, compressed: bool = F
     return Path(path)
 
 
-def save_hf_dir(directory: str | os.PathLike[str], state: State, *, shards: int = 1,
-                weights: str = "safetensors", config: Mapping[str, Any] | None = None,
-                adapter: bool = False) -> Path:
+def save_hf_dir(
+    directory: str | os.PathLike[str],
+    state: State,
+    *,
+    shards: int = 1,
+    weights: str = "safetensors",
+    config: Mapping[str, Any] | None = None,
+    adapter: bool = False,
+) -> Path:
     """A HuggingFace model folder: ``model.safetensors`` (or ``pytorch_model.bin``), sharded
     with an index when ``shards > 1``, with ``config.json`` (adapter: ``adapter_*`` files and
     ``adapter_config.json``, no ``config.json``)."""
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    stem, ext = ("model", ".safetensors") if weights == "safetensors" else ("pytorch_model",
-                                                                             ".bin")
+    stem, ext = ("model", ".safetensors") if weights == "safetensors" else ("pytorch_model", ".bin")
     if adapter:
         stem = "adapter_model"
-        (d / "adapter_config.json").write_text(json.dumps(
-            config or {"peft_type": "LORA", "r": 8}))
+        (d / "adapter_config.json").write_text(json.dumps(config or {"peft_type": "LORA", "r": 8}))
     else:
         (d / "config.json").write_text(json.dumps(config or {"model_type": "llama"}))
 
@@ -101,15 +117,18 @@ def save_hf_dir(directory: str | os.PathLike[str], state: State, *, shards: int 
         write(d / shard, {n: state[n] for n in part_names})
         weight_map.update({n: shard for n in part_names})
     total = sum(int(np.asarray(a).nbytes) for a in state.values())
-    (d / f"{stem}{ext}.index.json").write_text(json.dumps(
-        {"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2))
+    (d / f"{stem}{ext}.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map}, indent=2)
+    )
     return d
 
 
 #: format label -> writer(tmp directory, state) -> path to open.
 WRITERS: dict[str, Callable[[Path, State], Path]] = {
-    "safetensors": lambda d, s: (save_safetensors(d / "model.safetensors", s),
-                                 d / "model.safetensors")[1],
+    "safetensors": lambda d, s: (
+        save_safetensors(d / "model.safetensors", s),
+        d / "model.safetensors",
+    )[1],
     "pt": lambda d, s: save_pt(d / "model.pt", s),
     "legacy-pt": lambda d, s: save_pt(d / "model.pth", s, legacy=True),
     "training-pt": lambda d, s: save_training_pt(d / "training.ckpt", s),

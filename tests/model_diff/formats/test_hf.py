@@ -18,7 +18,8 @@ STATE = toy_transformer(n_blocks=2, d_model=8, vocab=16)
 
 def same_bytes(ckpt, state) -> bool:  # type: ignore[no-untyped-def]
     return set(ckpt.tensors) == set(state) and all(
-        ckpt[n].array().tobytes() == state[n].tobytes() for n in state)
+        ckpt[n].array().tobytes() == state[n].tobytes() for n in state
+    )
 
 
 def test_single_file_dir_reads_weights_config_and_metadata(tmp_path: Path) -> None:
@@ -52,8 +53,14 @@ def test_safetensors_preferred_over_bin_and_leftovers_ignored(tmp_path: Path) ->
     """With both weight files present safetensors wins; trainer files are never opened."""
     d = save_hf_dir(tmp_path / "m", STATE)
     # Unreadable junk under every trainer file name: opening any of them would fail.
-    for junk in ("pytorch_model.bin", "training_args.bin", "optimizer.pt", "scheduler.pt",
-                 "rng_state_0.pth", "trainer_state.json"):
+    for junk in (
+        "pytorch_model.bin",
+        "training_args.bin",
+        "optimizer.pt",
+        "scheduler.pt",
+        "rng_state_0.pth",
+        "trainer_state.json",
+    ):
         (d / junk).write_bytes(b"junk that no reader accepts")
     with open_checkpoint(d) as ckpt:
         assert same_bytes(ckpt, STATE)
@@ -91,8 +98,9 @@ def test_index_shard_outside_the_directory_is_refused(tmp_path: Path) -> None:
     """A shard path that climbs out of the model directory is rejected, not followed."""
     d = save_hf_dir(tmp_path / "m", STATE, shards=2)
     save_safetensors(tmp_path / "outside.safetensors", STATE)
-    (d / "model.safetensors.index.json").write_text(json.dumps(
-        {"weight_map": {n: "../outside.safetensors" for n in STATE}}))
+    (d / "model.safetensors.index.json").write_text(
+        json.dumps({"weight_map": {n: "../outside.safetensors" for n in STATE}})
+    )
     with pytest.raises(CheckpointError, match="invalid shard"):
         open_checkpoint(d)
 

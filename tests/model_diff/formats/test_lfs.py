@@ -30,27 +30,33 @@ def test_parse_pointer_accepts_extension_lines() -> None:
     assert parse_pointer(data) == LFSPointer(OID, 12345)
 
 
-@pytest.mark.parametrize("data", [
-    POINTER.replace(b"spec/v1", b"spec/v2"),
-    POINTER.replace(OID.encode(), b"xyz"),
-    POINTER.replace(b"size 12345\n", b""),
-    POINTER.replace(b"size 12345", b"size -1"),
-    POINTER + b"x" * 1024,
-    b"\x00" * 100,
-], ids=["other-version", "bad-oid", "no-size", "negative-size", "too-large", "binary"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        POINTER.replace(b"spec/v1", b"spec/v2"),
+        POINTER.replace(OID.encode(), b"xyz"),
+        POINTER.replace(b"size 12345\n", b""),
+        POINTER.replace(b"size 12345", b"size -1"),
+        POINTER + b"x" * 1024,
+        b"\x00" * 100,
+    ],
+    ids=["other-version", "bad-oid", "no-size", "negative-size", "too-large", "binary"],
+)
 def test_parse_pointer_rejects_non_pointers(data: bytes) -> None:
     """Anything but a well-formed small pointer is not a pointer (None)."""
     assert parse_pointer(data) is None
 
 
 def git(env: dict[str, str], cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    ).stdout
 
 
 @pytest.fixture
-def lfs_repo(tmp_path: Path, clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
-             ) -> tuple[Path, Path, dict[str, str]]:
+def lfs_repo(
+    tmp_path: Path, clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, Path, dict[str, str]]:
     """A real repo with model.safetensors committed through Git LFS; returns (repo, pointer
     copy outside the repo, env)."""
     if shutil.which("git-lfs") is None:
@@ -137,16 +143,18 @@ def test_missing_object_names_oid_size_and_fetch(
     assert str(pointer) in msg and "\n" not in msg
 
 
-def test_pointer_outside_any_repository_is_missing(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pointer_outside_any_repository_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """No repository around the pointer or cwd: the object is reported missing."""
     for var in ("GIT_DIR", "GIT_COMMON_DIR"):
         monkeypatch.delenv(var, raising=False)
     (tmp_path / "p.safetensors").write_bytes(POINTER)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(LFSObjectMissingError):
-        resolve_pointer(LFSPointer(OID, 12345), path=str(tmp_path / "p.safetensors"),
-                        starts=[str(tmp_path)])
+        resolve_pointer(
+            LFSPointer(OID, 12345), path=str(tmp_path / "p.safetensors"), starts=[str(tmp_path)]
+        )
 
 
 def test_object_with_the_wrong_size_is_reported_corrupt(
@@ -171,8 +179,9 @@ def test_malformed_pointer_is_a_clear_error(tmp_path: Path) -> None:
         open_checkpoint(tmp_path / "m.safetensors")
 
 
-def test_lfs_storage_setting_moves_the_store(tmp_path: Path, clean_env: dict[str, str],
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lfs_storage_setting_moves_the_store(
+    tmp_path: Path, clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """With ``lfs.storage`` set (relative to the git dir), objects are found where git-lfs put
     them, not in .git/lfs."""
     if shutil.which("git-lfs") is None:

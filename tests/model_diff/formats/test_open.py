@@ -80,10 +80,17 @@ def test_registry_lists_every_reader_once() -> None:
 def test_opening_safetensors_imports_neither_torch_nor_dulwich(tmp_path: Path) -> None:
     """The textconv path (safetensors) stays light: no torch, dulwich, click or jinja2."""
     save_safetensors(tmp_path / "m.safetensors", STATE)
-    code = ("import sys; from model_diff.formats import open_checkpoint; "
-            f"c = open_checkpoint({str(tmp_path / 'm.safetensors')!r}); c['w'].array(); "
-            "print(sorted(m for m in ('torch', 'dulwich', 'click', 'jinja2') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[3])
+    code = (
+        "import sys; from model_diff.formats import open_checkpoint; "
+        f"c = open_checkpoint({str(tmp_path / 'm.safetensors')!r}); c['w'].array(); "
+        "print(sorted(m for m in ('torch', 'dulwich', 'click', 'jinja2') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[3],
+    )
     assert out.stdout.strip() == "[]"

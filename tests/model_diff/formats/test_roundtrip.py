@@ -32,8 +32,9 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, P
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_every_format_reads_back_the_same_bytes(written: dict[str, tuple[Path, Path]],
-                                                fmt: str) -> None:
+def test_every_format_reads_back_the_same_bytes(
+    written: dict[str, tuple[Path, Path]], fmt: str
+) -> None:
     """TensorRef.array() gives the saved bytes, names, shapes and dtypes in every format."""
     with open_checkpoint(written[fmt][0]) as ckpt:
         assert set(ckpt.tensors) == set(BASE)
@@ -47,12 +48,12 @@ def _metrics(diffs: list[Any]) -> list[dict[str, Any]]:
     return [d.to_dict() for d in diffs]
 
 
-def test_every_format_gives_identical_diff_metrics(
-    written: dict[str, tuple[Path, Path]]
-) -> None:
+def test_every_format_gives_identical_diff_metrics(written: dict[str, tuple[Path, Path]]) -> None:
     """compare_checkpoints yields the same ParameterDiffs (every metric) whatever the format."""
-    results = {fmt: compare_checkpoints(old, new, include_unchanged=True)
-               for fmt, (old, new) in written.items()}
+    results = {
+        fmt: compare_checkpoints(old, new, include_unchanged=True)
+        for fmt, (old, new) in written.items()
+    }
     ref_diffs, ref_summary = results["safetensors"]
     assert any(d.is_changed for d in ref_diffs) and any(not d.is_changed for d in ref_diffs)
     ignore = {"old_path", "new_path", "old_format", "new_format"}
@@ -72,8 +73,10 @@ def test_bf16_pt_and_safetensors_agree(tmp_path: Path) -> None:
     for fmt in ("safetensors", "pt"):
         (tmp_path / f"{fmt}-o").mkdir()
         (tmp_path / f"{fmt}-n").mkdir()
-        paths[fmt] = (WRITERS[fmt](tmp_path / f"{fmt}-o", old),
-                      WRITERS[fmt](tmp_path / f"{fmt}-n", new))
+        paths[fmt] = (
+            WRITERS[fmt](tmp_path / f"{fmt}-o", old),
+            WRITERS[fmt](tmp_path / f"{fmt}-n", new),
+        )
     with open_checkpoint(paths["pt"][0]) as a, open_checkpoint(paths["safetensors"][0]) as b:
         for name in BASE:
             assert a[name].dtype.name == "bfloat16"

@@ -19,9 +19,23 @@ from model_diff.errors import CheckpointError
 from model_diff.formats import open_checkpoint
 from model_diff.toy import save_safetensors
 
-ALL_DTYPES = [np.float64, np.float32, np.float16, ml_dtypes.bfloat16, ml_dtypes.float8_e4m3fn,
-              ml_dtypes.float8_e5m2, np.int64, np.int32, np.int16, np.int8, np.uint64,
-              np.uint32, np.uint16, np.uint8, np.bool_]
+ALL_DTYPES = [
+    np.float64,
+    np.float32,
+    np.float16,
+    ml_dtypes.bfloat16,
+    ml_dtypes.float8_e4m3fn,
+    ml_dtypes.float8_e5m2,
+    np.int64,
+    np.int32,
+    np.int16,
+    np.int8,
+    np.uint64,
+    np.uint32,
+    np.uint16,
+    np.uint8,
+    np.bool_,
+]
 
 
 def every_dtype_state() -> dict[str, np.ndarray]:
@@ -63,8 +77,11 @@ def test_every_dtype_round_trips_bit_exactly(tmp_path: Path) -> None:
 
 def test_agrees_with_the_safetensors_library(tmp_path: Path) -> None:
     """A file written by the safetensors library reads back the same as the library reads it."""
-    state = {k: v for k, v in every_dtype_state().items()
-             if v.dtype.name not in ("bfloat16", "float8_e4m3fn", "float8_e5m2")}
+    state = {
+        k: v
+        for k, v in every_dtype_state().items()
+        if v.dtype.name not in ("bfloat16", "float8_e4m3fn", "float8_e5m2")
+    }
     save_file(state, str(tmp_path / "lib.safetensors"), metadata={"format": "np"})
     ref = load_file(str(tmp_path / "lib.safetensors"))
     with open_checkpoint(tmp_path / "lib.safetensors") as ckpt:
@@ -76,8 +93,10 @@ def test_agrees_with_the_safetensors_library(tmp_path: Path) -> None:
 
 def test_arrays_are_read_only_views_of_one_file_mapping(tmp_path: Path) -> None:
     """Tensor data is not copied: arrays are read-only views whose base is the file's mmap."""
-    save_safetensors(tmp_path / "m.safetensors", {"a": np.arange(4096, dtype=np.float32),
-                                                  "b": np.ones(10, dtype=np.float16)})
+    save_safetensors(
+        tmp_path / "m.safetensors",
+        {"a": np.arange(4096, dtype=np.float32), "b": np.ones(10, dtype=np.float16)},
+    )
     with open_checkpoint(tmp_path / "m.safetensors") as ckpt:
         a, b = ckpt["a"].array(), ckpt["b"].array()
         assert not a.flags.writeable and not a.flags.owndata
@@ -90,9 +109,11 @@ def test_arrays_are_read_only_views_of_one_file_mapping(tmp_path: Path) -> None:
 
 def test_metadata_and_header_come_without_reading_data(tmp_path: Path) -> None:
     """Names, dtypes, shapes and __metadata__ are known from the header alone."""
-    save_safetensors(tmp_path / "m.safetensors", {"layers.10.w": np.zeros((3, 2), np.float16),
-                                                  "layers.2.w": np.zeros(2, np.int8)},
-                     metadata={"format": "pt", "step": "100"})
+    save_safetensors(
+        tmp_path / "m.safetensors",
+        {"layers.10.w": np.zeros((3, 2), np.float16), "layers.2.w": np.zeros(2, np.int8)},
+        metadata={"format": "pt", "step": "100"},
+    )
     with open_checkpoint(tmp_path / "m.safetensors") as ckpt:
         assert ckpt.format == "safetensors"
         assert ckpt.layer_names == ["layers.2.w", "layers.10.w"]
@@ -110,9 +131,11 @@ def test_zero_tensor_file_is_an_empty_checkpoint(tmp_path: Path) -> None:
 
 def test_zero_dimensional_tensor_keeps_its_empty_shape(tmp_path: Path) -> None:
     """A scalar (shape []) reads as shape () with one element."""
-    path = raw_file(tmp_path / "s.safetensors",
-                    {"s": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]}},
-                    np.float32(2.5).tobytes())
+    path = raw_file(
+        tmp_path / "s.safetensors",
+        {"s": {"dtype": "F32", "shape": [], "data_offsets": [0, 4]}},
+        np.float32(2.5).tobytes(),
+    )
     with open_checkpoint(path) as ckpt:
         assert ckpt["s"].shape == () and ckpt["s"].numel == 1
         assert ckpt["s"].array().tolist() == [2.5]
@@ -136,28 +159,78 @@ INVALID: list[tuple[str, Any, bytes, int | None, str]] = [
     ("not-json", b"{not json}", b"", None, "not valid JSON"),
     ("not-object", b"[1, 2]", b"", None, "does not start with '{'"),
     ("bad-utf8", b'{"\xff": 1}', b"", None, "UTF-8"),
-    ("missing-shape", {"a": {"dtype": "F32", "data_offsets": [0, 8]}}, b"\0" * 8, None,
-     "lacks shape"),
-    ("unknown-dtype", {"a": {"dtype": "F7", "shape": [2], "data_offsets": [0, 8]}},
-     b"\0" * 8, None, "dtype 'F7'"),
-    ("negative-dim", {"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}},
-     b"\0" * 8, None, "invalid shape"),
-    ("size-mismatch", {"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}},
-     b"\0" * 8, None, "span 8"),
-    ("offsets-reversed", {"a": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}},
-     b"\0" * 8, None, "end before"),
-    ("overlap", {"a": F32x2, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}},
-     b"\0" * 12, None, "overlaps"),
-    ("gap", {"a": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12, None,
-     "gap"),
-    ("truncated-data", {"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}},
-     b"\0" * 8, None, "truncated"),
+    (
+        "missing-shape",
+        {"a": {"dtype": "F32", "data_offsets": [0, 8]}},
+        b"\0" * 8,
+        None,
+        "lacks shape",
+    ),
+    (
+        "unknown-dtype",
+        {"a": {"dtype": "F7", "shape": [2], "data_offsets": [0, 8]}},
+        b"\0" * 8,
+        None,
+        "dtype 'F7'",
+    ),
+    (
+        "negative-dim",
+        {"a": {"dtype": "F32", "shape": [-2], "data_offsets": [0, 8]}},
+        b"\0" * 8,
+        None,
+        "invalid shape",
+    ),
+    (
+        "size-mismatch",
+        {"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}},
+        b"\0" * 8,
+        None,
+        "span 8",
+    ),
+    (
+        "offsets-reversed",
+        {"a": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}},
+        b"\0" * 8,
+        None,
+        "end before",
+    ),
+    (
+        "overlap",
+        {"a": F32x2, "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}},
+        b"\0" * 12,
+        None,
+        "overlaps",
+    ),
+    (
+        "gap",
+        {"a": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}},
+        b"\0" * 12,
+        None,
+        "gap",
+    ),
+    (
+        "truncated-data",
+        {"a": {"dtype": "F32", "shape": [4], "data_offsets": [0, 16]}},
+        b"\0" * 8,
+        None,
+        "truncated",
+    ),
     ("uncovered-tail", {"a": F32x2}, b"\0" * 12, None, "not covered"),
-    ("metadata-not-str", {"__metadata__": {"step": 3}, "a": F32x2}, b"\0" * 8, None,
-     "__metadata__"),
-    ("duplicate-name", b'{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, '
-     b'"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}', b"\0" * 8, None,
-     "duplicate"),
+    (
+        "metadata-not-str",
+        {"__metadata__": {"step": 3}, "a": F32x2},
+        b"\0" * 8,
+        None,
+        "__metadata__",
+    ),
+    (
+        "duplicate-name",
+        b'{"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}, '
+        b'"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]}}',
+        b"\0" * 8,
+        None,
+        "duplicate",
+    ),
 ]
 
 
@@ -204,8 +277,10 @@ def _resident_bytes() -> int:
         return int(f.read().split()[1]) * mmap.PAGESIZE
 
 
-@pytest.mark.skipif(not Path("/proc/self/statm").exists() or not hasattr(mmap, "MADV_DONTNEED"),
-                    reason="needs Linux /proc and madvise")
+@pytest.mark.skipif(
+    not Path("/proc/self/statm").exists() or not hasattr(mmap, "MADV_DONTNEED"),
+    reason="needs Linux /proc and madvise",
+)
 def test_release_drops_the_tensors_resident_pages(tmp_path: Path) -> None:
     """Reading a tensor maps its pages in; release() gives them back (RSS falls), and the data
     stays readable afterwards."""
@@ -237,7 +312,8 @@ def _peak_since_reset() -> tuple[int, int]:
 
 @pytest.mark.skipif(
     not Path("/proc/self/clear_refs").exists() or not hasattr(mmap, "MADV_DONTNEED"),
-    reason="needs Linux /proc (clear_refs, status) and madvise")
+    reason="needs Linux /proc (clear_refs, status) and madvise",
+)
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_large_tensor_is_released_part_by_part_during_a_diff(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
@@ -259,7 +335,8 @@ def test_a_large_tensor_is_released_part_by_part_during_a_diff(
         f.write("5")  # resets VmHWM to the current RSS
     base, _ = _peak_since_reset()
     diffs, _ = ModelDiff(DiffConfig(num_workers=workers, low_rank=False)).diff(
-        str(tmp_path / "old.safetensors"), str(tmp_path / "new.safetensors"))
+        str(tmp_path / "old.safetensors"), str(tmp_path / "new.safetensors")
+    )
     _, peak = _peak_since_reset()
     assert diffs[0].max_diff == pytest.approx(0.5, rel=1e-6)
     # Whole-tensor release would map both files: 128 MiB. Parts in flight: 2 x 2 x 4 MiB.
@@ -267,12 +344,15 @@ def test_a_large_tensor_is_released_part_by_part_during_a_diff(
 
 
 # A small valid file written by the reference library, the seed of the fuzz test below.
-_VALID = save({"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(4, np.int16)},
-              metadata={"k": "v"})
+_VALID = save(
+    {"a": np.arange(6, dtype=np.float32).reshape(2, 3), "b": np.ones(4, np.int16)},
+    metadata={"k": "v"},
+)
 
 
-@settings(max_examples=80, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_corrupted_files_are_rejected_exactly_when_the_library_rejects_them(
     tmp_path: Path, data: st.DataObject

@@ -78,14 +78,22 @@ def test_each_wrapper_key_is_unwrapped(tmp_path: Path, key: str) -> None:
 
 def test_lightning_checkpoint_keeps_version_and_step_as_metadata(tmp_path: Path) -> None:
     """A Lightning .ckpt: state_dict unwrapped; epoch/global_step/version become metadata."""
-    extra = {"epoch": 2, "global_step": 500, "pytorch-lightning_version": "2.4.0",
-             "optimizer_states": [{"state": {}}], "lr_schedulers": [],
-             "hyper_parameters": {"lr": 0.1}}
+    extra = {
+        "epoch": 2,
+        "global_step": 500,
+        "pytorch-lightning_version": "2.4.0",
+        "optimizer_states": [{"state": {}}],
+        "lr_schedulers": [],
+        "hyper_parameters": {"lr": 0.1},
+    }
     path = save_pt(tmp_path / "last.ckpt", STATE, wrap="state_dict", extra=extra)
     with open_checkpoint(path) as ckpt:
         assert set(ckpt.tensors) == set(STATE)
-        assert ckpt.metadata == {"epoch": "2", "global_step": "500",
-                                 "pytorch-lightning_version": "2.4.0"}
+        assert ckpt.metadata == {
+            "epoch": "2",
+            "global_step": "500",
+            "pytorch-lightning_version": "2.4.0",
+        }
         assert ckpt.skipped == sorted(extra)
 
 
@@ -109,8 +117,7 @@ def test_non_contiguous_tensor_is_made_contiguous(tmp_path: Path) -> None:
 
 def test_unreadable_dtypes_are_skipped_not_guessed(tmp_path: Path) -> None:
     """Complex tensors are listed in skipped; the readable ones still load."""
-    torch.save({"c": torch.zeros(2, dtype=torch.complex64), "w": torch.ones(2)},
-               tmp_path / "m.pt")
+    torch.save({"c": torch.zeros(2, dtype=torch.complex64), "w": torch.ones(2)}, tmp_path / "m.pt")
     with open_checkpoint(tmp_path / "m.pt") as ckpt:
         assert ckpt.layer_names == ["w"] and ckpt.skipped == ["c"]
 
@@ -145,8 +152,9 @@ def test_pickle_that_runs_code_is_refused_and_does_not_run(tmp_path: Path) -> No
 
 def test_unsafe_pickle_flag_loads_a_trusted_pickle_with_objects(tmp_path: Path) -> None:
     """With unsafe_pickle=True a checkpoint holding an argparse.Namespace loads; args skipped."""
-    torch.save({"model": {"w": torch.ones(2)}, "args": argparse.Namespace(lr=0.1)},
-               tmp_path / "fairseq.pt")
+    torch.save(
+        {"model": {"w": torch.ones(2)}, "args": argparse.Namespace(lr=0.1)}, tmp_path / "fairseq.pt"
+    )
     with pytest.raises(UnsafeCheckpointError):
         open_checkpoint(tmp_path / "fairseq.pt")
     with open_checkpoint(tmp_path / "fairseq.pt", unsafe_pickle=True) as ckpt:
@@ -187,8 +195,9 @@ def test_release_drops_pages_of_a_memory_mapped_pt(tmp_path: Path) -> None:
 def test_legacy_pickle_tensors_are_never_madvised(tmp_path: Path) -> None:
     """Tensors read into ordinary memory (non-zip pickle) get no page release: dropping their
     pages would zero them."""
-    torch.save({"w": torch.full((4096,), 3.0)}, tmp_path / "old.pt",
-               _use_new_zipfile_serialization=False)
+    torch.save(
+        {"w": torch.full((4096,), 3.0)}, tmp_path / "old.pt", _use_new_zipfile_serialization=False
+    )
     with open_checkpoint(tmp_path / "old.pt") as ckpt:
         assert ckpt["w"]._release is None
         ckpt["w"].release()

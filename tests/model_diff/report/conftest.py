@@ -25,9 +25,12 @@ class Diffed:
 
     def kwargs(self, **kw: Any) -> dict[str, Any]:
         """Keyword arguments of create_diff_report for this pair."""
-        base = dict(old_name="base", new_name="finetuned",
-                    inputs=inputs_from_checkpoints(self.old, self.new),
-                    diff_config=self.diff_config)
+        base = dict(
+            old_name="base",
+            new_name="finetuned",
+            inputs=inputs_from_checkpoints(self.old, self.new),
+            diff_config=self.diff_config,
+        )
         base.update(kw)
         return base
 

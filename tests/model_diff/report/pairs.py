@@ -17,17 +17,22 @@ from model_diff.checkpoint import Checkpoint, from_arrays
 from model_diff.diff import DiffConfig, DiffSummary, ModelDiff, ParameterDiff
 
 XSS_NAME = "</script><script>alert(1)</script>"
-XSS_TITLE_NAME = ("</script><script>document.title='pwned'</script>"
-                  "<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">")
+XSS_TITLE_NAME = (
+    "</script><script>document.title='pwned'</script>"
+    "<img src=x onerror=\"document.body.setAttribute('data-pwned','1')\">"
+)
 
 
-def golden_arrays(n_blocks: int = 3, d_model: int = 8, vocab: int = 16
-                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+def golden_arrays(
+    n_blocks: int = 3, d_model: int = 8, vocab: int = 16
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     base = toy.toy_transformer(n_blocks=n_blocks, d_model=d_model, vocab=vocab, seed=0)
-    ft = toy.fine_tune(base, seed=1, frozen=("model.embed_tokens.weight",
-                                             "model.layers.0.input_layernorm.weight"))
+    ft = toy.fine_tune(
+        base, seed=1, frozen=("model.embed_tokens.weight", "model.layers.0.input_layernorm.weight")
+    )
     ft["lm_head.weight"] = np.concatenate(
-        [ft["lm_head.weight"], np.full((2, d_model), 0.01, np.float32)])
+        [ft["lm_head.weight"], np.full((2, d_model), 0.01, np.float32)]
+    )
     ft["model.norm.weight"] = ft["model.norm.weight"].astype(np.float16)
     ft[f"model.layers.{n_blocks - 1}.mlp.up_proj.weight"][0, 0] = np.nan
     del ft["model.layers.1.self_attn.k_proj.weight"]
@@ -37,18 +42,25 @@ def golden_arrays(n_blocks: int = 3, d_model: int = 8, vocab: int = 16
 
 def golden_checkpoints(**kw: int) -> tuple[Checkpoint, Checkpoint]:
     base, ft = golden_arrays(**kw)
-    return (from_arrays(base, path="base.safetensors", format="safetensors"),
-            from_arrays(ft, path="finetuned.safetensors", format="safetensors"))
+    return (
+        from_arrays(base, path="base.safetensors", format="safetensors"),
+        from_arrays(ft, path="finetuned.safetensors", format="safetensors"),
+    )
 
 
-def diff_pair(old: Checkpoint, new: Checkpoint, **cfg: Any
-              ) -> tuple[list[ParameterDiff], DiffSummary, DiffConfig]:
+def diff_pair(
+    old: Checkpoint, new: Checkpoint, **cfg: Any
+) -> tuple[list[ParameterDiff], DiffSummary, DiffConfig]:
     config = DiffConfig(include_unchanged=True, num_workers=1, **cfg)
     diffs, summary = ModelDiff(config).diff(old, new)
     return diffs, summary, config
 
 
-def analyse(diffs: list[ParameterDiff], summary: DiffSummary, old: Checkpoint | None = None,
-            new: Checkpoint | None = None) -> dict[str, Any]:
+def analyse(
+    diffs: list[ParameterDiff],
+    summary: DiffSummary,
+    old: Checkpoint | None = None,
+    new: Checkpoint | None = None,
+) -> dict[str, Any]:
     """The real analysis of a pair, as the CLI computes it."""
     return DiffAnalyzer().analyze(diffs, summary, old=old, new=new)

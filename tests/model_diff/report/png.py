@@ -44,8 +44,8 @@ def read_png(path: Path) -> np.ndarray:
     pos, idat = 8, []
     width = height = bpp = 0
     while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
         pos += 12 + n
         if kind == b"IHDR":
             width, height, depth, color, _, _, interlace = struct.unpack(">IIBBBBB", body)
@@ -60,10 +60,10 @@ def read_png(path: Path) -> np.ndarray:
     rows = []
     for y in range(height):
         start = y * (stride + 1)
-        ftype, f = raw[start], raw[start + 1:start + 1 + stride]
+        ftype, f = raw[start], raw[start + 1 : start + 1 + stride]
         cur = np.frombuffer(f, np.uint8)
         if ftype == 1:  # Sub: running sum per channel along the row
-            cur = (np.cumsum(cur.reshape(width, bpp), axis=0, dtype=np.uint32) & 0xFF)
+            cur = np.cumsum(cur.reshape(width, bpp), axis=0, dtype=np.uint32) & 0xFF
             cur = cur.astype(np.uint8).reshape(-1)
         elif ftype == 2:
             cur = cur + prev

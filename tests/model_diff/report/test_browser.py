@@ -21,15 +21,28 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs it)"),
 ]
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--hide-scrollbars", "--virtual-time-budget=2000"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--virtual-time-budget=2000",
+]
 
 
 def _chromium(tmp_path: Path, url: str, *extra: str) -> str:
     profile = tmp_path / "profile"  # a fresh profile: no state from any other run
-    proc = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *extra, url],  # type: ignore[list-item]
-                          capture_output=True, text=True, timeout=60, check=False)
+    proc = subprocess.run(
+        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *extra, url],  # type: ignore[list-item]
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 
@@ -101,9 +114,15 @@ def hostile_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     old = from_arrays(base, path="base.safetensors", format="safetensors")
     new = from_arrays(ft, path="finetuned.safetensors", format="safetensors")
     diffs, summary, _ = diff_pair(old, new)
-    page = create_diff_report(diffs, summary, analyse(diffs, summary, old, new), format="html",
-                              old_name="base", new_name="finetuned",
-                              config=VisualizationConfig(include_raw_data=True))
+    page = create_diff_report(
+        diffs,
+        summary,
+        analyse(diffs, summary, old, new),
+        format="html",
+        old_name="base",
+        new_name="finetuned",
+        config=VisualizationConfig(include_raw_data=True),
+    )
     path = tmp_path_factory.mktemp("report") / "report.html"
     path.write_text(page, encoding="utf-8")
     return path
@@ -120,9 +139,14 @@ def loaded(hostile_report: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     shot = tmp / "report.png"
     # Half device scale: a 1000x1500 CSS-pixel page (header to depth chart) in 500x750 pixels,
     # a quarter of the PNG to decode.
-    dom_text = _chromium(tmp, hostile_report.as_uri() + "#q=script&sort=-rel",
-                         "--window-size=1000,1500", "--force-device-scale-factor=0.5",
-                         f"--screenshot={shot}", "--dump-dom")
+    dom_text = _chromium(
+        tmp,
+        hostile_report.as_uri() + "#q=script&sort=-rel",
+        "--window-size=1000,1500",
+        "--force-device-scale-factor=0.5",
+        f"--screenshot={shot}",
+        "--dump-dom",
+    )
     return dom_text, shot
 
 
@@ -159,7 +183,12 @@ def test_table_filters_and_sorts_in_the_browser(loaded: tuple[str, Path]) -> Non
     hidden = [name for name, is_hidden in dom.rows if is_hidden]
     assert hidden and not any("script" in n for n in hidden)
     assert re.search(r'<th class="num" data-col="2" aria-sort="descending">', dom_text)
-    rel = [float(m) for m in re.findall(
-        r'<tr data-i="\d+" data-change="modified" hidden="">(?:<td.*?</td>){4}<td class="num">'
-        r'(?:<span[^>]*></span>)?([0-9.]+)%</td>', dom_text)]
+    rel = [
+        float(m)
+        for m in re.findall(
+            r'<tr data-i="\d+" data-change="modified" hidden="">(?:<td.*?</td>){4}<td class="num">'
+            r"(?:<span[^>]*></span>)?([0-9.]+)%</td>",
+            dom_text,
+        )
+    ]
     assert len(rel) >= 5 and rel == sorted(rel, reverse=True)

@@ -43,8 +43,13 @@ def _normalise(fmt: str, text: str) -> str:
 
 @pytest.mark.parametrize("fmt", ["text", "markdown", "json"])
 def test_report_matches_golden_file(pair: Diffed, fmt: str) -> None:
-    out = create_diff_report(pair.diffs, pair.summary, pair.analysis, format=fmt,
-                             **pair.kwargs(config=VisualizationConfig(max_layers_display=12)))
+    out = create_diff_report(
+        pair.diffs,
+        pair.summary,
+        pair.analysis,
+        format=fmt,
+        **pair.kwargs(config=VisualizationConfig(max_layers_display=12)),
+    )
     path = GOLDEN / f"report.{SUFFIX[fmt]}"
     actual = _normalise(fmt, out)
     if UPDATE:
@@ -72,12 +77,20 @@ for fmt in ("text", "json", "markdown", "html"):
 
 
 def test_all_formats_byte_identical_across_runs_and_hash_seeds(
-        clean_env: dict[str, str], project_root: Path) -> None:
+    clean_env: dict[str, str], project_root: Path
+) -> None:
     digests = []
     for seed in ("0", "4242"):
         env = dict(clean_env, PYTHONHASHSEED=seed)
-        proc = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, cwd=project_root,
-                              capture_output=True, text=True, check=False, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", _SCRIPT],
+            env=env,
+            cwd=project_root,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
         digests.append(proc.stdout)
     assert digests[0] == digests[1]

@@ -19,8 +19,13 @@ from .pairs import XSS_NAME, XSS_TITLE_NAME, diff_pair
 
 
 def _html(pair: Diffed, **cfg: object) -> str:
-    return create_diff_report(pair.diffs, pair.summary, pair.analysis, format="html",
-                              **pair.kwargs(config=VisualizationConfig(**cfg)))  # type: ignore[arg-type]
+    return create_diff_report(
+        pair.diffs,
+        pair.summary,
+        pair.analysis,
+        format="html",
+        **pair.kwargs(config=VisualizationConfig(**cfg)),
+    )  # type: ignore[arg-type]
 
 
 def _tensor_data(page: str) -> list[list[object]]:
@@ -41,10 +46,17 @@ def test_self_contained_no_network_references(pair: Diffed) -> None:
 
 def test_hostile_names_are_escaped_in_markup_and_in_script_json() -> None:
     names = [XSS_NAME, XSS_TITLE_NAME, "a&b\u2028c"]
-    diffs, summary, _ = diff_pair(from_arrays({}),
-                                  from_arrays({n: np.ones(2, np.float32) for n in names}))
-    page = create_diff_report(diffs, summary, None, format="html", old_name="<i>old</i>",
-                              config=VisualizationConfig(include_raw_data=True))
+    diffs, summary, _ = diff_pair(
+        from_arrays({}), from_arrays({n: np.ones(2, np.float32) for n in names})
+    )
+    page = create_diff_report(
+        diffs,
+        summary,
+        None,
+        format="html",
+        old_name="<i>old</i>",
+        config=VisualizationConfig(include_raw_data=True),
+    )
     assert page.count("<script") == 2 and page.count("</script>") == 2
     assert "<i>old</i>" not in page and "&lt;i&gt;old&lt;/i&gt;" in page
     assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in page
@@ -80,9 +92,15 @@ def test_include_raw_data_embeds_the_full_json_report(pair: Diffed) -> None:
     m = re.search(r'<pre class="raw mono" id="raw-json">(.*?)</pre>', raw, re.S)
     assert m is not None
     embedded = json.loads(html.unescape(m.group(1)))
-    expected = json.loads(create_diff_report(
-        pair.diffs, pair.summary, pair.analysis, format="json",
-        **pair.kwargs(config=VisualizationConfig(include_raw_data=True))))
+    expected = json.loads(
+        create_diff_report(
+            pair.diffs,
+            pair.summary,
+            pair.analysis,
+            format="json",
+            **pair.kwargs(config=VisualizationConfig(include_raw_data=True)),
+        )
+    )
     assert embedded == expected
 
 
@@ -105,10 +123,15 @@ def test_without_analysis_charts_explain_what_is_missing(pair: Diffed) -> None:
 
 def test_low_rank_records_draw_the_low_rank_chart(pair: Diffed) -> None:
     """The engine's per-tensor low-rank records become bars; the lowest-rank deltas first."""
-    planted = {d.name: {**(d.low_rank or {}), "rank_90": 1, "rank_99": 2}
-               for d in pair.diffs if d.name.endswith("q_proj.weight")}
-    diffs = [dataclasses.replace(d, low_rank=planted[d.name]) if d.name in planted else d
-             for d in pair.diffs]
+    planted = {
+        d.name: {**(d.low_rank or {}), "rank_90": 1, "rank_99": 2}
+        for d in pair.diffs
+        if d.name.endswith("q_proj.weight")
+    }
+    diffs = [
+        dataclasses.replace(d, low_rank=planted[d.name]) if d.name in planted else d
+        for d in pair.diffs
+    ]
     page = create_diff_report(diffs, pair.summary, pair.analysis, format="html")
     svg = re.search(r'<svg [^>]*class="chart lowrank".*?</svg>', page, re.S)
     assert svg is not None
@@ -128,10 +151,17 @@ def test_no_low_rank_chart_without_low_rank_records(pair: Diffed) -> None:
     assert 'id="chart-lowrank"' not in page and 'class="chart depth"' in page
 
 
-@pytest.mark.parametrize("value, expected", [
-    (0.0404, (0.05, 0.01)), (0.0352, (0.04, 0.01)), (37, (40.0, 10.0)), (0.0083, (0.01, 0.002)),
-    (5, (5.0, 1.0)), (0.0, (1.0, 0.25)),
-])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (0.0404, (0.05, 0.01)),
+        (0.0352, (0.04, 0.01)),
+        (37, (40.0, 10.0)),
+        (0.0083, (0.01, 0.002)),
+        (5, (5.0, 1.0)),
+        (0.0, (1.0, 0.25)),
+    ],
+)
 def test_axis_maximum_is_round_and_tight(value: float, expected: tuple[float, float]) -> None:
     """At most five round steps, the first round value at or above the data maximum."""
     from model_diff.report.charts import _nice_max

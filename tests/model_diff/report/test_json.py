@@ -31,12 +31,14 @@ def _schema() -> dict[str, Any]:
 def _strict_loads(text: str) -> Any:
     def reject(token: str) -> None:
         raise ValueError(f"non-standard JSON constant {token}")
+
     return json.loads(text, parse_constant=reject)
 
 
 def test_report_validates_against_shipped_schema(pair: Diffed) -> None:
-    doc = _strict_loads(create_diff_report(pair.diffs, pair.summary, pair.analysis,
-                                           format="json", **pair.kwargs()))
+    doc = _strict_loads(
+        create_diff_report(pair.diffs, pair.summary, pair.analysis, format="json", **pair.kwargs())
+    )
     jsonschema.validate(doc, _schema(), cls=jsonschema.Draft202012Validator)
     assert doc["schema_version"] == "1.0"
     assert doc["tool"] == {"name": "model-diff", "version": model_diff.__version__}
@@ -71,20 +73,45 @@ def test_per_tensor_records_are_to_dict_grouped_in_natural_order(pair: Diffed) -
     assert sorted(seen) == sorted(by_name)
     modified = [r["name"] for r in doc["tensors"]["modified"]]
     assert modified.index("model.layers.2.mlp.up_proj.weight") > modified.index(
-        "model.layers.1.mlp.up_proj.weight")
-    assert list(doc) == ["schema_version", "tool", "old_name", "new_name", "inputs", "config",
-                         "counts", "summary", "analysis", "tensors"]
+        "model.layers.1.mlp.up_proj.weight"
+    )
+    assert list(doc) == [
+        "schema_version",
+        "tool",
+        "old_name",
+        "new_name",
+        "inputs",
+        "config",
+        "counts",
+        "summary",
+        "analysis",
+        "tensors",
+    ]
 
 
 def test_nan_and_inf_become_null_never_bare_nan() -> None:
     a = {"w": np.ones(4, np.float32), "z": np.zeros(4, np.float32)}
     b = {"w": np.array([np.nan, np.inf, 1, 1], np.float32), "z": np.zeros(4, np.float32)}
     b["z"][0] = 1.0  # relative change of an all-zero tensor is undefined
-    diffs, summary = ModelDiff(DiffConfig(include_unchanged=True)).diff(from_arrays(a),
-                                                                        from_arrays(b))
-    text = create_diff_report(diffs, summary, {"insights": [{"code": "x", "severity": "critical",
-                              "title": "t", "description": "d",
-                              "evidence": {"ratio": float("nan")}}]}, format="json")
+    diffs, summary = ModelDiff(DiffConfig(include_unchanged=True)).diff(
+        from_arrays(a), from_arrays(b)
+    )
+    text = create_diff_report(
+        diffs,
+        summary,
+        {
+            "insights": [
+                {
+                    "code": "x",
+                    "severity": "critical",
+                    "title": "t",
+                    "description": "d",
+                    "evidence": {"ratio": float("nan")},
+                }
+            ]
+        },
+        format="json",
+    )
     doc = _strict_loads(text)
     w = doc["tensors"]["modified"][0]
     assert w["name"] == "w" and w["new_stats"]["nan_count"] == 1
@@ -98,15 +125,22 @@ def test_analysis_none_is_null_and_inputs_fall_back_to_summary() -> None:
     """Without inputs=, dtypes are only claimed when every tensor is in the diff list."""
     a = {"w": np.ones(4, np.float32), "v": np.ones(2, np.float32)}
     b = {"w": np.full(4, 2.0, np.float32), "v": np.ones(2, np.float32)}
-    old, new = from_arrays(a, path="a.npz", format="npz"), from_arrays(b, path="b.npz",
-                                                                          format="npz")
+    old, new = (
+        from_arrays(a, path="a.npz", format="npz"),
+        from_arrays(b, path="b.npz", format="npz"),
+    )
     diffs, summary, _ = diff_pair(old, new)
     doc = json.loads(create_diff_report(diffs, summary, None, format="json"))
     assert doc["analysis"] is None
     assert doc["old_name"] == "a.npz"
-    assert doc["inputs"]["old"] == {"path": "a.npz", "format": "npz", "num_tensors": 2,
-                                    "num_parameters": 6, "size_bytes": None,
-                                    "dtypes": {"float32": 6}}
+    assert doc["inputs"]["old"] == {
+        "path": "a.npz",
+        "format": "npz",
+        "num_tensors": 2,
+        "num_parameters": 6,
+        "size_bytes": None,
+        "dtypes": {"float32": 6},
+    }
     changed_only, summary2 = ModelDiff().diff(old, new)
     doc2 = json.loads(create_diff_report(changed_only, summary2, None, format="json"))
     assert doc2["inputs"]["old"]["dtypes"] is None
@@ -116,11 +150,25 @@ def test_analysis_none_is_null_and_inputs_fall_back_to_summary() -> None:
 
 def test_inputs_accept_the_cli_short_keys(pair: Diffed) -> None:
     """inputs={"old": {"tensors", "parameters", ...}} map to num_tensors / num_parameters."""
-    inputs = {side: {"path": f"{side}.safetensors", "format": "safetensors", "tensors": 7,
-                     "parameters": 70, "dtypes": {"bfloat16": 70}} for side in ("old", "new")}
-    doc = json.loads(create_diff_report(pair.diffs, pair.summary, None, format="json",
-                                        inputs=inputs))
-    assert doc["inputs"]["old"] == {"path": "old.safetensors", "format": "safetensors",
-                                    "num_tensors": 7, "num_parameters": 70, "size_bytes": None,
-                                    "dtypes": {"bfloat16": 70}}
+    inputs = {
+        side: {
+            "path": f"{side}.safetensors",
+            "format": "safetensors",
+            "tensors": 7,
+            "parameters": 70,
+            "dtypes": {"bfloat16": 70},
+        }
+        for side in ("old", "new")
+    }
+    doc = json.loads(
+        create_diff_report(pair.diffs, pair.summary, None, format="json", inputs=inputs)
+    )
+    assert doc["inputs"]["old"] == {
+        "path": "old.safetensors",
+        "format": "safetensors",
+        "num_tensors": 7,
+        "num_parameters": 70,
+        "size_bytes": None,
+        "dtypes": {"bfloat16": 70},
+    }
     jsonschema.validate(doc, _schema(), cls=jsonschema.Draft202012Validator)

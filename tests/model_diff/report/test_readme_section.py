@@ -18,8 +18,9 @@ def _reports_example(root: Path) -> str:
     return blocks[0]
 
 
-def test_readme_reports_example_runs(project_root: Path, tmp_path: Path,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_reports_example_runs(
+    project_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     base = toy_transformer(n_blocks=2, d_model=16, vocab=32)
     save_safetensors(tmp_path / "model_v1.safetensors", base)
     save_safetensors(tmp_path / "model_v2.safetensors", fine_tune(base))

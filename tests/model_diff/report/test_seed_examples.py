@@ -21,8 +21,11 @@ def _report_example() -> str:
 def test_seed_report_example_runs_with_each_color_scheme(pair: Diffed, scheme: str) -> None:
     block = _report_example()
     assert 'color_scheme="dark"' in block
-    namespace: dict[str, object] = {"diffs": pair.diffs, "summary": pair.summary,
-                                    "analysis": pair.analysis}
+    namespace: dict[str, object] = {
+        "diffs": pair.diffs,
+        "summary": pair.summary,
+        "analysis": pair.analysis,
+    }
     code = block.replace('color_scheme="dark"', f'color_scheme="{scheme}"')
     exec(compile(code, "<seed README report example>", "exec"), namespace)
     html = namespace["html_report"]

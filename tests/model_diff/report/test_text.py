@@ -16,11 +16,21 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def test_sections_in_order_insights_before_tensor_groups(pair: Diffed) -> None:
-    out = create_diff_report(pair.diffs, pair.summary, pair.analysis, format="text",
-                             **pair.kwargs())
-    heads = ["Summary", f"Insights ({len(pair.analysis['insights'])})", "Layer types",
-             "Change by depth", "Added (1)", "Removed (1)", "Shape changed (1)",
-             "Dtype changed (1)", "Modified (", "Unchanged (2)"]
+    out = create_diff_report(
+        pair.diffs, pair.summary, pair.analysis, format="text", **pair.kwargs()
+    )
+    heads = [
+        "Summary",
+        f"Insights ({len(pair.analysis['insights'])})",
+        "Layer types",
+        "Change by depth",
+        "Added (1)",
+        "Removed (1)",
+        "Shape changed (1)",
+        "Dtype changed (1)",
+        "Modified (",
+        "Unchanged (2)",
+    ]
     positions = [out.index("\n" + h) for h in heads]
     assert positions == sorted(positions)
     # Critical first, then warning, then info.
@@ -34,18 +44,23 @@ def test_every_line_fits_80_columns_even_with_long_names(tmp_path: object) -> No
     a = {long: np.ones(4, np.float32), "x.weight": np.ones(4, np.float32)}
     b = {long: np.full(4, 2.0, np.float32), "y" * 120: np.ones((3, 2), np.float32)}
     diffs, summary, _ = diff_pair(from_arrays(a), from_arrays(b))
-    out = create_diff_report(diffs, summary, None, format="text", old_name="o" * 200,
-                             new_name="n")
+    out = create_diff_report(diffs, summary, None, format="text", old_name="o" * 200, new_name="n")
     assert max(len(line) for line in out.splitlines()) <= 80
     assert "y" * 78 in out  # long names wrap instead of being cut
     assert "not computed (no analysis given)" in out
 
 
 def test_no_ansi_unless_color_is_set(pair: Diffed) -> None:
-    plain = create_diff_report(pair.diffs, pair.summary, pair.analysis, format="text",
-                               **pair.kwargs())
-    coloured = create_diff_report(pair.diffs, pair.summary, pair.analysis, format="text",
-                                  **pair.kwargs(config=VisualizationConfig(color=True)))
+    plain = create_diff_report(
+        pair.diffs, pair.summary, pair.analysis, format="text", **pair.kwargs()
+    )
+    coloured = create_diff_report(
+        pair.diffs,
+        pair.summary,
+        pair.analysis,
+        format="text",
+        **pair.kwargs(config=VisualizationConfig(color=True)),
+    )
     assert "\x1b" not in plain
     assert "\x1b[1;31m[CRITICAL]\x1b[0m" in coloured
     assert ANSI.sub("", coloured) == plain
@@ -61,15 +76,23 @@ def test_control_characters_in_names_are_shown_escaped() -> None:
 
 
 def test_max_layers_display_keeps_the_most_changed(pair: Diffed) -> None:
-    out = create_diff_report(pair.diffs, pair.summary, pair.analysis, format="text",
-                             **pair.kwargs(config=VisualizationConfig(max_layers_display=6)))
+    out = create_diff_report(
+        pair.diffs,
+        pair.summary,
+        pair.analysis,
+        format="text",
+        **pair.kwargs(config=VisualizationConfig(max_layers_display=6)),
+    )
     # 4 structural changes + the NaN tensor + the largest relative change.
     modified = pair.summary.modified_parameters
     assert f"Modified ({modified}, showing 2)" in out
-    assert (f"Showing the 6 most changed of {modified + 4} changed tensors "
-            "(max_layers_display=6)") in out
-    top = max((d for d in pair.diffs if d.change_type.value == "modified"),
-              key=lambda d: d.relative_change or 0.0)
+    assert (
+        f"Showing the 6 most changed of {modified + 4} changed tensors (max_layers_display=6)"
+    ) in out
+    top = max(
+        (d for d in pair.diffs if d.change_type.value == "modified"),
+        key=lambda d: d.relative_change or 0.0,
+    )
     section = out.split("Modified (")[1].split("Unchanged (")[0]
     listed = [line.split()[0].lstrip("!") for line in section.splitlines()[2:] if line.strip()]
     assert listed == ["model.layers.2.mlp.up_proj.weight", top.name]
@@ -78,15 +101,24 @@ def test_max_layers_display_keeps_the_most_changed(pair: Diffed) -> None:
 def test_color_keyword_overrides_the_config(pair: Diffed) -> None:
     """create_diff_report(color=...) is how the CLI passes isatty()."""
     on = create_diff_report(pair.diffs, pair.summary, None, format="text", color=True)
-    off = create_diff_report(pair.diffs, pair.summary, None, format="text", color=False,
-                             config=VisualizationConfig(color=True))
+    off = create_diff_report(
+        pair.diffs,
+        pair.summary,
+        None,
+        format="text",
+        color=False,
+        config=VisualizationConfig(color=True),
+    )
     assert "\x1b[" in on and "\x1b" not in off
 
 
 def test_partial_analysis_dicts_render_in_every_format(pair: Diffed) -> None:
     """Optional analysis keys may be missing; odd values are ignored, not fatal."""
-    partial = {"insights": [{"code": "x", "severity": "bogus", "title": "Only insights"}],
-               "layer_analysis": {"mlp": {"count": "many"}}, "depth_profile": [{"block": "a"}]}
+    partial = {
+        "insights": [{"code": "x", "severity": "bogus", "title": "Only insights"}],
+        "layer_analysis": {"mlp": {"count": "many"}},
+        "depth_profile": [{"block": "a"}],
+    }
     for fmt in ("text", "json", "markdown", "html"):
         out = create_diff_report(pair.diffs, pair.summary, partial, format=fmt)
         assert "Only insights" in out
@@ -103,8 +135,11 @@ def test_depth_profile_shows_later_blocks_moving_more(pair: Diffed) -> None:
 def test_block_profile_merges_runs_of_blocks_beyond_max_rows() -> None:
     from model_diff.report.view import block_profile
 
-    profile = [{"block": b, "layer_type": t, "avg_change": float(b), "count": 1}
-               for b in range(10) for t in ("attention", "mlp")]
+    profile = [
+        {"block": b, "layer_type": t, "avg_change": float(b), "count": 1}
+        for b in range(10)
+        for t in ("attention", "mlp")
+    ]
     assert block_profile(profile, max_rows=24)[3] == ("3", 3.0)
     merged = block_profile(profile, max_rows=4)
     assert [label for label, _ in merged] == ["0-2", "3-5", "6-8", "9"]
