@@ -332,13 +332,6 @@ class GGUFCheckpoint(Checkpoint):
     def architecture(self) -> str | None:
         return self.metadata.get("general.architecture")
 
-    def quantization_mix(self) -> dict[str, int]:
-        """Tensors per storage type, most first: {"Q4_K": 193, "Q6_K": 33, "float32": 65}."""
-        counts: dict[str, int] = {}
-        for t in self.tensors.values():
-            counts[t.dtype.name] = counts.get(t.dtype.name, 0) + 1
-        return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
     def map_onto(self, other: Checkpoint) -> tuple[Checkpoint, NameMapping] | None:
         if other.format == NAME or not other.tensors:
             return None
