@@ -70,10 +70,12 @@ def detect_format(path: str, *, name: str | None = None) -> str:
         if key != hf.NAME and reader.sniff(head, path):
             return key
     ext = os.path.splitext(label)[1].lower()
-    for key, reader in READERS.items():
-        if ext in reader.EXTENSIONS:
-            return key
-    known = unsupported.identify(head, ext)
+    known = unsupported.by_content(head)
+    if known is None:
+        for key, reader in READERS.items():
+            if ext in reader.EXTENSIONS:
+                return key
+        known = unsupported.by_extension(ext)
     if known is not None:
         raise UnknownFormatError(known.message, path=label, hint=known.hint)
     raise UnknownFormatError(

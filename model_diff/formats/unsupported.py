@@ -1,8 +1,8 @@
 """Formats model-diff recognises but does not read, each with the message and fix to give.
 
 Without this, a Keras ``.h5`` file would get the generic "give it the extension of its real
-format" hint, which is wrong: the extension is its real format. ``identify(head, ext)``
-names the format from its magic bytes or, failing that, its extension.
+format" hint, which is wrong: the extension is its real format. ``by_content(head)``
+names the format from its magic bytes, ``by_extension(ext)`` from its extension.
 This module must not import anything heavier than the standard library.
 """
 
@@ -57,12 +57,18 @@ _BY_EXTENSION = {
 }
 
 
-def identify(head: bytes, ext: str) -> Unsupported | None:
-    """The unsupported format of a file from its first bytes and extension, or None."""
+def by_content(head: bytes) -> Unsupported | None:
+    """The unsupported format a file's first bytes identify (checked before any extension
+    is trusted: legacy GGML files are usually named ``.bin``), or None."""
     if head.startswith(_HDF5_MAGIC):
         return HDF5
     if head[:4] in _GGML_MAGICS:
         return GGML_LEGACY
     if head[4:8] == b"TFL3":
         return TFLITE
+    return None
+
+
+def by_extension(ext: str) -> Unsupported | None:
+    """The unsupported format an extension names (``.h5``, ``.keras``...), or None."""
     return _BY_EXTENSION.get(ext.lower())
