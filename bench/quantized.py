@@ -10,7 +10,7 @@ chunks, the Q/K rows are gathered back, and the quantization report is built.
 
 Run from the repository root (needs the ``gguf`` extra; ~3.6 GB of disk in --workdir):
 
-    python bench/gguf.py [--blocks 20] [--workdir DIR] [--keep]
+    python bench/quantized.py [--blocks 20] [--workdir DIR] [--keep]
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ def main() -> None:
         }
         print(json.dumps(result, indent=2))
         (ROOT / "bench" / "out").mkdir(exist_ok=True)
-        (ROOT / "bench" / "out" / "gguf.json").write_text(json.dumps(result, indent=2) + "\n")
+        (ROOT / "bench" / "out" / "quantized.json").write_text(json.dumps(result, indent=2) + "\n")
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
