@@ -134,12 +134,20 @@ def main() -> None:
     ap.add_argument("--blocks", type=int, default=20)
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-gguf-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.build_only:
+        build(workdir, args.blocks)
+        return
     try:
+        # Build in a child: Linux keeps ru_maxrss across fork+exec, so a compare started from
+        # a process that once held the model would report the builder's peak, not its own.
         t = time.perf_counter()
-        src, dst = build(workdir, args.blocks)
+        cmd = [sys.executable, __file__, "--build-only", "--blocks", str(args.blocks)]
+        subprocess.run([*cmd, "--workdir", str(workdir)], check=True)
+        src, dst = workdir / "source.safetensors", workdir / "model-Q8_0.gguf"
         built = time.perf_counter() - t
         wall, rss = run_compare(src, dst, workdir / "report.json")
         report = json.loads((workdir / "report.json").read_text())
