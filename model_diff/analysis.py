@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 from . import layers
 from .diff import ChangeType, DiffConfig, DiffSummary, ParameterDiff, summarize
 from .naming import natural_key, natural_sorted
+from .quantization import CODES as QUANTIZATION_CODES
+from .quantization import TRAINING_CODES, analyze_quantization
 
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint
@@ -63,6 +65,7 @@ INSIGHT_CODES: tuple[str, ...] = (
     "low-rank-delta",
     "tied-weights",
     "change-pattern",
+    *QUANTIZATION_CODES,
 )
 
 # -- pattern rules (relative to the pair; see README "Analysis and insights") ---------------
@@ -304,6 +307,16 @@ class DiffAnalyzer:
         tied = find_tied_candidates(rows, old, new)
         result["tied_weights"] = tied
         insights = self._insights(rows, summary, result, missing_unchanged, tied)
+        # -- quantization (model_diff.quantization): a quantized side is never judged as
+        # training; its section and insights replace the training ones.
+        quantization = analyze_quantization(diffs, summary, self.classifier.layer_type)
+        if quantization is not None:
+            result["quantization"], quant_insights = quantization
+            insights = [i for i in insights if i["code"] not in TRAINING_CODES] + quant_insights
+            result["change_pattern"] = NOT_ANALYZED
+            result["pattern_evidence"] = {"reason": "one side is a quantization of the other"}
+            result["frozen_layers"] = []
+        # -- end quantization
         order = {s: i for i, s in enumerate(SEVERITIES)}
         insights.sort(key=lambda i: (order[i["severity"]], i["code"], i["title"]))
         result["insights"] = insights

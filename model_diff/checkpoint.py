@@ -13,13 +13,18 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from .chunked import ChunkedArray
 from .dtypes import DType
 from .naming import natural_sorted
+
+#: What ``TensorRef.array()`` hands out: a flat view, or a ``ChunkedArray`` where the stored
+#: bytes are not the elements themselves (quantized blocks, permuted or transposed layouts).
+Elements = np.ndarray | ChunkedArray
 
 
 class TensorRef:
@@ -41,7 +46,7 @@ class TensorRef:
         name: str,
         dtype: DType,
         shape: tuple[int, ...],
-        loader: Callable[[], np.ndarray],
+        loader: Callable[[], Elements],
         *,
         release: Callable[[], None] | None = None,
         release_range: Callable[[int, int], None] | None = None,
@@ -50,7 +55,7 @@ class TensorRef:
         self.name = name
         self.dtype = dtype
         self.shape = tuple(int(s) for s in shape)
-        self.nbytes = self.numel * dtype.itemsize
+        self.nbytes = dtype.storage_nbytes(self.numel)
         self.source = source  # file the data lives in (a shard, an npz member), for messages
         self._loader = loader
         self._release = release
@@ -63,9 +68,14 @@ class TensorRef:
             n *= s
         return n
 
-    def array(self) -> np.ndarray:
-        """The tensor's elements as a flat C-contiguous array of ``self.dtype.numpy``."""
+    def array(self) -> Elements:
+        """The tensor's elements as a flat C-contiguous array of ``self.dtype.numpy``, or a
+        ``ChunkedArray`` of them (read by range) where the storage is not a plain view."""
         arr = self._loader()
+        if isinstance(arr, ChunkedArray):
+            if arr.dtype != self.dtype.numpy or arr.size != self.numel:
+                raise TypeError(f"reader bug: {self.name} loader returned {arr!r}")
+            return arr
         if arr.dtype != self.dtype.numpy or arr.ndim != 1 or not arr.flags.c_contiguous:
             raise TypeError(f"reader bug: {self.name} loader returned {arr.dtype} {arr.shape}")
         return arr
@@ -79,8 +89,10 @@ class TensorRef:
         """Drop the pages of elements ``[start, stop)`` (a read part of a large tensor), where
         the reader maps the file; else a no-op (``release()`` still runs at the end)."""
         if self._release_range is not None:
-            size = self.dtype.itemsize
-            self._release_range(start * size, stop * size)
+            dt = self.dtype
+            if dt.is_quantized:  # whole blocks: round the start down and the stop up
+                start -= start % dt.block_size
+            self._release_range(dt.storage_nbytes(start), dt.storage_nbytes(stop))
 
     def __repr__(self) -> str:
         return f"TensorRef({self.name!r}, {self.dtype.name}, {self.shape})"
@@ -108,6 +120,46 @@ class TensorInfo:
         d = asdict(self)
         d["shape"] = list(self.shape)
         return d
+
+
+@dataclass(frozen=True)
+class NameMapping:
+    """How one side's tensor names (and layouts) were mapped onto the other side's: a GGUF or
+    ONNX file compared with the checkpoint it was converted from."""
+
+    #: e.g. "GGUF llama", "ONNX export"
+    scheme: str
+    mapped: int
+    total: int
+    #: names of the mapped side that have no counterpart (compared as added/removed)
+    unmapped: tuple[str, ...] = ()
+    #: converter transforms undone, by kind ("RoPE permutation", "transpose") -> tensor names
+    transforms: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: "old" or "new": the side whose names were mapped (set by the diff)
+    side: str = ""
+
+    def describe(self) -> str:
+        """One line for reports: "names mapped from GGUF llama, 291 of 291"."""
+        text = f"names mapped from {self.scheme}, {self.mapped} of {self.total}"
+        undone = [f"{kind} undone on {len(names)}" for kind, names in self.transforms.items()]
+        if undone:
+            text += " (" + ", ".join(undone) + ")"
+        if self.unmapped:
+            text += f"; unmapped: {', '.join(self.unmapped[:8])}"
+            if len(self.unmapped) > 8:
+                text += f" and {len(self.unmapped) - 8} more"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "side": self.side,
+            "scheme": self.scheme,
+            "mapped": self.mapped,
+            "total": self.total,
+            "unmapped": list(self.unmapped),
+            "transforms": {k: list(v) for k, v in sorted(self.transforms.items())},
+            "description": self.describe(),
+        }
 
 
 class Checkpoint:
@@ -191,6 +243,12 @@ class Checkpoint:
 
     def __getitem__(self, name: str) -> TensorRef:
         return self.tensors[name]
+
+    def map_onto(self, other: Checkpoint) -> tuple[Checkpoint, NameMapping] | None:
+        """This checkpoint with ``other``'s tensor names and layouts, where this format's
+        converter renamed or re-laid them (GGUF, ONNX readers override this); None when
+        there is nothing to map. ``other`` is only read for its names and shapes."""
+        return None
 
     def renamed(self, mapping: Callable[[str], str]) -> Checkpoint:
         """A view with every tensor name passed through ``mapping`` (data shared)."""

@@ -16,7 +16,7 @@ from .checkpoint import Checkpoint
 def inspect_dict(ckpt: Checkpoint, label: str) -> dict[str, Any]:
     """Everything ``inspect`` shows, JSON-safe (non-finite floats become None)."""
     infos = ckpt.tensor_info
-    return {
+    out = {
         "tool": {"name": "model-diff", "version": __version__},
         **ckpt.describe(label),
         "metadata": dict(sorted(ckpt.metadata.items())),
@@ -25,6 +25,21 @@ def inspect_dict(ckpt: Checkpoint, label: str) -> dict[str, Any]:
         "nonfinite_tensors": [n for n, i in infos.items() if i.nan_count or i.inf_count],
         "tensor_info": [_finite(infos[n].to_dict()) for n in ckpt.tensors],
     }
+    mix = storage_mix(ckpt)
+    if mix is not None:
+        out["storage_types"] = mix
+    return out
+
+
+def storage_mix(ckpt: Checkpoint) -> dict[str, int] | None:
+    """Tensors per storage type, most first ({"Q4_K": 193, "Q6_K": 33, "float32": 65}), for
+    checkpoints holding block-quantized tensors or read from GGUF; else None."""
+    if ckpt.format != "gguf" and not any(t.dtype.is_quantized for t in ckpt.tensors.values()):
+        return None
+    counts: dict[str, int] = {}
+    for t in ckpt.tensors.values():
+        counts[t.dtype.name] = counts.get(t.dtype.name, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def _finite(d: dict[str, Any]) -> dict[str, Any]:
@@ -47,6 +62,18 @@ def render_inspect(ckpt: Checkpoint, label: str, fmt: str) -> str:
         f"  size:       {data['size_bytes'] / 1e6:,.1f} MB",
         "  dtypes:     " + ", ".join(f"{k} ({v:,})" for k, v in data["dtypes"].items()),
     ]
+    if "storage_types" in data:
+        mix = list(data["storage_types"].items())
+        lines.append(
+            "  quantization: "
+            + ", ".join(
+                f"{k} {v} tensor{'s' if v != 1 else ''}" if i == 0 else f"{k} {v}"
+                for i, (k, v) in enumerate(mix)
+            )
+        )
+    if ckpt.metadata and ckpt.format in ("gguf", "onnx"):
+        for key, value in sorted(ckpt.metadata.items()):
+            lines.append(f"  {key}: {value}")
     if data["skipped"]:
         lines.append(
             f"  skipped:    {len(data['skipped'])} non-tensor entries: "

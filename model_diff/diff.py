@@ -22,7 +22,8 @@ import numpy as np
 
 from . import metrics
 from .blas import single_threaded_blas
-from .checkpoint import Checkpoint, TensorRef
+from .checkpoint import Checkpoint, NameMapping, TensorRef
+from .chunked import dense, head
 from .naming import natural_key, natural_sorted
 
 
@@ -170,6 +171,9 @@ class DiffSummary:
     new_path: str | None = None
     old_format: str | None = None
     new_format: str | None = None
+    #: ``NameMapping.to_dict()`` when one side's names were mapped onto the other's (a GGUF
+    #: or ONNX file against its source checkpoint); serialised only when present.
+    name_mapping: dict[str, Any] | None = None
     #: The unchanged tensors' records, kept even when the diff list leaves them out
     #: (``include_unchanged=False``) so the analyzer can still name frozen layers. Not
     #: serialised by ``to_dict()`` (the names are in a report's tensor list when wanted).
@@ -182,7 +186,7 @@ class DiffSummary:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(self):
-            if f.name == "unchanged_diffs":
+            if f.name == "unchanged_diffs" or (f.name == "name_mapping" and not self.name_mapping):
                 continue
             v = getattr(self, f.name)
             if isinstance(v, float) and not math.isfinite(v):
@@ -198,6 +202,23 @@ _WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
 def _strip_prefix(prefix: str, name: str) -> str:
     return name[len(prefix) :]
+
+
+def map_formats(
+    old: Checkpoint, new: Checkpoint
+) -> tuple[Checkpoint, Checkpoint, NameMapping | None]:
+    """Map a converted checkpoint's names and layouts onto its source's (a GGUF or ONNX file
+    against the HF/PyTorch checkpoint it came from): at most one side is mapped, by its
+    reader (``Checkpoint.map_onto``)."""
+    if old.format == new.format:
+        return old, new, None
+    got = old.map_onto(new)
+    if got is not None:
+        return got[0], new, dataclasses.replace(got[1], side="old")
+    got = new.map_onto(old)
+    if got is not None:
+        return old, got[0], dataclasses.replace(got[1], side="new")
+    return old, new, None
 
 
 def align_names(old: Checkpoint, new: Checkpoint) -> tuple[Checkpoint, Checkpoint]:
@@ -253,6 +274,7 @@ class ModelDiff:
     def _diff(
         self, old: Checkpoint, new: Checkpoint, progress: ProgressCallback | None
     ) -> tuple[list[ParameterDiff], DiffSummary]:
+        old, new, mapping = map_formats(old, new)
         if self.config.align_prefixes:
             old, new = align_names(old, new)
         names = natural_sorted(set(old.tensors) | set(new.tensors))
@@ -272,7 +294,7 @@ class ModelDiff:
                     progress(done, total, d.name)
             if self.config.low_rank == "auto":
                 all_diffs = self._auto_low_rank(all_diffs, old, new, pool)
-        summary = summarize(all_diffs, self.config, old, new)
+        summary = summarize(all_diffs, self.config, old, new, name_mapping=mapping)
         kept = [d for d in all_diffs if self.config.include_unchanged or d.is_changed]
         return kept, summary
 
@@ -359,8 +381,8 @@ class ModelDiff:
         rows = min(a.shape[0], b.shape[0])
         row_len = int(np.prod(a.shape[1:], dtype=np.int64)) if len(a.shape) > 1 else 1
         m = metrics.diff_arrays(
-            a.array()[: rows * row_len],
-            b.array()[: rows * row_len],
+            head(a.array(), rows * row_len),
+            head(b.array(), rows * row_len),
             self.config.change_threshold,
             done=_release_both(a, b),
             workers=self.config.num_workers,
@@ -378,7 +400,7 @@ class ModelDiff:
             ref.release()
 
     def _low_rank(
-        self, a: TensorRef, b: TensorRef, xa: np.ndarray, xb: np.ndarray
+        self, a: TensorRef, b: TensorRef, xa: metrics.Values, xb: metrics.Values
     ) -> dict[str, Any] | None:
         # low_rank=True: every 2-D delta, inline. "auto" runs after the metrics pass on a
         # budgeted selection (_auto_low_rank), so the default stays cheap on any checkpoint.
@@ -386,7 +408,7 @@ class ModelDiff:
             return None
         from . import lowrank
 
-        return lowrank.analyze_delta(xa, xb, a.shape, force=True)
+        return lowrank.analyze_delta(dense(xa), dense(xb), a.shape, force=True)
 
     def _auto_low_rank(
         self,
@@ -427,7 +449,8 @@ class ModelDiff:
                 return d
             a, b = old.tensors[d.name], new.tensors[d.name]
             try:
-                info = lowrank.analyze_delta(a.array(), b.array(), a.shape)
+                # dense(): a quantized side decodes whole, within AUTO_MAX_ELEMENTS
+                info = lowrank.analyze_delta(dense(a.array()), dense(b.array()), a.shape)
             finally:
                 a.release()
                 b.release()
@@ -483,6 +506,8 @@ def summarize(
     config: DiffConfig,
     old: Checkpoint | None = None,
     new: Checkpoint | None = None,
+    *,
+    name_mapping: NameMapping | None = None,
 ) -> DiffSummary:
     """Totals over every tensor pair (unchanged ones included)."""
     count = {t: 0 for t in ChangeType}
@@ -529,6 +554,7 @@ def summarize(
         new_path=new.path if new is not None else None,
         old_format=old.format if old is not None else None,
         new_format=new.format if new is not None else None,
+        name_mapping=name_mapping.to_dict() if name_mapping is not None else None,
         unchanged_diffs=tuple(d for d in diffs if d.change_type is ChangeType.UNCHANGED),
     )
 

@@ -17,17 +17,33 @@ import numpy as np
 @dataclass(frozen=True)
 class DType:
     name: str  # canonical, e.g. "bfloat16"
-    st_code: str  # safetensors header code, e.g. "BF16"
-    numpy: np.dtype  # element dtype of the arrays readers hand out
+    st_code: str  # safetensors header code, e.g. "BF16" ("" for block-quantized types)
+    numpy: np.dtype  # element dtype of the arrays readers hand out (decoded values)
     kind: str  # "float", "int", "uint" or "bool"
+    #: Block-quantized storage (GGML's Q4_K, Q8_0, ...): elements per block and bytes per
+    #: block. 1 and 0 for plain dtypes, whose storage is ``numpy`` itself.
+    block_size: int = 1
+    block_bytes: int = 0
 
     @property
     def itemsize(self) -> int:
+        """Bytes per decoded element (``numpy.itemsize``; see ``storage_nbytes`` for storage)."""
         return int(self.numpy.itemsize)
 
     @property
     def is_float(self) -> bool:
         return self.kind == "float"
+
+    @property
+    def is_quantized(self) -> bool:
+        """Stored in blocks of quantized values that decode to ``numpy`` (float32)."""
+        return self.block_bytes > 0
+
+    def storage_nbytes(self, numel: int) -> int:
+        """Bytes that ``numel`` elements occupy in storage (whole blocks for quantized types)."""
+        if self.block_bytes:
+            return -(-numel // self.block_size) * self.block_bytes
+        return numel * self.itemsize
 
 
 _TABLE = [
@@ -49,6 +65,7 @@ _TABLE = [
 ]
 
 BY_NAME: dict[str, DType] = {d.name: d for d in _TABLE}
+#: Safetensors codes only: block-quantized types are never valid in a safetensors header.
 BY_ST_CODE: dict[str, DType] = {d.st_code: d for d in _TABLE}
 _BY_NUMPY: dict[np.dtype, DType] = {d.numpy: d for d in _TABLE}
 
@@ -78,3 +95,38 @@ def from_torch_name(torch_dtype_str: str) -> DType:
         "short": "int16",
     }
     return BY_NAME[aliases.get(name, name)]
+
+
+_QUANTIZED: dict[str, DType] = {}
+
+
+def quantized(name: str, block_size: int, block_bytes: int) -> DType:
+    """The DType of a block-quantized storage type (GGML's ``Q4_K``: 256 elements in 144
+    bytes), whose values decode to float32. Its name is the one users know (``Q4_K``);
+    readers that know the block layout (formats.gguf) declare it here."""
+    known = _QUANTIZED.get(name)
+    if known is not None:
+        if (known.block_size, known.block_bytes) != (block_size, block_bytes):
+            raise ValueError(f"quantized type {name} redeclared with another block layout")
+        return known
+    if block_size < 1 or block_bytes < 1 or name in BY_NAME:
+        raise ValueError(f"invalid quantized type {name} ({block_size} in {block_bytes} bytes)")
+    dt = DType(name, "", np.dtype(np.float32), "float", block_size, block_bytes)
+    _QUANTIZED[name] = dt
+    return dt
+
+
+def find_quantized(name: str | None) -> DType | None:
+    """The block-quantized type of this name, once a reader has declared it; else None."""
+    return _QUANTIZED.get(name) if name is not None else None
+
+
+def bits_per_element(name: str | None) -> float | None:
+    """Storage bits per element of a dtype name (Q4_K: 4.5, bfloat16: 16); None if unknown."""
+    if name is None:
+        return None
+    q = _QUANTIZED.get(name)
+    if q is not None:
+        return 8.0 * q.block_bytes / q.block_size
+    d = BY_NAME.get(name)
+    return 8.0 * d.itemsize if d is not None else None

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import xxhash
 
+from .chunked import ChunkedArray
+
 if TYPE_CHECKING:
     from .checkpoint import TensorRef
 
@@ -40,10 +42,20 @@ class _Hasher(Protocol):
 
 
 def _feed_array(
-    h: _Hasher, arr: np.ndarray, done: Callable[[int, int], None] | None = None
+    h: _Hasher, arr: np.ndarray | ChunkedArray, done: Callable[[int, int], None] | None = None
 ) -> None:
     """Feed ``arr``'s bytes in C order; ``done(start, stop)`` hears of each hashed element
-    range of a contiguous array (every ``RELEASE_BYTES``), so its pages can be released."""
+    range of a contiguous array (every ``RELEASE_BYTES``), so its pages can be released.
+    A ``ChunkedArray`` feeds its stored bytes (quantized blocks as stored), range by range."""
+    if isinstance(arr, ChunkedArray):
+        per = max(1, round(HASH_CHUNK * arr.size / max(1, arr.nbytes)))
+        per -= per % 256 if per > 256 else 0  # whole blocks of every GGML block size
+        for start in range(0, arr.size, per):
+            stop = min(arr.size, start + per)
+            h.update(arr.raw(start, stop).data)
+            if done is not None:
+                done(start, stop)
+        return
     flat = arr.reshape(-1)
     if flat.flags.c_contiguous:
         raw = flat.view(np.uint8).data  # a view of the buffer: nothing copied
@@ -70,7 +82,10 @@ def xxh3_bytes(chunks: Iterable[bytes | memoryview]) -> str:
 
 
 def array_xxh3(
-    arr: np.ndarray, *, with_layout: bool = True, done: Callable[[int, int], None] | None = None
+    arr: np.ndarray | ChunkedArray,
+    *,
+    with_layout: bool = True,
+    done: Callable[[int, int], None] | None = None,
 ) -> str:
     """xxh3-128 of an array's elements in C order; with its dtype and shape unless told not.
     ``done`` as for the metrics: told of each hashed element range (to release its pages)."""

@@ -6,6 +6,11 @@ kernel (``model_diff._kernel``, when built):
     pair_step(a_chunk, b_chunk, threshold, facc, cacc)   # updates facc (float64) and cacc (int64)
     side_step(x_chunk, facc, cacc)                        # single-side statistics
 
+The passes take flat numpy arrays or ``ChunkedArray``s (quantized or re-laid tensors, read by
+element range: ``chunked.take`` decodes a chunk, ``chunked.take_raw`` gives its stored
+bytes), so a quantized tensor streams like any other and its identical-bytes test compares
+stored blocks, never decoded values.
+
 Accumulator slots are the ``F_*`` / ``C_*`` indices below. Sums cover element positions where
 both sides are finite; NaN/Inf are counted per side instead of poisoning the sums. Everything
 above the step (chunking, bitwise short-circuit, page release, threads, result objects) is
@@ -29,6 +34,8 @@ from typing import TYPE_CHECKING, Any
 import ml_dtypes
 import numpy as np
 
+from .chunked import ChunkedArray, take, take_raw
+
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint, TensorInfo, TensorRef
 
@@ -43,6 +50,8 @@ PART_ELEMENTS = 1 << 22
 
 #: ``done(start, stop)``: called with an element range of the inputs once it is fully read.
 Done = Callable[[int, int], None]
+#: What the passes read: a flat array, or a ChunkedArray read by element range.
+Values = np.ndarray | ChunkedArray
 
 # float64 accumulator slots (pair)
 (
@@ -205,23 +214,36 @@ _KERNEL_DTYPES = frozenset(
 )
 
 
-def _kernel_reads(*arrays: np.ndarray) -> bool:
+def _kernel_reads(*arrays: Values) -> bool:
+    # A ChunkedArray's chunks are fresh contiguous arrays of its dtype.
     return _KERNEL is not None and all(
-        x.dtype in _KERNEL_DTYPES and x.flags.c_contiguous for x in arrays
+        x.dtype in _KERNEL_DTYPES and (isinstance(x, ChunkedArray) or x.flags.c_contiguous)
+        for x in arrays
     )
 
 
-def steps_for(*arrays: np.ndarray) -> tuple[PairStep, SideStep]:
+def _flat(x: Values) -> Values:
+    return x if isinstance(x, ChunkedArray) else x.reshape(-1)
+
+
+def steps_for(*arrays: Values) -> tuple[PairStep, SideStep]:
     """The active (pair, side) steps for these arrays: the kernel's where it reads them."""
     if _kernel_reads(*arrays):
         return pair_step, side_step
     return numpy_pair_step, numpy_side_step
 
 
-def bytes_equal(a: np.ndarray, b: np.ndarray) -> bool:
-    """True when both arrays hold exactly the same bytes (no float math: NaN == NaN here)."""
+def bytes_equal(a: Values, b: Values) -> bool:
+    """True when both arrays hold exactly the same bytes (no float math: NaN == NaN here).
+
+    A ``ChunkedArray`` is compared by its stored bytes in element order (quantized blocks
+    as stored), chunk by chunk."""
     if a.nbytes != b.nbytes:
         return False
+    if isinstance(a, ChunkedArray) or isinstance(b, ChunkedArray):
+        if a.size != b.size:
+            return False
+        return all(_raw_equal(a, b, lo, hi) for lo, hi in _spans(0, a.size))
     if _KERNEL is not None and a.flags.c_contiguous and b.flags.c_contiguous:
         return bool(_KERNEL.bytes_equal(a, b))  # memcmp without the GIL
     fa, fb = a.reshape(-1), b.reshape(-1)
@@ -346,6 +368,13 @@ def finish_pair(f: np.ndarray, c: np.ndarray) -> PairMetrics:
     )
 
 
+def _raw_equal(a: Values, b: Values, start: int, stop: int) -> bool:
+    """Stored bytes of elements ``[start, stop)`` equal on both sides."""
+    if isinstance(a, ChunkedArray) or isinstance(b, ChunkedArray):
+        return bytes_equal(take_raw(a, start, stop), take_raw(b, start, stop))
+    return bytes_equal(a[start:stop], b[start:stop])
+
+
 def _spans(lo: int, hi: int) -> Iterator[tuple[int, int]]:
     """``(start, stop)`` of each chunk of ``[lo, hi)`` (chunk boundaries are multiples of
     CHUNK_ELEMENTS, so parts and whole arrays cut chunks alike)."""
@@ -419,8 +448,8 @@ def _in_parts(
 
 
 def diff_arrays(
-    a: np.ndarray,
-    b: np.ndarray,
+    a: Values,
+    b: Values,
     threshold: float,
     *,
     done: Done | None = None,
@@ -433,14 +462,14 @@ def diff_arrays(
     """
     if a.size != b.size:
         raise ValueError(f"length mismatch: {a.size} vs {b.size}")
-    a, b = a.reshape(-1), b.reshape(-1)
+    a, b = _flat(a), _flat(b)
     step, _ = steps_for(a, b)
     thr = float(threshold)
 
     def part(lo: int, hi: int) -> Accumulators:
         f, c = new_accumulators()
         for start, stop in _spans(lo, hi):
-            step(a[start:stop], b[start:stop], thr, f, c)
+            step(take(a, start, stop), take(b, start, stop), thr, f, c)
         return f, c
 
     acc = _in_parts(part, a.size, done, workers)
@@ -448,17 +477,15 @@ def diff_arrays(
     return finish_pair(*acc)
 
 
-def array_stats(
-    x: np.ndarray, *, done: Done | None = None, workers: int | None = None
-) -> SideStats:
+def array_stats(x: Values, *, done: Done | None = None, workers: int | None = None) -> SideStats:
     """Single-side statistics of an array (taken flat) in one chunked pass (parts as above)."""
-    x = x.reshape(-1)
+    x = _flat(x)
     _, step = steps_for(x)
 
     def part(lo: int, hi: int) -> Accumulators:
         f, c = new_accumulators()
         for start, stop in _spans(lo, hi):
-            step(x[start:stop], f, c)
+            step(take(x, start, stop), f, c)
         return f, c
 
     acc = _in_parts(part, x.size, done, workers)
@@ -467,7 +494,7 @@ def array_stats(
 
 
 def stats_if_equal(
-    a: np.ndarray, b: np.ndarray, *, done: Done | None = None, workers: int | None = None
+    a: Values, b: Values, *, done: Done | None = None, workers: int | None = None
 ) -> SideStats | None:
     """``b``'s statistics when ``a`` and ``b`` hold the same bytes, else None.
 
@@ -477,10 +504,10 @@ def stats_if_equal(
     for a modified tensor) answers before any part starts; parts stop at the first
     difference any of them finds.
     """
-    if a.nbytes != b.nbytes or a.dtype != b.dtype:
+    if a.nbytes != b.nbytes or a.dtype != b.dtype or a.size != b.size:
         return None
-    a, b = a.reshape(-1), b.reshape(-1)
-    if b.size > PART_ELEMENTS and not bytes_equal(a[:CHUNK_ELEMENTS], b[:CHUNK_ELEMENTS]):
+    a, b = _flat(a), _flat(b)
+    if b.size > PART_ELEMENTS and not _raw_equal(a, b, 0, CHUNK_ELEMENTS):
         return None  # spare the part pool a modified tensor's round trip
     _, step = steps_for(b)
     differs = threading.Event()
@@ -488,11 +515,10 @@ def stats_if_equal(
     def part(lo: int, hi: int) -> Accumulators | None:
         f, c = new_accumulators()
         for start, stop in _spans(lo, hi):
-            ca, cb = a[start:stop], b[start:stop]
-            if differs.is_set() or not bytes_equal(ca, cb):
+            if differs.is_set() or not _raw_equal(a, b, start, stop):
                 differs.set()
                 return None
-            step(cb, f, c)
+            step(take(b, start, stop), f, c)
         return f, c
 
     acc = _in_parts(part, b.size, done, workers)

@@ -17,7 +17,7 @@ import os
 
 from ..checkpoint import Checkpoint
 from ..errors import CheckpointError, UnknownFormatError
-from . import hf, lfs, numpy, safetensors, torch
+from . import gguf, hf, lfs, numpy, onnx, safetensors, torch, unsupported
 from .base import Reader, read_head
 
 __all__ = ["READERS", "Reader", "detect_format", "load_checkpoint", "open_checkpoint", "open_file"]
@@ -28,6 +28,8 @@ READERS: dict[str, Reader] = {
     safetensors.NAME: safetensors,
     numpy.NAME: numpy,
     torch.NAME: torch,
+    gguf.NAME: gguf,
+    onnx.NAME: onnx,
     hf.NAME: hf,
 }
 
@@ -45,7 +47,8 @@ _ALIASES = {
 
 SUPPORTED = (
     "safetensors (.safetensors), PyTorch (.pt .pth .bin .ckpt), numpy (.npy .npz), "
-    "a HuggingFace model directory, or a Git LFS pointer to one of these"
+    "GGUF (.gguf), ONNX (.onnx), a HuggingFace model directory, or a Git LFS pointer to one "
+    "of these"
 )
 
 
@@ -67,9 +70,14 @@ def detect_format(path: str, *, name: str | None = None) -> str:
         if key != hf.NAME and reader.sniff(head, path):
             return key
     ext = os.path.splitext(label)[1].lower()
-    for key, reader in READERS.items():
-        if ext in reader.EXTENSIONS:
-            return key
+    known = unsupported.by_content(head)
+    if known is None:
+        for key, reader in READERS.items():
+            if ext in reader.EXTENSIONS:
+                return key
+        known = unsupported.by_extension(ext)
+    if known is not None:
+        raise UnknownFormatError(known.message, path=label, hint=known.hint)
     raise UnknownFormatError(
         f"is not a checkpoint format model-diff reads (expected {SUPPORTED})",
         path=label,

@@ -131,6 +131,8 @@ def render_markdown(view: ReportView) -> str:
         facts.append(f":x: NaN/Inf in {bad} tensor{'' if bad == 1 else 's'}")
     head.append(" · ".join(facts))
     head.append("")
+    if view.name_mapping:
+        head += [f"Name mapping: {md_text(view.name_mapping)}", ""]
 
     head.append("### Insights")
     head.append("")
@@ -150,6 +152,9 @@ def render_markdown(view: ReportView) -> str:
             line += f" Tensors: {names}" + (f" (+{more} more)" if more > 0 else "")
         head.append(line)
     head.append("")
+
+    if view.quantization:
+        head += _quantization_section(view)
 
     if view.layer_rows:
         head.append("### Layer types")
@@ -190,6 +195,41 @@ def render_markdown(view: ReportView) -> str:
 
     footer = ["", f"<sub>model-diff {__version__}</sub>", ""]
     return _fit_tensors(view, "\n".join(head), "\n".join(footer))
+
+
+def _quantization_section(view: ReportView) -> list[str]:
+    q = view.quantization or {}
+    lines = [
+        f"### Quantization ({md_text(str(q.get('quantized_side')))} side vs "
+        f"{md_text(str(q.get('reference_side')))})",
+        "",
+    ]
+    for key, title in (("types", "type"), ("layer_types", "layer type")):
+        rows = [
+            [
+                md_text(label),
+                fmt_int(g.get("tensors")),
+                fmt_int(g.get("exact")),
+                fmt_pct(g.get("aggregate_relative_error")),
+                fmt_pct(g.get("max_relative_error")),
+                fmt_cos(g.get("min_cosine")),
+            ]
+            for label, g in view.quantization_rows(key)
+        ]
+        lines += _table(
+            [title, "tensors", "exact", "relative error", "max error", "min cosine"],
+            rows,
+            "lrrrrr",
+        )
+        lines.append("")
+    worst = [
+        [md_code(str(w.get("name"))), fmt_pct(w.get("relative_error")), fmt_cos(w.get("cosine"))]
+        for w in q.get("worst") or []
+    ]
+    if worst:
+        lines += _table(["worst tensors", "relative error", "cosine"], worst, "lrr")
+        lines.append("")
+    return lines
 
 
 def _fit_tensors(view: ReportView, head: str, footer: str) -> str:

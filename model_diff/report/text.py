@@ -78,6 +78,9 @@ def render_text(view: ReportView) -> str:
         _input_lines(out, side, printable(label), view.inputs[side])
     if view.pattern:
         out.add(f"pattern  {printable(view.pattern)}")
+    if view.name_mapping:
+        for i, line in enumerate(textwrap.wrap(printable(view.name_mapping), WIDTH - 9)):
+            out.add(("mapping  " if i == 0 else " " * 9) + line)
 
     out.heading("Summary")
     out.add(f"  {fmt_int(view.changed_count)} of {fmt_int(view.total_count)} tensors changed")
@@ -141,6 +144,9 @@ def render_text(view: ReportView) -> str:
                 ):
                     out.add("      " + (line if i == 0 else "  " + line))
 
+    if view.quantization:
+        _quantization_section(out, view)
+
     if view.layer_rows:
         out.heading("Layer types")
         out.add(
@@ -166,6 +172,33 @@ def render_text(view: ReportView) -> str:
     _tensor_sections(out, view)
     out.add()
     return "\n".join(out.lines) + "\n"
+
+
+def _quantization_section(out: _Out, view: ReportView) -> None:
+    q = view.quantization or {}
+    out.heading(
+        f"Quantization ({printable(str(q.get('quantized_side')))} side vs "
+        f"{printable(str(q.get('reference_side')))})"
+    )
+    for key, title in (("types", "type"), ("layer_types", "layer type")):
+        out.add(
+            f"  {title:<12}{'tensors':>8}{'exact':>7}{'rel.error':>11}{'max error':>11}"
+            f"{'min cosine':>12}"
+        )
+        for label, g in view.quantization_rows(key):
+            out.add(
+                f"  {shorten(printable(label), 12):<12}{fmt_int(g.get('tensors')):>8}"
+                f"{fmt_int(g.get('exact')):>7}{fmt_pct(g.get('aggregate_relative_error')):>11}"
+                f"{fmt_pct(g.get('max_relative_error')):>11}{fmt_cos(g.get('min_cosine')):>12}"
+            )
+        out.add()
+    out.add(f"  {'worst tensors by relative error':<{_NAME_W}}{'rel.error':>10}{'cosine':>10}")
+    for w in q.get("worst") or []:
+        _name_row(
+            out,
+            str(w.get("name")),
+            f"{fmt_pct(w.get('relative_error')):>10}{fmt_cos(w.get('cosine')):>10}",
+        )
 
 
 def _plural(n: int, word: str) -> str:

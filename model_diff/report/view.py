@@ -78,6 +78,22 @@ class ReportView:
     pattern: str | None = None
     frozen_layers: list[str] = field(default_factory=list)
     low_rank_summary: dict[str, Any] | None = None
+    #: ``analysis["quantization"]`` when one side is a quantization of the other
+    quantization: dict[str, Any] | None = None
+
+    @property
+    def name_mapping(self) -> str | None:
+        """The cross-format name mapping in force, in one line (None when none was)."""
+        m = self.summary.name_mapping
+        if not m:
+            return None
+        return f"{m.get('side', '')} side: {m.get('description', '')}".strip(": ")
+
+    def quantization_rows(self, key: str) -> list[tuple[str, dict[str, Any]]]:
+        """(label, group) rows of the quantization section's ``types`` or ``layer_types``."""
+        q = self.quantization or {}
+        groups = q.get(key) or {}
+        return [(str(k), g) for k, g in groups.items() if isinstance(g, dict)]
 
     @property
     def listed_changed(self) -> int:
@@ -312,6 +328,8 @@ def _read_analysis(view: ReportView, a: dict[str, Any]) -> None:
     view.frozen_layers = [str(x) for x in fl] if isinstance(fl, list) else []
     lr = a.get("low_rank")
     view.low_rank_summary = lr if isinstance(lr, dict) and lr else None
+    q = a.get("quantization")
+    view.quantization = q if isinstance(q, dict) and q else None
 
 
 def block_profile(
