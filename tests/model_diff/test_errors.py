@@ -55,8 +55,8 @@ def corrupt_header(tmp_path: Path) -> Path:
 
 
 def unknown(tmp_path: Path) -> Path:
-    (tmp_path / "weights.gguf").write_bytes(b"GGUF\x03\x00\x00\x00" + b"\x00" * 64)
-    return tmp_path / "weights.gguf"
+    (tmp_path / "weights.dat").write_bytes(b"\x13\x37WHAT" + b"\x00" * 64)
+    return tmp_path / "weights.dat"
 
 
 def lfs_pointer(tmp_path: Path) -> Path:
