@@ -16,11 +16,9 @@ from pathlib import Path
 from model_diff.errors import EXIT_USAGE, ModelDiffError
 
 from . import github, gitrepo
-from .ci import ci_plan
 from .gate import FileResult, Target, check_files, check_target, exit_code, local_opener
 from .policy import Policy, load_policy
 from .render import counts, render_details, render_json, render_markdown, render_text
-from .staged import repo_relative, staged_targets, worktree_opener
 
 FORMATS = ("text", "json", "markdown", "github")
 FAIL_ON = ("error", "warning", "never")
@@ -126,6 +124,8 @@ def check(
     env = os.environ if environ is None else environ
     policy = policy_for(policy_file, cwd)
     if staged:
+        from .staged import staged_targets  # the git layer (dulwich): only when needed
+
         results = [check_target(t, policy) for t in staged_targets(paths, cwd=cwd, environ=env)]
     else:
         if len(paths) != 2:
@@ -149,6 +149,8 @@ def health(
         opener = local_opener(p)
         if top is not None:
             # Inside a repo an LFS pointer is resolved from the local store, like the hook's.
+            from .staged import repo_relative, worktree_opener  # git layer: inside a repo only
+
             rel = repo_relative(top, p, Path(cwd).resolve())
             if rel is not None:
                 opener = worktree_opener(top, rel, label=p)
@@ -174,6 +176,8 @@ def ci(
     """``model-diff ci --base REF [--head REF]``: every changed checkpoint between revisions."""
     env = os.environ if environ is None else environ
     policy = policy_for(policy_file, cwd)
+    from .ci import ci_plan  # the git layer (dulwich): imported by the command that needs it
+
     plan = ci_plan(base, head, paths, cwd=cwd)
     if report is None and fmt == "github" and env.get("RUNNER_TEMP"):
         report = str(Path(env["RUNNER_TEMP"]) / "model-diff-report.md")

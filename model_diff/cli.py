@@ -18,9 +18,9 @@ from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ModelDiffError
 
 
 def _version_message() -> str:
-    from . import metrics
+    from .metrics import version_message
 
-    return f"model-diff {__version__} (metrics backend: {metrics.BACKEND})"
+    return version_message()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
