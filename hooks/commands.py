@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model_diff.errors import EXIT_USAGE, ModelDiffError
+from model_diff.output import write_report
 
 from . import github, gitrepo
 from .gate import FileResult, Target, check_files, check_target, exit_code, local_opener
@@ -102,7 +103,7 @@ def _finish(
     rc = exit_code(results, fo)
     if report:
         text = render_markdown(results, command, deleted, max_bytes=1 << 62)
-        Path(report).write_text(text + render_details(results), encoding="utf-8")
+        write_report(report, text + render_details(results))
     if fmt == "github":
         _github_files(results, command=command, rc=rc, deleted=deleted, report=report, environ=env)
     return Outcome(

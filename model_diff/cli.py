@@ -15,6 +15,7 @@ import click
 
 from . import __version__
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ModelDiffError
+from .terminal import printable
 
 
 def _version_message() -> str:
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Aborted!", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except ModelDiffError as e:
-        click.echo(f"model-diff: error: {e}", err=True)
+        click.echo(f"model-diff: error: {printable(str(e))}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
@@ -92,29 +93,25 @@ def _open_spec(spec: str, unsafe_pickle: bool) -> Any:
 
 
 def write_output(text: str, output: str | None) -> None:
-    """Write to stdout, or to ``output`` atomically (a partial file is never left behind)."""
-    import os
-    import tempfile
+    """Write a report to stdout, or to ``output`` by ``model_diff.output``'s rules (atomic for
+    a regular file, in place for a device, FIFO or /dev/stdout, through a symlink)."""
+    from .output import write_report
 
     if output is None or output == "-":
         click.echo(text, nl=not text.endswith("\n"))
         return
-    directory = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(directory):
-        raise ModelDiffError(
-            "output directory does not exist",
-            path=directory,
-            hint="create it or choose another -o path",
-        )
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".model-diff-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_report(output, text)
+
+
+def _check_output(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``-o`` is checked while the command line is parsed, before any work: a folder that
+    does not exist or cannot be written fails now (exit 2), not after the whole comparison."""
+    del ctx, param
+    if value is not None and value != "-":
+        from .output import check_destination
+
+        check_destination(value)
+    return value
 
 
 def run_compare(
@@ -169,7 +166,9 @@ _output_option = click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
-    help="Write the report to FILE instead of stdout.",
+    callback=_check_output,
+    help="Write the report to FILE instead of stdout (a regular file is replaced atomically; "
+    "a device, FIFO or /dev/stdout is written in place).",
 )
 _unsafe_option = click.option(
     "--unsafe-pickle",
@@ -233,6 +232,8 @@ def compare(
     unsafe_pickle: bool,
 ) -> None:
     """Compare two checkpoints: OLD and NEW are files, HF directories or REV:path."""
+    if open_browser and output is None:
+        raise click.UsageError("--open needs -o FILE (the report to open)")
     color = output is None and fmt == "text" and sys.stdout.isatty()
     text = run_compare(
         old,
@@ -249,9 +250,7 @@ def compare(
         color=color,
     )
     write_output(text, output)
-    if open_browser:
-        if output is None:
-            raise click.UsageError("--open needs -o FILE")
+    if open_browser and output is not None:
         import webbrowser
         from pathlib import Path
 
@@ -720,7 +719,10 @@ def health_cmd(paths: tuple[str, ...], fmt: str) -> None:
     help="Violations that fail the job (default: the policy's fail_on, 'error').",
 )
 @click.option(
-    "--report", type=click.Path(dir_okay=False), help="Also write the full Markdown report here."
+    "--report",
+    type=click.Path(dir_okay=False),
+    callback=_check_output,
+    help="Also write the full Markdown report here (written like -o).",
 )
 def ci_cmd(
     *,
