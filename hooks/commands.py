@@ -15,6 +15,7 @@ from pathlib import Path
 
 from model_diff.errors import EXIT_USAGE, ModelDiffError
 from model_diff.output import write_report
+from model_diff.terminal import printable
 
 from . import github, gitrepo
 from .gate import FileResult, Target, check_files, check_target, exit_code, local_opener
@@ -78,8 +79,9 @@ def _github_files(
             "errors": str(c["errors"]),
             "warnings": str(c["warnings"]),
             "unreadable": str(c["unreadable"]),
+            # One line per file: a newline inside a name is shown escaped, never a split.
             "failed-files": "\n".join(
-                r.path for r in results if r.status in ("failed", "unreadable")
+                printable(r.path) for r in results if r.status in ("failed", "unreadable")
             ),
         }
         if report:

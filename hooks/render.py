@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from model_diff.terminal import printable
+from model_diff.terminal import guard_json, guard_lines, printable
 
 from .gate import FileResult
 from .policy import Policy
@@ -58,7 +58,7 @@ def render_text(
             lines.append(f"  {v.level:<7} {v.code}: {printable(v.message)}")
     for d in deleted:
         lines.append(f"{'deleted':<10} {printable(d)} (not checked)")
-    return "\n".join(lines) + "\n"
+    return guard_lines("\n".join(lines) + "\n")
 
 
 def _json_safe(x: Any) -> Any:
@@ -87,7 +87,9 @@ def render_json(
         "files": [r.to_dict() for r in results],
         "deleted": list(deleted),
     }
-    return json.dumps(_json_safe(doc), indent=2, sort_keys=False, allow_nan=False) + "\n"
+    return guard_json(
+        json.dumps(_json_safe(doc), indent=2, sort_keys=False, allow_nan=False) + "\n"
+    )
 
 
 def md_cell(s: str) -> str:
@@ -184,4 +186,4 @@ def render_markdown(
             f"_{findings_left} more finding(s) not shown (summary size limit); "
             "run `model-diff ci --format json` for all of them._",
         ]
-    return "\n".join(out) + "\n"
+    return guard_lines("\n".join(out) + "\n")

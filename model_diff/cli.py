@@ -15,7 +15,7 @@ import click
 
 from . import __version__
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ModelDiffError
-from .terminal import printable
+from .terminal import COLOR_MODES, color_enabled, guard_lines, printable, printable_lines
 
 
 def _version_message() -> str:
@@ -71,7 +71,8 @@ def _progress_callback() -> Any:
 
     def show(done: int, total: int, name: str) -> None:
         end = "\n" if done == total else ""
-        label = name if len(name) <= 50 else "..." + name[-47:]
+        shown = guard_lines(printable(name))  # a tensor name must not drive the terminal
+        label = shown if len(shown) <= 50 else "..." + shown[-47:]
         click.echo(f"\r\x1b[2K[{done}/{total}] {label}", err=True, nl=False)
         if end:
             click.echo("", err=True)
@@ -98,7 +99,9 @@ def write_output(text: str, output: str | None) -> None:
     from .output import write_report
 
     if output is None or output == "-":
-        click.echo(text, nl=not text.endswith("\n"))
+        # color=True: click would strip ANSI off a terminal; the report has colour only when
+        # --color (or a terminal under auto) asked for it.
+        click.echo(text, nl=not text.endswith("\n"), color=True)
         return
     write_report(output, text)
 
@@ -170,6 +173,24 @@ _output_option = click.option(
     help="Write the report to FILE instead of stdout (a regular file is replaced atomically; "
     "a device, FIFO or /dev/stdout is written in place).",
 )
+_color_option = click.option(
+    "--color",
+    "color_mode",
+    type=click.Choice(COLOR_MODES),
+    default="auto",
+    show_default=True,
+    help="ANSI colour in the text report: auto = on a terminal unless NO_COLOR is set.",
+)
+
+
+def _use_color(mode: str, fmt: str, output: str | None) -> bool:
+    """Colour for a text report: --color always/never decide; auto colours a terminal stdout
+    (not a file) unless NO_COLOR is set."""
+    if fmt != "text" or mode == "never":
+        return False
+    return mode == "always" or (output is None and color_enabled(mode, sys.stdout))
+
+
 _unsafe_option = click.option(
     "--unsafe-pickle",
     is_flag=True,
@@ -215,6 +236,7 @@ _unsafe_option = click.option(
 @click.option(
     "--open", "open_browser", is_flag=True, help="Open the written report in a browser (with -o)."
 )
+@_color_option
 @_unsafe_option
 def compare(
     old: str,
@@ -229,12 +251,13 @@ def compare(
     old_name: str | None,
     new_name: str | None,
     open_browser: bool,
+    color_mode: str,
     unsafe_pickle: bool,
 ) -> None:
     """Compare two checkpoints: OLD and NEW are files, HF directories or REV:path."""
     if open_browser and output is None:
         raise click.UsageError("--open needs -o FILE (the report to open)")
-    color = output is None and fmt == "text" and sys.stdout.isatty()
+    color = _use_color(color_mode, fmt, output)
     text = run_compare(
         old,
         new,
@@ -255,7 +278,7 @@ def compare(
         from pathlib import Path
 
         if not webbrowser.open(Path(output).resolve().as_uri()):
-            click.echo(f"report written to {output}", err=True)
+            click.echo(f"report written to {printable(output)}", err=True)
 
 
 @cli.command()
@@ -290,7 +313,8 @@ def inspect(checkpoint: str, fmt: str, output: str | None, unsafe_pickle: bool) 
     type=click.Path(file_okay=False),
     help="Write the two demo checkpoints into this directory and keep them.",
 )
-def demo(fmt: str, output: str | None, keep: str | None) -> None:
+@_color_option
+def demo(fmt: str, output: str | None, keep: str | None, color_mode: str) -> None:
     """Build two small checkpoints of a toy transformer and compare them.
 
     The "fine-tune" keeps the token embeddings frozen and moves later blocks more than earlier
@@ -307,7 +331,7 @@ def demo(fmt: str, output: str | None, keep: str | None) -> None:
         base = toy_transformer(n_blocks=6, d_model=64, vocab=512, seed=0)
         save_safetensors(where / "base.safetensors", base)
         save_safetensors(where / "finetuned.safetensors", fine_tune(base, seed=1))
-        color = output is None and fmt == "text" and sys.stdout.isatty()
+        color = _use_color(color_mode, fmt, output)
         text = run_compare(
             str(where / "base.safetensors"),
             str(where / "finetuned.safetensors"),
@@ -323,7 +347,7 @@ def demo(fmt: str, output: str | None, keep: str | None) -> None:
             color=color,
         )
     if keep:
-        click.echo(f"demo checkpoints kept in {keep}", err=True)
+        click.echo(f"demo checkpoints kept in {printable(keep)}", err=True)
     write_output(text, output)
 
 
@@ -441,11 +465,11 @@ def install(scope: str, patterns: tuple[str, ...], external: bool, cachetextconv
         scope=scope, patterns=list(patterns) or None, external=external, cachetextconv=cachetextconv
     )
     for change in outcome.changes:
-        click.echo(str(change))
+        click.echo(printable(str(change)))
     if not outcome.changes:
         click.echo(f"model-diff: already installed ({scope}); nothing changed")
     for note in outcome.notes:
-        click.echo(f"note: {note}")
+        click.echo(f"note: {printable(note)}")
 
 
 @cli.command()
@@ -456,7 +480,7 @@ def uninstall(scope: str) -> None:
 
     outcome = do_uninstall(scope=scope)
     for change in outcome.changes:
-        click.echo(str(change))
+        click.echo(printable(str(change)))
     if not outcome.changes:
         click.echo(f"model-diff: not installed ({scope}); nothing changed")
 
@@ -473,7 +497,8 @@ def status(patterns: tuple[str, ...]) -> None:
     """Show driver config, the diff attribute per pattern, LFS, and fresh-clone fallbacks."""
     from model_diff.gitdriver.status import collect, format_status
 
-    click.echo(format_status(collect(patterns=list(patterns) or None)), nl=False)
+    text = format_status(collect(patterns=list(patterns) or None))
+    click.echo(guard_lines(printable_lines(text)), nl=False)
 
 
 # --- git revisions, difftool and external diff commands ---
@@ -512,9 +537,10 @@ class _PathspecCommand(click.Command):
 )
 @_fmt_option
 @_output_option
+@_color_option
 @click.pass_context
 def diff_revisions(
-    ctx: click.Context, revisions: tuple[str, ...], fmt: str, output: str | None
+    ctx: click.Context, revisions: tuple[str, ...], fmt: str, output: str | None, color_mode: str
 ) -> None:
     """Report every checkpoint changed between two revisions (REV2 default: the working tree).
 
@@ -554,7 +580,7 @@ def diff_revisions(
             "head_commit": repo.commit_id(rev2) if rev2 else None,
         }
         pairs = change_pairs(repo, changes)
-        color = output is None and fmt == "text" and sys.stdout.isatty()
+        color = _use_color(color_mode, fmt, output)
         results = run_pairs(pairs, fmt, repo_root=repo.root, color=color)
     if span is not None:
         title = f"model-diff {revisions[0]}"
@@ -563,7 +589,7 @@ def diff_revisions(
     write_output(render_results(results, fmt, title=title, meta=meta), output)
     failed = [r for r in results if r.error and not r.skipped]
     for r in failed:
-        click.echo(f"model-diff: error: {r.error}", err=True)
+        click.echo(f"model-diff: error: {printable(r.error or '')}", err=True)
     if failed:
         ctx.exit(EXIT_USAGE)
 
@@ -580,8 +606,15 @@ def diff_revisions(
 )
 @_fmt_option
 @_output_option
+@_color_option
 def difftool(
-    local: str, remote: str, merged: str | None, as_html: bool, fmt: str, output: str | None
+    local: str,
+    remote: str,
+    merged: str | None,
+    as_html: bool,
+    fmt: str,
+    output: str | None,
+    color_mode: str,
 ) -> None:
     """The full paired report for `git difftool -t model-diff` (LOCAL REMOTE [MERGED]).
 
@@ -599,14 +632,14 @@ def difftool(
     fmt = "html" if as_html else fmt
     try:
         pairs = difftool_pairs(local, remote, merged or None)
-        color = output is None and fmt == "text" and sys.stdout.isatty()
+        color = _use_color(color_mode, fmt, output)
         results = run_pairs(pairs, fmt, color=color)
         label = pairs[0].label if len(pairs) == 1 else "--dir-diff"
         title = "" if len(pairs) == 1 else f"model-diff difftool {label}"
         text = render_results(results, fmt, title=title, unwrap_single=True)
         for r in results:
             if r.error and not r.skipped:
-                click.echo(f"model-diff: error: {r.error}", err=True)
+                click.echo(f"model-diff: error: {printable(r.error)}", err=True)
         if fmt == "html" and as_html:
             if output is None:
                 path = write_temp_html(text)
@@ -615,13 +648,15 @@ def difftool(
                 path = output
             opened = open_in_browser(path)
             note = "" if opened else " (no browser found: open it yourself)"
-            _emit_driver_output(f"model-diff: HTML report for {label}: {path}{note}\n")
+            _emit_driver_output(
+                f"model-diff: HTML report for {printable(label)}: {printable(path)}{note}\n"
+            )
         elif output is not None:
             write_output(text, output)
         else:
             _emit_driver_output(text)
     except ModelDiffError as exc:
-        click.echo(f"model-diff: error: {exc}", err=True)
+        click.echo(f"model-diff: error: {printable(str(exc))}", err=True)
 
 
 @cli.command("ext-diff", context_settings={"ignore_unknown_options": True})
@@ -637,7 +672,7 @@ def ext_diff(args: tuple[str, ...]) -> None:
     try:
         text = render_ext_diff(list(args))
     except Exception as exc:  # a bug must still not make git fail; say what happened
-        text = f"model-diff: internal error (a bug, please report it): {exc!r}\n"
+        text = f"model-diff: internal error (a bug, please report it): {printable(repr(exc))}\n"
     _emit_driver_output(text)
 
 

@@ -23,7 +23,14 @@ import re
 from collections.abc import Mapping
 from typing import TextIO
 
-__all__ = ["COLOR_MODES", "color_enabled", "guard_lines", "printable"]
+__all__ = [
+    "COLOR_MODES",
+    "color_enabled",
+    "guard_json",
+    "guard_lines",
+    "printable",
+    "printable_lines",
+]
 
 #: The values of ``--color``.
 COLOR_MODES = ("auto", "always", "never")
@@ -56,6 +63,11 @@ def printable(text: str) -> str:
     return "".join(ch if ch.isprintable() else _escape(ch) for ch in text)
 
 
+def printable_lines(text: str) -> str:
+    """``printable`` applied line by line: the line breaks stay, everything else is escaped."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 # A line whose first non-blank characters are "::" (the runner trims leading white space,
 # Unicode's included, before it looks for a command; it also ends a line at a lone CR).
 _COMMAND_START = re.compile(r"(^|\r)([^\S\r\n]*):(?=:)", re.MULTILINE)
@@ -70,6 +82,24 @@ def guard_lines(text: str) -> str:
     """
     text = _COMMAND_START.sub(lambda m: m.group(1) + m.group(2) + "\\x3a", text)
     return text.replace("##[", "##\\x5b")
+
+
+def _json_escape(ch: str) -> str:
+    if ch.isprintable() or ch == "\n":
+        return ch
+    units = ch.encode("utf-16-be", "surrogatepass")  # a pair of \u escapes above the BMP
+    return "".join(f"\\u{units[i] << 8 | units[i + 1]:04x}" for i in range(0, len(units), 2))
+
+
+def guard_json(text: str) -> str:
+    """JSON text with the same data, safe to print: every non-printable character (JSON
+    leaves DEL, C1 controls and bidi overrides raw) written as a ``\\u`` escape, and ``##[``
+    as ``##\\u005b``. Outside its strings JSON is printable ASCII, so only strings change."""
+    if text.isascii() and "\x7f" not in text and "##[" not in text:
+        return text
+    if not text.replace("\n", "").isprintable():
+        text = "".join(_json_escape(ch) for ch in text)
+    return text.replace("##[", "##\\u005b")
 
 
 def color_enabled(
