@@ -20,8 +20,9 @@ from tests.conftest import run_model_diff, scrubbed_env
 from tests.gitdriver.history import git, init_repo
 from tests.hostile import HOSTILE_NAMES, MARKERS, assert_terminal_safe, hostile_pair
 
-#: A checkpoint file name that is hostile too (git passes it to the drivers as it is).
+#: Checkpoint file names that are hostile too (git passes them to the drivers as they are).
 HOSTILE_FILE = "ckpt\x1b]0;title\x07.safetensors"
+NEWLINE_FILE = "two\nlines.safetensors"
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +34,11 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path,
     old, new = hostile_pair(base / "pair")
     repo = base / "repo"
     init_repo(repo, env, lfs=False)
-    for name in ("model.safetensors", HOSTILE_FILE):
+    for name in ("model.safetensors", HOSTILE_FILE, NEWLINE_FILE):
         (repo / name).write_bytes(old.read_bytes())
     git(repo, env, "add", ".")
     git(repo, env, "commit", "-qm", "old")
-    for name in ("model.safetensors", HOSTILE_FILE):
+    for name in ("model.safetensors", HOSTILE_FILE, NEWLINE_FILE):
         (repo / name).write_bytes(new.read_bytes())
     git(repo, env, "commit", "-qam", "new")
     return old, new, repo, env
@@ -99,6 +100,25 @@ def test_check_health_and_ci(hostile: tuple[Path, Path, Path, dict[str, str]], f
         assert "forged header" in out, (name, fmt, out)  # the NaN tensor is named
         if fmt == "github":
             assert any(line.startswith("::error ") for line in out.splitlines())
+
+
+def test_failed_files_output_keeps_one_line_per_file(
+    hostile: tuple[Path, Path, Path, dict[str, str]], tmp_path: Path
+) -> None:
+    """`failed-files` in $GITHUB_OUTPUT: a file name holding a newline stays one entry."""
+    _, _, repo, env = hostile
+    outputs = tmp_path / "github_output"
+    r = run_model_diff(
+        ["ci", "--base", "HEAD~1", "--format", "github"],
+        dict(env, GITHUB_OUTPUT=str(outputs)),
+        cwd=repo,
+    )
+    assert r.returncode == 1, r.stderr
+    delim, rest = outputs.read_text().split("failed-files<<", 1)[1].split("\n", 1)
+    files = rest.split(f"\n{delim}\n", 1)[0].split("\n")
+    assert sorted(files) == sorted(
+        printable(f) for f in ("model.safetensors", HOSTILE_FILE, NEWLINE_FILE)
+    )
 
 
 def test_diff_and_difftool(hostile: tuple[Path, Path, Path, dict[str, str]]) -> None:
