@@ -175,13 +175,27 @@ def test_check_on_small_files_imports_only_click(tmp_path: Path, env: dict[str, 
     assert _imports_of(["check", str(old), str(new)], env) == ["click"]
 
 
-def test_a_bf16_tensor_loads_ml_dtypes_when_viewed(tmp_path: Path, env: dict[str, str]) -> None:
-    """ml_dtypes is imported exactly when a bfloat16 tensor is viewed through numpy."""
+def test_a_bf16_tensor_loads_ml_dtypes_only_when_viewed(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Opening a bfloat16 file and describing it does not import ml_dtypes; viewing the
+    tensor's data through numpy does. The textconv lists the tensor."""
     import ml_dtypes
 
     path = tmp_path / "bf16.safetensors"
     save_safetensors(path, {"w": np.arange(4, dtype=np.float32).astype(ml_dtypes.bfloat16)})
-    assert "ml_dtypes" in _imports_of(["textconv", str(path)], env)
+    probe = (
+        "import sys\n"
+        "from model_diff.formats import open_checkpoint\n"
+        "c = open_checkpoint(sys.argv[1]); c.describe()\n"
+        "print('opened', 'ml_dtypes' in sys.modules)\n"
+        "c['w'].array()\n"
+        "print('viewed', 'ml_dtypes' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, str(path)], env=env, capture_output=True, text=True
+    )
+    assert proc.stdout.split("\n")[:2] == ["opened False", "viewed True"], proc.stderr
     assert " bfloat16 [4] " in textconv(path, env)
 
 
