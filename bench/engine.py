@@ -6,8 +6,9 @@ folder outside the repository. It then warms the page cache and, in one run, mea
 
   (a) the machine's floor: reading both files from page cache with ``readinto`` into one reused
       page-aligned 4 MiB buffer,
-  (b) ``python -m model_diff compare OLD NEW --format json -o /dev/null`` in a fresh process
-      (start-up, imports, reading, metrics, analysis and report included), with its peak RSS
+  (b) ``python -m model_diff compare OLD NEW --format json`` in a fresh process, its stdout
+      discarded (start-up, imports, reading, metrics, analysis and report included; never
+      ``-o /dev/null``), with its peak RSS
       from ``wait4``,
   (c) ``ModelDiff.diff`` alone in a fresh process (the engine without start-up, analysis or
       report), and
@@ -168,8 +169,6 @@ def run_compare(
             str(new),
             "--format",
             "json",
-            "-o",
-            os.devnull,
             *extra,
         ]
     t = time.perf_counter()

@@ -11,6 +11,10 @@ between commits has the same content, so its lines are looked up instead of reco
   textconv-cache`` (default ``~/.cache``).
 - **Writes are atomic** (temp file + rename) so concurrent git processes never read half an
   entry; **size is bounded** by trimming least-recently-used entries (a hit refreshes mtime).
+- **Writes cost O(1)**: the total size is tracked by a ledger file that every write appends
+  one byte per ``LEDGER_UNIT`` bytes to (``O_APPEND``: concurrent git processes never lose an
+  update), so the cache is walked only when the ledger says it is over its bound; a walk then
+  trims it to 3/4 of the bound, so walks stay rare however long a ``git log -p`` runs.
 - Only complete conversions are stored: a pointer whose object is missing is never cached
   (that is exactly how git's own ``cachetextconv`` gets poisoned, GIT-NOTES 3c).
 
@@ -34,6 +38,10 @@ from model_diff.hashing import file_xxh3_sized
 TEXTCONV_FORMAT_VERSION = 1
 
 DEFAULT_MAX_BYTES = 64 << 20
+#: One ledger byte stands for up to this many bytes of entries written.
+LEDGER_UNIT = 256
+#: The ledger file, in the cache root (not an entry: names starting with "." are not).
+LEDGER = ".size-ledger"
 
 
 def file_key(path: str | os.PathLike[str]) -> str:
@@ -95,29 +103,41 @@ class TextconvCache:
         return text
 
     def put(self, key: str, mode: str, text: str) -> None:
-        """Store an entry atomically, then trim; failures are silent (a cache is optional)."""
+        """Store an entry atomically, then trim if the ledger says the cache is over its bound;
+        failures are silent (a cache is optional)."""
         p = self._path(key, mode)
+        data = text.encode("utf-8")
         try:
             p.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=".tmp-")
             try:
-                with os.fdopen(fd, "w", encoding="utf-8") as f:
-                    f.write(text)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
                 os.replace(tmp, p)
             except BaseException:
                 with contextlib.suppress(OSError):
                     os.unlink(tmp)
                 raise
-            self.trim()
+            if self._account(len(data)) > self.max_bytes:
+                self.trim()
         except OSError:
             return
+
+    def _account(self, nbytes: int) -> int:
+        """Add ``nbytes`` to the ledger; returns the (over-)estimate of the cache's size."""
+        fd = os.open(self.root / LEDGER, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, b"." * max(1, -(-nbytes // LEDGER_UNIT)))
+            return os.fstat(fd).st_size * LEDGER_UNIT
+        finally:
+            os.close(fd)
 
     def entries(self) -> list[tuple[float, int, Path]]:
         """(mtime, size, path) of every entry, any version."""
         out = []
         for dirpath, _dirs, files in os.walk(self.root):
             for name in files:
-                if name.startswith(".tmp-"):
+                if name.startswith("."):  # temporary files and the ledger
                     continue
                 p = Path(dirpath) / name
                 try:
@@ -128,17 +148,22 @@ class TextconvCache:
         return out
 
     def trim(self) -> int:
-        """Delete least-recently-used entries until the total fits; returns entries removed."""
+        """Delete least-recently-used entries until the rest fit in 3/4 of the bound (the
+        headroom keeps walks rare); re-seed the ledger with the true total. Returns the
+        number of entries removed."""
         entries = self.entries()
         total = sum(size for _, size, _ in entries)
         removed = 0
+        target = self.max_bytes * 3 // 4
         for _, size, p in sorted(entries, key=lambda e: (e[0], str(e[2]))):
-            if total <= self.max_bytes:
+            if total <= target:
                 break
             with contextlib.suppress(OSError):
                 p.unlink()
                 removed += 1
             total -= size
+        with contextlib.suppress(OSError):
+            (self.root / LEDGER).write_bytes(b"." * (-(-total // LEDGER_UNIT)))
         return removed
 
     def clear(self) -> None:

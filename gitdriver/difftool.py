@@ -24,6 +24,7 @@ from typing import Any
 from model_diff.checkpoint import Checkpoint
 from model_diff.errors import ModelDiffError, UnknownFormatError
 from model_diff.naming import natural_sorted
+from model_diff.terminal import guard_json, guard_lines, printable
 
 from .extdiff import describe, facts, open_side
 from .revisions import Change, GitRepo, is_checkpoint_path, open_spec
@@ -268,20 +269,20 @@ def render_results(
     if fmt != "text" and not title:
         title = results[0].pair.label if results else "model-diff"
     if fmt == "json":
-        return _render_json(results, title, meta or {})
+        return guard_json(_render_json(results, title, meta or {}))
     if fmt == "html":
         return _render_html(results, title)
     if fmt == "markdown":
-        return _render_markdown(results, title)
-    return _render_text(results, title)
+        return guard_lines(_render_markdown(results, title))
+    return guard_lines(_render_text(results, title))
 
 
 def _render_text(results: Sequence[PairResult], title: str) -> str:
-    lines = [title] if title else []
+    lines = [printable(title)] if title else []
     if not results:
         lines.append("no checkpoint changes")
     for r in results:
-        lines += ["", f"=== {r.pair.label} ===", status_line(r)]
+        lines += ["", f"=== {printable(r.pair.label)} ===", printable(status_line(r))]
         if r.report:
             lines += ["", r.report.rstrip("\n")]
     return "\n".join(lines) + "\n"
@@ -325,17 +326,17 @@ def _render_json(results: Sequence[PairResult], title: str, meta: dict[str, Any]
 def _render_html(results: Sequence[PairResult], title: str) -> str:
     """A page listing every file, each full report embedded (escaped) in its own frame."""
     rows = "\n".join(
-        f'<tr><td><a href="#f{i}">{html.escape(r.pair.label)}</a></td>'
-        f"<td>{html.escape(status_line(r))}</td></tr>"
+        f'<tr><td><a href="#f{i}">{_html(r.pair.label)}</a></td>'
+        f"<td>{_html(status_line(r))}</td></tr>"
         for i, r in enumerate(results)
     )
     frames = "\n".join(
-        f'<section id="f{i}"><h2>{html.escape(r.pair.label)}</h2>'
-        f"<p>{html.escape(status_line(r))}</p>"
+        f'<section id="f{i}"><h2>{_html(r.pair.label)}</h2>'
+        f"<p>{_html(status_line(r))}</p>"
         # scripts run (the report draws with them) in an opaque origin: the frame cannot
         # reach this page, and the report's own CSP still applies inside it
         + (
-            f'<iframe title="{html.escape(r.pair.label)}" sandbox="allow-scripts" '
+            f'<iframe title="{_html(r.pair.label)}" sandbox="allow-scripts" '
             f'srcdoc="{html.escape(r.report, quote=True)}"></iframe>'
             if r.report
             else ""
@@ -345,19 +346,23 @@ def _render_html(results: Sequence[PairResult], title: str) -> str:
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>"
+        f"<title>{_html(title)}</title><style>"
         "body{font-family:system-ui,sans-serif;margin:2em}"
         "table{border-collapse:collapse}td{border:1px solid #ccc;padding:.3em .6em}"
         "iframe{width:100%;height:80vh;border:1px solid #ccc}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1>"
+        f"<h1>{_html(title)}</h1>"
         + (f"<table>{rows}</table>" if results else "<p>No checkpoint changes.</p>")
         + frames
         + "</body></html>\n"
     )
 
 
+def _html(text: str) -> str:
+    return html.escape(printable(text))
+
+
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return printable(text).replace("|", "\\|")
 
 
 # -- HTML in a browser -----------------------------------------------------------------------

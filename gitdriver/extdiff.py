@@ -20,6 +20,7 @@ from typing import Any
 
 from model_diff.checkpoint import Checkpoint
 from model_diff.errors import ModelDiffError
+from model_diff.terminal import guard_lines, printable
 
 MISSING = "."
 
@@ -60,26 +61,31 @@ def parse_args(argv: Sequence[str]) -> ExtDiffArgs | str:
 
 
 def render_ext_diff(argv: Sequence[str], *, cwd: str | None = None) -> str:
-    """The whole output for one file; errors become a line of it, never an exception."""
+    """The whole output for one file; errors become a line of it, never an exception.
+
+    Paths and tensor names pass through ``printable`` (a newline in a name cannot forge a
+    header line, an escape sequence cannot reach the terminal) and no line can start a CI
+    workflow command (``guard_lines``).
+    """
     try:
         args = parse_args(argv)
     except ModelDiffError as exc:
-        return f"model-diff: error: {exc}\n"
+        return guard_lines(f"model-diff: error: {printable(str(exc))}\n")
     if isinstance(args, str):
-        return f"* Unmerged path {args}\n"
+        return guard_lines(f"* Unmerged path {printable(args)}\n")
     lines = _header(args)
     try:
         lines += _body(args, cwd)
     except ModelDiffError as exc:
-        lines.append(f"model-diff: error: {exc}")
-    return "\n".join(lines) + "\n"
+        lines.append(f"model-diff: error: {printable(str(exc))}")
+    return guard_lines("\n".join(lines) + "\n")
 
 
 def _header(a: ExtDiffArgs) -> list[str]:
-    new_path = a.new_path or a.path
-    lines = [f"diff --git a/{a.path} b/{new_path}"]
+    path, new_path = printable(a.path), printable(a.new_path or a.path)
+    lines = [f"diff --git a/{path} b/{new_path}"]
     if a.rename_info:
-        lines += [ln for ln in a.rename_info.splitlines() if ln]
+        lines += [printable(ln) for ln in a.rename_info.split("\n") if ln]
     if a.old_missing:
         lines.append(f"new file mode {a.new_mode}")
     elif a.new_missing:
@@ -92,7 +98,7 @@ def _header(a: ExtDiffArgs) -> list[str]:
         "" if a.old_missing or a.new_missing or a.old_mode != a.new_mode else (f" {a.new_mode}")
     )
     lines.append(f"index {old_hex}..{new_hex}{same_mode}")
-    lines.append("--- /dev/null" if a.old_missing else f"--- a/{a.path}")
+    lines.append("--- /dev/null" if a.old_missing else f"--- a/{path}")
     lines.append("+++ /dev/null" if a.new_missing else f"+++ b/{new_path}")
     return lines
 
@@ -164,22 +170,25 @@ def _compact(old: Checkpoint, new: Checkpoint) -> list[str]:
     insights = analysis.get("insights", [])
     if insights:
         lines.append("insights:")
-        lines += [f"  [{i['severity']}] {i['title']} ({i['code']})" for i in insights]
+        lines += [
+            f"  [{i['severity']}] {printable(str(i['title']))} ({i['code']})" for i in insights
+        ]
     return lines
 
 
 def _tensor_line(d: Any) -> str:
     kind = str(d.change_type)
+    name = printable(d.name)
     if kind == "added":
-        return f"+ {d.name}  {d.new_dtype} {_shape(d.new_shape)}"
+        return f"+ {name}  {d.new_dtype} {_shape(d.new_shape)}"
     if kind == "removed":
-        return f"- {d.name}  {d.old_dtype} {_shape(d.old_shape)}"
+        return f"- {name}  {d.old_dtype} {_shape(d.old_shape)}"
     if kind == "shape_changed":
-        return f"! {d.name}  shape {_shape(d.old_shape)} -> {_shape(d.new_shape)}"
+        return f"! {name}  shape {_shape(d.old_shape)} -> {_shape(d.new_shape)}"
     if kind == "dtype_changed":
-        return f"! {d.name}  dtype {d.old_dtype} -> {d.new_dtype}"
+        return f"! {name}  dtype {d.old_dtype} -> {d.new_dtype}"
     return (
-        f"~ {d.name}  {d.new_dtype} {_shape(d.new_shape)}  rel {_num(d.relative_change)}"
+        f"~ {name}  {d.new_dtype} {_shape(d.new_shape)}  rel {_num(d.relative_change)}"
         f"  cos {_num(d.cosine_sim, '.6f')}  max {_num(d.max_diff)}"
         f"  changed {_num(d.change_ratio, '.1%')}"
     )

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,6 +39,7 @@ from model_diff.errors import LFSObjectMissingError, ModelDiffError
 from model_diff.formats import lfs, open_checkpoint
 from model_diff.hashing import array_xxh3
 from model_diff.metrics import array_stats, default_workers
+from model_diff.terminal import printable
 
 from .cache import TEXTCONV_FORMAT_VERSION, TextconvCache, file_key, lfs_key
 
@@ -49,9 +51,16 @@ def _fmt(v: float | None) -> str:
 
 
 def _name(name: str) -> str:
-    """The name as one whitespace-free field (JSON-quoted when it has spaces or controls)."""
-    if not name or name.startswith('"') or any(c.isspace() or not c.isprintable() for c in name):
-        return json.dumps(name)
+    """The name as one whitespace-free field, safe on a terminal and in a CI log: JSON-quoted
+    (ASCII-only escapes, DEL and ``##[`` included) when it has spaces or non-printable
+    characters, or would start a workflow command (``::``, ``##[``)."""
+    if (
+        not name
+        or name.startswith(('"', "::"))
+        or "##[" in name
+        or any(c.isspace() or not c.isprintable() for c in name)
+    ):
+        return json.dumps(name).replace("\x7f", "\\u007f").replace("##[", "##\\u005b")
     return name
 
 
@@ -136,16 +145,40 @@ def _error_line(message: str, path: str) -> str:
     """One error line naming the file by its basename (git's temp paths differ per run) and
     ending with the file's content hash: git prints nothing at all for a file whose two sides
     convert to the same text (GIT-NOTES 3a), so two different unreadable versions must not
-    give the same line."""
+    give the same line. Only a regular file is hashed (a FIFO would block the read)."""
     base = os.path.basename(path) or path
     for variant in {os.path.abspath(path), path}:
         message = message.replace(variant, base)
+    ident = ""
+    if _file_kind(path) == "file":
+        try:
+            key = file_key(path)
+            ident = f" [file=xxh3:{_hash_of(key)} bytes={key.rsplit('-', 1)[1]}]"
+        except OSError:
+            pass
+    return f"{_PREFIX}: error: {printable(' '.join(message.split()))}{ident}\n"
+
+
+def _file_kind(path: str) -> str:
+    """ "file", "directory", "missing", or what else is there (a FIFO, a socket, a device),
+    from ``stat`` alone: nothing is opened, so a FIFO without a writer cannot hang us."""
     try:
-        key = file_key(path)
-        ident = f" [file=xxh3:{_hash_of(key)} bytes={key.rsplit('-', 1)[1]}]"
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "missing"
     except OSError:
-        ident = ""
-    return f"{_PREFIX}: error: {' '.join(message.split())}{ident}\n"
+        return "unreadable"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "special file"
 
 
 def _parse(argv: list[str]) -> tuple[str | None, bool, str | None]:
@@ -184,6 +217,11 @@ def main(argv: list[str]) -> int:
     path, fast, usage = _parse(argv)
     if usage is not None or path is None:
         _write(f"{_PREFIX}: error: {usage}\n")
+        return 0
+    kind = _file_kind(path)
+    if kind not in ("file", "missing", "unreadable"):
+        # Never opened: reading a FIFO or a device could block or never end.
+        _write(_error_line(f"{path}: is a {kind}, not a regular file; nothing was read", path))
         return 0
     try:
         text = convert(path, fast=fast, cache=TextconvCache.for_cwd(TEXTCONV_FORMAT_VERSION))

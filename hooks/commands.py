@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from model_diff.errors import EXIT_USAGE, ModelDiffError
+from model_diff.output import write_report
+from model_diff.terminal import printable
 
 from . import github, gitrepo
-from .ci import ci_plan
 from .gate import FileResult, Target, check_files, check_target, exit_code, local_opener
 from .policy import Policy, load_policy
 from .render import counts, render_details, render_json, render_markdown, render_text
-from .staged import repo_relative, staged_targets, worktree_opener
 
 FORMATS = ("text", "json", "markdown", "github")
 FAIL_ON = ("error", "warning", "never")
@@ -79,8 +79,9 @@ def _github_files(
             "errors": str(c["errors"]),
             "warnings": str(c["warnings"]),
             "unreadable": str(c["unreadable"]),
+            # One line per file: a newline inside a name is shown escaped, never a split.
             "failed-files": "\n".join(
-                r.path for r in results if r.status in ("failed", "unreadable")
+                printable(r.path) for r in results if r.status in ("failed", "unreadable")
             ),
         }
         if report:
@@ -104,7 +105,7 @@ def _finish(
     rc = exit_code(results, fo)
     if report:
         text = render_markdown(results, command, deleted, max_bytes=1 << 62)
-        Path(report).write_text(text + render_details(results), encoding="utf-8")
+        write_report(report, text + render_details(results))
     if fmt == "github":
         _github_files(results, command=command, rc=rc, deleted=deleted, report=report, environ=env)
     return Outcome(
@@ -126,6 +127,8 @@ def check(
     env = os.environ if environ is None else environ
     policy = policy_for(policy_file, cwd)
     if staged:
+        from .staged import staged_targets  # the git layer (dulwich): only when needed
+
         results = [check_target(t, policy) for t in staged_targets(paths, cwd=cwd, environ=env)]
     else:
         if len(paths) != 2:
@@ -149,6 +152,8 @@ def health(
         opener = local_opener(p)
         if top is not None:
             # Inside a repo an LFS pointer is resolved from the local store, like the hook's.
+            from .staged import repo_relative, worktree_opener  # git layer: inside a repo only
+
             rel = repo_relative(top, p, Path(cwd).resolve())
             if rel is not None:
                 opener = worktree_opener(top, rel, label=p)
@@ -174,6 +179,8 @@ def ci(
     """``model-diff ci --base REF [--head REF]``: every changed checkpoint between revisions."""
     env = os.environ if environ is None else environ
     policy = policy_for(policy_file, cwd)
+    from .ci import ci_plan  # the git layer (dulwich): imported by the command that needs it
+
     plan = ci_plan(base, head, paths, cwd=cwd)
     if report is None and fmt == "github" and env.get("RUNNER_TEMP"):
         report = str(Path(env["RUNNER_TEMP"]) / "model-diff-report.md")

@@ -9,11 +9,10 @@ so one bad file does not hide the others. Nothing here prints or exits.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-
-from model_diff.gitdriver import revisions
 
 from model_diff.checkpoint import Checkpoint
 from model_diff.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, ModelDiffError
@@ -85,7 +84,15 @@ def local_opener(path: str) -> Opener:
 
 def spec_opener(spec: str) -> Opener:
     """A path on disk or ``REV:path`` from git history (``gitdriver.revisions.open_spec``)."""
-    return lambda: revisions.open_spec(spec)
+
+    def open_() -> Checkpoint:
+        if os.path.exists(spec):  # a file on disk: no need to load the git layer (dulwich)
+            return open_checkpoint(spec)
+        from model_diff.gitdriver import revisions
+
+        return revisions.open_spec(spec)
+
+    return open_
 
 
 def check_target(target: Target, policy: Policy, *, detail: bool = False) -> FileResult:

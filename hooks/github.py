@@ -1,7 +1,9 @@
 """GitHub Actions output: workflow-command annotations, the job summary and step outputs.
 
 Escaping follows the Actions toolkit (``command.ts``): a message escapes ``%``, ``\\r`` and
-``\\n``; a property value (``file``, ``title``) also escapes ``:`` and ``,``. GitHub keeps at
+``\\n``; a property value (``file``, ``title``) also escapes ``:`` and ``,``. Before that,
+``command`` passes every value through ``model_diff.terminal.printable``: ESC, BEL, bidi
+overrides and other controls are shown escaped, not sent to the log. GitHub keeps at
 most 10 error and 10 warning annotations per step, so only the worst of each are emitted and
 one notice points at the job summary, which holds every finding. The summary is bounded well
 under GitHub's 1 MiB per-step limit. Functions return strings or write only to the files
@@ -13,6 +15,8 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping, Sequence
+
+from model_diff.terminal import printable
 
 from .check import CODE_RANK, Violation
 from .gate import FileResult
@@ -34,9 +38,9 @@ def escape_property(s: str) -> str:
 
 
 def command(kind: str, message: str, **props: str) -> str:
-    """``::kind prop=value,...::message`` with everything escaped."""
-    p = ",".join(f"{k}={escape_property(v)}" for k, v in props.items())
-    return f"::{kind}{' ' + p if p else ''}::{escape_data(message)}"
+    """``::kind prop=value,...::message`` with everything escaped (``printable`` first)."""
+    p = ",".join(f"{k}={escape_property(printable(v))}" for k, v in props.items())
+    return f"::{kind}{' ' + p if p else ''}::{escape_data(printable(message))}"
 
 
 def _ranked(results: Sequence[FileResult]) -> list[tuple[str, str, str, str]]:

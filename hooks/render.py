@@ -12,15 +12,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from model_diff.terminal import guard_json, guard_lines, printable
+
 from .gate import FileResult
 from .policy import Policy
-
-_CTRL = {i: f"\\x{i:02x}" for i in range(32)} | {10: "\\n", 13: "\\r", 9: "\\t", 127: "\\x7f"}
-
-
-def one_line(s: str) -> str:
-    """``s`` with control characters escaped (a tensor name may contain a newline)."""
-    return s.translate(_CTRL)
 
 
 def counts(results: Sequence[FileResult]) -> dict[str, int]:
@@ -56,14 +51,14 @@ def render_text(
     lines = [headline(results, command)]
     for r in results:
         tag = {"ok": "ok", "warnings": "WARN", "failed": "FAILED", "unreadable": "UNREADABLE"}
-        lines.append(f"{tag[r.status]:<10} {one_line(r.path)} ({one_line(_sides(r))})")
+        lines.append(f"{tag[r.status]:<10} {printable(r.path)} ({printable(_sides(r))})")
         if r.error is not None:
-            lines.append(f"  error: {one_line(r.error)}")
+            lines.append(f"  error: {printable(r.error)}")
         for v in r.violations:
-            lines.append(f"  {v.level:<7} {v.code}: {one_line(v.message)}")
+            lines.append(f"  {v.level:<7} {v.code}: {printable(v.message)}")
     for d in deleted:
-        lines.append(f"{'deleted':<10} {one_line(d)} (not checked)")
-    return "\n".join(lines) + "\n"
+        lines.append(f"{'deleted':<10} {printable(d)} (not checked)")
+    return guard_lines("\n".join(lines) + "\n")
 
 
 def _json_safe(x: Any) -> Any:
@@ -92,12 +87,14 @@ def render_json(
         "files": [r.to_dict() for r in results],
         "deleted": list(deleted),
     }
-    return json.dumps(_json_safe(doc), indent=2, sort_keys=False, allow_nan=False) + "\n"
+    return guard_json(
+        json.dumps(_json_safe(doc), indent=2, sort_keys=False, allow_nan=False) + "\n"
+    )
 
 
 def md_cell(s: str) -> str:
     """Text safe inside a GitHub Markdown table cell (no HTML, no cell breaks)."""
-    s = one_line(s)
+    s = printable(s)
     for ch, rep in (
         ("&", "&amp;"),
         ("<", "&lt;"),
@@ -189,4 +186,4 @@ def render_markdown(
             f"_{findings_left} more finding(s) not shown (summary size limit); "
             "run `model-diff ci --format json` for all of them._",
         ]
-    return "\n".join(out) + "\n"
+    return guard_lines("\n".join(out) + "\n")

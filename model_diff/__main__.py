@@ -1,16 +1,41 @@
-"""``python -m model_diff``: the form git drivers are registered with (works from GUIs/venvs).
+"""The ``model-diff`` entry point: the console script and ``python -m model_diff`` alike.
 
-``textconv`` is dispatched before the click group is imported: git runs it once per file per
-commit, so it must not pay for click or for what other commands import.
+The start-up-critical commands are dispatched before click (or anything a command needs) is
+imported: ``textconv``, which git runs once per file per commit and which must exit 0 on any
+input whatever the arguments, and ``--version``. Everything else goes to the click group in
+``model_diff.cli``.
 """
+
+from __future__ import annotations
 
 import sys
 
-if __name__ == "__main__":
-    if sys.argv[1:2] == ["textconv"] and not {"-h", "--help"} & set(sys.argv[2:]):
+
+def main(argv: list[str] | None = None) -> None:
+    """Run ``model-diff ARGS`` (``sys.argv[1:]`` by default) and exit with its code."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    if args[:1] == ["textconv"] and not {"-h", "--help"} & set(args[1:]):
+        sys.exit(_textconv(args[1:]))
+    if args == ["--version"]:
+        from .metrics import version_message
+
+        print(version_message())
+        sys.exit(0)
+    from .cli import main as cli_main
+
+    cli_main(args)
+
+
+def _textconv(args: list[str]) -> int:
+    """The textconv driver; 0 whatever happens (a failing textconv aborts the whole git diff),
+    even when the driver itself cannot be imported."""
+    try:
         from model_diff.gitdriver.textconv import main as textconv_main
+    except Exception as exc:  # a broken installation: still one line and exit 0
+        print(f"model-diff textconv: error: cannot start: {exc!r}")
+        return 0
+    return textconv_main(args)
 
-        sys.exit(textconv_main(sys.argv[2:]))
-    from model_diff.cli import main
 
+if __name__ == "__main__":
     main()

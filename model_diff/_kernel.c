@@ -20,6 +20,18 @@
  * protocol, dtypes are read from the array's ``dtype`` attribute. The GIL is released while
  * computing.
  *
+ * What runs where: on x86-64 (GCC or clang) the CPU is asked once, at import, for AVX2, FMA
+ * and F16C; with them the vector loops run, else (and on every other architecture) the
+ * portable loops over doubles. A caller may ask for the portable loops per call
+ * (``simd=False``), which the tests use to check both on one machine.
+ *
+ * Threads: no global is written after import. The CPU flag and the float8 tables live in the
+ * module's state (multi-phase init, one state per interpreter), are filled by the exec slot
+ * before any call, and are only read afterwards; each call copies what it needs into a Ctx on
+ * its stack. So steps run in parallel without the GIL (the module declares Py_mod_gil
+ * NOT_USED for free-threaded builds, and per-interpreter GIL support). Every error path
+ * sets a Python exception.
+ *
  * This module must not allocate per element, keep state between calls, or hold the GIL
  * while it reads tensor data.
  */
@@ -60,9 +72,20 @@ typedef struct {
     int64_t c[NC];
 } Acc;
 
-static double F8_E4M3[256];
-static double F8_E5M2[256];
-static int HAVE_AVX2 = 0;
+/* Per-interpreter module state: written by the exec slot only, read-only afterwards. */
+typedef struct {
+    double f8_e4m3[256];
+    double f8_e5m2[256];
+    int cpu_avx2; /* the CPU has AVX2, FMA and F16C */
+} KernelState;
+
+/* What one call computes with: copied from the state (and the caller's simd flag) onto the
+ * stack before the GIL is released. */
+typedef struct {
+    const double *f8_e4m3;
+    const double *f8_e5m2;
+    int vec; /* run the AVX2 loops */
+} Ctx;
 
 static void acc_init(Acc *a) {
     memset(a, 0, sizeof(*a));
@@ -94,7 +117,7 @@ static double half_to_double(uint16_t h) {
     return (h & 0x8000) ? -v : v;
 }
 
-static void build_f8_tables(void) {
+static void build_f8_tables(KernelState *st) {
     for (int i = 0; i < 256; i++) {
         int s = i >> 7, e, m;
         double v;
@@ -104,14 +127,14 @@ static void build_f8_tables(void) {
         if (e == 15 && m == 7) v = NAN;
         else if (e == 0) v = ldexp((double)m, -9);
         else v = ldexp((double)(m | 8), e - 10);
-        F8_E4M3[i] = s ? -v : v;
+        st->f8_e4m3[i] = s ? -v : v;
         /* E5M2: bias 15, IEEE-like infinities and NaNs. */
         e = (i >> 2) & 0x1f;
         m = i & 3;
         if (e == 31) v = m ? NAN : INFINITY;
         else if (e == 0) v = ldexp((double)m, -16);
         else v = ldexp((double)(m | 4), e - 17);
-        F8_E5M2[i] = s ? -v : v;
+        st->f8_e5m2[i] = s ? -v : v;
     }
 }
 
@@ -124,7 +147,7 @@ static void build_f8_tables(void) {
     break;
 
 /* Convert n elements of dtype dt at src (any alignment) into doubles. */
-static void convert_block(int dt, const char *src, size_t n, double *dst) {
+static void convert_block(const Ctx *cx, int dt, const char *src, size_t n, double *dst) {
     switch (dt) {
     case DT_F64: memcpy(dst, src, n * sizeof(double)); break;
     case DT_F32: CONVERT_LOOP(float, v_)
@@ -140,8 +163,8 @@ static void convert_block(int dt, const char *src, size_t n, double *dst) {
         }
         break;
     }
-    case DT_F8E4M3: CONVERT_LOOP(uint8_t, F8_E4M3[v_])
-    case DT_F8E5M2: CONVERT_LOOP(uint8_t, F8_E5M2[v_])
+    case DT_F8E4M3: CONVERT_LOOP(uint8_t, cx->f8_e4m3[v_])
+    case DT_F8E5M2: CONVERT_LOOP(uint8_t, cx->f8_e5m2[v_])
     case DT_I8: CONVERT_LOOP(int8_t, v_)
     case DT_I16: CONVERT_LOOP(int16_t, v_)
     case DT_I32: CONVERT_LOOP(int32_t, v_)
@@ -530,8 +553,8 @@ DEFINE_SIDE_AVX2_PS(side_avx2_f16, LD16_F16, 2)
 typedef void (*pair_vec_fn)(const char *, const char *, size_t, double, Acc *);
 typedef void (*side_vec_fn)(const char *, size_t, Acc *);
 
-static pair_vec_fn pair_vec_for(int dt) {
-    if (!HAVE_AVX2) return NULL;
+static pair_vec_fn pair_vec_for(const Ctx *cx, int dt) {
+    if (!cx->vec) return NULL;
     switch (dt) {
     case DT_F64: return pair_avx2_f64;
     case DT_F32: return pair_avx2_f32;
@@ -540,8 +563,8 @@ static pair_vec_fn pair_vec_for(int dt) {
     default: return NULL;
     }
 }
-static side_vec_fn side_vec_for(int dt) {
-    if (!HAVE_AVX2) return NULL;
+static side_vec_fn side_vec_for(const Ctx *cx, int dt) {
+    if (!cx->vec) return NULL;
     switch (dt) {
     case DT_F64: return side_avx2_f64;
     case DT_F32: return side_avx2_f32;
@@ -575,12 +598,12 @@ static int tiny_side(const Acc *t) {
 
 /* ---- the chunk drivers ---------------------------------------------------------------------- */
 
-static void pair_run(int dta, const char *pa, int dtb, const char *pb, size_t n, double thr,
-                     Acc *total) {
+static void pair_run(const Ctx *cx, int dta, const char *pa, int dtb, const char *pb, size_t n,
+                     double thr, Acc *total) {
     double xa[BLOCK], xb[BLOCK];
     const size_t ea = (size_t)ITEMSIZE[dta], eb = (size_t)ITEMSIZE[dtb];
 #if MD_X86
-    pair_vec_fn vec = dta == dtb ? pair_vec_for(dta) : NULL;
+    pair_vec_fn vec = dta == dtb ? pair_vec_for(cx, dta) : NULL;
 #endif
     for (size_t start = 0; start < n; start += BLOCK) {
         size_t len = n - start < BLOCK ? n - start : BLOCK;
@@ -593,40 +616,40 @@ static void pair_run(int dta, const char *pa, int dtb, const char *pb, size_t n,
             done = len & ~(size_t)15; /* the vector loops take 16 elements per step */
             vec(ba, bb, done, thr, &t);
             if (len > done) {
-                convert_block(dta, ba + done * ea, len - done, xa);
-                convert_block(dtb, bb + done * eb, len - done, xb);
+                convert_block(cx, dta, ba + done * ea, len - done, xa);
+                convert_block(cx, dtb, bb + done * eb, len - done, xb);
                 pair_fast_f64(xa, xb, len - done, thr, &t);
             }
             done = len;
         }
 #endif
         if (!done) {
-            convert_block(dta, ba, len, xa);
-            convert_block(dtb, bb, len, xb);
+            convert_block(cx, dta, ba, len, xa);
+            convert_block(cx, dtb, bb, len, xb);
             pair_fast_f64(xa, xb, len, thr, &t);
         }
         if (pair_ok(&t) && (dta == DT_BF16 || dta == DT_F16) && dta == dtb && tiny_block(&t)) {
             /* float32 products of these values could underflow: redo the block in double */
             acc_init(&t);
-            convert_block(dta, ba, len, xa);
-            convert_block(dtb, bb, len, xb);
+            convert_block(cx, dta, ba, len, xa);
+            convert_block(cx, dtb, bb, len, xb);
             pair_fast_f64(xa, xb, len, thr, &t);
         }
         if (!pair_ok(&t)) {
             acc_init(&t);
-            convert_block(dta, ba, len, xa);
-            convert_block(dtb, bb, len, xb);
+            convert_block(cx, dta, ba, len, xa);
+            convert_block(cx, dtb, bb, len, xb);
             pair_slow_f64(xa, xb, len, thr, &t);
         }
         acc_merge(total, &t);
     }
 }
 
-static void side_run(int dt, const char *px, size_t n, Acc *total) {
+static void side_run(const Ctx *cx, int dt, const char *px, size_t n, Acc *total) {
     double xa[BLOCK];
     const size_t es = (size_t)ITEMSIZE[dt];
 #if MD_X86
-    side_vec_fn vec = side_vec_for(dt);
+    side_vec_fn vec = side_vec_for(cx, dt);
 #endif
     for (size_t start = 0; start < n; start += BLOCK) {
         size_t len = n - start < BLOCK ? n - start : BLOCK;
@@ -639,25 +662,25 @@ static void side_run(int dt, const char *px, size_t n, Acc *total) {
             done = len & ~(size_t)15; /* the vector loops take 16 elements per step */
             vec(bx, done, &t);
             if (len > done) {
-                convert_block(dt, bx + done * es, len - done, xa);
+                convert_block(cx, dt, bx + done * es, len - done, xa);
                 side_fast_f64(xa, len - done, &t);
             }
             done = len;
         }
 #endif
         if (!done) {
-            convert_block(dt, bx, len, xa);
+            convert_block(cx, dt, bx, len, xa);
             side_fast_f64(xa, len, &t);
         }
         if (isfinite(t.f[F_SUM_A2]) && (dt == DT_BF16 || dt == DT_F16) && tiny_side(&t)) {
             /* float32 squares of these values could underflow: redo the block in double */
             acc_init(&t);
-            convert_block(dt, bx, len, xa);
+            convert_block(cx, dt, bx, len, xa);
             side_fast_f64(xa, len, &t);
         }
         if (!isfinite(t.f[F_SUM_A2])) {
             acc_init(&t);
-            convert_block(dt, bx, len, xa);
+            convert_block(cx, dt, bx, len, xa);
             side_slow_f64(xa, len, &t);
         }
         acc_merge(total, &t);
@@ -666,21 +689,20 @@ static void side_run(int dt, const char *px, size_t n, Acc *total) {
 
 /* ---- Python glue ------------------------------------------------------------------------------ */
 
-/* The dtype code of a numpy array (native byte order only), or -1 with TypeError set. */
+/* The dtype code of a numpy array (native byte order only), or -1 with an exception set. */
 static int dtype_code(PyObject *arr) {
     PyObject *dt = PyObject_GetAttrString(arr, "dtype");
     if (!dt) return -1;
     PyObject *kind = PyObject_GetAttrString(dt, "kind");
-    PyObject *size = PyObject_GetAttrString(dt, "itemsize");
-    PyObject *order = PyObject_GetAttrString(dt, "byteorder");
-    PyObject *name = PyObject_GetAttrString(dt, "name");
+    PyObject *size = kind ? PyObject_GetAttrString(dt, "itemsize") : NULL;
+    PyObject *order = size ? PyObject_GetAttrString(dt, "byteorder") : NULL;
+    PyObject *name = order ? PyObject_GetAttrString(dt, "name") : NULL;
     int code = -1;
-    if (kind && size && order && name && PyUnicode_Check(kind) && PyUnicode_Check(order) &&
-        PyUnicode_Check(name)) {
+    if (name && PyUnicode_Check(kind) && PyUnicode_Check(order) && PyUnicode_Check(name)) {
         const char *k = PyUnicode_AsUTF8(kind), *o = PyUnicode_AsUTF8(order);
         const char *nm = PyUnicode_AsUTF8(name);
         long sz = PyLong_AsLong(size);
-        if (k && o && nm && strcmp(o, ">") != 0) {
+        if (k && o && nm && !(sz == -1 && PyErr_Occurred()) && strcmp(o, ">") != 0) {
             if (strcmp(nm, "bfloat16") == 0) code = DT_BF16;
             else if (strcmp(nm, "float8_e4m3fn") == 0) code = DT_F8E4M3;
             else if (strcmp(nm, "float8_e5m2") == 0) code = DT_F8E5M2;
@@ -691,9 +713,11 @@ static int dtype_code(PyObject *arr) {
                 code = sz == 1 ? DT_U8 : sz == 2 ? DT_U16 : sz == 4 ? DT_U32 : sz == 8 ? DT_U64 : -1;
             else if (k[0] == 'b' && sz == 1) code = DT_BOOL;
         }
-        if (code < 0 && !PyErr_Occurred())
-            PyErr_Format(PyExc_TypeError, "model_diff._kernel: unsupported dtype %R", dt);
     }
+    /* Whatever failed above (a missing attribute, a non-string, an unknown dtype): an
+     * exception is set before -1 goes back. */
+    if (code < 0 && !PyErr_Occurred())
+        PyErr_Format(PyExc_TypeError, "model_diff._kernel: unsupported dtype %R", dt);
     Py_XDECREF(kind); Py_XDECREF(size); Py_XDECREF(order); Py_XDECREF(name);
     Py_DECREF(dt);
     return code;
@@ -704,6 +728,11 @@ typedef struct {
     int have_f, have_c;
 } AccBufs;
 
+static int is_format(const Py_buffer *b, const char *a, const char *alt) {
+    const char *f = b->format ? b->format : "B"; /* NULL means unsigned bytes */
+    return strcmp(f, a) == 0 || (alt && strcmp(f, alt) == 0);
+}
+
 static int get_accs(PyObject *fo, PyObject *co, AccBufs *ab) {
     ab->have_f = ab->have_c = 0;
     if (PyObject_GetBuffer(fo, &ab->f, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
@@ -712,12 +741,12 @@ static int get_accs(PyObject *fo, PyObject *co, AccBufs *ab) {
     if (PyObject_GetBuffer(co, &ab->c, PyBUF_WRITABLE | PyBUF_FORMAT | PyBUF_C_CONTIGUOUS) < 0)
         return -1;
     ab->have_c = 1;
-    if (ab->f.len != (Py_ssize_t)(NF * sizeof(double)) || strcmp(ab->f.format, "d") != 0) {
+    if (ab->f.len != (Py_ssize_t)(NF * sizeof(double)) || !is_format(&ab->f, "d", NULL)) {
         PyErr_SetString(PyExc_ValueError, "facc must be a float64 array of metrics.NF slots");
         return -1;
     }
     if (ab->c.len != (Py_ssize_t)(NC * sizeof(int64_t)) || ab->c.itemsize != 8 ||
-        !(strcmp(ab->c.format, "l") == 0 || strcmp(ab->c.format, "q") == 0)) {
+        !is_format(&ab->c, "l", "q")) {
         PyErr_SetString(PyExc_ValueError, "cacc must be an int64 array of metrics.NC slots");
         return -1;
     }
@@ -739,14 +768,35 @@ static void store(const Acc *t, AccBufs *ab) {
     memcpy(ab->c.buf, cur.c, sizeof(cur.c));
 }
 
+/* The elements in a buffer of dtype dt, or -1 with ValueError set when the byte length is not
+ * a whole number of elements. */
+static Py_ssize_t element_count(const Py_buffer *v, int dt, const char *what) {
+    if (v->len % ITEMSIZE[dt] != 0) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd bytes is not a whole number of %d-byte elements",
+                     what, v->len, ITEMSIZE[dt]);
+        return -1;
+    }
+    return v->len / ITEMSIZE[dt];
+}
+
+/* The call's context: the module state's tables and CPU flag, and the caller's simd wish. */
+static Ctx make_ctx(PyObject *module, int simd) {
+    const KernelState *st = (const KernelState *)PyModule_GetState(module);
+    Ctx cx = {st->f8_e4m3, st->f8_e5m2, simd && st->cpu_avx2};
+    return cx;
+}
+
 /* Below this many bytes, releasing the GIL costs more than it gains. */
 #define NOGIL_BYTES (64 * 1024)
 
-static PyObject *py_pair_step(PyObject *self, PyObject *args) {
+static PyObject *py_pair_step(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"a", "b", "threshold", "facc", "cacc", "simd", NULL};
     PyObject *a, *b, *fo, *co;
     double thr;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OOdOO:pair_step", &a, &b, &thr, &fo, &co)) return NULL;
+    int simd = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOdOO|$p:pair_step", kwlist, &a, &b, &thr,
+                                     &fo, &co, &simd))
+        return NULL;
     int dta = dtype_code(a);
     if (dta < 0) return NULL;
     int dtb = dtype_code(b);
@@ -758,22 +808,25 @@ static PyObject *py_pair_step(PyObject *self, PyObject *args) {
         return NULL;
     }
     PyObject *ret = NULL;
-    AccBufs ab;
-    size_t n = (size_t)va.len / (size_t)ITEMSIZE[dta];
+    AccBufs ab = {0};
+    Py_ssize_t na = element_count(&va, dta, "pair_step"), nb;
+    if (na < 0) goto done;
+    if ((nb = element_count(&vb, dtb, "pair_step")) < 0) goto done;
     if (get_accs(fo, co, &ab) < 0) goto done;
-    if ((size_t)vb.len / (size_t)ITEMSIZE[dtb] != n) {
-        PyErr_Format(PyExc_ValueError, "pair_step: length mismatch: %zu vs %zu", n,
-                     (size_t)vb.len / (size_t)ITEMSIZE[dtb]);
+    if (na != nb) {
+        PyErr_Format(PyExc_ValueError, "pair_step: length mismatch: %zd vs %zd", na, nb);
         goto done;
     }
+    const Ctx cx = make_ctx(self, simd);
+    const size_t n = (size_t)na;
     Acc t;
     acc_init(&t);
     if ((size_t)(va.len + vb.len) >= NOGIL_BYTES) {
         Py_BEGIN_ALLOW_THREADS
-        pair_run(dta, (const char *)va.buf, dtb, (const char *)vb.buf, n, thr, &t);
+        pair_run(&cx, dta, (const char *)va.buf, dtb, (const char *)vb.buf, n, thr, &t);
         Py_END_ALLOW_THREADS
     } else {
-        pair_run(dta, (const char *)va.buf, dtb, (const char *)vb.buf, n, thr, &t);
+        pair_run(&cx, dta, (const char *)va.buf, dtb, (const char *)vb.buf, n, thr, &t);
     }
     store(&t, &ab);
     ret = Py_None;
@@ -785,26 +838,32 @@ done:
     return ret;
 }
 
-static PyObject *py_side_step(PyObject *self, PyObject *args) {
+static PyObject *py_side_step(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"x", "facc", "cacc", "simd", NULL};
     PyObject *x, *fo, *co;
-    (void)self;
-    if (!PyArg_ParseTuple(args, "OOO:side_step", &x, &fo, &co)) return NULL;
+    int simd = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|$p:side_step", kwlist, &x, &fo, &co,
+                                     &simd))
+        return NULL;
     int dt = dtype_code(x);
     if (dt < 0) return NULL;
     Py_buffer vx;
     if (PyObject_GetBuffer(x, &vx, PyBUF_SIMPLE) < 0) return NULL;
     PyObject *ret = NULL;
-    AccBufs ab;
-    size_t n = (size_t)vx.len / (size_t)ITEMSIZE[dt];
+    AccBufs ab = {0};
+    Py_ssize_t nx = element_count(&vx, dt, "side_step");
+    if (nx < 0) goto done;
     if (get_accs(fo, co, &ab) < 0) goto done;
+    const Ctx cx = make_ctx(self, simd);
+    const size_t n = (size_t)nx;
     Acc t;
     acc_init(&t);
     if ((size_t)vx.len >= NOGIL_BYTES) {
         Py_BEGIN_ALLOW_THREADS
-        side_run(dt, (const char *)vx.buf, n, &t);
+        side_run(&cx, dt, (const char *)vx.buf, n, &t);
         Py_END_ALLOW_THREADS
     } else {
-        side_run(dt, (const char *)vx.buf, n, &t);
+        side_run(&cx, dt, (const char *)vx.buf, n, &t);
     }
     store(&t, &ab);
     ret = Py_None;
@@ -836,56 +895,57 @@ static PyObject *py_bytes_equal(PyObject *self, PyObject *args) {
     return PyBool_FromLong(eq);
 }
 
-/* Tests switch the vector loops off to check the portable loops on the same machine. */
-static PyObject *py_set_simd(PyObject *self, PyObject *arg) {
-    (void)self;
-    int want = PyObject_IsTrue(arg);
-    if (want < 0) return NULL;
-    int before = HAVE_AVX2;
-#if MD_X86
-    if (want) {
-        __builtin_cpu_init();
-        HAVE_AVX2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c");
-    } else {
-        HAVE_AVX2 = 0;
-    }
-#endif
-    return PyBool_FromLong(before);
-}
-
 static PyMethodDef methods[] = {
-    {"_set_simd", py_set_simd, METH_O,
-     "_set_simd(flag) -> previous: use (True, where the CPU has AVX2) or bypass the vector "
-     "loops. For tests; not thread-safe against running steps."},
-    {"pair_step", py_pair_step, METH_VARARGS,
-     "pair_step(a, b, threshold, facc, cacc): add one chunk of an old/new pair into the "
-     "accumulators (same contract as metrics.numpy_pair_step)."},
-    {"side_step", py_side_step, METH_VARARGS,
-     "side_step(x, facc, cacc): single-side statistics into the A slots (same contract as "
-     "metrics.numpy_side_step)."},
+    {"pair_step", (PyCFunction)(void (*)(void))py_pair_step, METH_VARARGS | METH_KEYWORDS,
+     "pair_step(a, b, threshold, facc, cacc, *, simd=True): add one chunk of an old/new pair "
+     "into the accumulators (same contract as metrics.numpy_pair_step); simd=False runs the "
+     "portable loops even where the CPU has AVX2."},
+    {"side_step", (PyCFunction)(void (*)(void))py_side_step, METH_VARARGS | METH_KEYWORDS,
+     "side_step(x, facc, cacc, *, simd=True): single-side statistics into the A slots (same "
+     "contract as metrics.numpy_side_step)."},
     {"bytes_equal", py_bytes_equal, METH_VARARGS,
      "bytes_equal(a, b): True when both C-contiguous buffers hold the same bytes."},
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_kernel",
-    "Fused single-pass metric step for model_diff.metrics (see the C source's header).", -1,
-    methods, NULL, NULL, NULL, NULL,
-};
-
-PyMODINIT_FUNC PyInit__kernel(void) {
-    build_f8_tables();
+/* The exec slot: fill this interpreter's state before any call can run, then publish SIMD. */
+static int kernel_exec(PyObject *m) {
+    KernelState *st = (KernelState *)PyModule_GetState(m);
+    if (!st) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_SystemError, "_kernel: no module state");
+        return -1;
+    }
+    build_f8_tables(st);
+    st->cpu_avx2 = 0;
 #if MD_X86
     __builtin_cpu_init();
-    HAVE_AVX2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                __builtin_cpu_supports("f16c");
+    st->cpu_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                   __builtin_cpu_supports("f16c");
 #endif
-    PyObject *m = PyModule_Create(&module);
-    if (m && PyModule_AddStringConstant(m, "SIMD", HAVE_AVX2 ? "avx2" : "none") < 0) {
-        Py_DECREF(m);
-        return NULL;
-    }
-    return m;
+    return PyModule_AddStringConstant(m, "SIMD", st->cpu_avx2 ? "avx2" : "none");
 }
+
+static PyModuleDef_Slot slots[] = {
+    {Py_mod_exec, (void *)kernel_exec},
+#if PY_VERSION_HEX >= 0x030C0000
+    {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
+#endif
+#if PY_VERSION_HEX >= 0x030D0000
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
+#endif
+    {0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    "_kernel",
+    "Fused single-pass metric step for model_diff.metrics (see the C source's header).",
+    sizeof(KernelState),
+    methods,
+    slots,
+    NULL,
+    NULL,
+    NULL,
+};
+
+PyMODINIT_FUNC PyInit__kernel(void) { return PyModuleDef_Init(&module); }

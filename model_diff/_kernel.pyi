@@ -6,8 +6,13 @@ import numpy as np
 SIMD: str
 
 def pair_step(
-    a: np.ndarray, b: np.ndarray, threshold: float, facc: np.ndarray, cacc: np.ndarray
+    a: np.ndarray,
+    b: np.ndarray,
+    threshold: float,
+    facc: np.ndarray,
+    cacc: np.ndarray,
+    *,
+    simd: bool = True,
 ) -> None: ...
-def side_step(x: np.ndarray, facc: np.ndarray, cacc: np.ndarray) -> None: ...
+def side_step(x: np.ndarray, facc: np.ndarray, cacc: np.ndarray, *, simd: bool = True) -> None: ...
 def bytes_equal(a: np.ndarray, b: np.ndarray) -> bool: ...
-def _set_simd(flag: bool) -> bool: ...

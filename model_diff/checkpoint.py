@@ -94,6 +94,15 @@ class TensorRef:
                 start -= start % dt.block_size
             self._release_range(dt.storage_nbytes(start), dt.storage_nbytes(stop))
 
+    def with_name(self, name: str) -> TensorRef:
+        """The same tensor under another name: every slot copied (loader, page release,
+        source), so a renamed view keeps part-by-part release of large tensors."""
+        alias = TensorRef.__new__(TensorRef)
+        for slot in TensorRef.__slots__:
+            setattr(alias, slot, getattr(self, slot))
+        alias.name = name
+        return alias
+
     def __repr__(self) -> str:
         return f"TensorRef({self.name!r}, {self.dtype.name}, {self.shape})"
 
@@ -254,14 +263,7 @@ class Checkpoint:
         """A view with every tensor name passed through ``mapping`` (data shared)."""
         new: dict[str, TensorRef] = {}
         for name, ref in self.tensors.items():
-            alias = TensorRef(
-                mapping(name),
-                ref.dtype,
-                ref.shape,
-                ref._loader,
-                release=ref._release,
-                source=ref.source,
-            )
+            alias = ref.with_name(mapping(name))
             new[alias.name] = alias
         view = Checkpoint(
             self.path,

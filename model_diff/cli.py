@@ -15,12 +15,13 @@ import click
 
 from . import __version__
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ModelDiffError
+from .terminal import COLOR_MODES, color_enabled, guard_lines, printable, printable_lines
 
 
 def _version_message() -> str:
-    from . import metrics
+    from .metrics import version_message
 
-    return f"model-diff {__version__} (metrics backend: {metrics.BACKEND})"
+    return version_message()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,7 +43,7 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("Aborted!", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except ModelDiffError as e:
-        click.echo(f"model-diff: error: {e}", err=True)
+        click.echo(f"model-diff: error: {printable(str(e))}", err=True)
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         sys.exit(EXIT_INTERRUPTED)
@@ -70,7 +71,8 @@ def _progress_callback() -> Any:
 
     def show(done: int, total: int, name: str) -> None:
         end = "\n" if done == total else ""
-        label = name if len(name) <= 50 else "..." + name[-47:]
+        shown = guard_lines(printable(name))  # a tensor name must not drive the terminal
+        label = shown if len(shown) <= 50 else "..." + shown[-47:]
         click.echo(f"\r\x1b[2K[{done}/{total}] {label}", err=True, nl=False)
         if end:
             click.echo("", err=True)
@@ -92,29 +94,27 @@ def _open_spec(spec: str, unsafe_pickle: bool) -> Any:
 
 
 def write_output(text: str, output: str | None) -> None:
-    """Write to stdout, or to ``output`` atomically (a partial file is never left behind)."""
-    import os
-    import tempfile
+    """Write a report to stdout, or to ``output`` by ``model_diff.output``'s rules (atomic for
+    a regular file, in place for a device, FIFO or /dev/stdout, through a symlink)."""
+    from .output import write_report
 
     if output is None or output == "-":
-        click.echo(text, nl=not text.endswith("\n"))
+        # color=True: click would strip ANSI off a terminal; the report has colour only when
+        # --color (or a terminal under auto) asked for it.
+        click.echo(text, nl=not text.endswith("\n"), color=True)
         return
-    directory = os.path.dirname(os.path.abspath(output))
-    if not os.path.isdir(directory):
-        raise ModelDiffError(
-            "output directory does not exist",
-            path=directory,
-            hint="create it or choose another -o path",
-        )
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".model-diff-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, output)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_report(output, text)
+
+
+def _check_output(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``-o`` is checked while the command line is parsed, before any work: a folder that
+    does not exist or cannot be written fails now (exit 2), not after the whole comparison."""
+    del ctx, param
+    if value is not None and value != "-":
+        from .output import check_destination
+
+        check_destination(value)
+    return value
 
 
 def run_compare(
@@ -169,8 +169,28 @@ _output_option = click.option(
     "-o",
     "--output",
     type=click.Path(dir_okay=False),
-    help="Write the report to FILE instead of stdout.",
+    callback=_check_output,
+    help="Write the report to FILE instead of stdout (a regular file is replaced atomically; "
+    "a device, FIFO or /dev/stdout is written in place).",
 )
+_color_option = click.option(
+    "--color",
+    "color_mode",
+    type=click.Choice(COLOR_MODES),
+    default="auto",
+    show_default=True,
+    help="ANSI colour in the text report: auto = on a terminal unless NO_COLOR is set.",
+)
+
+
+def _use_color(mode: str, fmt: str, output: str | None) -> bool:
+    """Colour for a text report: --color always/never decide; auto colours a terminal stdout
+    (not a file) unless NO_COLOR is set."""
+    if fmt != "text" or mode == "never":
+        return False
+    return mode == "always" or (output is None and color_enabled(mode, sys.stdout))
+
+
 _unsafe_option = click.option(
     "--unsafe-pickle",
     is_flag=True,
@@ -216,6 +236,7 @@ _unsafe_option = click.option(
 @click.option(
     "--open", "open_browser", is_flag=True, help="Open the written report in a browser (with -o)."
 )
+@_color_option
 @_unsafe_option
 def compare(
     old: str,
@@ -230,10 +251,13 @@ def compare(
     old_name: str | None,
     new_name: str | None,
     open_browser: bool,
+    color_mode: str,
     unsafe_pickle: bool,
 ) -> None:
     """Compare two checkpoints: OLD and NEW are files, HF directories or REV:path."""
-    color = output is None and fmt == "text" and sys.stdout.isatty()
+    if open_browser and output is None:
+        raise click.UsageError("--open needs -o FILE (the report to open)")
+    color = _use_color(color_mode, fmt, output)
     text = run_compare(
         old,
         new,
@@ -249,14 +273,12 @@ def compare(
         color=color,
     )
     write_output(text, output)
-    if open_browser:
-        if output is None:
-            raise click.UsageError("--open needs -o FILE")
+    if open_browser and output is not None:
         import webbrowser
         from pathlib import Path
 
         if not webbrowser.open(Path(output).resolve().as_uri()):
-            click.echo(f"report written to {output}", err=True)
+            click.echo(f"report written to {printable(output)}", err=True)
 
 
 @cli.command()
@@ -291,7 +313,8 @@ def inspect(checkpoint: str, fmt: str, output: str | None, unsafe_pickle: bool) 
     type=click.Path(file_okay=False),
     help="Write the two demo checkpoints into this directory and keep them.",
 )
-def demo(fmt: str, output: str | None, keep: str | None) -> None:
+@_color_option
+def demo(fmt: str, output: str | None, keep: str | None, color_mode: str) -> None:
     """Build two small checkpoints of a toy transformer and compare them.
 
     The "fine-tune" keeps the token embeddings frozen and moves later blocks more than earlier
@@ -308,7 +331,7 @@ def demo(fmt: str, output: str | None, keep: str | None) -> None:
         base = toy_transformer(n_blocks=6, d_model=64, vocab=512, seed=0)
         save_safetensors(where / "base.safetensors", base)
         save_safetensors(where / "finetuned.safetensors", fine_tune(base, seed=1))
-        color = output is None and fmt == "text" and sys.stdout.isatty()
+        color = _use_color(color_mode, fmt, output)
         text = run_compare(
             str(where / "base.safetensors"),
             str(where / "finetuned.safetensors"),
@@ -324,7 +347,7 @@ def demo(fmt: str, output: str | None, keep: str | None) -> None:
             color=color,
         )
     if keep:
-        click.echo(f"demo checkpoints kept in {keep}", err=True)
+        click.echo(f"demo checkpoints kept in {printable(keep)}", err=True)
     write_output(text, output)
 
 
@@ -442,11 +465,11 @@ def install(scope: str, patterns: tuple[str, ...], external: bool, cachetextconv
         scope=scope, patterns=list(patterns) or None, external=external, cachetextconv=cachetextconv
     )
     for change in outcome.changes:
-        click.echo(str(change))
+        click.echo(printable(str(change)))
     if not outcome.changes:
         click.echo(f"model-diff: already installed ({scope}); nothing changed")
     for note in outcome.notes:
-        click.echo(f"note: {note}")
+        click.echo(f"note: {printable(note)}")
 
 
 @cli.command()
@@ -457,7 +480,7 @@ def uninstall(scope: str) -> None:
 
     outcome = do_uninstall(scope=scope)
     for change in outcome.changes:
-        click.echo(str(change))
+        click.echo(printable(str(change)))
     if not outcome.changes:
         click.echo(f"model-diff: not installed ({scope}); nothing changed")
 
@@ -474,7 +497,8 @@ def status(patterns: tuple[str, ...]) -> None:
     """Show driver config, the diff attribute per pattern, LFS, and fresh-clone fallbacks."""
     from model_diff.gitdriver.status import collect, format_status
 
-    click.echo(format_status(collect(patterns=list(patterns) or None)), nl=False)
+    text = format_status(collect(patterns=list(patterns) or None))
+    click.echo(guard_lines(printable_lines(text)), nl=False)
 
 
 # --- git revisions, difftool and external diff commands ---
@@ -513,9 +537,10 @@ class _PathspecCommand(click.Command):
 )
 @_fmt_option
 @_output_option
+@_color_option
 @click.pass_context
 def diff_revisions(
-    ctx: click.Context, revisions: tuple[str, ...], fmt: str, output: str | None
+    ctx: click.Context, revisions: tuple[str, ...], fmt: str, output: str | None, color_mode: str
 ) -> None:
     """Report every checkpoint changed between two revisions (REV2 default: the working tree).
 
@@ -555,7 +580,7 @@ def diff_revisions(
             "head_commit": repo.commit_id(rev2) if rev2 else None,
         }
         pairs = change_pairs(repo, changes)
-        color = output is None and fmt == "text" and sys.stdout.isatty()
+        color = _use_color(color_mode, fmt, output)
         results = run_pairs(pairs, fmt, repo_root=repo.root, color=color)
     if span is not None:
         title = f"model-diff {revisions[0]}"
@@ -564,7 +589,7 @@ def diff_revisions(
     write_output(render_results(results, fmt, title=title, meta=meta), output)
     failed = [r for r in results if r.error and not r.skipped]
     for r in failed:
-        click.echo(f"model-diff: error: {r.error}", err=True)
+        click.echo(f"model-diff: error: {printable(r.error or '')}", err=True)
     if failed:
         ctx.exit(EXIT_USAGE)
 
@@ -581,8 +606,15 @@ def diff_revisions(
 )
 @_fmt_option
 @_output_option
+@_color_option
 def difftool(
-    local: str, remote: str, merged: str | None, as_html: bool, fmt: str, output: str | None
+    local: str,
+    remote: str,
+    merged: str | None,
+    as_html: bool,
+    fmt: str,
+    output: str | None,
+    color_mode: str,
 ) -> None:
     """The full paired report for `git difftool -t model-diff` (LOCAL REMOTE [MERGED]).
 
@@ -600,14 +632,14 @@ def difftool(
     fmt = "html" if as_html else fmt
     try:
         pairs = difftool_pairs(local, remote, merged or None)
-        color = output is None and fmt == "text" and sys.stdout.isatty()
+        color = _use_color(color_mode, fmt, output)
         results = run_pairs(pairs, fmt, color=color)
         label = pairs[0].label if len(pairs) == 1 else "--dir-diff"
         title = "" if len(pairs) == 1 else f"model-diff difftool {label}"
         text = render_results(results, fmt, title=title, unwrap_single=True)
         for r in results:
             if r.error and not r.skipped:
-                click.echo(f"model-diff: error: {r.error}", err=True)
+                click.echo(f"model-diff: error: {printable(r.error)}", err=True)
         if fmt == "html" and as_html:
             if output is None:
                 path = write_temp_html(text)
@@ -616,13 +648,15 @@ def difftool(
                 path = output
             opened = open_in_browser(path)
             note = "" if opened else " (no browser found: open it yourself)"
-            _emit_driver_output(f"model-diff: HTML report for {label}: {path}{note}\n")
+            _emit_driver_output(
+                f"model-diff: HTML report for {printable(label)}: {printable(path)}{note}\n"
+            )
         elif output is not None:
             write_output(text, output)
         else:
             _emit_driver_output(text)
     except ModelDiffError as exc:
-        click.echo(f"model-diff: error: {exc}", err=True)
+        click.echo(f"model-diff: error: {printable(str(exc))}", err=True)
 
 
 @cli.command("ext-diff", context_settings={"ignore_unknown_options": True})
@@ -638,7 +672,7 @@ def ext_diff(args: tuple[str, ...]) -> None:
     try:
         text = render_ext_diff(list(args))
     except Exception as exc:  # a bug must still not make git fail; say what happened
-        text = f"model-diff: internal error (a bug, please report it): {exc!r}\n"
+        text = f"model-diff: internal error (a bug, please report it): {printable(repr(exc))}\n"
     _emit_driver_output(text)
 
 
@@ -720,7 +754,10 @@ def health_cmd(paths: tuple[str, ...], fmt: str) -> None:
     help="Violations that fail the job (default: the policy's fail_on, 'error').",
 )
 @click.option(
-    "--report", type=click.Path(dir_okay=False), help="Also write the full Markdown report here."
+    "--report",
+    type=click.Path(dir_okay=False),
+    callback=_check_output,
+    help="Also write the full Markdown report here (written like -o).",
 )
 def ci_cmd(
     *,

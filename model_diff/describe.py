@@ -11,6 +11,7 @@ from typing import Any
 
 from . import __version__
 from .checkpoint import Checkpoint
+from .terminal import guard_json, guard_lines, printable
 
 
 def inspect_dict(ckpt: Checkpoint, label: str) -> dict[str, Any]:
@@ -53,9 +54,9 @@ def _num(v: float | None) -> str:
 def render_inspect(ckpt: Checkpoint, label: str, fmt: str) -> str:
     data = inspect_dict(ckpt, label)
     if fmt == "json":
-        return json.dumps(data, indent=2, allow_nan=False) + "\n"
+        return guard_json(json.dumps(data, indent=2, allow_nan=False) + "\n")
     lines = [
-        f"{label}",
+        printable(label),
         f"  format:     {data['format']}",
         f"  tensors:    {data['num_tensors']:,}",
         f"  parameters: {data['num_parameters']:,}",
@@ -77,19 +78,20 @@ def render_inspect(ckpt: Checkpoint, label: str, fmt: str) -> str:
     if data["skipped"]:
         lines.append(
             f"  skipped:    {len(data['skipped'])} non-tensor entries: "
-            + ", ".join(data["skipped"][:8])
+            + ", ".join(printable(n) for n in data["skipped"][:8])
             + (" ..." if len(data["skipped"]) > 8 else "")
         )
     if data["nonfinite_tensors"]:
-        lines.append(f"  NaN/Inf in: {', '.join(data['nonfinite_tensors'])}")
+        lines.append(f"  NaN/Inf in: {', '.join(map(printable, data['nonfinite_tensors']))}")
     lines.append("")
     for info in ckpt.tensor_info.values():
         shape = "x".join(str(s) for s in info.shape) or "scalar"
         extra = ""
         if info.nan_count or info.inf_count:
             extra = f"  nan={info.nan_count} inf={info.inf_count}"
+        # Indented: a line never starts with a name from the file.
         lines.append(
-            f"{info.name}  {info.dtype} [{shape}]  mean={_num(info.mean)} "
+            f"  {printable(info.name)}  {info.dtype} [{shape}]  mean={_num(info.mean)} "
             f"std={_num(info.std)} min={_num(info.min)} max={_num(info.max)}{extra}"
         )
-    return "\n".join(lines) + "\n"
+    return guard_lines("\n".join(lines) + "\n")

@@ -1,24 +1,39 @@
 """The dtypes model-diff understands, with one canonical name each.
 
 Canonical names follow torch's spelling without the ``torch.`` prefix (``bfloat16``,
-``float8_e4m3fn``). numpy has no bfloat16 or float8 of its own: ``ml_dtypes`` provides them.
+``float8_e4m3fn``). numpy has no bfloat16 or float8 of its own: ``ml_dtypes`` provides them,
+and it is imported only when such a tensor is actually viewed through numpy
+(``DType.numpy``): importing it costs more than everything else a git textconv does.
 This module maps between canonical names, safetensors codes, numpy dtypes and torch dtypes.
-It must not import torch.
+It must not import torch, nor ml_dtypes at import time.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
-import ml_dtypes
 import numpy as np
+
+#: Canonical names whose numpy dtype comes from ml_dtypes.
+ML_DTYPES_NAMES = frozenset({"bfloat16", "float8_e4m3fn", "float8_e5m2"})
+
+
+@functools.cache
+def numpy_dtype(name: str) -> np.dtype:
+    """The numpy dtype for a canonical name (ml_dtypes imported here, on first need)."""
+    if name in ML_DTYPES_NAMES:
+        import ml_dtypes
+
+        return np.dtype(getattr(ml_dtypes, name))
+    return np.dtype(name)
 
 
 @dataclass(frozen=True)
 class DType:
     name: str  # canonical, e.g. "bfloat16"
     st_code: str  # safetensors header code, e.g. "BF16" ("" for block-quantized types)
-    numpy: np.dtype  # element dtype of the arrays readers hand out (decoded values)
+    itemsize: int  # bytes per element handed out (decoded values; float32 for quantized types)
     kind: str  # "float", "int", "uint" or "bool"
     #: Block-quantized storage (GGML's Q4_K, Q8_0, ...): elements per block and bytes per
     #: block. 1 and 0 for plain dtypes, whose storage is ``numpy`` itself.
@@ -26,9 +41,10 @@ class DType:
     block_bytes: int = 0
 
     @property
-    def itemsize(self) -> int:
-        """Bytes per decoded element (``numpy.itemsize``; see ``storage_nbytes`` for storage)."""
-        return int(self.numpy.itemsize)
+    def numpy(self) -> np.dtype:
+        """Element dtype of the arrays readers hand out (imports ml_dtypes for bf16/fp8;
+        float32 for block-quantized types, whose values are decoded)."""
+        return numpy_dtype("float32" if self.block_bytes else self.name)
 
     @property
     def is_float(self) -> bool:
@@ -47,27 +63,26 @@ class DType:
 
 
 _TABLE = [
-    DType("float64", "F64", np.dtype(np.float64), "float"),
-    DType("float32", "F32", np.dtype(np.float32), "float"),
-    DType("float16", "F16", np.dtype(np.float16), "float"),
-    DType("bfloat16", "BF16", np.dtype(ml_dtypes.bfloat16), "float"),
-    DType("float8_e4m3fn", "F8_E4M3", np.dtype(ml_dtypes.float8_e4m3fn), "float"),
-    DType("float8_e5m2", "F8_E5M2", np.dtype(ml_dtypes.float8_e5m2), "float"),
-    DType("int64", "I64", np.dtype(np.int64), "int"),
-    DType("int32", "I32", np.dtype(np.int32), "int"),
-    DType("int16", "I16", np.dtype(np.int16), "int"),
-    DType("int8", "I8", np.dtype(np.int8), "int"),
-    DType("uint64", "U64", np.dtype(np.uint64), "uint"),
-    DType("uint32", "U32", np.dtype(np.uint32), "uint"),
-    DType("uint16", "U16", np.dtype(np.uint16), "uint"),
-    DType("uint8", "U8", np.dtype(np.uint8), "uint"),
-    DType("bool", "BOOL", np.dtype(np.bool_), "bool"),
+    DType("float64", "F64", 8, "float"),
+    DType("float32", "F32", 4, "float"),
+    DType("float16", "F16", 2, "float"),
+    DType("bfloat16", "BF16", 2, "float"),
+    DType("float8_e4m3fn", "F8_E4M3", 1, "float"),
+    DType("float8_e5m2", "F8_E5M2", 1, "float"),
+    DType("int64", "I64", 8, "int"),
+    DType("int32", "I32", 4, "int"),
+    DType("int16", "I16", 2, "int"),
+    DType("int8", "I8", 1, "int"),
+    DType("uint64", "U64", 8, "uint"),
+    DType("uint32", "U32", 4, "uint"),
+    DType("uint16", "U16", 2, "uint"),
+    DType("uint8", "U8", 1, "uint"),
+    DType("bool", "BOOL", 1, "bool"),
 ]
 
 BY_NAME: dict[str, DType] = {d.name: d for d in _TABLE}
 #: Safetensors codes only: block-quantized types are never valid in a safetensors header.
 BY_ST_CODE: dict[str, DType] = {d.st_code: d for d in _TABLE}
-_BY_NUMPY: dict[np.dtype, DType] = {d.numpy: d for d in _TABLE}
 
 
 def from_name(name: str) -> DType:
@@ -76,11 +91,16 @@ def from_name(name: str) -> DType:
 
 
 def from_numpy(dtype: np.dtype) -> DType:
-    """The DType for a numpy dtype (native byte order); KeyError if unsupported."""
+    """The DType for a numpy dtype (either byte order); KeyError if unsupported."""
     dt = np.dtype(dtype)
     if dt.byteorder == ">":
         dt = dt.newbyteorder("=")
-    return _BY_NUMPY[dt]
+    # By name first: a bfloat16 array means ml_dtypes is loaded already, a float32 one must
+    # not load it. The dtype itself must then be exactly ours (not a look-alike name).
+    found = BY_NAME.get(dt.name)
+    if found is None or found.numpy != dt:
+        raise KeyError(dtype)
+    return found
 
 
 def from_torch_name(torch_dtype_str: str) -> DType:
@@ -111,7 +131,7 @@ def quantized(name: str, block_size: int, block_bytes: int) -> DType:
         return known
     if block_size < 1 or block_bytes < 1 or name in BY_NAME:
         raise ValueError(f"invalid quantized type {name} ({block_size} in {block_bytes} bytes)")
-    dt = DType(name, "", np.dtype(np.float32), "float", block_size, block_bytes)
+    dt = DType(name, "", 4, "float", block_size, block_bytes)
     _QUANTIZED[name] = dt
     return dt
 

@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-import ml_dtypes
 import numpy as np
 
 from .chunked import ChunkedArray, take, take_raw
@@ -191,33 +190,43 @@ def _select_steps() -> tuple[str, PairStep, SideStep, ModuleType | None]:
 #: ``MODEL_DIFF_NO_KERNEL=1`` in the environment forces "numpy".
 BACKEND, pair_step, side_step, _KERNEL = _select_steps()
 
-#: Element dtypes the kernel reads (native byte order); anything else takes the numpy step.
+
+def version_message() -> str:
+    """The ``--version`` line: the package version and the active metrics backend."""
+    from . import __version__
+
+    return f"model-diff {__version__} (metrics backend: {BACKEND})"
+
+
+#: Element dtypes the kernel reads (native byte order), by numpy name: a set of dtype objects
+#: would import ml_dtypes (bfloat16, float8) on every start, even for a float32 file.
 _KERNEL_DTYPES = frozenset(
-    np.dtype(t)
-    for t in (
-        np.float64,
-        np.float32,
-        np.float16,
-        ml_dtypes.bfloat16,
-        ml_dtypes.float8_e4m3fn,
-        ml_dtypes.float8_e5m2,
-        np.int8,
-        np.int16,
-        np.int32,
-        np.int64,
-        np.uint8,
-        np.uint16,
-        np.uint32,
-        np.uint64,
-        np.bool_,
-    )
+    {
+        "float64",
+        "float32",
+        "float16",
+        "bfloat16",
+        "float8_e4m3fn",
+        "float8_e5m2",
+        "int8",
+        "int16",
+        "int32",
+        "int64",
+        "uint8",
+        "uint16",
+        "uint32",
+        "uint64",
+        "bool",
+    }
 )
 
 
 def _kernel_reads(*arrays: Values) -> bool:
     # A ChunkedArray's chunks are fresh contiguous arrays of its dtype.
     return _KERNEL is not None and all(
-        x.dtype in _KERNEL_DTYPES and (isinstance(x, ChunkedArray) or x.flags.c_contiguous)
+        x.dtype.name in _KERNEL_DTYPES
+        and x.dtype.isnative
+        and (isinstance(x, ChunkedArray) or x.flags.c_contiguous)
         for x in arrays
     )
 

@@ -23,6 +23,7 @@ from .analysis import AnalysisConfig, DiffAnalyzer, _aggregate, _make_rows, _Row
 from .checkpoint import Checkpoint
 from .diff import DiffConfig, ModelDiff
 from .errors import ModelDiffError
+from .terminal import guard_json, guard_lines, printable
 
 #: A row's trend: last step vs first step ratio beyond this is "rising" / "falling".
 TREND_RATIO = 1.5
@@ -199,7 +200,7 @@ def _type_series(per_type: list[dict[str, float | None]]) -> dict[str, list[floa
 
 
 def render_timeline_json(result: dict[str, Any]) -> str:
-    return json.dumps(result, indent=2, allow_nan=False) + "\n"
+    return guard_json(json.dumps(result, indent=2, allow_nan=False) + "\n")
 
 
 def _cell(x: float | None) -> str:
@@ -214,7 +215,7 @@ def render_timeline_text(result: dict[str, Any]) -> str:
     lines = [f"Timeline: {len(result['checkpoints'])} checkpoints, {len(steps)} steps", ""]
     for s in steps:
         codes = ", ".join(f"{i['code']}" for i in s["insights"]) or "none"
-        lines.append(f"step {s['step']}: {s['from']} -> {s['to']}")
+        lines.append(f"step {s['step']}: {printable(s['from'])} -> {printable(s['to'])}")
         lines.append(
             f"  pattern {s['change_pattern']}, changed {s['changed']}, unchanged "
             f"{s['unchanged']}, added {s['added']}, removed {s['removed']}; "
@@ -223,7 +224,7 @@ def render_timeline_text(result: dict[str, Any]) -> str:
     lines += ["", "Relative change per block (sqrt(sum ||new-old||^2 / sum ||old||^2))"]
     header = ["block / group"] + [f"step {s['step']}" for s in steps] + ["trend"]
     table = [header] + [
-        [r["label"] + ("" if r["kind"] == "block" else " (outside blocks)")]
+        [printable(r["label"]) + ("" if r["kind"] == "block" else " (outside blocks)")]
         + [_cell(c) for c in r["changes"]]
         + [r["trend"]]
         for r in result["rows"]
@@ -231,4 +232,4 @@ def render_timeline_text(result: dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     for row in table:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
-    return "\n".join(lines) + "\n"
+    return guard_lines("\n".join(lines) + "\n")

@@ -18,7 +18,7 @@ import os
 from ..checkpoint import Checkpoint
 from ..errors import CheckpointError, UnknownFormatError
 from . import gguf, hf, lfs, numpy, onnx, safetensors, torch, unsupported
-from .base import Reader, read_head
+from .base import Reader, is_zip_or_pickle, read_head
 
 __all__ = ["READERS", "Reader", "detect_format", "load_checkpoint", "open_checkpoint", "open_file"]
 
@@ -52,6 +52,17 @@ SUPPORTED = (
 )
 
 
+#: Formats whose files always say what they are in their first bytes (every PyTorch file is a
+#: zip archive or a pickle): the extension alone never sends other content to them, so a text
+#: ``.bin`` is "not a checkpoint" rather than a pickle error that loads torch.
+_CONTENT_CHECKS = {torch.NAME: is_zip_or_pickle}
+
+
+def _preview(head: bytes, n: int = 16) -> str:
+    """The first bytes as a short Python bytes literal (escaped: safe on one terminal line)."""
+    return repr(head[:n]) + ("..." if len(head) > n else "")
+
+
 def _reader(format: str) -> Reader:
     key = _ALIASES.get(format.lower(), format.lower())
     if key not in READERS:
@@ -74,6 +85,14 @@ def detect_format(path: str, *, name: str | None = None) -> str:
     if known is None:
         for key, reader in READERS.items():
             if ext in reader.EXTENSIONS:
+                content_ok = _CONTENT_CHECKS.get(key)
+                if content_ok is not None and not content_ok(head):
+                    raise UnknownFormatError(
+                        f"is not a checkpoint: a {ext} file whose content is neither a zip "
+                        f"archive nor a pickle (it starts with {_preview(head)})",
+                        path=label,
+                        hint="nothing to compare; if it should be a checkpoint, save it again",
+                    )
                 return key
         known = unsupported.by_extension(ext)
     if known is not None:

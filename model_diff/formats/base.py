@@ -69,6 +69,12 @@ def close_mmap(mm: mmap.mmap) -> None:
 ZIP_MAGIC = b"PK\x03\x04"
 
 
+def is_zip_or_pickle(head: bytes) -> bool:
+    """Whether ``head`` starts a zip archive or a binary pickle (protocol 2-5): what every
+    PyTorch checkpoint starts with, whatever its extension."""
+    return head.startswith(ZIP_MAGIC) or (len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5)
+
+
 def first_zip_member(head: bytes) -> str | None:
     """Name of the first member of a zip archive from its first bytes (None if not a zip or
     the name does not fit in ``head``)."""

@@ -373,7 +373,7 @@ class ONNXCheckpoint(Checkpoint):
             elif target == name:
                 refs[target] = ref
             else:
-                refs[target] = _alias(ref, target)
+                refs[target] = ref.with_name(target)
         if not renamed and not transposed:
             return None  # names and layouts already line up: nothing to state
         transforms: dict[str, tuple[str, ...]] = {}
@@ -392,10 +392,6 @@ class ONNXCheckpoint(Checkpoint):
         return view, NameMapping(
             "ONNX export", mapped, len(self.tensors), tuple(unmapped), transforms
         )
-
-
-def _alias(ref: TensorRef, name: str) -> TensorRef:
-    return TensorRef(name, ref.dtype, ref.shape, ref.array, release=ref.release)
 
 
 def _transposed_ref(ref: TensorRef, name: str) -> TensorRef:

@@ -212,10 +212,11 @@ def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = Fals
     for name, (dtype, shape, begin, end) in entries.items():
         count = (end - begin) // dtype.itemsize
 
-        def load(dt: np.dtype = dtype.numpy, c: int = count, o: int = base + begin) -> np.ndarray:
+        def load(dt: DType = dtype, c: int = count, o: int = base + begin) -> np.ndarray:
+            # dt.numpy here, not at open: a bf16 dtype loads ml_dtypes, only when viewed
             if c == 0:
-                return np.empty(0, dt)
-            return np.frombuffer(mm, dt, count=c, offset=o)
+                return np.empty(0, dt.numpy)
+            return np.frombuffer(mm, dt.numpy, count=c, offset=o)
 
         def release(o: int = base + begin, e: int = base + end) -> None:
             page_release(mm, o, e)

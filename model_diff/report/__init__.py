@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..diff import DiffConfig, DiffSummary, ParameterDiff
+from ..terminal import guard_json, guard_lines
 from .config import COLOR_SCHEMES, VisualizationConfig
 from .view import ReportView, build_view, inputs_from_checkpoints
 
@@ -50,8 +51,18 @@ def _renderer(format: str) -> Callable[[ReportView], str]:
 
 
 def render(view: ReportView, format: str = "text") -> str:
-    """Render a built ``ReportView`` in ``format`` ("text", "json", "markdown" or "html")."""
-    return _renderer(format)(view)
+    """Render a built ``ReportView`` in ``format`` ("text", "json", "markdown" or "html").
+
+    Text and Markdown are printed to terminals and CI logs: no line of them can become a
+    workflow command (``terminal.guard_lines``); JSON keeps its data but escapes what a
+    terminal would act on (``terminal.guard_json``). Names are escaped by each renderer.
+    """
+    text = _renderer(format)(view)
+    if format in ("text", "markdown"):
+        return guard_lines(text)
+    if format == "json":
+        return guard_json(text)
+    return text
 
 
 def create_diff_report(

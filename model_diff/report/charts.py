@@ -16,7 +16,8 @@ from typing import Any
 from markupsafe import Markup, escape
 
 from ..diff import ParameterDiff
-from .formatting import fmt_int, fmt_pct, printable
+from ..terminal import printable
+from .formatting import fmt_int, fmt_pct
 from .view import LAYER_TYPE_ORDER, LayerRow
 
 _FONT = 12

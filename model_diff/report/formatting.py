@@ -2,8 +2,9 @@
 
 One place decides how a float, a percentage, a cosine or a count looks, so the text,
 Markdown and HTML reports agree digit for digit. Names from a checkpoint are attacker-
-controlled: ``printable`` makes control characters visible before any format sees them.
-This module must not escape for a specific markup (each renderer does its own escaping).
+controlled: ``model_diff.terminal.printable`` makes control characters visible before any
+format sees them. This module must not escape for a specific markup (each renderer does its
+own escaping).
 """
 
 from __future__ import annotations
@@ -81,25 +82,6 @@ def fmt_dtypes(dtypes: dict[str, int] | None) -> str:
         return NA
     items = sorted(dtypes.items(), key=lambda kv: (-kv[1], kv[0]))
     return ", ".join(f"{k} {fmt_params(v)}" for k, v in items)
-
-
-def printable(name: str) -> str:
-    """``name`` with control and other non-printable characters shown as escapes.
-
-    A tensor name with an ANSI escape or a newline must not repaint a terminal or break a
-    table row; the visible escape keeps the name recognisable and the output one line.
-    """
-    if name.isprintable():
-        return name
-    out = []
-    for ch in name:
-        if ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x100:
-            out.append(f"\\x{ord(ch):02x}")
-        else:
-            out.append(f"\\u{ord(ch):04x}")
-    return "".join(out)
 
 
 def shorten(text: str, width: int) -> str:

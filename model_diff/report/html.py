@@ -17,6 +17,7 @@ import jinja2
 from markupsafe import Markup, escape
 
 from .. import __version__
+from ..terminal import printable
 from . import charts
 from .formatting import (
     fmt_cos,
@@ -26,7 +27,6 @@ from .formatting import (
     fmt_params,
     fmt_pct,
     fmt_shape,
-    printable,
 )
 from .json_report import report_dict
 from .view import GROUP_TITLES, GROUPS, ReportView

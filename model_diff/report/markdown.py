@@ -13,6 +13,7 @@ import re
 
 from .. import __version__
 from ..diff import ParameterDiff
+from ..terminal import printable
 from .formatting import (
     fmt_cos,
     fmt_dtypes,
@@ -21,7 +22,6 @@ from .formatting import (
     fmt_params,
     fmt_pct,
     fmt_shape,
-    printable,
 )
 from .view import GROUPS, ReportView, block_profile
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import textwrap
 
 from ..diff import ParameterDiff
+from ..terminal import printable
 from .formatting import (
     fmt_cos,
     fmt_dtypes,
@@ -19,7 +20,6 @@ from .formatting import (
     fmt_pct,
     fmt_shape,
     join_limited,
-    printable,
     shorten,
 )
 from .view import GROUPS, ReportView, block_profile

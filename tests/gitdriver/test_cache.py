@@ -19,18 +19,41 @@ from tests.conftest import run_model_diff
 
 
 def test_entries_round_trip_and_lru_trim_keeps_the_recent(tmp_path: Path) -> None:
-    """put/get round-trips; over the size bound the least recently used entries go first."""
-    cache = TextconvCache(tmp_path / "c", version=1, max_bytes=2500)
-    for i in range(3):
-        cache.put(f"xxh3-{i:032x}-10", "full", "x" * 1000)
-        os.utime(cache._path(f"xxh3-{i:032x}-10", "full"), (1000 + i, 1000 + i))
-    # 3000 bytes > 2500 on the third put: entry 0 (oldest) went
-    assert cache.get(f"xxh3-{0:032x}-10", "full") is None
-    assert cache.get(f"xxh3-{1:032x}-10", "full") == "x" * 1000  # refreshes its mtime
-    cache.put(f"xxh3-{3:032x}-10", "full", "y" * 1000)
-    assert cache.get(f"xxh3-{1:032x}-10", "full") is not None
-    assert cache.get(f"xxh3-{2:032x}-10", "full") is None
+    """put/get round-trips; over the size bound the least recently used entries go first,
+    down to 3/4 of the bound."""
+    cache = TextconvCache(tmp_path / "c", version=1, max_bytes=4500)
+    keys = [f"xxh3-{i:032x}-10" for i in range(5)]
+    for i, key in enumerate(keys[:4]):
+        cache.put(key, "full", "x" * 1000)
+        os.utime(cache._path(key, "full"), (1000 + i, 1000 + i))
+    assert all(cache.get(k, "full") == "x" * 1000 for k in keys[:4])  # within the bound
+    for i, key in enumerate(keys[:4]):
+        os.utime(cache._path(key, "full"), (1000 + i, 1000 + i))
+    assert cache.get(keys[1], "full") is not None  # refreshes its mtime: now the newest
+    cache.put(keys[4], "full", "y" * 1000)  # 5000 > 4500: trimmed to <= 3375
+    assert cache.get(keys[0], "full") is None and cache.get(keys[2], "full") is None
+    assert all(cache.get(k, "full") is not None for k in (keys[1], keys[3], keys[4]))
     assert not [p for p in (tmp_path / "c").rglob(".tmp-*")]
+
+
+def test_a_write_does_not_walk_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Writes cost O(1) amortised: the size ledger decides when to walk, and a trim leaves
+    a quarter of the bound as headroom, so 1,000 writes into a full cache walk it rarely."""
+    cache = TextconvCache(tmp_path / "c", version=1, max_bytes=100_000)
+    walks = []
+    entries = TextconvCache.entries
+
+    def counting(self: TextconvCache) -> list[tuple[float, int, Path]]:
+        walks.append(1)
+        return entries(self)
+
+    monkeypatch.setattr(TextconvCache, "entries", counting)
+    for i in range(1000):
+        cache.put(f"xxh3-{i:032x}-10", "full", "z" * 1000)  # 1,000,000 bytes in all
+    sizes = [p.stat().st_size for p in (tmp_path / "c").rglob("xxh3-*")]
+    assert sum(sizes) <= 100_000
+    # Every walk frees >= 1/4 of the bound (25 entries): at most 1000 / 25 walks, not 1000.
+    assert 0 < len(walks) <= 40, len(walks)
 
 
 def test_versions_and_modes_do_not_share_entries(tmp_path: Path) -> None:

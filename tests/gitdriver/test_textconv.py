@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -127,29 +128,166 @@ def test_closed_pipe_ends_quietly_with_exit_0(tmp_path: Path, env: dict[str, str
     assert err == b""
 
 
-def test_startup_imports_neither_click_torch_jinja2_nor_dulwich(
-    tmp_path: Path, env: dict[str, str]
-) -> None:
-    """`python -m model_diff textconv` on a small safetensors file loads no heavy module (its
-    start-up time is measured by bench/engine.py, not asserted here: wall clocks are flaky)."""
-    path = tmp_path / "small.safetensors"
-    save_safetensors(path, toy_transformer(n_blocks=1, d_model=8, vocab=16))
+HEAVY = ("click", "torch", "jinja2", "dulwich", "ml_dtypes")
+
+
+def _imports_of(args: list[str], env: dict[str, str], cwd: Path | None = None) -> list[str]:
+    """The heavy top-level modules loaded by `python -m model_diff ARGS` (run in-process by
+    runpy, then ``sys.modules`` inspected), whatever its exit code."""
     probe = (
-        "import runpy, sys; sys.argv = ['model_diff', 'textconv', sys.argv[1]]\n"
+        "import runpy, sys\n"
+        "sys.argv = ['model_diff', *sys.argv[1:]]\n"
         "try:\n    runpy.run_module('model_diff', run_name='__main__')\n"
         "except SystemExit:\n    pass\n"
-        "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
-        "{'click', 'torch', 'jinja2', 'dulwich'})\n"
+        f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", probe, str(path)],
+        [sys.executable, "-c", probe, *args],
         env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
         check=True,
     )
-    assert "HEAVY []" in proc.stderr
+    line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("HEAVY "))
+    return list(ast.literal_eval(line[len("HEAVY ") :]))
+
+
+def test_startup_imports_neither_click_torch_jinja2_dulwich_nor_ml_dtypes(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """`python -m model_diff textconv` on a small float32 safetensors file loads no heavy
+    module, ml_dtypes included (its start-up time is measured by bench/engine.py, not
+    asserted here: wall clocks are flaky)."""
+    path = tmp_path / "small.safetensors"
+    save_safetensors(path, toy_transformer(n_blocks=1, d_model=8, vocab=16))
+    assert _imports_of(["textconv", str(path)], env) == []
+    assert _imports_of(["--version"], env) == []
+
+
+def test_check_on_small_files_imports_only_click(tmp_path: Path, env: dict[str, str]) -> None:
+    """`model-diff check OLD NEW` on two local safetensors files needs click (its command
+    line) and none of torch, jinja2, dulwich or ml_dtypes."""
+    old, new = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_safetensors(old, toy_transformer(n_blocks=1, d_model=8, vocab=16))
+    save_safetensors(new, toy_transformer(n_blocks=1, d_model=8, vocab=16, seed=5))
+    assert _imports_of(["check", str(old), str(new)], env) == ["click"]
+
+
+def test_a_bf16_tensor_loads_ml_dtypes_only_when_viewed(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """Opening a bfloat16 file and describing it does not import ml_dtypes; viewing the
+    tensor's data through numpy does. The textconv lists the tensor."""
+    import ml_dtypes
+
+    path = tmp_path / "bf16.safetensors"
+    save_safetensors(path, {"w": np.arange(4, dtype=np.float32).astype(ml_dtypes.bfloat16)})
+    probe = (
+        "import sys\n"
+        "from model_diff.formats import open_checkpoint\n"
+        "c = open_checkpoint(sys.argv[1]); c.describe()\n"
+        "print('opened', 'ml_dtypes' in sys.modules)\n"
+        "c['w'].array()\n"
+        "print('viewed', 'ml_dtypes' in sys.modules)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, str(path)], env=env, capture_output=True, text=True
+    )
+    assert proc.stdout.split("\n")[:2] == ["opened False", "viewed True"], proc.stderr
+    assert " bfloat16 [4] " in textconv(path, env)
+
+
+def _entry_points() -> dict[str, list[str]]:
+    """How each entry point runs: `python -m model_diff` and the console script exactly as
+    pyproject.toml declares it (what a wheel installs as `model-diff`)."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    root = Path(__file__).resolve().parents[2]
+    spec = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    module, attr = spec["model-diff"].split(":")
+    script = f"import sys; sys.argv[0] = 'model-diff'; from {module} import {attr}; {attr}()"
+    return {
+        "python -m": [sys.executable, "-m", "model_diff"],
+        "console script": [sys.executable, "-c", script],
+    }
+
+
+def _no_privilege_to_read() -> None:
+    """In the child before exec: drop root's permission bypass (CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH from the bounding set), so a mode-000 file is unreadable to it too."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@pytest.mark.parametrize("entry", ["python -m", "console script"])
+def test_every_entry_point_exits_0_on_any_input(
+    tmp_path: Path, env: dict[str, str], entry: str
+) -> None:
+    """Missing, unreadable, FIFO, directory, text `.bin`, socket, no or extra arguments:
+    one `model-diff textconv: error:` line on stdout, nothing on stderr, exit 0, and
+    within the timeout (a FIFO without a writer is never opened)."""
+    import os
+    import socket
+
+    cmd = _entry_points()[entry]
+    unreadable = tmp_path / "locked.safetensors"
+    save_safetensors(unreadable, {"w": np.zeros(2, np.float32)})
+    unreadable.chmod(0)
+    fifo = tmp_path / "pipe.safetensors"
+    os.mkfifo(fifo)
+    text_bin = tmp_path / "notes.bin"
+    text_bin.write_text("just some text, not weights\n")
+    sock_path = tmp_path / "s.pt"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(sock_path))
+    cases = {
+        "missing": ([str(tmp_path / "nope.safetensors")], "nope.safetensors"),
+        "unreadable": ([str(unreadable)], "permission denied"),
+        "fifo": ([str(fifo)], "is a FIFO, not a regular file"),
+        "socket": ([str(sock_path)], "is a socket, not a regular file"),
+        "directory": ([str(tmp_path)], "is a directory"),
+        "text .bin": ([str(text_bin)], "is not a checkpoint"),
+        "no path": ([], "usage"),
+        "extra arguments": ([str(text_bin), "extra", "--bogus"], "unexpected argument"),
+        "unknown option only": (["--bogus=1"], "bogus"),
+    }
+    as_root = os.geteuid() == 0
+    try:
+        for case, (args, expected) in cases.items():
+            proc = subprocess.run(
+                [*cmd, "textconv", *args],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                preexec_fn=_no_privilege_to_read if as_root and case == "unreadable" else None,
+            )
+            assert (proc.returncode, proc.stderr) == (0, ""), (case, proc)
+            assert proc.stdout.startswith("model-diff textconv: error: "), (case, proc.stdout)
+            assert proc.stdout.count("\n") == 1, (case, proc.stdout)
+            assert expected in proc.stdout.lower() or expected in proc.stdout, (case, proc.stdout)
+    finally:
+        sock.close()
+
+
+def test_a_text_bin_is_not_a_checkpoint_and_never_loads_torch(
+    tmp_path: Path, env: dict[str, str]
+) -> None:
+    """A `.bin` whose content is neither a zip nor a pickle is reported as not a checkpoint
+    (no `--unsafe-pickle` advice for a text file) without importing torch."""
+    path = tmp_path / "vocab.bin"
+    path.write_text("hello world\n")
+    assert "torch" not in _imports_of(["textconv", str(path)], env)
+    out = textconv(path, env)
+    assert "is not a checkpoint" in out and "unsafe" not in out
 
 
 def test_two_different_unreadable_files_give_different_lines(

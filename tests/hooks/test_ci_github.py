@@ -12,6 +12,7 @@ import pytest
 from model_diff.hooks.github import escape_data, escape_property, format_outputs
 
 from model_diff import toy
+from model_diff.terminal import printable
 from tests.conftest import run_model_diff
 
 from .conftest import base_state, git, healthy_step, init_repo
@@ -145,7 +146,8 @@ def test_ci_github_annotations_summary_outputs(
         ("warning", WEIRD_FILE, "model-diff dtype-changed"),
     ]
     nan = next(a for a in anns if a["file"] == "m.safetensors")
-    assert WEIRD_TENSOR in str(nan["message"]) and "(1 NaN)" in str(nan["message"])
+    # Shown escaped like everywhere else (printable): the newline is visible, not a break.
+    assert printable(WEIRD_TENSOR) in str(nan["message"]) and "(1 NaN)" in str(nan["message"])
     assert "ok.safetensors" not in {a["file"] for a in anns}
 
     text = summary.read_text()

@@ -187,28 +187,20 @@ def test_version_names_the_metrics_backend() -> None:
     assert sys.version_info >= (3, 10)
 
 
-def test_progress_goes_to_stderr_only_on_a_terminal(
-    pair: tuple[Path, Path], clean_env: dict[str, str]
-) -> None:
-    """On a terminal, compare shows [done/total] progress on stderr; stdout stays the report."""
+def _on_a_pty(
+    args: list[str], env: dict[str, str], *, stdout_pty: bool = False
+) -> tuple[int, bytes, bytes]:
+    """Run `python -m model_diff ARGS` with stderr (and stdout, if asked) on a pseudo-terminal:
+    (exit code, what the terminal received, stdout when it is a pipe)."""
     import pty
     import subprocess
 
     master, slave = pty.openpty()
     try:
         proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "model_diff",
-                "compare",
-                str(pair[0]),
-                str(pair[1]),
-                "--format",
-                "json",
-            ],
-            env=clean_env,
-            stdout=subprocess.PIPE,
+            [sys.executable, "-m", "model_diff", *args],
+            env=env,
+            stdout=slave if stdout_pty else subprocess.PIPE,
             stderr=slave,
             check=False,
         )
@@ -224,11 +216,49 @@ def test_progress_goes_to_stderr_only_on_a_terminal(
             chunks.append(data)
     finally:
         os.close(master)
-    err = b"".join(chunks).decode()
-    assert proc.returncode == 0
+    return proc.returncode, b"".join(chunks), proc.stdout or b""
+
+
+def test_progress_goes_to_stderr_only_on_a_terminal(
+    pair: tuple[Path, Path], clean_env: dict[str, str], tmp_path: Path
+) -> None:
+    """On a terminal, compare shows [done/total] progress on stderr; stdout stays the report.
+    Tensor names in the progress line are escaped: a hostile checkpoint's names send no
+    control sequence of their own (only the line's own CR + erase-line)."""
+    from tests.hostile import HOSTILE_NAMES, assert_terminal_safe, hostile_pair
+
+    rc, err_bytes, out = _on_a_pty(
+        ["compare", str(pair[0]), str(pair[1]), "--format", "json"], clean_env
+    )
+    err = err_bytes.decode()
+    assert rc == 0
     n = len(toy_transformer(n_blocks=3, d_model=16, vocab=64))
     assert f"[1/{n}]" in err and f"[{n}/{n}]" in err
-    _strict_json(proc.stdout.decode())  # the report itself is untouched by the progress line
+    _strict_json(out.decode())  # the report itself is untouched by the progress line
+
+    old, new = hostile_pair(tmp_path / "hostile")
+    rc, err_bytes, _ = _on_a_pty(["compare", str(old), str(new), "--format", "json"], clean_env)
+    err = err_bytes.decode()
+    assert rc == 0 and f"[{len(HOSTILE_NAMES) + 1}/{len(HOSTILE_NAMES) + 1}]" in err
+    assert_terminal_safe(err.replace("\r\x1b[2K", "").replace("\r\n", "\n"), what="progress")
+    assert "\\x1b]0;pwned\\x07" in err  # shown, escaped
+
+
+def test_color_follows_the_flag_no_color_and_the_terminal(
+    pair: tuple[Path, Path], clean_env: dict[str, str]
+) -> None:
+    """--color auto colours a terminal unless NO_COLOR is set; never and always decide."""
+    args = ["compare", str(pair[0]), str(pair[1])]
+    colour = b"\x1b[1m"
+    no_color = dict(clean_env)  # the test environment sets NO_COLOR=1
+    with_color = {k: v for k, v in clean_env.items() if k != "NO_COLOR"}
+    with_color["TERM"] = "xterm"
+    assert colour in _on_a_pty(args, with_color, stdout_pty=True)[1]
+    assert colour not in _on_a_pty(args, no_color, stdout_pty=True)[1]
+    assert colour not in _on_a_pty([*args, "--color", "never"], with_color, stdout_pty=True)[1]
+    piped = run_model_diff([*args, "--color", "always"], no_color)
+    assert piped.returncode == 0 and "\x1b[1m" in piped.stdout
+    assert "\x1b[" not in run_model_diff(args, with_color).stdout  # auto, not a terminal
 
 
 def test_readme_lists_every_command() -> None:

@@ -197,6 +197,36 @@ def test_wrapper_prefix_is_aligned() -> None:
     assert (s.added_parameters, s.removed_parameters) == (1, 1)
 
 
+def test_a_renamed_tensor_keeps_every_field() -> None:
+    """``TensorRef.with_name`` (what name alignment uses) copies every slot, page release
+    included; only the name differs."""
+    from model_diff.checkpoint import TensorRef
+    from model_diff.dtypes import from_name
+
+    released: list[tuple[int, int]] = []
+    ref = TensorRef(
+        "module.w",
+        from_name("float32"),
+        (2, 3),
+        lambda: np.zeros(6, np.float32),
+        release=lambda: released.append((-1, -1)),
+        release_range=lambda a, b: released.append((a, b)),
+        source="shard-1.safetensors",
+    )
+    alias = ref.with_name("w")
+    assert alias.name == "w" and ref.name == "module.w"
+    for slot in TensorRef.__slots__:
+        if slot != "name":
+            assert getattr(alias, slot) is getattr(ref, slot) or getattr(alias, slot) == getattr(
+                ref, slot
+            ), slot
+    alias.release_range(1, 2)
+    alias.release()
+    assert released == [(4, 8), (-1, -1)]
+    view = from_arrays({"module.w": np.zeros(3, np.float32)}).renamed(lambda n: n[7:])
+    assert list(view.tensors) == ["w"]
+
+
 def test_worker_count_does_not_change_results() -> None:
     """One worker and four give identical results."""
     old, new = _pair()

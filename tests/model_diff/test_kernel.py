@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import threading
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -128,3 +129,65 @@ def test_bytes_equal_compares_raw_bytes_of_any_dtype() -> None:
     assert not _kernel.bytes_equal(a, np.array([np.nan, 1.0, 0.0]))
     assert not _kernel.bytes_equal(a, a[:2].copy())
     assert _kernel.bytes_equal(a.view(np.uint8), a.view(np.int16).copy())
+
+
+def test_the_simd_choice_is_per_call_while_other_threads_run() -> None:
+    """Threads asking for the vector loops and threads asking for the portable loops at the
+    same time each get exactly their own loops' result (no global switch between them)."""
+    if _kernel.SIMD != "avx2":
+        pytest.skip("only the portable loops exist on this CPU")
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(1 << 18).astype(ml_dtypes.bfloat16)  # sums differ by loop kind
+
+    def stats(simd: bool) -> bytes:
+        f, c = metrics.new_accumulators()
+        _kernel.side_step(x, f, c, simd=simd)
+        return f.tobytes() + c.tobytes()
+
+    expected = {True: stats(True), False: stats(False)}
+    assert expected[True] != expected[False]  # else this test could not tell them apart
+    got: list[tuple[bool, bytes]] = []
+
+    def run(simd: bool) -> None:
+        for _ in range(20):
+            got.append((simd, stats(simd)))
+
+    threads = [threading.Thread(target=run, args=(i % 2 == 0,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(got) == 80 and all(r == expected[simd] for simd, r in got)
+
+
+class _Odd:
+    """Not an array: a ``dtype`` whose fields are not what numpy would give."""
+
+    class dtype:
+        kind = 1
+        itemsize = 4
+        byteorder = "="
+        name = "float32"
+
+
+class _Bytes(bytearray):
+    dtype = np.dtype(np.float32)
+
+
+def test_every_error_path_raises_a_python_exception() -> None:
+    """Malformed inputs raise TypeError / ValueError, never "error return without exception
+    set" (SystemError) or a crash: a non-string dtype field, a byte length that is not a
+    whole number of elements, an object without a dtype."""
+    f, c = metrics.new_accumulators()
+    with pytest.raises(TypeError, match="unsupported dtype"):
+        _kernel.side_step(_Odd(), f, c)
+    with pytest.raises(ValueError, match="whole number"):
+        _kernel.side_step(_Bytes(5), f, c)
+    with pytest.raises(ValueError, match="whole number"):
+        _kernel.pair_step(_Bytes(8), _Bytes(6), 0.0, f, c)
+    with pytest.raises(AttributeError):
+        _kernel.side_step(b"abcd", f, c)
+    with pytest.raises(TypeError):
+        _kernel.side_step(np.zeros(4), f, c, simd=True, extra=1)
+    _kernel.side_step(_Bytes(8), f, c)  # two float32 zeros: fine
+    assert c[metrics.C_N] == 2

@@ -8,10 +8,10 @@ sums, no chunking, no accumulators.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
 
@@ -67,24 +67,17 @@ def rtol(backend: str, *dtypes: Any) -> float:
 
 
 def steps(backend: str) -> tuple[Callable[..., None], Callable[..., None]]:
+    """The (pair, side) steps of a backend; "portable" asks the kernel, per call, for its
+    portable loops (no global switch: other threads may be running steps)."""
     if backend == "numpy":
         return metrics.numpy_pair_step, metrics.numpy_side_step
     assert _kernel is not None
+    if backend == "portable":
+        return (
+            functools.partial(_kernel.pair_step, simd=False),
+            functools.partial(_kernel.side_step, simd=False),
+        )
     return _kernel.pair_step, _kernel.side_step
-
-
-@contextmanager
-def simd(backend: str) -> Iterator[None]:
-    """Within: the kernel's vector loops are bypassed when the backend is "portable"."""
-    if backend != "portable":
-        yield
-        return
-    assert _kernel is not None
-    before = _kernel._set_simd(False)
-    try:
-        yield
-    finally:
-        _kernel._set_simd(before)
 
 
 def run_pair(
@@ -96,18 +89,16 @@ def run_pair(
 ) -> metrics.PairMetrics:
     pair, _ = steps(backend)
     f, c = metrics.new_accumulators()
-    with simd(backend):
-        for s in range(0, a.size, chunk):
-            pair(a[s : s + chunk], b[s : s + chunk], threshold, f, c)
+    for s in range(0, a.size, chunk):
+        pair(a[s : s + chunk], b[s : s + chunk], threshold, f, c)
     return metrics.finish_pair(f, c)
 
 
 def run_side(backend: str, x: np.ndarray, chunk: int = metrics.CHUNK_ELEMENTS) -> metrics.SideStats:
     _, side = steps(backend)
     f, c = metrics.new_accumulators()
-    with simd(backend):
-        for s in range(0, x.size, chunk):
-            side(x[s : s + chunk], f, c)
+    for s in range(0, x.size, chunk):
+        side(x[s : s + chunk], f, c)
     return metrics._side_from(f, c, "a")
 
 

@@ -39,6 +39,26 @@ def test_extension_decides_when_content_is_not_recognised(tmp_path: Path) -> Non
         open_checkpoint(tmp_path / "m.safetensors")
 
 
+@pytest.mark.parametrize("ext", [".bin", ".pt", ".pth", ".ckpt"])
+def test_a_pytorch_extension_needs_zip_or_pickle_content(tmp_path: Path, ext: str) -> None:
+    """A PyTorch extension sends a file to the PyTorch reader only when its bytes start a zip
+    archive or a pickle: a text file is "not a checkpoint", with no pickle advice."""
+    import pickle
+    import zipfile
+
+    text = tmp_path / f"vocab{ext}"
+    text.write_text("hello world\n")
+    with pytest.raises(UnknownFormatError, match="is not a checkpoint") as info:
+        detect_format(str(text))
+    assert "hello world" in str(info.value) and "unsafe" not in str(info.value)
+    pickled = tmp_path / f"p{ext}"
+    pickled.write_bytes(pickle.dumps({"w": 1}, protocol=2))
+    assert detect_format(str(pickled)) == "pytorch"
+    with zipfile.ZipFile(tmp_path / f"z{ext}", "w") as zf:
+        zf.writestr("archive/version", "3\n")
+    assert detect_format(str(tmp_path / f"z{ext}")) == "pytorch"
+
+
 def test_unknown_format_names_the_file_and_the_supported_formats(tmp_path: Path) -> None:
     """Bytes that no reader recognises under an unknown extension raise UnknownFormatError."""
     (tmp_path / "notes.txt").write_text("hello, not a checkpoint\n")

@@ -72,7 +72,7 @@ def test_control_characters_in_names_are_shown_escaped() -> None:
     diffs, summary, _ = diff_pair(from_arrays({}), from_arrays({evil: np.ones(2, np.float32)}))
     out = create_diff_report(diffs, summary, None, format="text")
     assert "\x1b" not in out
-    assert "a\\x1b[2Jb\\x0ac" in out
+    assert "a\\x1b[2Jb\\nc" in out
 
 
 def test_max_layers_display_keeps_the_most_changed(pair: Diffed) -> None:
