@@ -108,13 +108,23 @@ def zip_data_offset(mm: mmap.mmap | bytes, header_offset: int) -> int | None:
 MAX_JSON_BYTES = 64 << 20
 
 
-def load_json(raw: bytes | str, *, what: str, label: str, hint: str, **kwargs: Any) -> Any:
-    """Parse a JSON document from a checkpoint, bounded: a document over ``MAX_JSON_BYTES``
-    or nested deeper than Python's parser can follow is a ``CheckpointError`` (one line, exit
-    2), never a RecursionError traceback. ``kwargs`` go to ``json.loads``."""
-    if len(raw) > MAX_JSON_BYTES:
+def load_json(
+    raw: bytes | str,
+    *,
+    what: str,
+    label: str,
+    hint: str,
+    max_bytes: int | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Parse a JSON document from a checkpoint, bounded: a document over ``max_bytes``
+    (default ``MAX_JSON_BYTES``) or nested deeper than Python's parser can follow is a
+    ``CheckpointError`` (one line, exit 2), never a RecursionError traceback. ``kwargs`` go
+    to ``json.loads``."""
+    max_bytes = MAX_JSON_BYTES if max_bytes is None else max_bytes
+    if len(raw) > max_bytes:
         raise CheckpointError(
-            f"{what} is {len(raw):,} bytes, over the {MAX_JSON_BYTES:,}-byte limit for JSON",
+            f"{what} is over the {max_bytes:,}-byte limit for JSON",
             path=label,
             hint=hint,
         )
