@@ -94,3 +94,20 @@ def test_opening_safetensors_imports_neither_torch_nor_dulwich(tmp_path: Path) -
         cwd=Path(__file__).resolve().parents[3],
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_select_narrows_flat_formats_by_name_prefix(tmp_path: Path) -> None:
+    """safetensors (and npz) files are taken as written; select= still narrows them to the
+    tensors under a dotted prefix, named relative to it."""
+    import numpy as np
+
+    from model_diff.errors import CheckpointError
+    from model_diff.formats import open_checkpoint
+    from model_diff.toy import save_safetensors
+
+    state = {"ema.w": np.ones(2, np.float32), "model.w": np.zeros(2, np.float32)}
+    save_safetensors(tmp_path / "m.safetensors", state)
+    with open_checkpoint(tmp_path / "m.safetensors", select="model") as ckpt:
+        assert ckpt.layer_names == ["w"] and ckpt["w"].array().tolist() == [0.0, 0.0]
+    with pytest.raises(CheckpointError, match="choose one of: ema, model"):
+        open_checkpoint(tmp_path / "m.safetensors", select="student")
