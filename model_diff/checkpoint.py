@@ -270,13 +270,11 @@ class Checkpoint:
     @property
     def choice(self) -> str | None:
         """Which parts of the file are compared and which are set aside, in one line; None
-        when the file is one plain set of tensors (nothing was chosen)."""
-        if not self.structure or (
-            len(self.structure) == 1 and self.structure[0].compared and not self.structure[0].path
-        ):
-            return None
+        when there was nothing to choose (one set of weights, nothing set aside)."""
         parts = [s for s in self.structure if s.compared]
         aside = [s for s in self.structure if not s.compared]
+        if len(parts) <= 1 and not aside:
+            return None
 
         def show(s: Subtree) -> str:
             n = f"{s.tensors} tensor{'s' if s.tensors != 1 else ''}"
