@@ -70,16 +70,17 @@ def peak_rss_kib(args: list[str], env: dict[str, str]) -> tuple[int, str]:
 def test_compressed_npz_bomb_keeps_health_and_textconv_bounded(
     tmp_path: Path, clean_env: dict[str, str]
 ) -> None:
-    """A ~0.2 MB .npz inflating to 192 MiB: health and textconv read it in bounded chunks
-    (peak RSS well under the inflated size; bench/bounds.py runs the 2 MB -> 2 GB case)."""
-    bomb = write_zero_bomb(tmp_path / "bomb.npz", 192 << 20)
+    """A ~0.1 MB .npz inflating to 128 MiB: health and textconv read it in bounded chunks
+    (peak RSS well under the inflated size plus the ~80 MiB a bare process takes here;
+    bench/bounds.py runs the 2 MB -> 2 GB case)."""
+    bomb = write_zero_bomb(tmp_path / "bomb.npz", 128 << 20)
     assert bomb.stat().st_size < 1 << 20
     rss, out = peak_rss_kib(["health", str(bomb)], clean_env)
     assert "0 unreadable" in out and "ok" in out
-    assert rss < 150 << 10, f"health peak RSS {rss} KiB"
+    assert rss < 140 << 10, f"health peak RSS {rss} KiB"
     rss, out = peak_rss_kib(["textconv", str(bomb)], clean_env)
-    assert "w float32 [50331648] xxh3:" in out and "max=0 nan=0" in out
-    assert rss < 150 << 10, f"textconv peak RSS {rss} KiB"
+    assert "w float32 [33554432] xxh3:" in out and "max=0 nan=0" in out
+    assert rss < 140 << 10, f"textconv peak RSS {rss} KiB"
 
 
 def test_spooled_member_reads_exactly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -102,22 +103,21 @@ def test_spooled_member_reads_exactly(tmp_path: Path, monkeypatch: pytest.Monkey
             assert ckpt[name].array().tolist() == want.reshape(-1).tolist(), name
 
 
-@pytest.mark.parametrize("compressed", [False, True], ids=["stored", "deflated"])
 def test_npz_claiming_a_trillion_elements_exits_2(
-    tmp_path: Path, clean_env: dict[str, str], compressed: bool
+    tmp_path: Path, clean_env: dict[str, str]
 ) -> None:
-    """A ~200-byte .npz whose header claims 10^12 float32: exit 2 with one line naming the
-    claim, before anything is allocated (inspect and health alike)."""
-    path = tmp_path / "liar.npz"
-    mode = zipfile.ZIP_DEFLATED if compressed else zipfile.ZIP_STORED
-    with zipfile.ZipFile(path, "w", mode) as zf:
-        zf.writestr("w.npy", npy_header("<f4", (10**12,)) + bytes(8))
-    assert path.stat().st_size < 400
-    for cmd in (["inspect", str(path)], ["health", str(path)]):
-        r = run_model_diff(cmd, clean_env)
-        assert r.returncode == 2, (cmd, r.stdout, r.stderr)
-        text = r.stderr if cmd[0] == "inspect" else r.stdout
-        assert "claims float32 [1000000000000]" in text and "Traceback" not in r.stderr
+    """A ~200-byte .npz whose header claims 10^12 float32 (stored or deflated): a one-line
+    error naming the claim before anything is allocated; health exits 2."""
+    for mode in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        path = tmp_path / f"liar{mode}.npz"
+        with zipfile.ZipFile(path, "w", mode) as zf:
+            zf.writestr("w.npy", npy_header("<f4", (10**12,)) + bytes(8))
+        assert path.stat().st_size < 400
+        with pytest.raises(CheckpointError, match=r"claims float32 \[1000000000000\]"):
+            open_checkpoint(path)
+    r = run_model_diff(["health", str(path)], clean_env)
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "claims float32 [1000000000000]" in r.stdout and "Traceback" not in r.stderr
 
 
 def test_member_shorter_or_longer_than_its_header_is_refused(tmp_path: Path) -> None:
@@ -148,8 +148,8 @@ def _deep(n: int) -> str:
 def test_deep_json_everywhere_exits_2_in_one_line(
     tmp_path: Path, clean_env: dict[str, str]
 ) -> None:
-    """A safetensors header, a config.json and an index nested 100,000 deep: exit 2 with one
-    line, no RecursionError traceback."""
+    """A safetensors header, a config.json and an index nested 100,000 deep: a one-line
+    CheckpointError, and through the CLI exit 2 without a RecursionError traceback."""
     st = tmp_path / "deep.safetensors"
     header = ('{"__metadata__": ' + _deep(100_000) + "}").encode()
     st.write_bytes(len(header).to_bytes(8, "little") + header)
@@ -161,10 +161,12 @@ def test_deep_json_everywhere_exits_2_in_one_line(
     idx.mkdir()
     (idx / "model.safetensors.index.json").write_text('{"weight_map": ' + _deep(100_000) + "}")
     for target in (st, cfg, idx):
-        r = run_model_diff(["inspect", str(target)], clean_env)
-        assert r.returncode == 2, (target, r.stderr)
-        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
-        assert "nests JSON too deeply" in r.stderr and "Traceback" not in r.stderr
+        with pytest.raises(CheckpointError, match="nests JSON too deeply") as info:
+            open_checkpoint(target)
+        assert "\n" not in str(info.value) and str(target) in str(info.value)
+    r = run_model_diff(["inspect", str(st)], clean_env)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "nests JSON too deeply" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_huge_json_is_refused_before_parsing(
