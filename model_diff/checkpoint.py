@@ -84,6 +84,20 @@ class TensorRef:
             size = self.dtype.itemsize
             self._release_range(start * size, stop * size)
 
+    def renamed_as(self, name: str) -> TensorRef:
+        """The same tensor data under another name."""
+        if name == self.name:
+            return self
+        return TensorRef(
+            name,
+            self.dtype,
+            self.shape,
+            self._loader,
+            release=self._release,
+            release_range=self._release_range,
+            source=self.source,
+        )
+
     def __repr__(self) -> str:
         return f"TensorRef({self.name!r}, {self.dtype.name}, {self.shape})"
 
@@ -344,7 +358,7 @@ class Checkpoint:
                 else s
                 for s in structure
             ]
-        renamed = {name: _alias(ref, name) for name, ref in tensors.items()}
+        renamed = {name: ref.renamed_as(name) for name, ref in tensors.items()}
         return self._derive(tensors=renamed, structure=structure, unchecked=unchecked)
 
     def relabeled(
@@ -401,7 +415,7 @@ class Checkpoint:
         """A view with every tensor name passed through ``mapping`` (data shared)."""
         new: dict[str, TensorRef] = {}
         for name, ref in self.tensors.items():
-            alias = _alias(ref, mapping(name))
+            alias = ref.renamed_as(mapping(name))
             new[alias.name] = alias
         return self._derive(tensors=new)
 
@@ -424,21 +438,6 @@ class Checkpoint:
 
 def _sorted_map(m: Mapping[str, str]) -> dict[str, str]:
     return {n: m[n] for n in natural_sorted(m)}
-
-
-def _alias(ref: TensorRef, name: str) -> TensorRef:
-    """The same tensor data under another name."""
-    if ref.name == name:
-        return ref
-    return TensorRef(
-        name,
-        ref.dtype,
-        ref.shape,
-        ref._loader,
-        release=ref._release,
-        release_range=ref._release_range,
-        source=ref.source,
-    )
 
 
 def from_arrays(

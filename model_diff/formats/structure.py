@@ -35,7 +35,7 @@ from typing import Any, Protocol
 from ..checkpoint import Subtree
 from ..errors import CheckpointError
 
-__all__ = ["MAX_DEPTH", "Layout", "Tree", "classify"]
+__all__ = ["MAX_DEPTH", "Layout", "Tree", "classify", "dotted"]
 
 #: Containers nested deeper than this are not searched for tensors (and are listed as such).
 MAX_DEPTH = 64

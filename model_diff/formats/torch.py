@@ -481,9 +481,15 @@ def _checkpoint(
     closers: list[Callable[[], None]],
     not_run: set[str],
 ) -> Checkpoint:
-    weights = {name: leaf for name, (_, leaf) in layout.weights.items()}
-    refs, unchecked = make(weights)
     pool, unchecked_paths = make(layout.pool)
+    refs: dict[str, TensorRef] = {}
+    unchecked: dict[str, str] = {}
+    for name, (full, _) in layout.weights.items():
+        path = structure.dotted(full)
+        if path in pool:
+            refs[name] = pool[path].renamed_as(name)
+        else:
+            unchecked[name] = unchecked_paths[path]
     missing = {n: why for n, why in unchecked.items() if "missing from the archive" in why}
     if missing:
         shown = "; ".join(f"{n}: {why}" for n, why in list(missing.items())[:10])
