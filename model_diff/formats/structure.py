@@ -301,16 +301,19 @@ class _Classifier:
         return found
 
     def _descend(self, path: Path) -> Path:
-        """Below a wrapper (a dict or list whose one tensor-holding entry is a container:
-        ``{"state_dict": {...}}``) to the state dict itself. Modules are never descended: their
-        submodule names are part of their state dict's names."""
+        """Below a wrapper (a container whose one tensor-holding entry is a mapping or a module:
+        ``{"state_dict": {...}}``) to the state dict itself. Modules are never descended into
+        (their submodule names are part of their state dict's names), nor lists (an index
+        alone names nothing)."""
         node = self._node_at(path)
         for _ in range(MAX_DEPTH):
             if self.tree.is_module(node):
                 break
             ch = self.w.children(node) or []
             held = [(k, c) for k, c in ch if self.w.kind(c) != "none"]
-            if len(held) != 1 or self.tree.is_leaf(held[0][1]):
+            if len(held) != 1 or not (
+                isinstance(held[0][1], Mapping) or self.tree.is_module(held[0][1])
+            ):
                 break
             for k, c in ch:  # what the wrapper holds beside the weights
                 if k != held[0][0]:

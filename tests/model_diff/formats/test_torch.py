@@ -523,3 +523,14 @@ def test_torch_is_not_imported_and_not_needed(tmp_path: Path) -> None:
             expected.append(f"{p} {sorted(c.tensors)} {h.hexdigest()}")
     assert out == [*expected, "unsafe: True"]
     assert MissingDependencyError  # the error type the child process printed
+
+
+def test_tensors_inside_lists_are_read_and_checked(tmp_path: Path) -> None:
+    """Tensors in lists (torch_ema's shadow_params, a list of heads) are read, named by index,
+    and their NaN counted: never skipped while health says ok."""
+    bad = torch.ones(4)
+    bad[1] = float("nan")
+    torch.save({"heads": [torch.zeros(2), bad]}, tmp_path / "m.pt")
+    with open_checkpoint(tmp_path / "m.pt") as ckpt:
+        assert ckpt.layer_names == ["heads.0", "heads.1"]
+        assert ckpt.tensor_info["heads.1"].nan_count == 1
