@@ -120,14 +120,13 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 
 class _Read:
-    """What a container reader found: the object tree, its storages, the byte order, and the
-    classes recorded instead of run."""
+    """What a container reader found: the object tree (its storages located in the file),
+    the byte order, and the classes recorded instead of run."""
 
-    def __init__(self, root: Any, byteorder: str, not_run: set[str], kind: str) -> None:
+    def __init__(self, root: Any, byteorder: str, not_run: set[str]) -> None:
         self.root = root
         self.byteorder = byteorder
         self.not_run = not_run
-        self.kind = kind  # "zip" | "torchscript" | "legacy"
 
 
 def _storage_from_pid(pid: Any, label: str) -> tuple[StorageKind, str, str, int]:
@@ -159,7 +158,7 @@ def _storage_from_pid(pid: Any, label: str) -> tuple[StorageKind, str, str, int]
     return kind, key, str(location), numel
 
 
-def _read_zip(path: str, mm: mmap.mmap, label: str) -> tuple[_Read, dict[str, Storage]]:
+def _read_zip(path: str, mm: mmap.mmap, label: str) -> _Read:
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError, ValueError) as e:
@@ -239,11 +238,10 @@ def _read_zip(path: str, mm: mmap.mmap, label: str) -> tuple[_Read, dict[str, St
                     hint=_CORRUPT_HINT,
                 )
             st.offset = start
-        kind = "torchscript" if f"{prefix}constants.pkl" in names else "zip"
-    return _Read(root, byteorder, not_run, kind), storages
+    return _Read(root, byteorder, not_run)
 
 
-def _read_legacy(path: str, mm: mmap.mmap, label: str) -> tuple[_Read, dict[str, Storage]]:
+def _read_legacy(path: str, mm: mmap.mmap, label: str) -> _Read:
     if mm[257:262] == b"ustar":
         raise CheckpointError(
             "is a torch.save file in the tar format of torch < 0.4, which model-diff does not read",
@@ -338,7 +336,7 @@ def _read_legacy(path: str, mm: mmap.mmap, label: str) -> tuple[_Read, dict[str,
                     f"has a storage view {v.key} past its storage", path=label, hint=_CORRUPT_HINT
                 )
             v.offset = v.base.offset + v.byte_offset
-    return _Read(root, "little", not_run, "legacy"), storages
+    return _Read(root, "little", not_run)
 
 
 def _first_line(e: BaseException) -> str:
@@ -544,10 +542,7 @@ def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = Fals
         except ValueError:  # an empty file cannot be mapped
             raise CheckpointError("is empty (0 bytes)", path=label, hint=_CORRUPT_HINT) from None
     try:
-        if mm[:4] == ZIP_MAGIC:
-            read, _ = _read_zip(path, mm, label)
-        else:
-            read, _ = _read_legacy(path, mm, label)
+        read = _read_zip(path, mm, label) if mm[:4] == ZIP_MAGIC else _read_legacy(path, mm, label)
         if isinstance(read.root, (PickledTensor, UnreadableTensor, ArrayTensor)):
             raise CheckpointError(
                 "holds a single tensor, not a dict of tensors",
