@@ -12,10 +12,17 @@ the largest process in the tree: git, git-lfs or the textconv):
 - ``model-diff textconv FILE`` alone, full and ``--fast``, cache off, file in page cache:
   seconds per GiB.
 
+``--pt-twin`` measures instead a 232 MB PyTorch checkpoint (67 float32 tensors, torch.save
+zip format) against its safetensors twin, each in its own LFS repository, two commits with 3
+tensors changed: ``git diff HEAD~1 HEAD`` with model-diff's textconv cache emptied before
+every run (best of 3). The .pt is read by model-diff's own reader (no torch in the textconv);
+torch is needed here only to write the file. The tensor lines of both must be identical.
+
 Run from the repository root (numbers go to stdout as a Markdown table and to
-``bench/out/git.json``):
+``bench/out/git.json``, or ``bench/out/git_pt_twin.json``):
 
     python bench/git.py [--size-mib 1024] [--workdir DIR] [--keep]
+    python bench/git.py --pt-twin [--workdir DIR]
 """
 
 from __future__ import annotations
@@ -131,12 +138,118 @@ def git(args: list[str], cwd: Path, env: dict[str, str]) -> None:
     subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
 
 
+TWIN_TENSORS = 67
+TWIN_SHAPE = (1024, 845)  # 67 x 3.46 MB = 232 MB of float32
+TWIN_CHANGED = (5, 33, 60)
+
+
+def _twin_states() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    old = {
+        f"model.layers.{i}.weight": (rng.standard_normal(TWIN_SHAPE, dtype=np.float32) * 0.02)
+        for i in range(TWIN_TENSORS)
+    }
+    new = dict(old)
+    for i in TWIN_CHANGED:
+        name = f"model.layers.{i}.weight"
+        new[name] = old[name] + np.float32(1e-3)
+    return old, new
+
+
+def _write_twin(path: Path, state: dict[str, np.ndarray], fmt: str) -> None:
+    if fmt == "pt":
+        import torch
+
+        torch.save({k: torch.from_numpy(v) for k, v in state.items()}, path)
+    else:
+        if str(ROOT) not in sys.path:
+            sys.path.insert(0, str(ROOT))
+        from model_diff.toy import save_safetensors
+
+        save_safetensors(path, state)
+
+
+def pt_twin(work: Path) -> int:
+    """``git diff HEAD~1 HEAD`` of a 232 MB .pt and of its safetensors twin (see module doc)."""
+    old, new = _twin_states()
+    secs: dict[str, float] = {}
+    rss: dict[str, int] = {}
+    sizes: dict[str, int] = {}
+    lines: dict[str, list[str]] = {}
+    for fmt in ("pt", "safetensors"):
+        env = env_for(work / f"home-{fmt}")
+        repo = work / f"repo-{fmt}"
+        repo.mkdir()
+        git(["init", "-q", "-b", "main"], repo, env)
+        git(["lfs", "install", "--local"], repo, env)
+        git(["lfs", "track", f"*.{fmt}"], repo, env)
+        subprocess.run(
+            [sys.executable, "-m", "model_diff", "install"],
+            cwd=repo,
+            env=env,
+            check=True,
+            capture_output=True,
+        )
+        ckpt = repo / f"model.{fmt}"
+        _write_twin(ckpt, old, fmt)
+        git(["add", "-A"], repo, env)
+        git(["commit", "-q", "-m", "v1"], repo, env)
+        _write_twin(ckpt, new, fmt)
+        git(["commit", "-q", "-am", "v2"], repo, env)
+        sizes[fmt] = ckpt.stat().st_size
+        cache = repo / ".git" / "model-diff"
+        runs = []
+        for _ in range(3):
+            shutil.rmtree(cache, ignore_errors=True)  # an empty cache every run
+            runs.append(measure(["git", "diff", "HEAD~1", "HEAD"], repo, env))
+        secs[fmt], rss[fmt], out = min(runs)
+        lines[fmt] = [ln for ln in out.decode().splitlines() if ln[:1] in "-+" and " xxh3:" in ln]
+    if lines["pt"] != lines["safetensors"] or len(lines["pt"]) != 2 * len(TWIN_CHANGED):
+        raise SystemExit(f"tensor lines differ between the twins: {lines}")
+    ratio = secs["pt"] / secs["safetensors"]
+    head = f"{TWIN_TENSORS} tensors, {len(TWIN_CHANGED)} changed, textconv cache empty"
+    print(f"| git diff HEAD~1 HEAD ({head}) | wall s | peak RSS MiB |")
+    print("|---|---:|---:|")
+    for fmt in ("pt", "safetensors"):
+        print(
+            f"| {sizes[fmt] / 1e6:.0f} MB .{fmt} via LFS | {secs[fmt]:.2f} "
+            f"| {rss[fmt] / 2**20:.0f} |"
+        )
+    print(f"\n.pt / .safetensors = {ratio:.2f}x (target: within 1.5x)")
+    results = {
+        "tensors": TWIN_TENSORS,
+        "changed": len(TWIN_CHANGED),
+        "bytes": sizes,
+        "seconds": secs,
+        "peak_rss_bytes": rss,
+        "ratio": ratio,
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg()[0],
+    }
+    out_dir = ROOT / "bench" / "out"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "git_pt_twin.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size-mib", type=int, default=1024, help="checkpoint size (default 1024)")
     ap.add_argument("--workdir", type=Path, default=None, help="where to build (default: tmp)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
+    ap.add_argument(
+        "--pt-twin", action="store_true", help="232 MB .pt against its safetensors twin"
+    )
     args = ap.parse_args(argv)
+    if args.pt_twin:
+        work = Path(tempfile.mkdtemp(prefix="model-diff-bench-", dir=args.workdir))
+        try:
+            return pt_twin(work)
+        finally:
+            if args.keep:
+                print(f"kept {work}", file=sys.stderr)
+            else:
+                shutil.rmtree(work, ignore_errors=True)
     n_tensors = max(1, args.size_mib // TENSOR_MIB)
     work = Path(tempfile.mkdtemp(prefix="model-diff-bench-", dir=args.workdir))
     try:

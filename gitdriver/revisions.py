@@ -495,15 +495,7 @@ def open_revision(
     def remove_tmp() -> None:
         finalizers[0]()
 
-    ckpt = Checkpoint(
-        name,
-        inner.format,
-        inner.tensors,
-        metadata=inner.metadata,
-        config=inner.config,
-        skipped=inner.skipped,
-        closers=[remove_tmp, inner.close],
-    )  # closers run last-first
+    ckpt = inner.relabeled(name, closers=[remove_tmp, inner.close])  # closers run last-first
     # The directory goes when the checkpoint closes, or when it is collected unclosed.
     finalizers.append(weakref.finalize(ckpt, shutil.rmtree, tmp, ignore_errors=True))
     return ckpt

@@ -35,6 +35,7 @@ OWN_CODES = frozenset(
 #: Worst first among violations of the same level (output order, annotation priority).
 CODE_RANK = {
     "nonfinite-values": 0,
+    "unchecked-tensors": 0,
     "frozen-layers": 1,
     "low-cosine": 2,
     "large-relative-change": 3,
@@ -298,12 +299,39 @@ def _from_insights(insights: Iterable[Mapping[str, Any]], policy: Policy) -> lis
     return out
 
 
-def evaluate_health(infos: Mapping[str, TensorInfo]) -> list[Violation]:
-    """Single-file findings (no base to compare with): NaN/Inf values in any tensor."""
+def evaluate_health(
+    infos: Mapping[str, TensorInfo],
+    unchecked: Mapping[str, str] | None = None,
+    policy: Policy | None = None,
+) -> list[Violation]:
+    """Single-file findings (no base to compare with): NaN/Inf values in any tensor, and
+    tensors that could not be checked at all (``Checkpoint.unchecked``)."""
     nf = _nonfinite(
         [(n, i.nan_count, i.inf_count) for n, i in ((n, infos[n]) for n in natural_sorted(infos))]
     )
-    return [] if nf is None else [Violation(code="nonfinite-values", level="error", **nf)]
+    out = [] if nf is None else [Violation(code="nonfinite-values", level="error", **nf)]
+    return out + evaluate_unchecked(unchecked or {}, policy or Policy())
+
+
+def evaluate_unchecked(unchecked: Mapping[str, str], policy: Policy) -> list[Violation]:
+    """Tensors the file holds but model-diff cannot read (complex, sparse, quantized ...):
+    never silently passed over. Level ``error`` unless the policy says otherwise."""
+    if not unchecked:
+        return []
+    out: list[Violation] = []
+    names = natural_sorted(unchecked)
+    shown = [f"{n} ({unchecked[n]})" for n in names]
+    _emit(
+        out,
+        policy,
+        "unchecked-tensors",
+        title=f"{len(names)} tensor{'s' if len(names) != 1 else ''} model-diff cannot check",
+        message=f"{len(names)} tensor(s) not checked (neither NaN/Inf nor changes): "
+        f"{name_list(shown)}",
+        tensors=tuple(names),
+        numbers={"reasons": {n: unchecked[n] for n in names}},
+    )
+    return out
 
 
 def sort_violations(vs: Iterable[Violation]) -> list[Violation]:

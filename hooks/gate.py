@@ -19,7 +19,14 @@ from model_diff.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, ModelDiffE
 from model_diff.formats import open_checkpoint
 from model_diff.pipeline import compare
 
-from .check import Violation, evaluate, evaluate_health, fails, sort_violations
+from .check import (
+    Violation,
+    evaluate,
+    evaluate_health,
+    evaluate_unchecked,
+    fails,
+    sort_violations,
+)
 from .policy import Policy
 
 #: Opens one side of a target (a local file, a file at a revision); errors name the side.
@@ -111,7 +118,7 @@ def check_target(target: Target, policy: Policy, *, detail: bool = False) -> Fil
         with target.new() as new:
             if target.old is None:
                 infos = new.tensor_info
-                res.violations = evaluate_health(infos)
+                res.violations = sort_violations(evaluate_health(infos, new.unchecked, policy))
                 res.stats = {"tensors": len(infos), "parameters": new.num_parameters}
                 return res
             with target.old() as old:
@@ -119,6 +126,7 @@ def check_target(target: Target, policy: Policy, *, detail: bool = False) -> Fil
                 summary = result.summary
                 res.violations = sort_violations(
                     evaluate(result.diffs, summary, result.analysis, policy)
+                    + evaluate_unchecked(new.unchecked, policy)
                 )
                 if detail:
                     res.detail = result.report(

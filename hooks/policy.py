@@ -32,14 +32,20 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 #: Violation levels a severity override may name.
 LEVELS = ("error", "warning", "ignore")
 
-#: Insight codes the policy knows: the analysis engine's stable codes (docs/insights.md).
-KNOWN_CODES: tuple[str, ...] = tuple(sorted(INSIGHT_CODES))
+#: Codes of the checks' own findings that no analyzer insight carries: tensors of the file
+#: that model-diff cannot read, so neither NaN/Inf nor changes are checked in them.
+CHECK_CODES: tuple[str, ...] = ("unchecked-tensors",)
+
+#: Insight codes the policy knows: the analysis engine's stable codes (docs/insights.md)
+#: and the checks' own.
+KNOWN_CODES: tuple[str, ...] = tuple(sorted((*INSIGHT_CODES, *CHECK_CODES)))
 
 #: Default level of each code the policy evaluates itself. Codes only the analyzer produces
 #: (norm-explosion, norm-collapse, change-pattern, ...) map from the insight's severity:
 #: critical -> error, warning -> warning, info -> ignore.
 DEFAULT_LEVELS: Mapping[str, str] = {
     "nonfinite-values": "error",
+    "unchecked-tensors": "error",
     "frozen-layers": "error",
     "low-cosine": "error",
     "large-relative-change": "error",

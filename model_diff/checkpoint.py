@@ -11,6 +11,7 @@ This module must not import torch, click or the git/hook packages.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -18,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .chunked import ChunkedArray
+from .chunked import ChunkedArray, dense
 from .dtypes import DType
+from .errors import CheckpointError
 from .naming import natural_sorted
 
 #: What ``TensorRef.array()`` hands out: a flat view, or a ``ChunkedArray`` where the stored
@@ -97,6 +99,8 @@ class TensorRef:
     def with_name(self, name: str) -> TensorRef:
         """The same tensor under another name: every slot copied (loader, page release,
         source), so a renamed view keeps part-by-part release of large tensors."""
+        if name == self.name:
+            return self
         alias = TensorRef.__new__(TensorRef)
         for slot in TensorRef.__slots__:
             setattr(alias, slot, getattr(self, slot))
@@ -129,6 +133,59 @@ class TensorInfo:
         d = asdict(self)
         d["shape"] = list(self.shape)
         return d
+
+    # -- the original API's field names ---------------------------------------------------
+    @property
+    def num_elements(self) -> int:
+        return self.numel
+
+    @property
+    def size_bytes(self) -> int:
+        return self.nbytes
+
+    @property
+    def min_val(self) -> float | None:
+        return self.min
+
+    @property
+    def max_val(self) -> float | None:
+        return self.max
+
+    @property
+    def sparsity(self) -> float:
+        """Fraction of zeros (the original's name for ``zero_fraction``)."""
+        return self.zero_fraction
+
+
+@dataclass(frozen=True)
+class Subtree:
+    """One part of a checkpoint file's structure: a model, an optimizer's state, ...
+
+    ``path`` is the dotted path in the file ("" for the whole file); ``kind`` one of
+    ``model``, ``ema`` (a model's EMA/shadow copy), ``optimizer``, ``scheduler``,
+    ``scalars`` (only 0-d tensors), ``tensor`` (a loose tensor beside the model);
+    ``compared`` says whether its tensors are among the checkpoint's tensors.
+    """
+
+    path: str
+    kind: str
+    tensors: int
+    nbytes: int
+    compared: bool
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def describe(self) -> str:
+        """``optimizer_state: 32 tensors (Adam state), not compared``."""
+        n = f"{self.tensors} tensor{'s' if self.tensors != 1 else ''}"
+        state = "compared" if self.compared else "not compared"
+        return f"{self.path or '(file)'}: {n} ({self.detail}), {state}"
+
+
+def _under(name: str, prefix: str) -> bool:
+    return not prefix or name == prefix or name.startswith(prefix + ".")
 
 
 @dataclass(frozen=True)
@@ -184,14 +241,31 @@ class Checkpoint:
         config: Mapping[str, Any] | None = None,
         skipped: list[str] | None = None,
         closers: list[Callable[[], None]] | None = None,
+        structure: list[Subtree] | None = None,
+        pool: Mapping[str, TensorRef] | None = None,
+        unchecked: Mapping[str, str] | None = None,
+        unchecked_paths: Mapping[str, str] | None = None,
     ) -> None:
         self.path = path
         self.format = format
         self.tensors: dict[str, TensorRef] = {n: tensors[n] for n in natural_sorted(tensors)}
         self.metadata: dict[str, str] = dict(metadata or {})
         self.config: dict[str, Any] | None = dict(config) if config is not None else None
-        #: non-tensor entries found in the file (optimizer step counters, strings, ...)
+        #: entries of the file that are not compared: non-tensor values (step counters,
+        #: strings, configs) and the subtrees set aside (optimizer state, ...), by path
         self.skipped: list[str] = natural_sorted(skipped or [])
+        #: the file's parts as the reader found them (models, optimizer state, ...); empty
+        #: for formats whose files hold one flat set of tensors
+        self.structure: list[Subtree] = list(structure or [])
+        #: every readable tensor of the file by its path in the file, compared or not
+        #: (``narrowed`` picks from it); the compared tensors when the reader gives none
+        self.pool: dict[str, TensorRef] = dict(pool) if pool is not None else dict(self.tensors)
+        #: tensors of the compared part that model-diff cannot read: name -> why
+        self.unchecked: dict[str, str] = _sorted_map(unchecked or {})
+        #: the same for every part of the file, by path in the file (``narrowed`` picks)
+        self.unchecked_paths: dict[str, str] = (
+            _sorted_map(unchecked_paths) if unchecked_paths is not None else dict(self.unchecked)
+        )
         self._closers = list(closers or [])
         self._info: dict[str, TensorInfo] | None = None
         self._info_lock = threading.Lock()
@@ -240,6 +314,139 @@ class Checkpoint:
             "dtypes": self.dtypes,
         }
 
+    def get_tensor(self, name: str) -> np.ndarray | None:
+        """The tensor's data in its shape (the original API), or None if there is no such
+        tensor. Loads the whole tensor: prefer ``tensors[name].array()`` for big ones."""
+        ref = self.tensors.get(name)
+        return None if ref is None else dense(ref.array()).reshape(ref.shape)
+
+    def get_info(self, name: str) -> TensorInfo | None:
+        """The tensor's ``TensorInfo`` (the original API), or None."""
+        return self.tensor_info.get(name) if name in self.tensors else None
+
+    def get_layers_by_pattern(self, pattern: str) -> list[str]:
+        """Tensor names matching the regular expression ``pattern`` (the original API)."""
+        regex = re.compile(pattern)
+        return [n for n in self.tensors if regex.search(n)]
+
+    # -- structure -------------------------------------------------------------------------
+    @property
+    def choice(self) -> str | None:
+        """Which parts of the file are compared and which are set aside, in one line; None
+        when there was nothing to choose (one set of weights, nothing set aside)."""
+        parts = [s for s in self.structure if s.compared]
+        aside = [s for s in self.structure if not s.compared]
+        if len(parts) <= 1 and not aside:
+            return None
+
+        def show(s: Subtree) -> str:
+            n = f"{s.tensors} tensor{'s' if s.tensors != 1 else ''}"
+            return f"{s.path or '(file)'} ({n}, {s.detail})"
+
+        text = "compared: " + (", ".join(show(s) for s in parts) or "nothing")
+        if aside:
+            text += "; not compared: " + ", ".join(show(s) for s in aside)
+        return text
+
+    def narrowed(self, *, select: str | None = None, include_optimizer: bool = False) -> Checkpoint:
+        """A view comparing another part of the file.
+
+        ``select``: only the tensors under this dotted path of the file (a model among
+        several, an EMA copy, even an optimizer), named relative to it. ``include_optimizer``:
+        the optimizer state's tensors too, named by path and parameter order. Data shared.
+        """
+        if select is None and not include_optimizer:
+            return self
+        if select is not None:
+            select = select.strip(".")
+            picked = {n: r for n, r in self.pool.items() if _under(n, select)}
+            if not picked:
+                known = [s.path for s in self.structure if s.path] or natural_sorted(
+                    {n.split(".", 1)[0] for n in self.pool}
+                )
+                raise CheckpointError(
+                    f"holds no tensors under {select!r}",
+                    path=self.path,
+                    hint="choose one of: " + ", ".join(known[:20]) if known else None,
+                )
+            cut = len(select) + 1
+
+            def rel(n: str) -> str:
+                return n[cut:] if n != select else n.rsplit(".", 1)[-1]
+
+            tensors = {rel(n): r for n, r in picked.items()}
+            structure = [
+                Subtree(
+                    s.path,
+                    s.kind,
+                    s.tensors,
+                    s.nbytes,
+                    _under(s.path, select) or _under(select, s.path),
+                    s.detail,
+                )
+                for s in self.structure
+            ]
+            unchecked = {
+                rel(n): why for n, why in self.unchecked_paths.items() if _under(n, select)
+            }
+        else:
+            tensors = dict(self.tensors)
+            structure = list(self.structure)
+            unchecked = dict(self.unchecked)
+        if include_optimizer:
+            for s in self.structure:
+                if s.kind != "optimizer":
+                    continue
+                for n, r in self.pool.items():
+                    if _under(n, s.path) and (select is None or _under(n, select)):
+                        tensors.setdefault(n if select is None else n[len(select) + 1 :], r)
+            structure = [
+                Subtree(s.path, s.kind, s.tensors, s.nbytes, True, s.detail)
+                if s.kind == "optimizer"
+                and (select is None or _under(s.path, select) or _under(select, s.path))
+                else s
+                for s in structure
+            ]
+        renamed = {name: ref.with_name(name) for name, ref in tensors.items()}
+        return self._derive(tensors=renamed, structure=structure, unchecked=unchecked)
+
+    def relabeled(
+        self,
+        path: str,
+        *,
+        format: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        closers: list[Callable[[], None]] | None = None,
+    ) -> Checkpoint:
+        """The same checkpoint under another path (and format/config), with ``closers``
+        replacing its own (pass ``[inner.close, ...]`` to close it with the new one)."""
+        view = self._derive(
+            path=path,
+            format=format or self.format,
+            config=config if config is not None else self.config,
+        )
+        view._closers = list(closers or [])
+        return view
+
+    def _derive(self, **changes: Any) -> Checkpoint:
+        fields: dict[str, Any] = {
+            "path": self.path,
+            "format": self.format,
+            "tensors": self.tensors,
+            "metadata": self.metadata,
+            "config": self.config,
+            "skipped": self.skipped,
+            "structure": self.structure,
+            "pool": self.pool,
+            "unchecked": self.unchecked,
+            "unchecked_paths": self.unchecked_paths,
+        }
+        fields.update(changes)
+        path, fmt, tensors = fields.pop("path"), fields.pop("format"), fields.pop("tensors")
+        view = Checkpoint(path, fmt, tensors, **fields)
+        view._closers = self._closers  # closing the view closes the files it shares
+        return view
+
     # -- plumbing -----------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self.tensors)
@@ -265,16 +472,7 @@ class Checkpoint:
         for name, ref in self.tensors.items():
             alias = ref.with_name(mapping(name))
             new[alias.name] = alias
-        view = Checkpoint(
-            self.path,
-            self.format,
-            new,
-            metadata=self.metadata,
-            config=self.config,
-            skipped=self.skipped,
-        )
-        view._closers = self._closers  # closing the view closes the files it shares
-        return view
+        return self._derive(tensors=new)
 
     def close(self) -> None:
         while self._closers:
@@ -291,6 +489,10 @@ class Checkpoint:
             f"Checkpoint({self.path!r}, format={self.format!r}, tensors={len(self)}, "
             f"parameters={self.num_parameters})"
         )
+
+
+def _sorted_map(m: Mapping[str, str]) -> dict[str, str]:
+    return {n: m[n] for n in natural_sorted(m)}
 
 
 def from_arrays(

@@ -80,8 +80,17 @@ def _progress_callback() -> Any:
     return show
 
 
-def _open_spec(spec: str, unsafe_pickle: bool) -> Any:
-    """Open a checkpoint argument: a path, or ``REV:path`` read from git history."""
+def _open_spec(
+    spec: str,
+    unsafe_pickle: bool,
+    *,
+    select: str | None = None,
+    include_optimizer: bool = False,
+    state_choice: bool = False,
+) -> Any:
+    """Open a checkpoint argument: a path, or ``REV:path`` read from git history; narrowed to
+    ``select`` / with the optimizer state when asked. ``state_choice`` prints which parts of
+    the file are compared (stderr) when the file holds more than its weights."""
     import os
 
     from .formats import open_checkpoint
@@ -89,8 +98,17 @@ def _open_spec(spec: str, unsafe_pickle: bool) -> Any:
     if not os.path.exists(spec) and ":" in spec:
         from model_diff.gitdriver.revisions import open_spec
 
-        return open_spec(spec, unsafe_pickle=unsafe_pickle)
-    return open_checkpoint(spec, unsafe_pickle=unsafe_pickle)
+        ckpt = open_spec(spec, unsafe_pickle=unsafe_pickle)
+    else:
+        ckpt = open_checkpoint(spec, unsafe_pickle=unsafe_pickle)
+    try:
+        ckpt = ckpt.narrowed(select=select, include_optimizer=include_optimizer)
+    except BaseException:
+        ckpt.close()
+        raise
+    if state_choice and ckpt.choice is not None:
+        click.echo(f"model-diff: {spec}: {ckpt.choice}", err=True)
+    return ckpt
 
 
 def write_output(text: str, output: str | None) -> None:
@@ -131,6 +149,8 @@ def run_compare(
     old_name: str | None,
     new_name: str | None,
     color: bool,
+    select: str | None = None,
+    include_optimizer: bool = False,
 ) -> str:
     """Load, diff, analyse and render two checkpoints; returns the report text."""
     from .diff import DiffConfig
@@ -145,7 +165,17 @@ def run_compare(
         low_rank=modes[low_rank],
     )
     old_label, new_label = old_name or old_spec, new_name or new_spec
-    with _open_spec(old_spec, unsafe_pickle) as old, _open_spec(new_spec, unsafe_pickle) as new:
+
+    def open_side(spec: str) -> Any:
+        return _open_spec(
+            spec,
+            unsafe_pickle,
+            select=select,
+            include_optimizer=include_optimizer,
+            state_choice=True,
+        )
+
+    with open_side(old_spec) as old, open_side(new_spec) as new:
         result = compare(
             old,
             new,
@@ -194,7 +224,19 @@ def _use_color(mode: str, fmt: str, output: str | None) -> bool:
 _unsafe_option = click.option(
     "--unsafe-pickle",
     is_flag=True,
-    help="Allow full pickle loading of .pt files (runs code from the file: trusted files only).",
+    help="Load .pt files with torch.load, running code from the file (trusted files only; "
+    "needs torch). Without it model-diff reads them itself and runs nothing.",
+)
+_select_option = click.option(
+    "--select",
+    metavar="PATH",
+    help="Compare only the tensors under this dotted path of the file (one model of several, "
+    "an EMA copy, ...); `inspect` lists the paths.",
+)
+_optimizer_option = click.option(
+    "--include-optimizer",
+    is_flag=True,
+    help="Compare the optimizer state too (tensors paired by parameter order).",
 )
 
 
@@ -237,6 +279,8 @@ _unsafe_option = click.option(
     "--open", "open_browser", is_flag=True, help="Open the written report in a browser (with -o)."
 )
 @_color_option
+@_select_option
+@_optimizer_option
 @_unsafe_option
 def compare(
     old: str,
@@ -252,9 +296,14 @@ def compare(
     new_name: str | None,
     open_browser: bool,
     color_mode: str,
+    select: str | None,
+    include_optimizer: bool,
     unsafe_pickle: bool,
 ) -> None:
-    """Compare two checkpoints: OLD and NEW are files, HF directories or REV:path."""
+    """Compare two checkpoints: OLD and NEW are files, HF directories or REV:path.
+
+    Training checkpoints: the model weights are compared; optimizer state, schedulers and
+    loose tensors are set aside (stderr says which), see --select and --include-optimizer."""
     if open_browser and output is None:
         raise click.UsageError("--open needs -o FILE (the report to open)")
     color = _use_color(color_mode, fmt, output)
@@ -271,6 +320,8 @@ def compare(
         old_name=old_name,
         new_name=new_name,
         color=color,
+        select=select,
+        include_optimizer=include_optimizer,
     )
     write_output(text, output)
     if open_browser and output is not None:
@@ -292,12 +343,22 @@ def compare(
     help="Output format.",
 )
 @_output_option
+@_select_option
+@_optimizer_option
 @_unsafe_option
-def inspect(checkpoint: str, fmt: str, output: str | None, unsafe_pickle: bool) -> None:
-    """Describe one checkpoint: format, dtypes, and statistics per tensor."""
+def inspect(
+    checkpoint: str,
+    fmt: str,
+    output: str | None,
+    select: str | None,
+    include_optimizer: bool,
+    unsafe_pickle: bool,
+) -> None:
+    """Describe one checkpoint: format, its parts (model, optimizer state, ...), dtypes, and
+    statistics per compared tensor."""
     from .describe import render_inspect
 
-    ckpt = _open_spec(checkpoint, unsafe_pickle)
+    ckpt = _open_spec(checkpoint, unsafe_pickle, select=select, include_optimizer=include_optimizer)
     try:
         text = render_inspect(ckpt, checkpoint, fmt)
     finally:

@@ -22,7 +22,10 @@ def inspect_dict(ckpt: Checkpoint, label: str) -> dict[str, Any]:
         **ckpt.describe(label),
         "metadata": dict(sorted(ckpt.metadata.items())),
         "config": ckpt.config,
+        "structure": [s.to_dict() for s in ckpt.structure],
+        "choice": ckpt.choice,
         "skipped": ckpt.skipped,
+        "unchecked": ckpt.unchecked,
         "nonfinite_tensors": [n for n, i in infos.items() if i.nan_count or i.inf_count],
         "tensor_info": [_finite(infos[n].to_dict()) for n in ckpt.tensors],
     }
@@ -74,13 +77,23 @@ def render_inspect(ckpt: Checkpoint, label: str, fmt: str) -> str:
         )
     if ckpt.metadata and ckpt.format in ("gguf", "onnx"):
         for key, value in sorted(ckpt.metadata.items()):
-            lines.append(f"  {key}: {value}")
-    if data["skipped"]:
+            lines.append(f"  {key}: {printable(value)}")
+    parts = [printable(s.describe()) for s in ckpt.structure]
+    if ckpt.choice is not None:
+        for i, part in enumerate(parts):
+            lines.append(("  structure:  " if i == 0 else " " * 14) + part)
+    listed = {s.path for s in ckpt.structure}
+    plain = [n for n in data["skipped"] if n not in listed]
+    if plain:
         lines.append(
-            f"  skipped:    {len(data['skipped'])} non-tensor entries: "
-            + ", ".join(printable(n) for n in data["skipped"][:8])
-            + (" ..." if len(data["skipped"]) > 8 else "")
+            f"  skipped:    {len(plain)} non-tensor entries: "
+            + ", ".join(printable(n) for n in plain[:8])
+            + (" ..." if len(plain) > 8 else "")
         )
+    if ckpt.unchecked:
+        shown = [f"{printable(n)} ({why})" for n, why in list(ckpt.unchecked.items())[:8]]
+        more = " ..." if len(ckpt.unchecked) > 8 else ""
+        lines.append(f"  unchecked:  {len(ckpt.unchecked)} tensors: {', '.join(shown)}{more}")
     if data["nonfinite_tensors"]:
         lines.append(f"  NaN/Inf in: {', '.join(map(printable, data['nonfinite_tensors']))}")
     lines.append("")

@@ -22,8 +22,9 @@ import numpy as np
 
 from . import metrics
 from .blas import single_threaded_blas
-from .checkpoint import Checkpoint, NameMapping, TensorRef
+from .checkpoint import Checkpoint, NameMapping, TensorInfo, TensorRef
 from .chunked import dense, head
+from .dtypes import BY_NAME
 from .naming import natural_key, natural_sorted
 
 
@@ -129,6 +130,30 @@ class ParameterDiff:
     def new_norm(self) -> float | None:
         return self.new_stats.norm if self.new_stats else None
 
+    # -- the original API's fields ------------------------------------------------------
+    @property
+    def old_info(self) -> TensorInfo | None:
+        """The old tensor's ``TensorInfo`` (None when it was added)."""
+        return _info(self.name, self.old_shape, self.old_dtype, self.old_stats)
+
+    @property
+    def new_info(self) -> TensorInfo | None:
+        """The new tensor's ``TensorInfo`` (None when it was removed)."""
+        return _info(self.name, self.new_shape, self.new_dtype, self.new_stats)
+
+    @property
+    def total_elements(self) -> int:
+        """Elements of the tensor (the new side's; the old side's for a removed tensor)."""
+        return self.num_elements
+
+    @property
+    def changed_elements(self) -> int | None:
+        """Elements with |new - old| > ``change_threshold`` among the compared pairs; None
+        where nothing was compared element-wise (added, removed, shape changed, no pass)."""
+        if self.change_ratio is None or self.finite_pairs is None:
+            return None
+        return round(self.change_ratio * self.finite_pairs)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: non-finite floats become None, enums their values."""
         out: dict[str, Any] = {}
@@ -178,15 +203,33 @@ class DiffSummary:
     #: (``include_unchanged=False``) so the analyzer can still name frozen layers. Not
     #: serialised by ``to_dict()`` (the names are in a report's tensor list when wanted).
     unchanged_diffs: tuple[ParameterDiff, ...] = field(default=(), repr=False, compare=False)
+    #: The original API's fields, kept for it (not serialised: reports carry the same facts
+    #: per tensor): the sum of the compared tensors' l2_diff (None when nothing was compared),
+    #: and layers (a tensor name less its last part, as the original grouped them) ranked by
+    #: their largest relative change: the top_k_layers most changed (changed ones only) and
+    #: the top_k_layers least changed (unchanged layers first).
+    total_l2_diff: float | None = field(default=None, compare=False)
+    most_changed_layers: list[str] = field(default_factory=list, compare=False)
+    least_changed_layers: list[str] = field(default_factory=list, compare=False)
 
     @property
     def changed_parameters(self) -> int:
         return self.total_parameters - self.unchanged_parameters
 
+    @property
+    def total_parameters_old(self) -> int:
+        """Elements in the old checkpoint (the original API's name)."""
+        return self.old_num_elements
+
+    @property
+    def total_parameters_new(self) -> int:
+        """Elements in the new checkpoint (the original API's name)."""
+        return self.new_num_elements
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(self):
-            if f.name == "unchanged_diffs" or (f.name == "name_mapping" and not self.name_mapping):
+            if f.name in _API_ONLY_FIELDS or (f.name == "name_mapping" and not self.name_mapping):
                 continue
             v = getattr(self, f.name)
             if isinstance(v, float) and not math.isfinite(v):
@@ -194,6 +237,11 @@ class DiffSummary:
             out[f.name] = v
         return out
 
+
+#: DiffSummary fields kept for the original API only, left out of ``to_dict()``.
+_API_ONLY_FIELDS = frozenset(
+    {"unchanged_diffs", "total_l2_diff", "most_changed_layers", "least_changed_layers"}
+)
 
 ProgressCallback = Callable[[int, int, str], None]
 
@@ -459,6 +507,32 @@ class ModelDiff:
         return list(pool.map(analyze, diffs))
 
 
+def _info(
+    name: str, shape: tuple[int, ...] | None, dtype: str | None, s: metrics.SideStats | None
+) -> TensorInfo | None:
+    if shape is None or dtype is None:
+        return None
+    numel = 1
+    for n in shape:
+        numel *= n
+    size = BY_NAME[dtype].itemsize if dtype in BY_NAME else 0
+    return TensorInfo(
+        name=name,
+        shape=shape,
+        dtype=dtype,
+        numel=numel,
+        nbytes=numel * size,
+        mean=s.mean if s else None,
+        std=s.std if s else None,
+        min=s.min if s else None,
+        max=s.max if s else None,
+        l2_norm=s.norm if s else None,
+        zero_fraction=s.zero_fraction if s and s.zero_fraction is not None else 0.0,
+        nan_count=s.nan_count if s else 0,
+        inf_count=s.inf_count if s else 0,
+    )
+
+
 def _release_both(a: TensorRef, b: TensorRef) -> metrics.Done:
     """The ``done`` hook of a pair: each read part's pages go back to both readers."""
 
@@ -527,6 +601,7 @@ def summarize(
         key=lambda d: (-(d.relative_change or 0.0), d.name),
     )
     changed_elements = sum(round((d.change_ratio or 0.0) * (d.finite_pairs or 0)) for d in compared)
+    most, least = _layer_ranking(compared)
     nonfinite = [d.name for d in diffs if d.nonfinite_new > 0]
     return DiffSummary(
         total_parameters=len(diffs),
@@ -556,7 +631,25 @@ def summarize(
         new_format=new.format if new is not None else None,
         name_mapping=name_mapping.to_dict() if name_mapping is not None else None,
         unchanged_diffs=tuple(d for d in diffs if d.change_type is ChangeType.UNCHANGED),
+        total_l2_diff=math.fsum(v for v, _ in l2) if l2 else None,
+        most_changed_layers=most[: config.top_k_layers],
+        least_changed_layers=least[: config.top_k_layers],
     )
+
+
+def _layer_ranking(compared: list[ParameterDiff]) -> tuple[list[str], list[str]]:
+    """Layers (tensor name less its last part) by their largest relative change: (changed
+    layers, most first; all measured layers, least first). Ties by natural name order."""
+    score: dict[str, float] = {}
+    for d in compared:
+        if d.relative_change is None:
+            continue
+        layer = d.name.rsplit(".", 1)[0]
+        change = d.relative_change if d.is_changed else 0.0
+        score[layer] = max(score.get(layer, 0.0), change)
+    most = sorted((n for n, v in score.items() if v > 0), key=lambda n: (-score[n], natural_key(n)))
+    least = sorted(score, key=lambda n: (score[n], natural_key(n)))
+    return most, least
 
 
 def compare_checkpoints(

@@ -61,7 +61,9 @@ class LFSObjectMissingError(CheckpointError):
 
 
 class UnsafeCheckpointError(CheckpointError):
-    """A pickle that needs arbitrary code to load; refused unless --unsafe-pickle."""
+    """A pickle that needs arbitrary code to load. No longer raised: the PyTorch reader runs
+    nothing from a file (unknown classes are recorded, not run); kept so code catching it
+    still imports."""
 
 
 class MissingDependencyError(ModelDiffError):

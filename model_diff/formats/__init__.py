@@ -147,15 +147,34 @@ def open_file(
 
 
 def open_checkpoint(
-    path: str | os.PathLike[str], *, format: str | None = None, unsafe_pickle: bool = False
+    path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    unsafe_pickle: bool = False,
+    select: str | None = None,
+    include_optimizer: bool = False,
 ) -> Checkpoint:
     """Open a checkpoint file or HuggingFace directory lazily (no tensor data is read).
 
     ``format`` forces a reader (``safetensors``, ``pytorch``, ``numpy``, ``huggingface``).
-    ``unsafe_pickle=True`` lets PyTorch pickles run arbitrary code; only for files you trust.
+    ``unsafe_pickle=True`` loads PyTorch pickles with ``torch.load``, running their code;
+    only for files you trust (the default reader runs nothing and needs no torch).
+    ``select`` compares only the tensors under that dotted path of the file (one model of
+    several, an EMA copy); ``include_optimizer`` adds the optimizer state, by parameter
+    order (see ``Checkpoint.narrowed``).
     Raises ``model_diff.errors.CheckpointError`` (and subclasses) or ``MissingDependencyError``.
     """
-    p = os.fspath(path)
+    ckpt = _open(os.fspath(path), format, unsafe_pickle)
+    if select is None and not include_optimizer:
+        return ckpt
+    try:
+        return ckpt.narrowed(select=select, include_optimizer=include_optimizer)
+    except BaseException:
+        ckpt.close()
+        raise
+
+
+def _open(p: str, format: str | None, unsafe_pickle: bool) -> Checkpoint:
     if not os.path.exists(p):
         raise CheckpointError(
             "no such file or directory",

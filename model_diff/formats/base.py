@@ -10,11 +10,13 @@ This module must not import torch.
 from __future__ import annotations
 
 import contextlib
+import json
 import mmap
 import os
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..checkpoint import Checkpoint
+from ..errors import CheckpointError
 
 #: Bytes read from the start of a file to sniff its format.
 HEAD_BYTES = 512
@@ -45,16 +47,23 @@ _DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
 
 
 def page_release(mm: mmap.mmap, start: int, end: int) -> None:
-    """Drop the mapped pages covering bytes ``[start, end)`` of ``mm`` (file-backed, read-only,
-    so the pages are simply re-read from the page cache if touched again).
+    """Drop the mapped pages lying wholly inside bytes ``[start, end)`` of ``mm``.
 
+    ``mm`` must be a read-only file mapping that nobody wrote to, so a dropped page is simply
+    re-read from the page cache if touched again (on a private mapping someone modified, the
+    modification would be lost: readers never write into their mappings). The range is
+    rounded inward to whole pages, so the release never reaches a neighbouring tensor's bytes.
     A no-op where the platform lacks ``madvise`` or the mapping is already closed.
     """
-    if _DONTNEED is None or end <= start:
+    if _DONTNEED is None:
         return
-    aligned = start - start % mmap.PAGESIZE
     try:
-        mm.madvise(_DONTNEED, aligned, end - aligned)
+        size = len(mm)
+        first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+        # The file's last page has no neighbour after it: release it whole.
+        last = end - end % mmap.PAGESIZE if end < size else size
+        if last > first:
+            mm.madvise(_DONTNEED, first, last - first)
     except (ValueError, OSError):  # closed mapping, or a kernel that refuses the advice
         return
 
@@ -88,3 +97,48 @@ def first_zip_member(head: bytes) -> str | None:
 
 def file_size(path: str) -> int:
     return os.stat(path).st_size
+
+
+def zip_data_offset(mm: mmap.mmap | bytes, header_offset: int) -> int | None:
+    """Where a zip member's bytes start: after its local file header, whose extra field may
+    differ from the central directory's. None when no local header is at ``header_offset``."""
+    o = header_offset
+    if o < 0 or mm[o : o + 4] != ZIP_MAGIC or o + 30 > len(mm):
+        return None
+    name_len = int.from_bytes(mm[o + 26 : o + 28], "little")
+    extra_len = int.from_bytes(mm[o + 28 : o + 30], "little")
+    return o + 30 + name_len + extra_len
+
+
+#: Bytes of a JSON document model-diff parses (config.json, an index) unless told otherwise.
+MAX_JSON_BYTES = 64 << 20
+
+
+def load_json(
+    raw: bytes | str,
+    *,
+    what: str,
+    label: str,
+    hint: str,
+    max_bytes: int | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Parse a JSON document from a checkpoint, bounded: a document over ``max_bytes``
+    (default ``MAX_JSON_BYTES``) or nested deeper than Python's parser can follow is a
+    ``CheckpointError`` (one line, exit 2), never a RecursionError traceback. ``kwargs`` go
+    to ``json.loads``."""
+    max_bytes = MAX_JSON_BYTES if max_bytes is None else max_bytes
+    if len(raw) > max_bytes:
+        raise CheckpointError(
+            f"{what} is over the {max_bytes:,}-byte limit for JSON",
+            path=label,
+            hint=hint,
+        )
+    try:
+        return json.loads(raw, **kwargs)
+    except RecursionError:
+        raise CheckpointError(
+            f"{what} nests JSON too deeply to be a real checkpoint file", path=label, hint=hint
+        ) from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{what} is not valid JSON ({e})", path=label, hint=hint) from None

@@ -14,12 +14,13 @@ This module must not import torch itself.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from ..checkpoint import Checkpoint, TensorRef
 from ..errors import CheckpointError
+from . import base
+from .base import load_json
 
 NAME = "huggingface"
 EXTENSIONS: tuple[str, ...] = ()
@@ -41,14 +42,17 @@ def sniff(head: bytes, path: str) -> bool:
 
 def _read_json(path: str, label: str) -> Any:
     try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+        with open(path, "rb") as f:
+            raw = f.read(base.MAX_JSON_BYTES + 1)
+    except OSError as e:
         raise CheckpointError(
-            f"{os.path.basename(path)} is not valid JSON ({e})",
+            f"{os.path.basename(path)} cannot be read ({e.strerror or e})",
             path=label,
-            hint="fix or re-download the file",
+            hint="check the file's permissions",
         ) from None
+    return load_json(
+        raw, what=os.path.basename(path), label=label, hint="fix or re-download the file"
+    )
 
 
 def _config(directory: str, label: str) -> dict[str, Any] | None:
@@ -89,7 +93,7 @@ def _shard_path(directory: str, shard: object, index_name: str, label: str) -> s
 
 def _open_index(
     directory: str, index_name: str, label: str, unsafe_pickle: bool
-) -> tuple[dict[str, TensorRef], dict[str, str], list[str], list[Checkpoint]]:
+) -> tuple[dict[str, TensorRef], dict[str, str], list[str], dict[str, str], list[Checkpoint]]:
     # The package's opener (LFS pointers, content detection); imported here because the
     # package imports this module.
     from . import open_file
@@ -113,6 +117,7 @@ def _open_index(
     shards: list[Checkpoint] = []
     refs: dict[str, TensorRef] = {}
     skipped: list[str] = []
+    unchecked: dict[str, str] = {}
     metadata: dict[str, str] = {}
     raw_meta = index.get("metadata")
     if isinstance(raw_meta, dict):
@@ -125,6 +130,9 @@ def _open_index(
             )
             shards.append(shard)
             for tensor in by_shard[shard_path]:
+                if tensor in shard.unchecked:
+                    unchecked[tensor] = shard.unchecked[tensor]
+                    continue
                 if tensor not in shard.tensors:
                     raise CheckpointError(
                         f"{index_name} puts tensor {tensor!r} in shard {rel}, which does not "
@@ -140,7 +148,7 @@ def _open_index(
         for s in shards:
             s.close()
         raise
-    return refs, metadata, skipped, shards
+    return refs, metadata, skipped, unchecked, shards
 
 
 def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = False) -> Checkpoint:
@@ -154,7 +162,9 @@ def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = Fals
             continue
         config = _config(path, label)
         if is_index:
-            refs, metadata, skipped, shards = _open_index(path, name, label, unsafe_pickle)
+            refs, metadata, skipped, unchecked, shards = _open_index(
+                path, name, label, unsafe_pickle
+            )
             return Checkpoint(
                 label,
                 NAME,
@@ -163,17 +173,10 @@ def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = Fals
                 config=config,
                 skipped=skipped,
                 closers=[s.close for s in shards],
+                unchecked=unchecked,
             )
         inner = open_file(file, label=os.path.join(label, name), unsafe_pickle=unsafe_pickle)
-        return Checkpoint(
-            label,
-            NAME,
-            inner.tensors,
-            metadata=inner.metadata,
-            config=config,
-            skipped=inner.skipped,
-            closers=[inner.close],
-        )
+        return inner.relabeled(label, format=NAME, config=config, closers=[inner.close])
     looked_for = ", ".join(n for n, _ in CANDIDATES)
     raise CheckpointError(
         f"is a directory with no model weights model-diff reads (looked for {looked_for})",

@@ -4,9 +4,14 @@ A ``.npy`` file holds one array, named ``arr_0`` (the name ``np.savez`` gives a 
 positional array, so ``x.npy`` and ``np.savez(f, x)`` pair up, and two ``.npy`` files always
 pair with each other whatever they are called). An ``.npz`` archive holds one array per
 ``<name>.npy`` member. Uncompressed (stored) members are mapped zero-copy at their offset in
-the archive; compressed members are decompressed per tensor on demand (a fresh buffer is
-unavoidable there). Object arrays are refused (they are pickles): ``allow_pickle`` is never
-set. Fortran-ordered or big-endian arrays are converted per tensor (a copy).
+the archive. Compressed members are inflated in bounded chunks when first read: up to
+``SPOOL_BYTES`` into memory, larger ones into an unlinked temporary file that is then mapped
+like a stored member, so memory stays bounded whatever the compression ratio (a 2 MB archive
+may inflate to gigabytes). Every member's header (dtype, shape) must account for exactly the
+bytes the archive says it holds. Object arrays are refused (they are pickles):
+``allow_pickle`` is never set. A member of a dtype model-diff does not read (complex) is
+listed in ``Checkpoint.unchecked``. Fortran-ordered or big-endian arrays are converted per
+tensor (a copy, never a write into the mapping).
 This module must not import torch.
 """
 
@@ -15,6 +20,9 @@ from __future__ import annotations
 import io
 import mmap
 import os
+import shutil
+import tempfile
+import threading
 import zipfile
 from collections.abc import Callable
 from typing import BinaryIO
@@ -24,13 +32,20 @@ import numpy as np
 from ..checkpoint import Checkpoint, TensorRef
 from ..dtypes import DType, from_numpy
 from ..errors import CheckpointError
-from .base import ZIP_MAGIC, close_mmap, first_zip_member, page_release
+from .base import ZIP_MAGIC, close_mmap, first_zip_member, page_release, zip_data_offset
 
 NAME = "numpy"
 EXTENSIONS: tuple[str, ...] = (".npy", ".npz")
 NPY_MAGIC = b"\x93NUMPY"
 SINGLE_ARRAY_NAME = "arr_0"
 _MAX_HEADER = 1 << 16
+#: A compressed member up to this size is inflated into memory; a larger one into a
+#: temporary file (then mapped).
+SPOOL_BYTES = 16 << 20
+#: Inflated bytes handled per step.
+INFLATE_CHUNK = 1 << 20
+#: Free space left on the temporary file system after spooling a member.
+SPOOL_RESERVE = 64 << 20
 
 
 def sniff(head: bytes, path: str) -> bool:
@@ -68,14 +83,14 @@ class _Header:
                 path=label,
                 hint="save numeric arrays only",
             )
+        #: Why model-diff does not read this dtype (complex ...), else None.
+        self.unsupported: str | None = None
         try:
             self.dtype: DType = from_numpy(dtype)
         except KeyError:
-            raise CheckpointError(
-                f"{what} has dtype {dtype}, which model-diff does not read",
-                path=label,
-                hint="convert it to a float, int or bool dtype",
-            ) from None
+            self.unsupported = f"dtype {dtype} is not read by model-diff"
+            self.dtype = from_numpy(np.dtype(np.uint8))
+        self.what = what
         self.np_dtype = dtype
         self.shape = tuple(int(s) for s in shape)
         self.fortran = bool(fortran)
@@ -85,6 +100,25 @@ class _Header:
             n *= s
         self.count = n
         self.nbytes = n * dtype.itemsize
+
+    def refuse_unsupported(self, label: str) -> None:
+        if self.unsupported is not None:
+            raise CheckpointError(
+                f"{self.what} has dtype {self.np_dtype}, which model-diff does not read",
+                path=label,
+                hint="convert it to a float, int or bool dtype",
+            )
+
+    def check_size(self, member_size: int, label: str) -> None:
+        """The header's dtype and shape must account for exactly ``member_size`` bytes."""
+        if self.header_len + self.nbytes != member_size:
+            shape = "x".join(str(s) for s in self.shape) or "scalar"
+            raise CheckpointError(
+                f"{self.what} claims {self.np_dtype} [{shape}] = {self.nbytes:,} bytes, but the "
+                f"member holds {max(0, member_size - self.header_len):,} after its header",
+                path=label,
+                hint="the archive is corrupt or crafted; re-save it with numpy.savez",
+            )
 
     @property
     def in_place(self) -> bool:
@@ -124,6 +158,7 @@ def _open_npy(path: str, label: str) -> Checkpoint:
     size = os.path.getsize(path)
     with open(path, "rb") as f:
         h = _Header(f, label, "the file")
+        h.refuse_unsupported(label)
         if h.header_len + h.nbytes > size:
             raise CheckpointError(
                 f"array needs {h.nbytes} bytes after its header but the file holds "
@@ -145,21 +180,6 @@ def _open_npy(path: str, label: str) -> Checkpoint:
     return Checkpoint(label, NAME, {SINGLE_ARRAY_NAME: ref}, closers=[lambda: close_mmap(mm)])
 
 
-def _local_data_offset(mm: mmap.mmap, info: zipfile.ZipInfo, label: str) -> int:
-    """Where a member's bytes start: after its local file header (whose extra field may differ
-    from the central directory's)."""
-    o = info.header_offset
-    if mm[o : o + 4] != ZIP_MAGIC:
-        raise CheckpointError(
-            f"member {info.filename!r} has a corrupt local header",
-            path=label,
-            hint="re-save it with numpy.savez",
-        )
-    name_len = int.from_bytes(mm[o + 26 : o + 28], "little")
-    extra_len = int.from_bytes(mm[o + 28 : o + 30], "little")
-    return o + 30 + name_len + extra_len
-
-
 def _open_npz(path: str, label: str) -> Checkpoint:
     try:
         zf = zipfile.ZipFile(path)
@@ -172,18 +192,26 @@ def _open_npz(path: str, label: str) -> Checkpoint:
     with zf, open(path, "rb") as f:
         mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         try:
-            refs, skipped = _npz_members(zf, mm, path, label)
+            refs, skipped, unchecked, spools = _npz_members(zf, mm, path, label)
         except BaseException:
             close_mmap(mm)
             raise
-    return Checkpoint(label, NAME, refs, skipped=skipped, closers=[lambda: close_mmap(mm)])
+
+    def close() -> None:
+        for spool in spools:
+            spool.close()
+        close_mmap(mm)
+
+    return Checkpoint(label, NAME, refs, skipped=skipped, closers=[close], unchecked=unchecked)
 
 
 def _npz_members(
     zf: zipfile.ZipFile, mm: mmap.mmap, path: str, label: str
-) -> tuple[dict[str, TensorRef], list[str]]:
+) -> tuple[dict[str, TensorRef], list[str], dict[str, str], list[_Spool]]:
     refs: dict[str, TensorRef] = {}
     skipped: list[str] = []
+    unchecked: dict[str, str] = {}
+    spools: list[_Spool] = []
     for info in zf.infolist():
         if info.is_dir():
             continue
@@ -197,7 +225,13 @@ def _npz_members(
                 f"{what} is encrypted", path=label, hint="save it without encryption"
             )
         if info.compress_type == zipfile.ZIP_STORED:
-            start = _local_data_offset(mm, info, label)
+            start = zip_data_offset(mm, info.header_offset)
+            if start is None:
+                raise CheckpointError(
+                    f"{what} has a corrupt local header",
+                    path=label,
+                    hint="re-save it with numpy.savez",
+                )
             if start + info.file_size > len(mm):
                 raise CheckpointError(
                     f"{what} runs past the end of the file (truncated?)",
@@ -207,12 +241,10 @@ def _npz_members(
             h = _Header(
                 io.BytesIO(mm[start : start + min(info.file_size, _MAX_HEADER + 16)]), label, what
             )
-            if h.header_len + h.nbytes > info.file_size:
-                raise CheckpointError(
-                    f"{what} is shorter than its array (truncated?)",
-                    path=label,
-                    hint="re-save or re-fetch it",
-                )
+            h.check_size(info.file_size, label)
+            if h.unsupported is not None:
+                unchecked[name] = h.unsupported
+                continue
             d0 = start + h.header_len
             refs[name] = TensorRef(
                 name,
@@ -227,34 +259,104 @@ def _npz_members(
             try:
                 with zf.open(info) as member:
                     h = _Header(member, label, what)  # type: ignore[arg-type]
-            except (zipfile.BadZipFile, OSError, EOFError) as e:
+            except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
                 raise CheckpointError(
                     f"{what} cannot be decompressed: {e}", path=label, hint="re-save or re-fetch it"
                 ) from None
+            h.check_size(info.file_size, label)
+            if h.unsupported is not None:
+                unchecked[name] = h.unsupported
+                continue
+            spool = _Spool(path, info.filename, h, label)
+            spools.append(spool)
             refs[name] = TensorRef(
                 name,
                 h.dtype,
                 h.shape,
-                _compressed_loader(path, info.filename, h, label),
+                spool.load,
+                release=spool.release,
+                release_range=spool.release_range if h.in_place else None,
                 source=f"{label}:{info.filename}",
             )
-    return refs, skipped
+    return refs, skipped, unchecked, spools
 
 
-def _compressed_loader(path: str, member: str, h: _Header, label: str) -> Callable[[], np.ndarray]:
-    def load() -> np.ndarray:
+class _Spool:
+    """A compressed member, inflated in ``INFLATE_CHUNK`` steps on first read: into memory
+    when small, else into an unlinked temporary file mapped read-only (kept until close)."""
+
+    def __init__(self, path: str, member: str, h: _Header, label: str) -> None:
+        self.path = path
+        self.member = member
+        self.h = h
+        self.label = label
+        self._mm: mmap.mmap | None = None
+        self._lock = threading.Lock()
+
+    def _fail(self, why: str) -> CheckpointError:
+        return CheckpointError(
+            f"member {self.member!r} {why}", path=self.label, hint="re-save or re-fetch it"
+        )
+
+    def _inflate(self, sink: Callable[[bytes], object]) -> None:
         try:
-            with zipfile.ZipFile(path) as zf, zf.open(member) as f:
-                arr = np.lib.format.read_array(f, allow_pickle=False)
+            with zipfile.ZipFile(self.path) as zf, zf.open(self.member) as f:
+                f.read(self.h.header_len)
+                left = self.h.nbytes
+                while left:
+                    chunk = f.read(min(INFLATE_CHUNK, left))
+                    if not chunk:
+                        raise self._fail("ends before its array does (truncated?)")
+                    sink(chunk)
+                    left -= len(chunk)
+                if f.read(1):  # also makes zipfile check the member's CRC
+                    raise self._fail("holds more bytes than its header says")
         except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-            raise CheckpointError(
-                f"member {member!r} cannot be read: {e}", path=label, hint="re-save or re-fetch it"
-            ) from None
-        # read_array already honours the element order: only C-order and byte order remain.
-        flat = np.ascontiguousarray(arr).reshape(-1)
-        return flat if flat.dtype == h.dtype.numpy else flat.astype(h.dtype.numpy)
+            raise self._fail(f"cannot be read: {e}") from None
 
-    return load
+    def _spooled(self) -> mmap.mmap:
+        if self._mm is None:
+            tmpdir = tempfile.gettempdir()
+            free = shutil.disk_usage(tmpdir).free
+            if self.h.nbytes + SPOOL_RESERVE > free:
+                raise CheckpointError(
+                    f"member {self.member!r} inflates to {self.h.nbytes:,} bytes; the "
+                    f"temporary directory {tmpdir} has {free:,} free",
+                    path=self.label,
+                    hint="set TMPDIR to a disk with room, or save the archive uncompressed",
+                )
+            with tempfile.TemporaryFile(prefix="model-diff-npz-") as tmp:
+                self._inflate(tmp.write)
+                tmp.flush()
+                self._mm = mmap.mmap(tmp.fileno(), self.h.nbytes, access=mmap.ACCESS_READ)
+        return self._mm
+
+    def load(self) -> np.ndarray:
+        h = self.h
+        if h.count == 0:
+            return np.empty(0, h.dtype.numpy)
+        with self._lock:
+            if h.nbytes <= SPOOL_BYTES:
+                parts: list[bytes] = []
+                self._inflate(parts.append)
+                buf: bytes | mmap.mmap = b"".join(parts)
+            else:
+                buf = self._spooled()
+        return h.to_flat(np.frombuffer(buf, h.np_dtype, count=h.count))
+
+    def release(self) -> None:
+        if self._mm is not None:
+            page_release(self._mm, 0, self.h.nbytes)
+
+    def release_range(self, lo: int, hi: int) -> None:
+        if self._mm is not None:
+            page_release(self._mm, lo, hi)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._mm is not None:
+                close_mmap(self._mm)
+                self._mm = None
 
 
 def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = False) -> Checkpoint:

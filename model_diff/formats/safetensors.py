@@ -11,7 +11,6 @@ not truncated, ``__metadata__`` a str -> str map. Tensor data is never read here
 
 from __future__ import annotations
 
-import json
 import mmap
 import os
 from typing import Any
@@ -21,7 +20,7 @@ import numpy as np
 from ..checkpoint import Checkpoint, TensorRef
 from ..dtypes import BY_ST_CODE, DType
 from ..errors import CheckpointError
-from .base import close_mmap, page_release
+from .base import close_mmap, load_json, page_release
 
 NAME = "safetensors"
 EXTENSIONS: tuple[str, ...] = (".safetensors",)
@@ -101,10 +100,14 @@ def read_header(path: str, *, label: str | None = None) -> tuple[int, dict[str, 
         text = raw.decode("utf-8")
     except UnicodeDecodeError as e:
         raise _fail(label, f"safetensors header is not valid UTF-8 (byte {e.start})") from None
-    try:
-        header = json.loads(text, object_pairs_hook=_reject_duplicates)
-    except ValueError as e:
-        raise _fail(label, f"safetensors header is not valid JSON: {e}") from None
+    header = load_json(
+        text,
+        what="safetensors header",
+        label=label,
+        hint=_HINT,
+        max_bytes=MAX_HEADER_SIZE,
+        object_pairs_hook=_reject_duplicates,
+    )
     if not isinstance(header, dict):
         raise _fail(label, "safetensors header is not a JSON object")
     return n, header, size

@@ -1,123 +1,342 @@
-"""The PyTorch reader: ``.pt .pth .bin .ckpt`` pickles, loaded safely, tensors handed to numpy.
+"""The PyTorch reader: ``.pt .pth .bin .ckpt`` files read safely, lazily and without torch.
 
-``torch`` is imported inside ``open_path`` only, never at module import (it costs seconds and
-is an optional extra); without it the user is told to install ``model-diff[torch]``. Files are
-loaded with ``torch.load(weights_only=True)`` (memory-mapped for zip-format files); a pickle
-that needs arbitrary code is refused with ``UnsafeCheckpointError`` unless the caller passed
-``unsafe_pickle=True`` (the CLI's ``--unsafe-pickle``; git drivers never do).
+Two containers, both written by ``torch.save``:
 
-What counts as the model's tensors (documented in the README):
-- a training checkpoint's weights are unwrapped from the first of ``state_dict`` (also
-  Lightning's), ``model_state_dict``, ``model``, ``module`` that holds tensors; the other
-  top-level entries (optimizer state, epoch, ...) are listed in ``Checkpoint.skipped`` and
-  its scalar ones (``epoch``, ``global_step``, ``pytorch-lightning_version``) are kept as
-  ``Checkpoint.metadata`` strings;
-- nested dicts inside the weights are flattened with dots (``{"encoder": {"w": t}}`` ->
-  ``encoder.w``), which is how ``nn.Module.state_dict`` names them anyway;
-- lists, tuples and other non-tensor values, and tensors model-diff cannot read (sparse,
-  quantized, complex, on the meta device), are skipped and listed, never guessed at.
-A ``module.``/``_orig_mod.`` wrapper prefix is left as saved: ``diff.align_names`` strips it
-when only one side has it.
+- **zip** (torch >= 1.6, and TorchScript archives): ``<archive>/data.pkl`` is the object
+  tree, each storage is one stored member ``<archive>/data/<key>``, and
+  ``<archive>/byteorder`` says how its numbers are laid out (absent: little-endian);
+- **legacy**: pickles back to back (magic number, protocol, system info, the object tree,
+  the storage keys) followed by each storage as an 8-byte little-endian element count and
+  its little-endian bytes.
+
+The object tree is read by ``torch_pickle`` (a restricted unpickler: torch's tensor rebuild
+functions become records over storages, every other class an inert placeholder that runs
+nothing). ``structure.classify`` then tells the weights from optimizer state, schedulers,
+EMA copies and loose tensors. Tensor data stays in one read-only ``mmap`` of the file: a
+contiguous native-order tensor is a zero-copy view; a strided view reads only the part of
+its storage it spans (one copy of the tensor); a non-native byte order is swapped into a
+copy, never in the mapping, so releasing pages (whole pages inside the tensor's span) can
+never lose data.
+
+``unsafe_pickle=True`` (``--unsafe-pickle``) loads the file with ``torch.load`` instead
+(torch needed; runs the file's code): for pickles whose tensors only that code can build.
+torch is imported only then, never by the safe path or a git driver.
+This module must not import torch at import time.
 """
 
 from __future__ import annotations
 
-import ctypes
-import functools
 import mmap
-import os
 import pickle
+import sys
 import warnings
+import zipfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from ..checkpoint import Checkpoint, TensorRef
-from ..dtypes import DType, from_torch_name
-from ..errors import CheckpointError, MissingDependencyError, UnsafeCheckpointError
-from .base import ZIP_MAGIC, first_zip_member
+from ..dtypes import BY_NAME, DType, from_torch_name
+from ..errors import CheckpointError, MissingDependencyError
+from . import structure
+from .base import ZIP_MAGIC, close_mmap, first_zip_member, page_release, zip_data_offset
+from .torch_pickle import (
+    ArrayTensor,
+    PickledObject,
+    PickledTensor,
+    Storage,
+    StorageKind,
+    UnreadableTensor,
+    load_pickle,
+)
 
 NAME = "pytorch"
 EXTENSIONS: tuple[str, ...] = (".pt", ".pth", ".bin", ".ckpt")
-#: Keys under which training code stores the model's weights, in order of preference.
-WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "module")
+
+#: ``torch.save``'s legacy format opens with these two pickled integers.
+MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+PROTOCOL_VERSION = 1001
+#: A strided view is materialised only up to this many bytes beyond its storage's size
+#: (a broadcast view of a huge shape over a tiny storage would allocate without bound).
+MAX_VIEW_GROWTH = 1 << 30
+
+_CORRUPT_HINT = "the file is corrupt or truncated; re-save or re-fetch it"
 
 
 def sniff(head: bytes, path: str) -> bool:
-    """A torch zip archive (first member ``<name>/data.pkl``) or a legacy pickle (``\\x80``
-    followed by a protocol number)."""
+    """A torch zip archive (``<name>/data.pkl`` or a storage ``<name>/data/<key>`` first) or
+    a legacy pickle (``\\x80`` followed by a protocol number)."""
     member = first_zip_member(head)
     if member is not None:
-        return member.endswith("data.pkl")
+        parts = member.split("/")
+        return member.endswith("data.pkl") or (len(parts) == 3 and parts[1] == "data")
     return len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5
 
 
-def _import_torch(label: str) -> Any:
-    try:
-        import torch  # optional and slow to import: only when a pickle is read
-    except ImportError:
-        raise MissingDependencyError(
-            "is a PyTorch checkpoint, and reading it needs torch, which is not installed",
+# -- the object tree as the structure classifier sees it ----------------------------------
+
+
+class _PickledTree:
+    """``structure.Tree`` over what ``torch_pickle`` produced."""
+
+    def is_leaf(self, node: Any) -> bool:
+        return isinstance(node, (PickledTensor, UnreadableTensor, ArrayTensor))
+
+    def ndim(self, leaf: Any) -> int:
+        return int(leaf.ndim)
+
+    def shape(self, leaf: Any) -> tuple[int, ...] | None:
+        return leaf.shape
+
+    def nbytes(self, leaf: Any) -> int:
+        if isinstance(leaf, PickledTensor):
+            return _numel(leaf.shape) * leaf.itemsize
+        if isinstance(leaf, ArrayTensor):
+            return int(leaf.array.nbytes)
+        return 0
+
+    def is_module(self, node: Any) -> bool:
+        return isinstance(node, PickledObject) and node.is_module()
+
+    def children(self, node: Any) -> list[tuple[str, Any]] | None:
+        if isinstance(node, Mapping):
+            return [(str(k), v) for k, v in node.items()]
+        if isinstance(node, (list, tuple)):
+            return [(str(i), v) for i, v in enumerate(node)]
+        if isinstance(node, PickledObject):
+            return node.children()
+        return None
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+# -- containers ------------------------------------------------------------------------------
+
+
+class _Read:
+    """What a container reader found: the object tree (its storages located in the file),
+    the byte order, and the classes recorded instead of run."""
+
+    def __init__(self, root: Any, byteorder: str, not_run: set[str]) -> None:
+        self.root = root
+        self.byteorder = byteorder
+        self.not_run = not_run
+
+
+def _storage_from_pid(pid: Any, label: str) -> tuple[StorageKind, str, str, int]:
+    if not isinstance(pid, tuple) or len(pid) < 5:
+        raise CheckpointError(
+            f"holds a persistent reference {pid!r} that is not a torch storage",
             path=label,
-            hint="pip install 'model-diff[torch]', or convert the file to safetensors",
-        ) from None
-    return torch
+            hint=_CORRUPT_HINT,
+        )
+    typename = pid[0].decode("ascii") if isinstance(pid[0], bytes) else pid[0]
+    kind, key, location, numel = pid[1], pid[2], pid[3], pid[4]
+    if isinstance(key, bytes):
+        key = key.decode("ascii", "replace")
+    if isinstance(location, bytes):
+        location = location.decode("ascii", "replace")
+    if (
+        typename != "storage"
+        or not isinstance(kind, StorageKind)
+        or not isinstance(key, str)
+        or not isinstance(numel, int)
+        or numel < 0
+    ):
+        what = getattr(kind, "class_name", None) or type(kind).__name__
+        raise CheckpointError(
+            f"holds a storage reference model-diff does not know ({typename!r}, {what})",
+            path=label,
+            hint="re-save it with torch.save from a recent torch",
+        )
+    return kind, key, str(location), numel
 
 
-def _refusal_detail(message: str) -> tuple[bool, str]:
-    """(needs arbitrary code?, the one line of torch's weights_only message that says why)."""
-    lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
-    for ln in lines:
-        if "GLOBAL" in ln:
-            return True, ln
-    for ln in lines:
-        if ln.startswith("WeightsUnpickler error:"):
-            rest = ln[len("WeightsUnpickler error:") :].strip()
-            if rest:
-                return False, rest
-    detail = next((ln for ln in lines if "operand" in ln or "Unsupported" in ln), None)
-    return False, detail or (lines[-1] if lines else "unknown reason")
-
-
-def _load(torch: Any, path: str, label: str, unsafe_pickle: bool) -> Any:
-    with open(path, "rb") as f:
-        is_zip = f.read(4) == ZIP_MAGIC
+def _read_zip(path: str, mm: mmap.mmap, label: str) -> _Read:
     try:
-        # torch's advisory warnings (pickle protocol, future defaults) are not the user's
-        # business once the outcome is decided here; -W error must not turn them into failures.
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=not unsafe_pickle, mmap=is_zip)
-    except pickle.UnpicklingError as e:
-        msg = str(e)
-        if not unsafe_pickle and msg.startswith("Weights only load failed"):
-            needs_code, why = _refusal_detail(msg)
-            if needs_code:
-                raise UnsafeCheckpointError(
-                    f"is a pickle that needs arbitrary code to load, refused ({why})",
-                    path=label,
-                    hint="if you trust this file, pass --unsafe-pickle "
-                    "(unsafe_pickle=True); better, re-save it as a state dict "
-                    "or safetensors",
-                ) from None
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(
+            f"is not a readable PyTorch checkpoint (a broken zip archive: {e})",
+            path=label,
+            hint=_CORRUPT_HINT,
+        ) from None
+    with zf:
+        names = zf.namelist()
+        pkl = next((n for n in names if n.endswith("data.pkl") and n.count("/") <= 1), None)
+        if pkl is None:
             raise CheckpointError(
-                f"cannot be loaded safely as a PyTorch checkpoint ({why})",
+                "is a zip archive without data.pkl: not a torch.save checkpoint",
                 path=label,
-                hint="it is corrupt or not a torch.save file; if it is a pickle you trust, "
-                "pass --unsafe-pickle",
+                hint="pass a file written by torch.save, or give it its real extension",
+            )
+        prefix = pkl[: -len("data.pkl")]
+        byteorder = "little"
+        if f"{prefix}byteorder" in names:
+            raw = zf.read(f"{prefix}byteorder").strip()
+            if raw not in (b"little", b"big"):
+                raise CheckpointError(
+                    f"says its byte order is {raw[:20]!r}, neither little nor big",
+                    path=label,
+                    hint=_CORRUPT_HINT,
+                )
+            byteorder = raw.decode()
+        storages: dict[str, Storage] = {}
+
+        def persistent_load(pid: Any) -> Storage:
+            kind, key, location, numel = _storage_from_pid(pid, label)
+            if key not in storages:
+                storages[key] = Storage(key, kind, numel, location)
+            return storages[key]
+
+        try:
+            with zf.open(pkl) as f:
+                root, not_run = load_pickle(f, persistent_load)
+        except CheckpointError:
+            raise
+        except Exception as e:
+            raise CheckpointError(
+                f"has a data.pkl that is not a readable pickle ({_first_line(e)})",
+                path=label,
+                hint=_CORRUPT_HINT,
             ) from None
+        by_name = {i.filename: i for i in zf.infolist()}
+        for key, st in storages.items():
+            info = by_name.get(f"{prefix}data/{key}")
+            if info is None:
+                st.offset = None
+                continue
+            if info.compress_type != zipfile.ZIP_STORED:
+                raise CheckpointError(
+                    f"stores tensor data data/{key} compressed; torch.save never does, and "
+                    "model-diff maps storages in place",
+                    path=label,
+                    hint="re-save it with torch.save (or unzip and re-zip with -0)",
+                )
+            start = zip_data_offset(mm, info.header_offset)
+            if start is None:
+                raise CheckpointError(
+                    f"has a corrupt zip header for data/{key}", path=label, hint=_CORRUPT_HINT
+                )
+            if start + info.file_size > len(mm):
+                raise CheckpointError(
+                    f"ends inside tensor data data/{key} (truncated?)",
+                    path=label,
+                    hint=_CORRUPT_HINT,
+                )
+            if st.nbytes > info.file_size:
+                raise CheckpointError(
+                    f"storage data/{key} holds {info.file_size} bytes but its tensors need "
+                    f"{st.nbytes}",
+                    path=label,
+                    hint=_CORRUPT_HINT,
+                )
+            st.offset = start
+    return _Read(root, byteorder, not_run)
+
+
+def _read_legacy(path: str, mm: mmap.mmap, label: str) -> _Read:
+    if mm[257:262] == b"ustar":
+        raise CheckpointError(
+            "is a torch.save file in the tar format of torch < 0.4, which model-diff does not read",
+            path=label,
+            hint="load and re-save it with a recent torch (or save it as safetensors)",
+        )
+    storages: dict[str, Storage] = {}
+    views: list[Storage] = []
+
+    def no_persistent(pid: Any) -> Any:
+        raise pickle.UnpicklingError("unexpected persistent id in a header pickle")
+
+    def persistent_load(pid: Any) -> Any:
+        if isinstance(pid, tuple) and pid and pid[0] in ("module", b"module"):
+            return pid[1] if len(pid) > 1 else None
+        kind, key, location, numel = _storage_from_pid(pid, label)
+        if key not in storages:
+            storages[key] = Storage(key, kind, numel, location)
+        root = storages[key]
+        view = pid[5] if len(pid) > 5 else None
+        if view is not None:
+            if not (isinstance(view, tuple) and len(view) == 3):
+                raise CheckpointError(
+                    "has a malformed storage view", path=label, hint=_CORRUPT_HINT
+                )
+            _, offset, size = view
+            if not (
+                isinstance(offset, int) and isinstance(size, int) and offset >= 0 and size >= 0
+            ):
+                raise CheckpointError(
+                    "has a malformed storage view", path=label, hint=_CORRUPT_HINT
+                )
+            st = Storage(
+                str(view[0]), kind, size, location, base=root, byte_offset=offset * kind.itemsize
+            )
+            views.append(st)
+            return st
+        return root
+
+    try:
+        with open(path, "rb") as f:
+            magic, _ = load_pickle(f, no_persistent)
+            if magic != MAGIC_NUMBER:
+                raise CheckpointError(
+                    "is a pickle but not a torch.save checkpoint (no PyTorch magic number)",
+                    path=label,
+                    hint="model-diff reads torch.save files; save the weights with torch.save "
+                    "or safetensors",
+                )
+            protocol, _ = load_pickle(f, no_persistent)
+            if protocol != PROTOCOL_VERSION:
+                raise CheckpointError(
+                    f"is a torch.save file of protocol {protocol!r}, not {PROTOCOL_VERSION}",
+                    path=label,
+                    hint="load and re-save it with a recent torch",
+                )
+            load_pickle(f, no_persistent)  # system info: data is little-endian whatever it says
+            root, not_run = load_pickle(f, persistent_load)
+            keys, _ = load_pickle(f, no_persistent)
+            pos = f.tell()
+    except CheckpointError:
+        raise
+    except Exception as e:
         raise CheckpointError(
             f"is not a readable PyTorch checkpoint ({_first_line(e)})",
             path=label,
-            hint="the file is corrupt or truncated; re-save or re-fetch it",
+            hint=_CORRUPT_HINT,
         ) from None
-    except Exception as e:  # torch raises RuntimeError/EOFError/ValueError/... for bad bytes
-        raise CheckpointError(
-            f"is not a readable PyTorch checkpoint ({_first_line(e)})",
-            path=label,
-            hint="the file is corrupt or truncated; re-save or re-fetch it",
-        ) from None
+    if not isinstance(keys, list):
+        raise CheckpointError("has no storage key list", path=label, hint=_CORRUPT_HINT)
+    for key in keys:
+        st = storages.get(str(key))
+        if st is None:
+            raise CheckpointError(
+                f"lists storage {key!r} that no tensor uses", path=label, hint=_CORRUPT_HINT
+            )
+        if pos + 8 > len(mm):
+            raise CheckpointError(
+                f"ends before storage {key} (truncated?)", path=label, hint=_CORRUPT_HINT
+            )
+        numel = int.from_bytes(mm[pos : pos + 8], "little")
+        st.offset = pos + 8
+        pos = st.offset + numel * st.kind.itemsize
+        if numel < st.numel or pos > len(mm):
+            raise CheckpointError(
+                f"ends inside storage {key} (truncated?)", path=label, hint=_CORRUPT_HINT
+            )
+    for v in views:
+        if v.base is not None and v.base.offset is not None:
+            if v.byte_offset + v.nbytes > v.base.nbytes:
+                raise CheckpointError(
+                    f"has a storage view {v.key} past its storage", path=label, hint=_CORRUPT_HINT
+                )
+            v.offset = v.base.offset + v.byte_offset
+    return _Read(root, "little", not_run)
 
 
 def _first_line(e: BaseException) -> str:
@@ -125,196 +344,332 @@ def _first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0]}" if text else type(e).__name__
 
 
-def _holds_tensors(torch: Any, obj: Any) -> bool:
-    if isinstance(obj, torch.Tensor):
-        return True
-    if isinstance(obj, Mapping):
-        return any(_holds_tensors(torch, v) for v in obj.values())
-    return False
+# -- tensor data -------------------------------------------------------------------------------
 
 
-def _as_mapping(torch: Any, obj: Any) -> Any:
-    # Only reachable with unsafe_pickle: a whole pickled nn.Module.
-    if isinstance(obj, torch.nn.Module):
-        return obj.state_dict()
-    return obj
+def _carrier(itemsize: int) -> np.dtype:
+    return np.dtype(f"u{itemsize}")
 
 
-def _unwrap(
-    torch: Any, obj: Any, label: str
-) -> tuple[Mapping[Any, Any], str, list[str], dict[str, str]]:
-    """(the weights mapping, its dotted prefix, skipped top-level entries, metadata)."""
-    obj = _as_mapping(torch, obj)
-    if not isinstance(obj, Mapping):
+def _is_contiguous(shape: tuple[int, ...], stride: tuple[int, ...]) -> bool:
+    expected = 1
+    for size, st in zip(reversed(shape), reversed(stride), strict=True):
+        if size != 1 and st != expected:
+            return False
+        expected *= size
+    return True
+
+
+class _TensorData:
+    """Where one tensor's elements lie in the mapping and how to hand them out."""
+
+    def __init__(self, t: PickledTensor, dtype: DType, mm: mmap.mmap, swap: bool) -> None:
+        self.mm = mm
+        self.dtype = dtype
+        self.shape = t.shape
+        self.stride = t.stride
+        self.numel = _numel(t.shape)
+        size = dtype.itemsize
+        assert t.storage.offset is not None  # checked by the caller
+        self.start = t.storage.offset + t.storage_offset * size
+        last = t.storage_offset + sum((n - 1) * s for n, s in zip(t.shape, t.stride, strict=True))
+        self.count = (last - t.storage_offset + 1) if self.numel else 0  # elements spanned
+        self.end = self.start + self.count * size
+        self.contiguous = _is_contiguous(t.shape, t.stride)
+        self.swap = swap and size > 1
+        self.aligned = self.start % size == 0
+
+    @property
+    def in_place(self) -> bool:
+        """True when ``load`` hands out a view of the mapping (elements in file order)."""
+        return self.contiguous and not self.swap and self.aligned
+
+    def load(self) -> np.ndarray:
+        size = self.dtype.itemsize
+        if self.numel == 0:
+            return np.empty(0, self.dtype.numpy)
+        raw = np.frombuffer(self.mm, _carrier(size), count=self.count, offset=self.start)
+        if self.in_place:
+            return raw.view(self.dtype.numpy)
+        if self.contiguous:
+            arr = raw.byteswap() if self.swap else raw.copy()
+        else:
+            view = np.lib.stride_tricks.as_strided(
+                raw, self.shape, [s * size for s in self.stride], writeable=False
+            )
+            arr = np.ascontiguousarray(view).reshape(-1)
+            if self.swap:
+                arr.byteswap(inplace=True)  # our own copy, never the mapping
+        arr.flags.writeable = False
+        return arr.view(self.dtype.numpy)
+
+    def release(self) -> None:
+        page_release(self.mm, self.start, self.end)
+
+    def release_range(self, lo: int, hi: int) -> None:
+        page_release(self.mm, self.start + lo, self.start + hi)
+
+
+def _leaf_ref(name: str, leaf: Any, mm: mmap.mmap, swap: bool, label: str) -> TensorRef | str:
+    """A TensorRef for one leaf of the tree, or why it cannot be read."""
+    if isinstance(leaf, UnreadableTensor):
+        return leaf.reason
+    if isinstance(leaf, ArrayTensor):
+        dtype = BY_NAME.get(leaf.dtype)
+        arr = leaf.array
+        if dtype is None or arr.dtype.itemsize != dtype.itemsize or arr.dtype.hasobject:
+            return f"dtype {leaf.dtype} is not read by model-diff"
+        flat = np.ascontiguousarray(arr).reshape(-1).view(dtype.numpy)
+        flat.flags.writeable = False
+
+        def in_memory(f: np.ndarray = flat) -> np.ndarray:
+            return f
+
+        return TensorRef(name, dtype, leaf.shape, in_memory, source=label)
+    assert isinstance(leaf, PickledTensor)
+    if leaf.unreadable is not None:
+        return leaf.unreadable
+    dtype = BY_NAME.get(leaf.dtype)
+    if dtype is None:
+        return f"dtype {leaf.dtype} is not read by model-diff"
+    if leaf.storage.offset is None:
+        return f"its storage data/{leaf.storage.key} is missing from the archive"
+    data = _TensorData(leaf, dtype, mm, swap)
+    span = data.count * dtype.itemsize
+    if data.numel and (leaf.storage_offset + data.count) * dtype.itemsize > leaf.storage.nbytes:
         raise CheckpointError(
-            f"holds a {type(obj).__name__}, not a dict of tensors",
+            f"tensor {name!r} reaches past the end of its storage data/{leaf.storage.key}",
             path=label,
-            hint="save model.state_dict(), not the object",
+            hint=_CORRUPT_HINT,
         )
-    skipped: list[str] = []
-    metadata: dict[str, str] = {}
-    prefix = ""
-    # A wrapped training checkpoint may itself be wrapped ({"model": {"state_dict": ...}}).
-    for _ in range(3):
-        if any(isinstance(v, torch.Tensor) for v in obj.values()):
-            break
-        key = next(
-            (
-                k
-                for k in WRAPPER_KEYS
-                if k in obj and _holds_tensors(torch, _as_mapping(torch, obj[k]))
-            ),
-            None,
+    if data.numel * dtype.itemsize > max(span, 0) + MAX_VIEW_GROWTH:
+        return (
+            f"a broadcast view of {data.numel:,} elements over {data.count:,} stored ones "
+            "(not materialised)"
         )
-        if key is None:
-            break
-        for k, v in obj.items():
-            if k == key:
-                continue
-            skipped.append(prefix + str(k))
-            if isinstance(v, (str, int, float, bool)):
-                metadata[prefix + str(k)] = str(v)
-        prefix = prefix + key + "."
-        obj = _as_mapping(torch, obj[key])
-    return obj, prefix, skipped, metadata
+    return TensorRef(
+        name,
+        dtype,
+        leaf.shape,
+        data.load,
+        release=data.release,
+        release_range=data.release_range if data.in_place else None,
+        source=label,
+    )
 
 
-def _flatten(
-    torch: Any,
-    obj: Mapping[Any, Any],
-    prefix: str,
-    *,
-    out: dict[str, Any],
-    skipped: list[str],
+def _refs(
+    names: Mapping[str, Any], mm: mmap.mmap, swap: bool, label: str
+) -> tuple[dict[str, TensorRef], dict[str, str]]:
+    refs: dict[str, TensorRef] = {}
+    unreadable: dict[str, str] = {}
+    for name, leaf in names.items():
+        got = _leaf_ref(name, leaf, mm, swap, label)
+        if isinstance(got, str):
+            unreadable[name] = got
+        else:
+            refs[name] = got
+    return refs, unreadable
+
+
+def _checkpoint(
+    layout: structure.Layout,
+    make: Callable[[Mapping[str, Any]], tuple[dict[str, TensorRef], dict[str, str]]],
     label: str,
-) -> None:
-    for k, v in obj.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, torch.Tensor):
-            if name in out:
-                raise CheckpointError(
-                    f"holds two tensors named {name!r} once nested dicts are flattened",
-                    path=label,
-                    hint="save a flat state dict",
-                )
-            out[name] = v
-        elif isinstance(v, Mapping) and _holds_tensors(torch, v):
-            _flatten(torch, v, name + ".", out=out, skipped=skipped, label=label)
+    closers: list[Callable[[], None]],
+    not_run: set[str],
+) -> Checkpoint:
+    pool, unchecked_paths = make(layout.pool)
+    refs: dict[str, TensorRef] = {}
+    unchecked: dict[str, str] = {}
+    for name, (full, _) in layout.weights.items():
+        path = structure.dotted(full)
+        if path in pool:
+            refs[name] = pool[path].with_name(name)
         else:
-            skipped.append(name)
-
-
-def _loader(torch: Any, t: Any, dtype: DType) -> Callable[[], np.ndarray]:
-    # numpy cannot hold bfloat16/float8 tensors directly: reinterpret the bits through an
-    # integer view of the same width, then give them ml_dtypes' type (no copy either way).
-    reinterpret = {
-        "bfloat16": torch.int16,
-        "float8_e4m3fn": torch.uint8,
-        "float8_e5m2": torch.uint8,
-    }.get(dtype.name)
-
-    def load() -> np.ndarray:
-        flat = t.detach().contiguous().reshape(-1)
-        if reinterpret is not None:
-            arr = flat.view(reinterpret).numpy().view(dtype.numpy)
-        else:
-            arr = flat.numpy()
-        arr.flags.writeable = False  # like the mapped formats: readers hand out read-only data
-        return np.asarray(arr)
-
-    return load
-
-
-_MADV_DONTNEED = getattr(mmap, "MADV_DONTNEED", None)
-
-
-@functools.cache
-def _libc() -> ctypes.CDLL:
-    return ctypes.CDLL(None, use_errno=True)
-
-
-def _file_mappings(path: str) -> list[tuple[int, int]]:
-    """Address ranges where this process maps ``path`` (Linux ``/proc/self/maps``; [] elsewhere)."""
-    real = os.path.realpath(path)
-    ranges: list[tuple[int, int]] = []
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                parts = line.rstrip("\n").split(maxsplit=5)
-                if len(parts) == 6 and parts[5] == real:
-                    lo, hi = parts[0].split("-")
-                    ranges.append((int(lo, 16), int(hi, 16)))
-    except OSError:
-        return []
-    return ranges
-
-
-def _page_releaser(t: Any, mappings: list[tuple[int, int]]) -> Callable[[], None] | None:
-    """A release() for a tensor whose storage lies inside torch's mapping of the file.
-
-    Only then: MADV_DONTNEED on a file-backed page nobody wrote just drops it (it is re-read
-    from the file when touched again), whereas on ordinary memory it would zero the data. The
-    closure holds the tensor, so the mapping cannot go away while release() is reachable.
-    """
-    if _MADV_DONTNEED is None or not mappings:
-        return None
-    storage = t.untyped_storage()
-    start, size = storage.data_ptr(), storage.nbytes()
-    if size == 0 or not any(lo <= start and start + size <= hi for lo, hi in mappings):
-        return None
-    libc = _libc()
-    aligned = start - start % mmap.PAGESIZE
-    length = start + size - aligned
-
-    def release(keep: Any = t) -> None:
-        libc.madvise(
-            ctypes.c_void_p(aligned), ctypes.c_size_t(length), ctypes.c_int(_MADV_DONTNEED)
+            unchecked[name] = unchecked_paths[path]
+    missing = {n: why for n, why in unchecked.items() if "missing from the archive" in why}
+    if missing:
+        shown = "; ".join(f"{n}: {why}" for n, why in list(missing.items())[:10])
+        raise CheckpointError(
+            f"lacks the data of {len(missing)} tensor(s) ({shown})",
+            path=label,
+            hint="the archive is incomplete (an interrupted copy or download); re-fetch it",
         )
+    if not refs and not unchecked:
+        raise _no_tensors(layout, label, not_run)
+    return Checkpoint(
+        label,
+        NAME,
+        refs,
+        metadata=layout.metadata,
+        skipped=layout.skipped,
+        closers=closers,
+        structure=layout.subtrees,
+        pool=pool,
+        unchecked=unchecked,
+        unchecked_paths=unchecked_paths,
+    )
 
-    return release
 
-
-def _readable_dtype(torch: Any, t: Any) -> DType | None:
-    if t.layout != torch.strided or t.is_quantized or t.device.type != "cpu":
-        return None
-    try:
-        return from_torch_name(str(t.dtype))
-    except KeyError:
-        return None
+def _no_tensors(layout: structure.Layout, label: str, not_run: set[str]) -> CheckpointError:
+    found = ", ".join(layout.skipped[:5]) + (", ..." if len(layout.skipped) > 5 else "")
+    aside = [s.describe() for s in layout.subtrees if not s.compared]
+    what = f"holds no tensors model-diff can read as weights (found: {found or 'nothing'})"
+    if aside:
+        what += "; set aside: " + "; ".join(aside)
+    hint = "save model.state_dict() or the weights"
+    if not_run:
+        classes = ", ".join(sorted(not_run)[:5]) + (", ..." if len(not_run) > 5 else "")
+        what += f"; classes recorded, not run: {classes}"
+        hint = (
+            "if its tensors are built by those classes' code and you trust the file, pass "
+            "--unsafe-pickle (needs torch and those packages); better, save a state dict"
+        )
+    if aside:
+        hint = "pass --select PATH (or --include-optimizer) to compare a part set aside"
+    return CheckpointError(what, path=label, hint=hint)
 
 
 def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = False) -> Checkpoint:
-    """Load a PyTorch checkpoint (safely unless ``unsafe_pickle``) and unwrap its weights."""
+    """Read a PyTorch checkpoint (zip, TorchScript or legacy) and find its weights."""
     label = label or path
-    torch = _import_torch(label)
-    obj = _load(torch, path, label, unsafe_pickle)
-    root, prefix, skipped, metadata = _unwrap(torch, obj, label)
-    del prefix  # names are the weights' own, not "state_dict.<name>"
-    tensors: dict[str, Any] = {}
-    _flatten(torch, root, "", out=tensors, skipped=skipped, label=label)
-    mappings = _file_mappings(path)
-    refs: dict[str, TensorRef] = {}
-    for name, t in tensors.items():
-        dtype = _readable_dtype(torch, t)
-        if dtype is None:
-            skipped.append(name)
-            continue
-        refs[name] = TensorRef(
-            name,
-            dtype,
-            tuple(t.shape),
-            _loader(torch, t, dtype),
-            release=_page_releaser(t, mappings),
-            source=label,
-        )
-    if not refs and skipped:
-        shown = ", ".join(skipped[:5]) + (", ..." if len(skipped) > 5 else "")
-        raise CheckpointError(
-            f"holds no tensors model-diff can read (found: {shown})",
+    if unsafe_pickle:
+        return _open_unsafe(path, label)
+    with open(path, "rb") as f:
+        try:
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        except ValueError:  # an empty file cannot be mapped
+            raise CheckpointError("is empty (0 bytes)", path=label, hint=_CORRUPT_HINT) from None
+    try:
+        read = _read_zip(path, mm, label) if mm[:4] == ZIP_MAGIC else _read_legacy(path, mm, label)
+        if isinstance(read.root, (PickledTensor, UnreadableTensor, ArrayTensor)):
+            raise CheckpointError(
+                "holds a single tensor, not a dict of tensors",
+                path=label,
+                hint="save a dict ({'name': tensor}) or model.state_dict()",
+            )
+        layout = structure.classify(read.root, _PickledTree(), label=label)
+        swap = read.byteorder != sys.byteorder
+
+        def make(leaves: Mapping[str, Any]) -> tuple[dict[str, TensorRef], dict[str, str]]:
+            return _refs(leaves, mm, swap, label)
+
+        return _checkpoint(layout, make, label, [lambda: close_mmap(mm)], read.not_run)
+    except BaseException:
+        close_mmap(mm)
+        raise
+
+
+# -- --unsafe-pickle: torch.load runs the file's code ------------------------------------------
+
+
+def _import_torch(label: str) -> Any:
+    try:
+        import torch  # optional and slow to import: only for --unsafe-pickle
+    except ImportError:
+        raise MissingDependencyError(
+            "needs torch for --unsafe-pickle, and torch is not installed",
             path=label,
-            hint="save model.state_dict() or the weights",
+            hint="drop --unsafe-pickle (model-diff reads PyTorch files without torch), or "
+            "pip install 'model-diff[torch]'",
+        ) from None
+    return torch
+
+
+class _TorchTree:
+    """``structure.Tree`` over the objects ``torch.load`` returned."""
+
+    def __init__(self, torch: Any) -> None:
+        self.torch = torch
+
+    def is_leaf(self, node: Any) -> bool:
+        return isinstance(node, self.torch.Tensor)
+
+    def ndim(self, leaf: Any) -> int:
+        return int(leaf.dim())
+
+    def shape(self, leaf: Any) -> tuple[int, ...] | None:
+        return tuple(int(s) for s in leaf.shape)
+
+    def nbytes(self, leaf: Any) -> int:
+        return int(leaf.numel() * leaf.element_size())
+
+    def is_module(self, node: Any) -> bool:
+        return isinstance(node, self.torch.nn.Module)
+
+    def children(self, node: Any) -> list[tuple[str, Any]] | None:
+        if isinstance(node, self.torch.nn.Module):
+            return [(str(k), v) for k, v in node.state_dict().items()]
+        if isinstance(node, Mapping):
+            return [(str(k), v) for k, v in node.items()]
+        if isinstance(node, (list, tuple)):
+            return [(str(i), v) for i, v in enumerate(node)]
+        if hasattr(node, "__dict__") and not isinstance(node, type):
+            return [(str(k), v) for k, v in vars(node).items() if not callable(v)]
+        return None
+
+
+def _torch_ref(torch: Any, name: str, t: Any, label: str) -> TensorRef | str:
+    if t.layout != torch.strided or t.is_quantized or t.device.type != "cpu":
+        return f"a {t.layout} / {t.device.type} tensor"
+    try:
+        dtype = from_torch_name(str(t.dtype))
+    except KeyError:
+        return f"dtype {str(t.dtype).removeprefix('torch.')} is not read by model-diff"
+    carrier = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[dtype.itemsize]
+
+    def load() -> np.ndarray:
+        flat = t.detach().contiguous().reshape(-1)
+        arr = flat.view(carrier).numpy().view(dtype.numpy)
+        arr.flags.writeable = False
+        return np.asarray(arr)
+
+    # No page release: torch's mapping may be private and byte-swapped in place.
+    return TensorRef(name, dtype, tuple(t.shape), load, source=label)
+
+
+def _open_unsafe(path: str, label: str) -> Checkpoint:
+    torch = _import_torch(label)
+    with open(path, "rb") as f:
+        is_zip = f.read(4) == ZIP_MAGIC
+    try:
+        # torch's advisory warnings (pickle protocol, future defaults) are not the user's
+        # business here; -W error must not turn them into failures.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=False, mmap=is_zip)
+    except ModuleNotFoundError as e:
+        raise CheckpointError(
+            f"needs the module {e.name!r} to run its pickle, which is not installed",
+            path=label,
+            hint="drop --unsafe-pickle: model-diff reads the tensors without running "
+            "the file's classes",
+        ) from None
+    except Exception as e:  # torch raises RuntimeError/EOFError/ValueError/... for bad bytes
+        raise CheckpointError(
+            f"is not a readable PyTorch checkpoint ({_first_line(e)})",
+            path=label,
+            hint=_CORRUPT_HINT,
+        ) from None
+    if isinstance(obj, torch.Tensor):
+        raise CheckpointError(
+            "holds a single tensor, not a dict of tensors",
+            path=label,
+            hint="save a dict ({'name': tensor}) or model.state_dict()",
         )
-    # Dropping the tensors lets torch unmap the file once no array view needs it.
-    return Checkpoint(
-        label, NAME, refs, metadata=metadata, skipped=skipped, closers=[tensors.clear, refs.clear]
-    )
+    layout = structure.classify(obj, _TorchTree(torch), label=label)
+    kept: list[Any] = [obj]
+
+    def make(leaves: Mapping[str, Any]) -> tuple[dict[str, TensorRef], dict[str, str]]:
+        refs: dict[str, TensorRef] = {}
+        unreadable: dict[str, str] = {}
+        for name, t in leaves.items():
+            got = _torch_ref(torch, name, t, label)
+            if isinstance(got, str):
+                unreadable[name] = got
+            else:
+                refs[name] = got
+        return refs, unreadable
+
+    return _checkpoint(layout, make, label, [kept.clear], set())

@@ -115,3 +115,40 @@ def test_health_codes_and_output(tmp_path: Path) -> None:
     trunc.write_bytes(Path(ok).read_bytes()[:-10])
     code, out, _ = run("health", ok, bad, str(trunc))
     assert code == 2 and "UNREADABLE" in out and "FAILED" in out
+
+
+def test_health_fails_on_tensors_it_cannot_check(tmp_path: Path) -> None:
+    """A complex tensor (npz member, or beside NaN-free weights) is named and fails health;
+    a policy can lower the finding to a warning, as the pre-commit hook reads it."""
+    path = tmp_path / "m.npz"
+    np.savez(path, w=np.ones(3, np.float32), spectrum=np.zeros(4, np.complex64))
+    code, out, _ = run("health", str(path))
+    assert code == 1
+    assert "unchecked-tensors: 1 tensor(s) not checked (neither NaN/Inf nor changes): " in out
+    assert "spectrum (dtype complex64 is not read by model-diff)" in out
+    from model_diff.hooks.check import evaluate_health
+    from model_diff.hooks.policy import policy_from_mapping
+
+    policy = policy_from_mapping({"severity": {"unchecked-tensors": "warning"}})
+    vs = evaluate_health({}, {"spectrum": "dtype complex64"}, policy)
+    assert [(v.code, v.level, v.tensors) for v in vs] == [
+        ("unchecked-tensors", "warning", ("spectrum",))
+    ]
+    assert (
+        evaluate_health(
+            {},
+            {"spectrum": "x"},
+            policy_from_mapping({"severity": {"unchecked-tensors": "ignore"}}),
+        )
+        == []
+    )
+
+
+def test_check_pair_names_tensors_it_cannot_compare(tmp_path: Path) -> None:
+    """check OLD NEW: a new tensor that cannot be read is a violation, not a silent skip."""
+    a = tmp_path / "a.npz"
+    b = tmp_path / "b.npz"
+    np.savez(a, w=np.ones(3, np.float32))
+    np.savez(b, w=np.ones(3, np.float32) * 1.01, c=np.zeros(2, np.complex128))
+    code, out, _ = run("check", str(a), str(b))
+    assert code == 1 and "unchecked-tensors" in out and "c (dtype complex128" in out

@@ -137,10 +137,11 @@ def test_bad_input_exits_2_with_one_line_and_writes_nothing(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".model-diff-")] == []
 
 
-def test_pt_without_torch_exits_2_naming_the_extra(
+def test_unsafe_pickle_without_torch_exits_2_naming_the_extra(
     tmp_path: Path, clean_env: dict[str, str]
 ) -> None:
-    """A .pt input where torch is not importable asks for model-diff[torch]."""
+    """A .pt reads where torch is not importable; only --unsafe-pickle asks for
+    model-diff[torch] (exit 2, one line)."""
     torch = pytest.importorskip("torch")
     pt = tmp_path / "m.pt"
     torch.save({"w": torch.ones(3)}, pt)
@@ -150,6 +151,9 @@ def test_pt_without_torch_exits_2_naming_the_extra(
     (blocker / "sitecustomize.py").write_text("import sys\nsys.modules['torch'] = None\n")
     env = dict(clean_env, PYTHONPATH=os.pathsep.join([str(blocker), clean_env["PYTHONPATH"]]))
     r = run_model_diff(["inspect", str(pt)], env)
+    assert r.returncode == 0, r.stderr
+    assert "w  float32 [3]" in r.stdout
+    r = run_model_diff(["inspect", "--unsafe-pickle", str(pt)], env)
     assert r.returncode == 2, r.stderr
     assert "model-diff[torch]" in r.stderr and str(pt) in r.stderr
     assert "Traceback" not in r.stderr

@@ -20,7 +20,6 @@ from model_diff.errors import (
     MissingDependencyError,
     ModelDiffError,
     UnknownFormatError,
-    UnsafeCheckpointError,
 )
 from model_diff.formats import open_checkpoint
 from model_diff.toy import save_safetensors, toy_transformer
@@ -127,21 +126,25 @@ def _run_blocking_torch(code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_pt_without_torch_installed_says_install_the_extra(tmp_path: Path) -> None:
-    """A .pt opened where torch is not importable raises MissingDependencyError, one line."""
+def test_unsafe_pickle_without_torch_says_install_the_extra(tmp_path: Path) -> None:
+    """A .pt reads where torch is not importable; only unsafe_pickle=True (torch.load) raises
+    MissingDependencyError, one line naming the extra."""
     torch = pytest.importorskip("torch")
     torch.save({"w": torch.ones(2)}, tmp_path / "model.pt")
     code = (
         "from model_diff.formats import open_checkpoint\n"
         "from model_diff.errors import MissingDependencyError\n"
+        f"print(open_checkpoint({str(tmp_path / 'model.pt')!r}).layer_names)\n"
         "try:\n"
-        f"    open_checkpoint({str(tmp_path / 'model.pt')!r})\n"
+        f"    open_checkpoint({str(tmp_path / 'model.pt')!r}, unsafe_pickle=True)\n"
         "except MissingDependencyError as e:\n"
         "    print(type(e).__name__, e.exit_code, e, sep='|')\n"
     )
     out = _run_blocking_torch(code)
     assert out.returncode == 0, out.stderr
-    name, code_, msg = out.stdout.rstrip("\n").split("|")
+    names, error = out.stdout.rstrip("\n").split("\n")
+    assert names == "['w']"
+    name, code_, msg = error.split("|")
     assert name == MissingDependencyError.__name__ and code_ == "2"
     assert msg.startswith(f"{tmp_path / 'model.pt'}: ") and "model-diff[torch]" in msg
 
@@ -168,21 +171,21 @@ class _Touch:
 
 
 @pytest.mark.parametrize("kind", ["torch-zip", "raw-pickle"])
-def test_pickle_that_would_run_code_is_refused_without_running_it(
-    tmp_path: Path, kind: str
-) -> None:
-    """Acceptance 5: a crafted os.system pickle (torch zip or bare pickle) is refused with
-    UnsafeCheckpointError pointing at --unsafe-pickle, and the command never runs."""
+def test_pickle_that_would_run_code_runs_nothing(tmp_path: Path, kind: str) -> None:
+    """Acceptance 5: a crafted os.system pickle never runs: in a torch zip the call is only
+    recorded (the tensors beside it read, the payload listed as skipped); a bare pickle is
+    not a torch.save file (a one-line CheckpointError)."""
     target = tmp_path / "pwned"
     path = tmp_path / "evil.pt"
     if kind == "torch-zip":
         torch = pytest.importorskip("torch")
         torch.save({"w": torch.ones(2), "payload": _Touch(target)}, path)
+        with open_checkpoint(path) as ckpt:
+            assert ckpt.layer_names == ["w"] and ckpt.skipped == ["payload"]
     else:
-        pytest.importorskip("torch")
         with open(path, "wb") as f:
             pickle.dump({"payload": _Touch(target)}, f, protocol=2)
-    with pytest.raises(UnsafeCheckpointError) as info:
-        open_checkpoint(path)
-    assert "--unsafe-pickle" in str(info.value) and str(path) in str(info.value)
+        with pytest.raises(CheckpointError, match=r"not a torch\.save checkpoint") as info:
+            open_checkpoint(path)
+        assert str(path) in str(info.value)
     assert not target.exists()

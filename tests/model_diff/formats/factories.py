@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
+import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -72,6 +74,63 @@ def save_training_pt(path: str | os.PathLike[str], state: State) -> Path:
     return save_pt(
         path, state, wrap="model_state_dict", extra={"optimizer_state_dict": opt, "epoch": 3}
     )
+
+
+def save_big_endian_pt(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> Path:
+    """Rewrite the zip checkpoint ``src`` (as torch.save wrote it on a little-endian machine)
+    as a big-endian machine would have written it: ``byteorder`` says ``big`` and every
+    storage's elements are byte-swapped. torch cannot write one here, so the test builds it.
+    The element size of each storage is read from ``data.pkl`` with torch's own classes."""
+    sizes: dict[str, int] = {}
+
+    def record(storage: tuple[str, Any], itemsize: int) -> None:
+        sizes.setdefault(storage[0], itemsize)
+
+    legacy_sizes = {"Double": 8, "Float": 4, "Half": 2, "BFloat16": 2, "Long": 8, "Int": 4}
+    legacy_sizes.update({"Short": 2, "Char": 1, "Byte": 1, "Bool": 1})
+
+    def v2(storage: Any, offset: Any, size: Any, stride: Any, *rest: Any) -> None:
+        record(storage, legacy_sizes[storage[1].__name__.removesuffix("Storage")])
+
+    def v3(
+        storage: Any,
+        offset: Any,
+        size: Any,
+        stride: Any,
+        rg: Any,
+        hooks: Any,
+        dtype: Any,
+        *rest: Any,
+    ) -> None:
+        record(storage, dtype.itemsize)
+
+    class Recorder(pickle.Unpickler):  # trusted local data: torch's real classes are fine
+        def persistent_load(self, pid: Any) -> Any:
+            return (pid[2], pid[1])
+
+        def find_class(self, module: str, name: str) -> Any:
+            if module == "torch._utils" and name == "_rebuild_tensor_v2":
+                return v2
+            if module == "torch._utils" and name == "_rebuild_tensor_v3":
+                return v3
+            if module == "torch._utils" and name.startswith("_rebuild_parameter"):
+                return lambda data, *a: data
+            return super().find_class(module, name)
+
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as zout:
+        pkl = next(n for n in zin.namelist() if n.endswith("data.pkl"))
+        prefix = pkl[: -len("data.pkl")]
+        Recorder(zin.open(pkl)).load()
+        for info in zin.infolist():
+            data = zin.read(info)
+            if info.filename == f"{prefix}byteorder":
+                data = b"big"
+            elif info.filename.startswith(f"{prefix}data/"):
+                n = sizes.get(info.filename[len(prefix) + len("data/") :], 1)
+                if n > 1:
+                    data = np.frombuffer(data, f"<u{n}").byteswap().tobytes()
+            zout.writestr(info.filename, data)
+    return Path(dst)
 
 
 def save_npz(path: str | os.PathLike[str], state: State, *, compressed: bool = False) -> Path:

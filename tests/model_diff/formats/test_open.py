@@ -114,3 +114,46 @@ def test_opening_safetensors_imports_neither_torch_nor_dulwich(tmp_path: Path) -
         cwd=Path(__file__).resolve().parents[3],
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_select_narrows_flat_formats_by_name_prefix(tmp_path: Path) -> None:
+    """safetensors (and npz) files are taken as written; select= still narrows them to the
+    tensors under a dotted prefix, named relative to it."""
+    import numpy as np
+
+    from model_diff.errors import CheckpointError
+    from model_diff.formats import open_checkpoint
+    from model_diff.toy import save_safetensors
+
+    state = {"ema.w": np.ones(2, np.float32), "model.w": np.zeros(2, np.float32)}
+    save_safetensors(tmp_path / "m.safetensors", state)
+    with open_checkpoint(tmp_path / "m.safetensors", select="model") as ckpt:
+        assert ckpt.layer_names == ["w"] and ckpt["w"].array().tolist() == [0.0, 0.0]
+    with pytest.raises(CheckpointError, match="choose one of: ema, model"):
+        open_checkpoint(tmp_path / "m.safetensors", select="student")
+
+
+def test_page_release_stays_inside_the_tensor() -> None:
+    """page_release drops only whole pages inside [start, end): never the page a neighbour
+    shares at either edge (the file's last page excepted: it has no neighbour after it)."""
+    import mmap
+
+    from model_diff.formats.base import page_release
+
+    calls: list[tuple[int, int, int]] = []
+
+    class Mapping:
+        def __len__(self) -> int:
+            return 10 * mmap.PAGESIZE + 100
+
+        def madvise(self, option: int, start: int, length: int) -> None:
+            calls.append((option, start, length))
+
+    page = mmap.PAGESIZE
+    page_release(Mapping(), 100, 3 * page + 5)  # type: ignore[arg-type]
+    assert [(s, n) for _, s, n in calls] == [(page, 2 * page)]
+    calls.clear()
+    page_release(Mapping(), 10, page - 10)  # type: ignore[arg-type]
+    assert calls == []  # no whole page inside: nothing released
+    page_release(Mapping(), 9 * page + 1, 10 * page + 100)  # type: ignore[arg-type]
+    assert [(s, n) for _, s, n in calls] == [(10 * page, 100)]
