@@ -13,14 +13,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from model_diff.gitdriver.git import WORKTREE, Repo
+
 from model_diff.errors import EXIT_USAGE, ModelDiffError
 
-from . import github, gitrepo
+from . import github
 from .ci import ci_plan
 from .gate import FileResult, Target, check_files, check_target, exit_code, local_opener
 from .policy import Policy, load_policy
 from .render import counts, render_details, render_json, render_markdown, render_text
-from .staged import repo_relative, staged_targets, worktree_opener
+from .staged import opener, staged_targets
 
 FORMATS = ("text", "json", "markdown", "github")
 FAIL_ON = ("error", "warning", "never")
@@ -34,7 +36,8 @@ class Outcome:
 
 
 def policy_for(policy_file: str | None, cwd: str | os.PathLike[str] = ".") -> Policy:
-    return load_policy(policy_file, cwd=cwd, top_level=gitrepo.try_top_level(cwd))
+    repo = Repo.find(cwd)
+    return load_policy(policy_file, cwd=cwd, top_level=Path(repo.top) if repo else None)
 
 
 def _render(
@@ -143,16 +146,13 @@ def health(
     """``model-diff health PATHS...``: single-file checks, no base, no policy."""
     if not paths:
         return Outcome("", EXIT_USAGE, "model-diff: error: health needs at least one path\n")
-    top = gitrepo.try_top_level(cwd)
+    repo = Repo.find(cwd)
     targets = []
     for p in paths:
-        opener = local_opener(p)
-        if top is not None:
-            # Inside a repo an LFS pointer is resolved from the local store, like the hook's.
-            rel = repo_relative(top, p, Path(cwd).resolve())
-            if rel is not None:
-                opener = worktree_opener(top, rel, label=p)
-        targets.append(Target(path=p, new=opener, new_label=p))
+        rel = repo.relative(p, cwd) if repo is not None else None
+        # Inside a repo an LFS pointer is resolved from the local store, like the hook's.
+        new = opener(repo, WORKTREE, rel, p) if repo is not None and rel else local_opener(p)
+        targets.append(Target(path=p, new=new, new_label=p))
     results = [check_target(t, Policy()) for t in targets]
     return _finish(
         results, fmt=fmt, command="health", policy=Policy(), fail_on="error", environ=environ

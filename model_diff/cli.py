@@ -80,15 +80,9 @@ def _progress_callback() -> Any:
 
 def _open_spec(spec: str, unsafe_pickle: bool) -> Any:
     """Open a checkpoint argument: a path, or ``REV:path`` read from git history."""
-    import os
+    from model_diff.gitdriver.git import open_spec
 
-    from .formats import open_checkpoint
-
-    if not os.path.exists(spec) and ":" in spec:
-        from model_diff.gitdriver.revisions import open_spec
-
-        return open_spec(spec, unsafe_pickle=unsafe_pickle)
-    return open_checkpoint(spec, unsafe_pickle=unsafe_pickle)
+    return open_spec(spec, unsafe_pickle=unsafe_pickle)
 
 
 def write_output(text: str, output: str | None) -> None:
@@ -525,43 +519,23 @@ def diff_revisions(
     each modified pair gets the full report. Git LFS objects are read from the local store.
     Exit 2 when a changed file could not be read (the report still lists the others).
     """
-    import os
-
     from model_diff.gitdriver.difftool import change_pairs, render_results, run_pairs
-    from model_diff.gitdriver.revisions import open_repo
+    from model_diff.gitdriver.git import Repo
 
     from .errors import EXIT_USAGE
 
-    pathspecs = list(ctx.meta.get("model_diff.pathspecs", []))
-    rev1, rest = revisions[0], list(revisions[1:])
-    with open_repo() as repo:
-        rev2: str | None = None
-        span = repo.parse_range(rev1) if not os.path.exists(rev1) else None
-        if span is not None:
-            rev1, rev2 = span
-        elif rest and not os.path.exists(rest[0]):
-            try:
-                repo.commit(rest[0])
-                rev2 = rest.pop(0)
-            except ModelDiffError:
-                if not pathspecs and len(rest) == 1:
-                    raise  # `diff A B` where B is neither a revision nor a path: say so
-        pathspecs = rest + pathspecs
-        changes = repo.changes(rev1, rev2, pathspecs)
-        meta = {
-            "base": rev1,
-            "base_commit": repo.commit_id(rev1),
-            "head": rev2,
-            "head_commit": repo.commit_id(rev2) if rev2 else None,
-        }
-        pairs = change_pairs(repo, changes)
-        color = output is None and fmt == "text" and sys.stdout.isatty()
-        results = run_pairs(pairs, fmt, repo_root=repo.root, color=color)
-    if span is not None:
-        title = f"model-diff {revisions[0]}"
-    else:
-        title = f"model-diff {rev1}..{rev2}" if rev2 else f"model-diff {rev1} vs working tree"
-    write_output(render_results(results, fmt, title=title, meta=meta), output)
+    repo = Repo.discover()
+    sides = repo.diff_sides(revisions, ctx.meta.get("model_diff.pathspecs", []))
+    changes = repo.changes(sides.old_id, sides.new_id, sides.pathspecs)
+    meta = {
+        "base": sides.old,
+        "base_commit": sides.old_id,
+        "head": sides.new,
+        "head_commit": sides.new_id,
+    }
+    color = output is None and fmt == "text" and sys.stdout.isatty()
+    results = run_pairs(change_pairs(repo, sides, changes), fmt, repo_root=repo.top, color=color)
+    write_output(render_results(results, fmt, title=sides.title, meta=meta), output)
     failed = [r for r in results if r.error and not r.skipped]
     for r in failed:
         click.echo(f"model-diff: error: {r.error}", err=True)
