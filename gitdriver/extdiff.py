@@ -21,6 +21,8 @@ from typing import Any
 from model_diff.checkpoint import Checkpoint
 from model_diff.errors import ModelDiffError
 
+from .git import display_path
+
 MISSING = "."
 
 
@@ -76,10 +78,10 @@ def render_ext_diff(argv: Sequence[str], *, cwd: str | None = None) -> str:
 
 
 def _header(a: ExtDiffArgs) -> list[str]:
-    new_path = a.new_path or a.path
-    lines = [f"diff --git a/{a.path} b/{new_path}"]
+    path, new_path = display_path(a.path), display_path(a.new_path or a.path)
+    lines = [f"diff --git a/{path} b/{new_path}"]
     if a.rename_info:
-        lines += [ln for ln in a.rename_info.splitlines() if ln]
+        lines += [display_path(ln) for ln in a.rename_info.splitlines() if ln]
     if a.old_missing:
         lines.append(f"new file mode {a.new_mode}")
     elif a.new_missing:
@@ -92,7 +94,7 @@ def _header(a: ExtDiffArgs) -> list[str]:
         "" if a.old_missing or a.new_missing or a.old_mode != a.new_mode else (f" {a.new_mode}")
     )
     lines.append(f"index {old_hex}..{new_hex}{same_mode}")
-    lines.append("--- /dev/null" if a.old_missing else f"--- a/{a.path}")
+    lines.append("--- /dev/null" if a.old_missing else f"--- a/{path}")
     lines.append("+++ /dev/null" if a.new_missing else f"+++ b/{new_path}")
     return lines
 
@@ -104,13 +106,13 @@ def _body(a: ExtDiffArgs, cwd: str | None) -> list[str]:
         return ["content identical"]  # a pure rename or a mode change: nothing to read
     if a.old_missing or a.new_missing:
         side = a.new_file if a.old_missing else a.old_file
-        with open_side(side, a.new_path or a.path, cwd) as ckpt:
+        with open_side(side, display_path(a.new_path or a.path), cwd) as ckpt:
             info = describe(ckpt)
         verb = "added" if a.old_missing else "removed"
         return [f"{verb}: {facts(info)}"]
-    old = open_side(a.old_file, f"a/{a.path}", cwd)
+    old = open_side(a.old_file, f"a/{display_path(a.path)}", cwd)
     try:
-        new = open_side(a.new_file, f"b/{a.new_path or a.path}", cwd)
+        new = open_side(a.new_file, f"b/{display_path(a.new_path or a.path)}", cwd)
         try:
             return _compact(old, new)
         finally:

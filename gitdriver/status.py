@@ -44,7 +44,7 @@ def sample_path(pattern: str) -> str:
     """A file name a glob matches, for ``git check-attr`` (which takes paths, not patterns)."""
     p = pattern.lstrip("/")
     p = p.replace("**/", "").replace("/**", "/x")
-    p = re.sub(r"\[[^\]]*\]", "x", p)
+    p = re.sub(r"\[!?([^\]])[^\]]*\]", lambda m: "x" if m.group(0)[1] == "!" else m.group(1), p)
     return p.replace("*", "model").replace("?", "x") or "model"
 
 

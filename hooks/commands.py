@@ -128,8 +128,10 @@ def check(
     """``model-diff check OLD NEW`` or ``model-diff check --staged [PATHS...]``."""
     env = os.environ if environ is None else environ
     policy = policy_for(policy_file, cwd)
+    deleted: list[str] = []
     if staged:
-        results = [check_target(t, policy) for t in staged_targets(paths, cwd=cwd, environ=env)]
+        targets, deleted = staged_targets(paths, cwd=cwd, environ=env)
+        results = [check_target(t, policy) for t in targets]
     else:
         if len(paths) != 2:
             raise ModelDiffError(
@@ -137,7 +139,15 @@ def check(
                 hint="model-diff check OLD NEW, or model-diff check --staged [PATHS...]",
             )
         results = [check_files(paths[0], paths[1], policy)]
-    return _finish(results, fmt=fmt, command="check", policy=policy, fail_on=fail_on, environ=env)
+    return _finish(
+        results,
+        fmt=fmt,
+        command="check",
+        policy=policy,
+        fail_on=fail_on,
+        deleted=deleted,
+        environ=env,
+    )
 
 
 def health(

@@ -88,8 +88,10 @@ def staged_targets(
     *,
     cwd: str | os.PathLike[str] = ".",
     environ: Mapping[str, str] | None = None,
-) -> list[Target]:
-    """The targets of ``check --staged [PATHS]`` (every staged checkpoint when no paths)."""
+) -> tuple[list[Target], list[str]]:
+    """The targets of ``check --staged [PATHS]`` (every staged checkpoint when no paths), and
+    the checkpoints the change deletes (none when paths are given: pre-commit never passes a
+    deleted file)."""
     env = os.environ if environ is None else environ
     repo = Repo.discover(cwd)
     from_ref = env.get("PRE_COMMIT_FROM_REF") or env.get("PRE_COMMIT_ORIGIN")
@@ -108,7 +110,9 @@ def staged_targets(
         base = repo.try_resolve("HEAD") or repo.empty_tree()
         listed = repo.changes(base, INDEX)
         base_name = "HEAD"
+    deleted = [display_path(c.path) for c in listed if c.status == "removed"]
     if paths:
+        deleted = []
         rels = [repo.relative(p, cwd) or p.replace(os.sep, "/") for p in paths]
         chosen = [c for c in listed if any(_covers(c, r) for r in rels)]
         for rel in dict.fromkeys(rels):
@@ -120,4 +124,7 @@ def staged_targets(
             status = "modified" if in_base else "added"
             chosen.append(Change(status, unit if in_base else None, unit, folder=unit != rel))
         listed = [c for i, c in enumerate(chosen) if c not in chosen[:i]]
-    return change_targets(repo, listed, old=base, old_name=base_name, new=WORKTREE, new_name=None)
+    targets = change_targets(
+        repo, listed, old=base, old_name=base_name, new=WORKTREE, new_name=None
+    )
+    return targets, sorted(deleted)

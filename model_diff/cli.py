@@ -417,8 +417,7 @@ def textconv(path: str, fast: bool, format_version: int | None) -> None:
     "patterns",
     multiple=True,
     metavar="GLOB",
-    help="attribute pattern (repeatable; default: *.safetensors *.pt *.pth *.bin "
-    "*.ckpt *.npz *.npy)",
+    help="attribute pattern (repeatable; default: every checkpoint extension, any letter case)",
 )
 @click.option(
     "--external", is_flag=True, help="also register the external diff command (git diff only)"
