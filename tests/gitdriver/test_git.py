@@ -14,7 +14,7 @@ from model_diff.gitdriver.git import Change, Repo, open_spec, split_spec
 from model_diff.checkpoint import Checkpoint, from_arrays
 from model_diff.cli import cli
 from model_diff.diff import DiffConfig, ModelDiff
-from model_diff.errors import GitError, LFSObjectMissingError, ModelDiffError
+from model_diff.errors import CheckpointError, GitError, LFSObjectMissingError, ModelDiffError
 from model_diff.toy import save_safetensors
 from tests.conftest import run_model_diff, scrubbed_env
 from tests.gitdriver.history import History, build_history, git, init_repo, toy
@@ -202,6 +202,26 @@ def test_missing_lfs_object_names_the_oid_and_the_fetch(
         hidden.rename(obj)
 
 
+@pytest.mark.parametrize("history", [True], ids=["lfs"], indirect=True)
+def test_lfs_object_of_the_wrong_size_is_corrupt_for_rev_paths_too(
+    history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store object whose size disagrees with its pointer: the one verdict formats.lfs
+    gives (a corrupt store), for REV:path as for a pointer on disk."""
+    monkeypatch.chdir(history.root)
+    pointer = git(history.root, scrubbed_env(history.root / "h"), "show", "HEAD:model.safetensors")
+    oid = pointer.stdout.split("oid sha256:")[1].split()[0]
+    obj = Path(history.root / ".git/lfs/objects" / oid[:2] / oid[2:4] / oid)
+    data = obj.read_bytes()
+    obj.chmod(0o644)
+    obj.write_bytes(data + b"x")
+    try:
+        with pytest.raises(CheckpointError, match=r"HEAD:model.safetensors: .*corrupt LFS store"):
+            open_spec("HEAD:model.safetensors")
+    finally:
+        obj.write_bytes(data)
+
+
 def test_folder_and_index_specs(
     tmp_path: Path, clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -385,3 +405,70 @@ def test_renamed_and_edited_files_pair_as_git_pairs_them(
             "b.safetensors",
         )
         assert got[0].similarity is not None and 50 <= got[0].similarity < 100
+
+
+# -- the replaced-checkpoint rule --------------------------------------------------------------
+
+
+def _added(path: str, folder: bool = False) -> Change:
+    return Change("added", None, path, folder=folder)
+
+
+def _removed(path: str, folder: bool = False) -> Change:
+    return Change("removed", path, None, folder=folder)
+
+
+def test_pair_replaced_pairs_names_that_differ_only_in_numbers() -> None:
+    """step_1000 -> step_2000 in one directory (any letter case, files or folders) is one
+    rename with no similarity; other changes stay as they are, in order."""
+    from model_diff.gitdriver.git import pair_replaced
+
+    listed = [
+        _removed("ckpt/step_1000.safetensors"),
+        _added("ckpt/step_2000.SAFETENSORS"),
+        _removed("runs/checkpoint-500", folder=True),
+        _added("runs/checkpoint-1000", folder=True),
+        Change("modified", "model.pt", "model.pt"),
+    ]
+    assert pair_replaced(listed) == [
+        Change("renamed", "ckpt/step_1000.safetensors", "ckpt/step_2000.SAFETENSORS"),
+        Change("renamed", "runs/checkpoint-500", "runs/checkpoint-1000", folder=True),
+        Change("modified", "model.pt", "model.pt"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "listed",
+    [
+        [_removed("old.safetensors"), _added("new.safetensors")],  # names differ in letters
+        [_removed("a/step_1.safetensors"), _added("b/step_2.safetensors")],  # two directories
+        [_removed("step_1.safetensors"), _added("step_2.pt")],  # two formats
+        [_removed("step_1", folder=True), _added("step_2.safetensors")],  # folder and file
+        # ambiguous: which of the two replaced step_1?
+        [_removed("step_1.pt"), _added("step_2.pt"), _added("step_3.pt")],
+    ],
+)
+def test_pair_replaced_leaves_everything_else_alone(listed: list[Change]) -> None:
+    """No pair unless exactly one removal and one addition share directory and name shape."""
+    from model_diff.gitdriver.git import pair_replaced
+
+    assert pair_replaced(listed) == listed
+
+
+def test_dir_diff_folders_apply_the_same_rule(tmp_path: Path) -> None:
+    """`git difftool --dir-diff` hands over two folders: a replaced checkpoint in them is
+    paired (and compared) as `model-diff diff` pairs it."""
+    from model_diff.gitdriver.difftool import dir_pairs
+
+    left, right = tmp_path / "left", tmp_path / "right"
+    (left / "ckpt").mkdir(parents=True)
+    (right / "ckpt").mkdir(parents=True)
+    save_safetensors(left / "ckpt" / "step_1000.safetensors", toy(0))
+    save_safetensors(right / "ckpt" / "step_2000.safetensors", toy(1))
+    save_safetensors(right / "other.safetensors", toy(2))
+    pairs = dir_pairs(str(left), str(right))
+    assert [(p.status, p.old_path, p.new_path) for p in pairs] == [
+        ("renamed", "ckpt/step_1000.safetensors", "ckpt/step_2000.safetensors"),
+        ("added", None, "other.safetensors"),
+    ]
+    assert pairs[0].old == str(left / "ckpt" / "step_1000.safetensors")
