@@ -49,27 +49,15 @@ INDEX = ":"
 WORKTREE = None
 Side = str | None
 
-#: Variables that would make a git query run a driver, a pager or print extra output.
-_SCRUBBED = (
-    "GIT_EXTERNAL_DIFF",
-    "GIT_DIFF_OPTS",
-    "GIT_DIFF_PATH_COUNTER",
-    "GIT_DIFF_PATH_TOTAL",
-    "GIT_PAGER",
-    "GIT_TRACE",
-    "GIT_TRACE_PACKET",
-    "GIT_TRACE_PERFORMANCE",
-)
+#: Variables that would make a git query run a driver or print extra output.
+_SCRUBBED = ("GIT_EXTERNAL_DIFF", "GIT_DIFF_OPTS", "GIT_TRACE", "GIT_TRACE_PERFORMANCE")
 
 
-def git_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def git_env() -> dict[str, str]:
     """The environment git runs in: no external diff, no pager, no optional index lock
     (a hook's ``git diff`` must not take ``index.lock`` from the commit that runs it)."""
-    env = {k: v for k, v in (os.environ if environ is None else environ).items()}
-    for key in _SCRUBBED:
-        env.pop(key, None)
-    env["GIT_OPTIONAL_LOCKS"] = "0"
-    env["GIT_PAGER"] = "cat"
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    env.update(GIT_OPTIONAL_LOCKS="0", GIT_PAGER="cat")
     return env
 
 
@@ -363,9 +351,6 @@ class Repo:
                 f"yet: git fetch --no-tags --depth=1 origin {rev}",
             )
         return sha
-
-    def has_commits(self) -> bool:
-        return self.try_resolve("HEAD") is not None
 
     def merge_base(self, a: str, b: str) -> str | None:
         """The best common ancestor of two revisions (None when their histories are disjoint)."""
