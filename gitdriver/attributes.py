@@ -11,6 +11,12 @@ Install does two things, and records both inside one marked block at the end of 
 - every other pattern gets ``PATTERN diff=model-diff`` inside the block, which sits last in the
   file so it wins over earlier lines.
 
+The default patterns are one per checkpoint extension of the readers' registry
+(``model_diff.formats.CHECKPOINT_EXTENSIONS``), in any letter case: ``*.[sS][aA]...``, so
+``MODEL.SAFETENSORS`` gets the driver as ``model.safetensors`` does. Such a pattern also
+edits an LFS line for the lower-case form (``*.safetensors filter=lfs diff=lfs ...``) in
+place, then adds its own line for the other spellings.
+
 Uninstall removes the block and reverts the recorded edits; a final newline install had to add,
 or a file install created, is taken back too, so the file is byte-identical to before.
 """
@@ -20,6 +26,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from model_diff.formats import CHECKPOINT_EXTENSIONS
+
 DRIVER = "model-diff"
 BEGIN = "# >>> model-diff: added by `model-diff install`; `model-diff uninstall` removes this block"
 END = "# <<< model-diff"
@@ -27,7 +35,18 @@ _EDITED = "# model-diff: edited "
 _CREATED = "# model-diff: created this file"
 _ADDED_EOL = "# model-diff: added the final newline of the line above this block"
 
-DEFAULT_PATTERNS = ("*.safetensors", "*.pt", "*.pth", "*.bin", "*.ckpt", "*.npz", "*.npy")
+
+def any_case_glob(ext: str) -> str:
+    """``*.[sS][tT]`` for ``.st``: the attribute pattern for an extension in any letter case."""
+    return "*." + "".join(f"[{c.lower()}{c.upper()}]" if c.isalpha() else c for c in ext[1:])
+
+
+def lower_form(pattern: str) -> str:
+    """``*.st`` for ``*.[sS][tT]``: the one spelling ``git lfs track`` would have written."""
+    return re.sub(r"\[([a-z])([A-Z])\]", lambda m: m.group(1), pattern)
+
+
+DEFAULT_PATTERNS = tuple(any_case_glob(ext) for ext in CHECKPOINT_EXTENSIONS)
 
 
 @dataclass
@@ -112,20 +131,22 @@ def install_text(text: str | None, patterns: list[str]) -> str:
     for pat in patterns:
         if pat in edited or pat in added:
             continue
-        # The last line outside our block that names exactly this pattern and sets diff.
-        last_i, last_val = None, None
-        for i, line in enumerate(outside):
-            if _pattern_of(line) == pat and _diff_value(line) is not None:
-                last_i, last_val = i, _diff_value(line)
-        if last_val == DRIVER:
-            continue  # someone (a teammate's committed .gitattributes) already did it
-        if last_val == "lfs" and last_i is not None:
-            for i, line in enumerate(outside):
-                if _pattern_of(line) == pat and _diff_value(line) == "lfs":
-                    outside[i] = _DIFF_LFS.sub(f"diff={DRIVER}", line, count=1)
-            edited.append(pat)
+        for form in dict.fromkeys((pat, lower_form(pat))):
+            # The last line outside our block that names exactly this pattern and sets diff.
+            last_val = None
+            for line in outside:
+                if _pattern_of(line) == form and _diff_value(line) is not None:
+                    last_val = _diff_value(line)
+            if last_val == "lfs" and form not in edited:
+                for i, line in enumerate(outside):
+                    if _pattern_of(line) == form and _diff_value(line) == "lfs":
+                        outside[i] = _DIFF_LFS.sub(f"diff={DRIVER}", line, count=1)
+                edited.append(form)
+            elif last_val == DRIVER and form == pat:
+                break  # someone (a teammate's committed .gitattributes) already did it
         else:
-            added.append(pat)
+            if pat not in edited:
+                added.append(pat)
     if not edited and not added and not p.has_block:
         return text or ""
     before = outside[: len(p.before)]

@@ -2,7 +2,7 @@
 
 A ``Pair`` is one file as two sides (either may be absent: an added or deleted file). Pairs
 come from difftool's arguments (two files, ``/dev/null`` for a missing side, or two folders
-with ``--dir-diff``) or from a revision diff (``gitdriver.revisions.Change``). Each present
+with ``--dir-diff``) or from a revision diff (``gitdriver.git.Change``). Each present
 pair is diffed and analysed by the engine and rendered in the chosen report format; several
 pairs are put together into one document of that format.
 
@@ -23,11 +23,12 @@ from typing import Any
 
 from model_diff.checkpoint import Checkpoint
 from model_diff.errors import ModelDiffError, UnknownFormatError
+from model_diff.formats import is_checkpoint_name
 from model_diff.naming import natural_sorted
 from model_diff.terminal import guard_json, guard_lines, printable
 
 from .extdiff import describe, facts, open_side
-from .revisions import Change, GitRepo, is_checkpoint_path, open_spec
+from .git import Change, DiffSides, Repo, display_path, open_spec, pair_replaced
 
 #: What git passes for a missing side on POSIX (Windows git passes it literally too).
 DEV_NULL = "/dev/null"
@@ -91,51 +92,59 @@ def difftool_pairs(local: str, remote: str, merged: str | None) -> list[Pair]:
 
 def dir_pairs(left: str, right: str) -> list[Pair]:
     """Checkpoint files of two folders paired by relative path (a file on one side only is
-    an add or a delete), in natural order. Other files are not checkpoints and are left out."""
+    an add or a delete, then ``git.pair_replaced``'s rule), in natural order. Other files are
+    not checkpoints and are left out."""
     lfiles, rfiles = _walk(left), _walk(right)
-    pairs: list[Pair] = []
+    listed: list[Change] = []
     for rel in natural_sorted(set(lfiles) | set(rfiles)):
-        if not is_checkpoint_path(rel):
+        if not is_checkpoint_name(rel):
             continue
         old, new = lfiles.get(rel), rfiles.get(rel)
-        status = "added" if old is None else "removed" if new is None else "modified"
+        if old is None:
+            listed.append(Change("added", None, rel))
+        elif new is None:
+            listed.append(Change("removed", rel, None))
+        else:
+            listed.append(Change("modified", rel, rel))
+    pairs = []
+    for c in pair_replaced(listed):
+        old_side = lfiles[c.old_path] if c.old_path else None
+        new_side = rfiles[c.new_path] if c.new_path else None
+        label = display_path(c.path)
+        old_name = f"a/{display_path(c.old_path or c.path)}"
+        new_name = f"b/{display_path(c.path)}"
+        old_shown = display_path(c.old_path) if c.old_path else None
+        new_shown = display_path(c.new_path) if c.new_path else None
         pairs.append(
-            Pair(
-                rel,
-                old,
-                new,
-                f"a/{rel}",
-                f"b/{rel}",
-                status,
-                rel if old else None,
-                rel if new else None,
-            )
+            Pair(label, old_side, new_side, old_name, new_name, c.status, old_shown, new_shown)
         )
     return pairs
 
 
-def change_pairs(repo: GitRepo, changes: Sequence[Change]) -> list[Pair]:
+def change_pairs(repo: Repo, sides: DiffSides, changes: Sequence[Change]) -> list[Pair]:
     """Pairs for a revision diff: ``REV:path`` specs, or on-disk paths for the working tree."""
     pairs = []
     for ch in changes:
-        old = f"{ch.old_rev}:{ch.old_path}" if ch.old_path else None
+        old = f"{sides.old_id}:{ch.old_path}" if ch.old_path else None
+        old_name = f"{sides.old}:{display_path(ch.old_path)}" if ch.old_path else ""
         if ch.new_path is None:
-            new = None
-        elif ch.new_rev is None:
-            new = os.path.join(repo.root, *ch.new_path.split("/"))
+            new, new_name = None, ""
+        elif sides.new_id is None:
+            new = os.path.join(repo.top, *ch.new_path.split("/"))
+            new_name = display_path(ch.new_path)
         else:
-            new = f"{ch.new_rev}:{ch.new_path}"
-        new_name = (f"{ch.new_rev}:{ch.new_path}" if ch.new_rev is not None else ch.new_path) or ""
+            new = f"{sides.new_id}:{ch.new_path}"
+            new_name = f"{sides.new}:{display_path(ch.new_path)}"
         pairs.append(
             Pair(
-                ch.path,
+                display_path(ch.path),
                 old,
                 new,
-                old or "",
+                old_name,
                 new_name,
                 ch.status,
-                ch.old_path,
-                ch.new_path,
+                display_path(ch.old_path) if ch.old_path else None,
+                display_path(ch.new_path) if ch.new_path else None,
                 ch.similarity,
                 is_spec=True,
             )
@@ -208,7 +217,7 @@ def run_pair(
 
 def _open(pair: Pair, side: str, name: str, repo_root: str | None) -> Checkpoint:
     if pair.is_spec:
-        return open_spec(side, cwd=repo_root)
+        return open_spec(side, cwd=repo_root, display=name or None)
     if os.path.isdir(side):
         from model_diff.formats import open_checkpoint
 
@@ -233,6 +242,8 @@ def compare_checkpoints(
 def status_line(r: PairResult) -> str:
     """One line saying what happened to the file: ``added: 19 tensors, 12,345 parameters``."""
     p = r.pair
+    if p.status == "renamed" and p.similarity is None:
+        return f"renamed from {p.old_path} (a replaced checkpoint, paired by name)"
     if p.status == "renamed":
         head = f"renamed from {p.old_path} (similarity {p.similarity}%)"
         return head + (": content identical" if p.similarity == 100 else "")

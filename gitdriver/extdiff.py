@@ -22,6 +22,8 @@ from model_diff.checkpoint import Checkpoint
 from model_diff.errors import ModelDiffError
 from model_diff.terminal import guard_lines, printable
 
+from .git import display_path
+
 MISSING = "."
 
 
@@ -82,6 +84,7 @@ def render_ext_diff(argv: Sequence[str], *, cwd: str | None = None) -> str:
 
 
 def _header(a: ExtDiffArgs) -> list[str]:
+    # printable shows controls escaped and a non-UTF-8 name's bytes as \xNN (display_path's form)
     path, new_path = printable(a.path), printable(a.new_path or a.path)
     lines = [f"diff --git a/{path} b/{new_path}"]
     if a.rename_info:
@@ -110,13 +113,13 @@ def _body(a: ExtDiffArgs, cwd: str | None) -> list[str]:
         return ["content identical"]  # a pure rename or a mode change: nothing to read
     if a.old_missing or a.new_missing:
         side = a.new_file if a.old_missing else a.old_file
-        with open_side(side, a.new_path or a.path, cwd) as ckpt:
+        with open_side(side, display_path(a.new_path or a.path), cwd) as ckpt:
             info = describe(ckpt)
         verb = "added" if a.old_missing else "removed"
         return [f"{verb}: {facts(info)}"]
-    old = open_side(a.old_file, f"a/{a.path}", cwd)
+    old = open_side(a.old_file, f"a/{display_path(a.path)}", cwd)
     try:
-        new = open_side(a.new_file, f"b/{a.new_path or a.path}", cwd)
+        new = open_side(a.new_file, f"b/{display_path(a.new_path or a.path)}", cwd)
         try:
             return _compact(old, new)
         finally:

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from model_diff.errors import GitError, ModelDiffError
 
-from . import attributes, gitcmd
+from . import attributes, git
 from .attributes import DEFAULT_PATTERNS, DRIVER
 from .cache import TEXTCONV_FORMAT_VERSION
 
@@ -124,7 +124,8 @@ def _scope_args(scope: str) -> list[str]:
 
 
 def _repo_top(scope: str, cwd: Path) -> Path | None:
-    top = gitcmd.toplevel(cwd)
+    repo = git.Repo.find(cwd)
+    top = Path(repo.top) if repo is not None else None
     if scope == "local" and top is None:
         raise GitError(
             f"{cwd}: not inside a git repository (or in a bare one)",
@@ -136,9 +137,8 @@ def _repo_top(scope: str, cwd: Path) -> Path | None:
 def config_file(scope: str, cwd: Path) -> Path | None:
     """The file git writes for ``git config --<scope>``, where it can be known."""
     if scope == "local":
-        proc = gitcmd.git(["rev-parse", "--git-common-dir"], cwd=cwd, check=False)
-        common = proc.stdout.strip()
-        return (cwd / common).resolve() / "config" if proc.returncode == 0 and common else None
+        repo = git.Repo.find(cwd)
+        return Path(repo.common_dir).resolve() / "config" if repo is not None else None
     if scope == "global":
         env = os.environ.get("GIT_CONFIG_GLOBAL")
         if env:
@@ -150,8 +150,8 @@ def config_file(scope: str, cwd: Path) -> Path | None:
     env = os.environ.get("GIT_CONFIG_SYSTEM")
     if env:
         return Path(env)
-    proc = gitcmd.git(["config", "--system", "--show-origin", "--list"], cwd=cwd, check=False)
-    first = proc.stdout.split("\t", 1)[0] if proc.returncode == 0 else ""
+    proc = git.run(["config", "--system", "--show-origin", "--list"], cwd=cwd, check=False)
+    first = os.fsdecode(proc.stdout).split("\t", 1)[0] if proc.returncode == 0 else ""
     return Path(first[len("file:") :]) if first.startswith("file:") else None
 
 
@@ -161,7 +161,7 @@ def attributes_file(scope: str, cwd: Path) -> Path:
         top = _repo_top(scope, cwd)
         assert top is not None  # _repo_top raised otherwise
         return top / ".gitattributes"
-    configured = gitcmd.config_get([f"--{scope}"], "core.attributesFile", cwd=cwd)
+    configured = git.config_get([f"--{scope}"], "core.attributesFile", cwd=cwd)
     if configured:
         return Path(os.path.expanduser(configured))
     if scope == "global":
@@ -204,7 +204,7 @@ def install(
     _repo_top(scope, here)
     out = Outcome()
     wanted = driver_config(external=external, cachetextconv=cachetextconv, executable=executable)
-    current = gitcmd.config_keys(sargs, rf"^(diff|difftool)\.{DRIVER}\.", cwd=here)
+    current = git.config_keys(sargs, rf"^(diff|difftool)\.{DRIVER}\.", cwd=here)
     for key, value in current.items():
         if key in wanted and value != wanted[key] and not _is_ours(key, value):
             raise ModelDiffError(
@@ -222,14 +222,14 @@ def install(
         ):
             # git adds the missing final newline when it appends our section; note it so
             # uninstall can give the file back byte for byte.
-            gitcmd.config_set(sargs, _NOEOL_KEY, "true", cwd=here)
+            git.config_set(sargs, _NOEOL_KEY, "true", cwd=here)
     for key, value in wanted.items():
         if current.get(key) != value:
-            gitcmd.config_set(sargs, key, value, cwd=here)
+            git.config_set(sargs, key, value, cwd=here)
             out.changes.append(Change(f"git config --{scope}", f"{key} = {value}"))
     for key in _ALL_KEYS:
         if key in current and key not in wanted:
-            gitcmd.config_unset(sargs, key, cwd=here)
+            git.config_unset(sargs, key, cwd=here)
             out.changes.append(Change(f"git config --{scope}", f"unset {key}"))
     attr_path = attributes_file(scope, here)
     before = _read_text(attr_path)
@@ -265,18 +265,18 @@ def uninstall(*, scope: str = "local", cwd: str | os.PathLike[str] | None = None
     sargs = _scope_args(scope)
     _repo_top(scope, here)
     out = Outcome()
-    current = gitcmd.config_keys(sargs, rf"^(diff|difftool)\.{DRIVER}\.", cwd=here)
+    current = git.config_keys(sargs, rf"^(diff|difftool)\.{DRIVER}\.", cwd=here)
     noeol = current.get(_NOEOL_KEY) == "true"
     for key, value in current.items():
         if key in _ALL_KEYS and _is_ours(key, value):
-            gitcmd.config_unset(sargs, key, cwd=here)
+            git.config_unset(sargs, key, cwd=here)
             out.changes.append(Change(f"git config --{scope}", f"unset {key}"))
     if noeol:
-        gitcmd.config_unset(sargs, _NOEOL_KEY, cwd=here)
-    remaining = gitcmd.config_keys(sargs, rf"^(diff|difftool)\.{DRIVER}\.", cwd=here)
+        git.config_unset(sargs, _NOEOL_KEY, cwd=here)
+    remaining = git.config_keys(sargs, rf"^(diff|difftool)\.{DRIVER}\.", cwd=here)
     for section in _SECTIONS:
         if not any(k.startswith(section + ".") for k in remaining):
-            gitcmd.config_remove_section(sargs, section, cwd=here)
+            git.config_remove_section(sargs, section, cwd=here)
     if noeol:
         cfg = config_file(scope, here)
         if cfg is not None and cfg.is_file():

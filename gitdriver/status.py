@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import gitcmd
+from . import git
 from .attributes import DEFAULT_PATTERNS, DRIVER
 from .cache import TEXTCONV_FORMAT_VERSION, TextconvCache, default_root
 from .install import SCOPES
@@ -44,23 +44,24 @@ def sample_path(pattern: str) -> str:
     """A file name a glob matches, for ``git check-attr`` (which takes paths, not patterns)."""
     p = pattern.lstrip("/")
     p = p.replace("**/", "").replace("/**", "/x")
-    p = re.sub(r"\[[^\]]*\]", "x", p)
+    p = re.sub(r"\[!?([^\]])[^\]]*\]", lambda m: "x" if m.group(0)[1] == "!" else m.group(1), p)
     return p.replace("*", "model").replace("?", "x") or "model"
 
 
 def _lfs_version(cwd: Path) -> str | None:
-    proc = gitcmd.git(["lfs", "version"], cwd=cwd, check=False)
-    return proc.stdout.strip().split(" ")[0] if proc.returncode == 0 else None
+    proc = git.run(["lfs", "version"], cwd=cwd, check=False)
+    return proc.stdout.decode().strip().split(" ")[0] if proc.returncode == 0 else None
 
 
 def collect(cwd: str | os.PathLike[str] | None = None, patterns: list[str] | None = None) -> Status:
     here = Path(cwd or os.getcwd())
-    top = gitcmd.toplevel(here)
+    repo = git.Repo.find(here)
+    top = Path(repo.top) if repo is not None else None
     driver: dict[str, dict[str, str]] = {}
     for scope in SCOPES:
         if scope == "local" and top is None:
             continue
-        keys = gitcmd.config_keys([f"--{scope}"], rf"^(diff|difftool)\.{DRIVER}\.", cwd=here)
+        keys = git.config_keys([f"--{scope}"], rf"^(diff|difftool)\.{DRIVER}\.", cwd=here)
         if keys:
             driver[scope] = keys
     attrs: list[tuple[str, str, str]] = []
@@ -68,8 +69,8 @@ def collect(cwd: str | os.PathLike[str] | None = None, patterns: list[str] | Non
     if top is not None:
         pats = list(patterns or DEFAULT_PATTERNS)
         samples = [sample_path(p) for p in pats]
-        proc = gitcmd.git(["check-attr", "-z", "diff", "filter", "--", *samples], cwd=top)
-        fields = proc.stdout.split("\0")
+        proc = git.run(["check-attr", "-z", "diff", "filter", "--", *samples], cwd=top)
+        fields = os.fsdecode(proc.stdout).split("\0")
         values: dict[tuple[str, str], str] = {}
         for i in range(0, len(fields) - 2, 3):
             values[(fields[i], fields[i + 1])] = fields[i + 2]
@@ -77,7 +78,7 @@ def collect(cwd: str | os.PathLike[str] | None = None, patterns: list[str] | Non
             attrs.append((pat, sample, values.get((sample, "diff"), "unspecified")))
             if values.get((sample, "filter")) == "lfs":
                 lfs_patterns.append(pat)
-    lfs_filter = gitcmd.config_get([], "filter.lfs.process", cwd=here) is not None
+    lfs_filter = git.config_get([], "filter.lfs.process", cwd=here) is not None
     st = Status(
         in_repo=top is not None,
         driver=driver,
@@ -91,7 +92,7 @@ def collect(cwd: str | os.PathLike[str] | None = None, patterns: list[str] | Non
     st.cache_root, st.cache_entries = cache.root, len(entries)
     st.cache_bytes = sum(size for _, size, _ in entries)
     if top is not None:
-        notes = gitcmd.git(
+        notes = git.run(
             ["rev-parse", "-q", "--verify", f"refs/notes/textconv/{DRIVER}"], cwd=top, check=False
         )
         st.git_notes_cache = notes.returncode == 0
@@ -129,7 +130,7 @@ def _diagnose(st: Status, top: Path | None) -> None:
                 "`git log -p`/`git show` use the textconv"
             )
     if top is not None and names_driver and scopes == ["local"]:
-        tracked = gitcmd.git(["ls-files", "--", ".gitattributes"], cwd=top, check=False)
+        tracked = git.run(["ls-files", "--", ".gitattributes"], cwd=top, check=False)
         if tracked.stdout.strip():
             st.warnings.append(
                 "a fresh clone will show pointer/binary diffs until `model-diff install` is run "

@@ -1,9 +1,10 @@
 """What ``model-diff ci --base REF --head REF`` compares: every checkpoint changed between them.
 
-The two revisions are compared as given (``git diff BASE HEAD``, renames followed): pass the
-pull request's base commit, which is what GitHub's "Files changed" tab shows for the head's
-merge commit. A modified or renamed checkpoint is diffed against its base version; an added
-one gets the single-file checks; a deleted one is listed, not judged. Both sides are read from
+The two revisions are compared as given (``git diff BASE HEAD``, renames followed, model
+folders as units, replaced checkpoints paired: ``git.Repo.changes``): pass the pull
+request's base commit, which is what GitHub's "Files changed" tab shows for the head's merge
+commit. A modified or renamed checkpoint is diffed against its base version; an added one
+gets the single-file checks; a deleted one is listed, not judged. Both sides are read from
 the revisions (LFS objects from the local store), not from the working tree.
 This module decides targets; it does not read checkpoints, print or exit.
 """
@@ -13,11 +14,11 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
-from . import gitrepo
+from model_diff.gitdriver.git import WORKTREE, Repo, display_path
+
 from .gate import Target
-from .staged import CHECKPOINT_GLOBS, is_checkpoint, revision_opener, worktree_opener
+from .staged import change_targets, is_checkpoint
 
 
 @dataclass(frozen=True)
@@ -37,45 +38,19 @@ def ci_plan(
     *,
     cwd: str | os.PathLike[str] = ".",
 ) -> Plan:
-    """Targets for every checkpoint matching ``paths`` globs changed from ``base`` to ``head``.
-
-    ``head`` None compares ``base`` with the working tree.
-    """
-    top = gitrepo.top_level(Path(cwd))
-    base_sha = gitrepo.require_commit(top, base)
-    head_sha = gitrepo.require_commit(top, head) if head is not None else None
-    globs = tuple(paths) or CHECKPOINT_GLOBS
-    targets: list[Target] = []
-    deleted: list[str] = []
-
-    def wanted(path: str) -> bool:
-        return is_checkpoint(path, globs)
-
-    for c in gitrepo.pair_moves(gitrepo.changes(top, base_sha, head_sha), wanted):
-        if c.status == "D":
-            if c.old_path and is_checkpoint(c.old_path, globs):
-                deleted.append(c.old_path)
-            continue
-        if c.new_path is None or not is_checkpoint(c.new_path, globs):
-            continue
-        new_label = f"{head}:{c.new_path}" if head is not None else c.new_path
-        new = (
-            revision_opener(top, head_sha, c.new_path, new_label)
-            if head_sha is not None
-            else worktree_opener(top, c.new_path)
-        )
-        if c.status == "A" or c.old_path is None:
-            targets.append(Target(path=c.new_path, new=new, new_label=new_label))
-            continue
-        old_label = f"{base}:{c.old_path}"
-        targets.append(
-            Target(
-                path=c.new_path,
-                new=new,
-                new_label=new_label,
-                old=revision_opener(top, base_sha, c.old_path, old_label),
-                old_label=old_label,
-                old_path=c.old_path if c.old_path != c.new_path else None,
-            )
-        )
+    """Targets for every changed checkpoint (matching the ``paths`` globs when given) from
+    ``base`` to ``head``; ``head`` None compares ``base`` with the working tree."""
+    repo = Repo.discover(cwd)
+    base_id = repo.resolve(base)
+    head_id = repo.resolve(head) if head is not None else WORKTREE
+    changes = repo.changes(base_id, head_id)
+    if paths:
+        globs = tuple(paths)
+        changes = [
+            c
+            for c in changes
+            if any(is_checkpoint(p, globs) for p in (c.old_path, c.new_path, *c.parts) if p)
+        ]
+    targets = change_targets(repo, changes, old=base_id, old_name=base, new=head_id, new_name=head)
+    deleted = [display_path(c.path) for c in changes if c.status == "removed"]
     return Plan(base=base, head=head or "worktree", targets=targets, deleted=sorted(deleted))

@@ -13,14 +13,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from model_diff.gitdriver.git import WORKTREE, Repo
+
 from model_diff.errors import EXIT_USAGE, ModelDiffError
 from model_diff.output import write_report
 from model_diff.terminal import printable
 
-from . import github, gitrepo
+from . import github
+from .ci import ci_plan
 from .gate import FileResult, Target, check_files, check_target, exit_code, local_opener
 from .policy import Policy, load_policy
 from .render import counts, render_details, render_json, render_markdown, render_text
+from .staged import opener, staged_targets
 
 FORMATS = ("text", "json", "markdown", "github")
 FAIL_ON = ("error", "warning", "never")
@@ -34,7 +38,8 @@ class Outcome:
 
 
 def policy_for(policy_file: str | None, cwd: str | os.PathLike[str] = ".") -> Policy:
-    return load_policy(policy_file, cwd=cwd, top_level=gitrepo.try_top_level(cwd))
+    repo = Repo.find(cwd)
+    return load_policy(policy_file, cwd=cwd, top_level=Path(repo.top) if repo else None)
 
 
 def _render(
@@ -126,10 +131,10 @@ def check(
     """``model-diff check OLD NEW`` or ``model-diff check --staged [PATHS...]``."""
     env = os.environ if environ is None else environ
     policy = policy_for(policy_file, cwd)
+    deleted: list[str] = []
     if staged:
-        from .staged import staged_targets  # the git layer (dulwich): only when needed
-
-        results = [check_target(t, policy) for t in staged_targets(paths, cwd=cwd, environ=env)]
+        targets, deleted = staged_targets(paths, cwd=cwd, environ=env)
+        results = [check_target(t, policy) for t in targets]
     else:
         if len(paths) != 2:
             raise ModelDiffError(
@@ -137,7 +142,15 @@ def check(
                 hint="model-diff check OLD NEW, or model-diff check --staged [PATHS...]",
             )
         results = [check_files(paths[0], paths[1], policy)]
-    return _finish(results, fmt=fmt, command="check", policy=policy, fail_on=fail_on, environ=env)
+    return _finish(
+        results,
+        fmt=fmt,
+        command="check",
+        policy=policy,
+        fail_on=fail_on,
+        deleted=deleted,
+        environ=env,
+    )
 
 
 def health(
@@ -146,18 +159,13 @@ def health(
     """``model-diff health PATHS...``: single-file checks, no base, no policy."""
     if not paths:
         return Outcome("", EXIT_USAGE, "model-diff: error: health needs at least one path\n")
-    top = gitrepo.try_top_level(cwd)
+    repo = Repo.find(cwd)
     targets = []
     for p in paths:
-        opener = local_opener(p)
-        if top is not None:
-            # Inside a repo an LFS pointer is resolved from the local store, like the hook's.
-            from .staged import repo_relative, worktree_opener  # git layer: inside a repo only
-
-            rel = repo_relative(top, p, Path(cwd).resolve())
-            if rel is not None:
-                opener = worktree_opener(top, rel, label=p)
-        targets.append(Target(path=p, new=opener, new_label=p))
+        rel = repo.relative(p, cwd) if repo is not None else None
+        # Inside a repo an LFS pointer is resolved from the local store, like the hook's.
+        new = opener(repo, WORKTREE, rel, p) if repo is not None and rel else local_opener(p)
+        targets.append(Target(path=p, new=new, new_label=p))
     results = [check_target(t, Policy()) for t in targets]
     return _finish(
         results, fmt=fmt, command="health", policy=Policy(), fail_on="error", environ=environ
@@ -179,7 +187,6 @@ def ci(
     """``model-diff ci --base REF [--head REF]``: every changed checkpoint between revisions."""
     env = os.environ if environ is None else environ
     policy = policy_for(policy_file, cwd)
-    from .ci import ci_plan  # the git layer (dulwich): imported by the command that needs it
 
     plan = ci_plan(base, head, paths, cwd=cwd)
     if report is None and fmt == "github" and env.get("RUNNER_TEMP"):

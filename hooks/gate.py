@@ -1,7 +1,7 @@
 """Running the checks on files: one ``Target`` (what to compare) -> one ``FileResult``.
 
 A target names the new version of a checkpoint and, when there is one, its base version
-(local files, or files at git revisions opened through ``gitdriver.revisions``). A pair is
+(local files, or files at git revisions opened through ``gitdriver.git``). A pair is
 diffed with every tensor kept and judged by ``check.evaluate``; a file without a base gets the
 single-file health checks. Unreadable input becomes ``FileResult.error`` (never a fallback),
 so one bad file does not hide the others. Nothing here prints or exits.
@@ -9,10 +9,11 @@ so one bad file does not hide the others. Nothing here prints or exits.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from model_diff.gitdriver.git import open_spec
 
 from model_diff.checkpoint import Checkpoint
 from model_diff.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, ModelDiffError
@@ -43,6 +44,7 @@ class Target:
     old: Opener | None = None
     old_label: str | None = None
     old_path: str | None = None  # set when the file was renamed
+    change: str | None = None  # added | modified | renamed, when it comes from a git change
 
 
 @dataclass
@@ -54,6 +56,7 @@ class FileResult:
     old_label: str | None = None
     new_label: str | None = None
     old_path: str | None = None
+    change: str | None = None
     violations: list[Violation] = field(default_factory=list)
     error: str | None = None
     stats: dict[str, Any] = field(default_factory=dict)
@@ -78,6 +81,7 @@ class FileResult:
             "old": self.old_label,
             "new": self.new_label,
             "old_path": self.old_path,
+            "change": self.change,
             "error": self.error,
             "stats": self.stats,
             "violations": [v.to_dict() for v in self.violations],
@@ -90,16 +94,8 @@ def local_opener(path: str) -> Opener:
 
 
 def spec_opener(spec: str) -> Opener:
-    """A path on disk or ``REV:path`` from git history (``gitdriver.revisions.open_spec``)."""
-
-    def open_() -> Checkpoint:
-        if os.path.exists(spec):  # a file on disk: no need to load the git layer (dulwich)
-            return open_checkpoint(spec)
-        from model_diff.gitdriver import revisions
-
-        return revisions.open_spec(spec)
-
-    return open_
+    """A path on disk or ``REV:path`` from git history (``gitdriver.git.open_spec``)."""
+    return lambda: open_spec(spec)
 
 
 def check_target(target: Target, policy: Policy, *, detail: bool = False) -> FileResult:
@@ -113,6 +109,7 @@ def check_target(target: Target, policy: Policy, *, detail: bool = False) -> Fil
         old_label=target.old_label,
         new_label=target.new_label,
         old_path=target.old_path,
+        change=target.change,
     )
     try:
         with target.new() as new:

@@ -91,23 +91,16 @@ def _open_spec(
     """Open a checkpoint argument: a path, or ``REV:path`` read from git history; narrowed to
     ``select`` / with the optimizer state when asked. ``state_choice`` prints which parts of
     the file are compared (stderr) when the file holds more than its weights."""
-    import os
+    from model_diff.gitdriver.git import open_spec
 
-    from .formats import open_checkpoint
-
-    if not os.path.exists(spec) and ":" in spec:
-        from model_diff.gitdriver.revisions import open_spec
-
-        ckpt = open_spec(spec, unsafe_pickle=unsafe_pickle)
-    else:
-        ckpt = open_checkpoint(spec, unsafe_pickle=unsafe_pickle)
+    ckpt = open_spec(spec, unsafe_pickle=unsafe_pickle)
     try:
         ckpt = ckpt.narrowed(select=select, include_optimizer=include_optimizer)
     except BaseException:
         ckpt.close()
         raise
     if state_choice and ckpt.choice is not None:
-        click.echo(f"model-diff: {spec}: {ckpt.choice}", err=True)
+        click.echo(f"model-diff: {printable(spec)}: {printable(ckpt.choice)}", err=True)
     return ckpt
 
 
@@ -507,8 +500,7 @@ def textconv(path: str, fast: bool, format_version: int | None) -> None:
     "patterns",
     multiple=True,
     metavar="GLOB",
-    help="attribute pattern (repeatable; default: *.safetensors *.pt *.pth *.bin "
-    "*.ckpt *.npz *.npy)",
+    help="attribute pattern (repeatable; default: every checkpoint extension, any letter case)",
 )
 @click.option(
     "--external", is_flag=True, help="also register the external diff command (git diff only)"
@@ -611,43 +603,23 @@ def diff_revisions(
     each modified pair gets the full report. Git LFS objects are read from the local store.
     Exit 2 when a changed file could not be read (the report still lists the others).
     """
-    import os
-
     from model_diff.gitdriver.difftool import change_pairs, render_results, run_pairs
-    from model_diff.gitdriver.revisions import open_repo
+    from model_diff.gitdriver.git import Repo
 
     from .errors import EXIT_USAGE
 
-    pathspecs = list(ctx.meta.get("model_diff.pathspecs", []))
-    rev1, rest = revisions[0], list(revisions[1:])
-    with open_repo() as repo:
-        rev2: str | None = None
-        span = repo.parse_range(rev1) if not os.path.exists(rev1) else None
-        if span is not None:
-            rev1, rev2 = span
-        elif rest and not os.path.exists(rest[0]):
-            try:
-                repo.commit(rest[0])
-                rev2 = rest.pop(0)
-            except ModelDiffError:
-                if not pathspecs and len(rest) == 1:
-                    raise  # `diff A B` where B is neither a revision nor a path: say so
-        pathspecs = rest + pathspecs
-        changes = repo.changes(rev1, rev2, pathspecs)
-        meta = {
-            "base": rev1,
-            "base_commit": repo.commit_id(rev1),
-            "head": rev2,
-            "head_commit": repo.commit_id(rev2) if rev2 else None,
-        }
-        pairs = change_pairs(repo, changes)
-        color = _use_color(color_mode, fmt, output)
-        results = run_pairs(pairs, fmt, repo_root=repo.root, color=color)
-    if span is not None:
-        title = f"model-diff {revisions[0]}"
-    else:
-        title = f"model-diff {rev1}..{rev2}" if rev2 else f"model-diff {rev1} vs working tree"
-    write_output(render_results(results, fmt, title=title, meta=meta), output)
+    repo = Repo.discover()
+    sides = repo.diff_sides(revisions, ctx.meta.get("model_diff.pathspecs", []))
+    changes = repo.changes(sides.old_id, sides.new_id, sides.pathspecs)
+    meta = {
+        "base": sides.old,
+        "base_commit": sides.old_id,
+        "head": sides.new,
+        "head_commit": sides.new_id,
+    }
+    color = _use_color(color_mode, fmt, output)
+    results = run_pairs(change_pairs(repo, sides, changes), fmt, repo_root=repo.top, color=color)
+    write_output(render_results(results, fmt, title=sides.title, meta=meta), output)
     failed = [r for r in results if r.error and not r.skipped]
     for r in failed:
         click.echo(f"model-diff: error: {printable(r.error or '')}", err=True)

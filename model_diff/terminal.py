@@ -43,6 +43,8 @@ def _escape(ch: str) -> str:
     if ch in _SHORT:
         return _SHORT[ch]
     o = ord(ch)
+    if 0xDC80 <= o <= 0xDCFF:  # an undecodable byte of a file name (os.fsdecode's escape)
+        return f"\\x{o - 0xDC00:02x}"
     if o < 0x100:
         return f"\\x{o:02x}"
     if o < 0x10000:

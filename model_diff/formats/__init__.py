@@ -20,7 +20,18 @@ from ..errors import CheckpointError, UnknownFormatError
 from . import gguf, hf, lfs, numpy, onnx, safetensors, torch, unsupported
 from .base import Reader, is_zip_or_pickle, read_head
 
-__all__ = ["READERS", "Reader", "detect_format", "load_checkpoint", "open_checkpoint", "open_file"]
+__all__ = [
+    "CHECKPOINT_EXTENSIONS",
+    "READERS",
+    "Reader",
+    "checkpoint_globs",
+    "detect_format",
+    "folder_file",
+    "is_checkpoint_name",
+    "load_checkpoint",
+    "open_checkpoint",
+    "open_file",
+]
 
 #: Every format model-diff reads, by the name ``Checkpoint.format`` reports. Content sniffing
 #: tries them in this order; ``hf`` is for directories only.
@@ -32,6 +43,33 @@ READERS: dict[str, Reader] = {
     onnx.NAME: onnx,
     hf.NAME: hf,
 }
+
+#: Every file suffix a reader claims (lower-case, with the dot), in registry order: the one list
+#: of "checkpoint files" for ``diff``, ``ci``, ``check --staged``, difftool, install's
+#: attributes, the pre-commit manifest and the GitHub Action (tests hold those to it).
+CHECKPOINT_EXTENSIONS: tuple[str, ...] = tuple(
+    dict.fromkeys(ext for reader in READERS.values() for ext in reader.EXTENSIONS)
+)
+
+
+def is_checkpoint_name(path: str) -> bool:
+    """Whether ``path``'s file name has a checkpoint extension, in any letter case."""
+    return os.path.splitext(path)[1].lower() in CHECKPOINT_EXTENSIONS
+
+
+def checkpoint_globs() -> tuple[str, ...]:
+    """``*.ext`` for every checkpoint extension (lower-case, as the readers list them)."""
+    return tuple(f"*{ext}" for ext in CHECKPOINT_EXTENSIONS)
+
+
+def folder_file(name: str) -> bool:
+    """Whether the HuggingFace reader reads a file of this name inside a model folder: the
+    index, config and adapter files, and weight files other than training leftovers
+    (``training_args.bin``, ``optimizer.pt``, ...), which the reader never opens."""
+    if name in hf.FOLDER_MARKERS or name in hf.CONFIG_FILES:
+        return True
+    return is_checkpoint_name(name) and not hf.is_training_file(name)
+
 
 _ALIASES = {
     "pt": "pytorch",

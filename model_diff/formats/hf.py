@@ -15,6 +15,7 @@ This module must not import torch itself.
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from ..checkpoint import Checkpoint, TensorRef
@@ -34,6 +35,24 @@ CANDIDATES = (
     ("adapter_model.safetensors", False),
     ("adapter_model.bin", False),
 )
+
+
+#: Files that make their directory one checkpoint (sharded: the index; PEFT: the adapter).
+FOLDER_MARKERS = (
+    *(name for name, is_index in CANDIDATES if is_index),
+    "adapter_model.safetensors",
+    "adapter_model.bin",
+)
+#: Read into ``Checkpoint.config``.
+CONFIG_FILES = ("config.json", "adapter_config.json")
+_TRAINING = re.compile(
+    r"(training_args\.bin|optimizer\.pt|scheduler\.pt|rng_state.*\.pth|trainer_state\.json)"
+)
+
+
+def is_training_file(name: str) -> bool:
+    """A Trainer leftover saved beside the weights; never read as part of the model."""
+    return _TRAINING.fullmatch(name) is not None
 
 
 def sniff(head: bytes, path: str) -> bool:

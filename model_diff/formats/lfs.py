@@ -19,8 +19,9 @@ from dataclasses import dataclass
 
 from ..errors import CheckpointError, LFSObjectMissingError
 
-#: git-lfs does not treat files above this size as pointers.
-MAX_POINTER_SIZE = 1024
+#: A pointer is smaller than this many bytes (git-lfs's ``blobSizeCutoff``): larger files are
+#: never read as pointers. The one size rule for every reader of pointers.
+POINTER_SIZE_LIMIT = 1024
 VERSION_LINE = b"version https://git-lfs.github.com/spec/v1"
 _OID = re.compile(rb"oid sha256:([0-9a-f]{64})")
 _SIZE = re.compile(rb"size (0|[1-9][0-9]*)")
@@ -28,13 +29,15 @@ _SIZE = re.compile(rb"size (0|[1-9][0-9]*)")
 
 @dataclass(frozen=True)
 class LFSPointer:
+    """A parsed pointer: the object's sha256 and size."""
+
     oid: str  # sha256, 64 lower-case hex digits
     size: int  # bytes of the object
 
 
 def parse_pointer(data: bytes) -> LFSPointer | None:
     """The pointer in ``data``, or None when ``data`` is not a Git LFS pointer."""
-    if len(data) > MAX_POINTER_SIZE or not data.startswith(VERSION_LINE):
+    if not could_be_pointer(len(data)) or not data.startswith(VERSION_LINE):
         return None
     lines = data.rstrip(b"\n").split(b"\n")
     if lines[0] != VERSION_LINE:
@@ -56,8 +59,13 @@ def parse_pointer(data: bytes) -> LFSPointer | None:
 def read_pointer(path: str) -> LFSPointer | None:
     """The pointer stored in the file at ``path`` (None for any other file)."""
     with open(path, "rb") as f:
-        data = f.read(MAX_POINTER_SIZE + 1)
+        data = f.read(POINTER_SIZE_LIMIT)
     return parse_pointer(data)
+
+
+def could_be_pointer(size: int) -> bool:
+    """Whether a file (or blob) of ``size`` bytes is small enough to be a pointer."""
+    return size < POINTER_SIZE_LIMIT
 
 
 def _read_text(path: str) -> str | None:

@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from model_diff.gitdriver import attributes
+from model_diff.gitdriver.attributes import any_case_glob
+from model_diff.gitdriver.status import sample_path
 
 from tests.conftest import run_model_diff
 
@@ -55,7 +57,8 @@ def test_local_install_routes_every_pattern_and_uninstall_restores_bytes(
     r = run_model_diff(["install"], clean_env, cwd=lfs_repo)
     assert r.returncode == 0, r.stderr
     for pat in PATTERNS:
-        assert check_attr(lfs_repo, clean_env, pat.replace("*", "model")) == "model-diff", pat
+        for sample in (sample_path(pat), sample_path(pat).upper()):
+            assert check_attr(lfs_repo, clean_env, sample) == "model-diff", pat
     text = (lfs_repo / ".gitattributes").read_text()
     assert text.startswith("*.bin filter=lfs diff=model-diff merge=lfs -text\n")
     assert "*.bin diff=model-diff" not in text  # edited in place, not appended
@@ -101,12 +104,13 @@ def test_global_install_restores_gitconfig_with_comments(
     assert r.returncode == 0, r.stderr
     assert "model_diff textconv" in gitconfig.read_text()
     assert "# my settings" in gitconfig.read_text()
-    assert "*.safetensors diff=model-diff" in attrs.read_text()
+    assert f"{any_case_glob('.safetensors')} diff=model-diff" in attrs.read_text()
     # a brand-new repo picks the global driver up
     repo = tmp_path / "fresh"
     repo.mkdir()
     git(["init", "-q"], repo, clean_env)
     assert check_attr(repo, clean_env, "a.safetensors") == "model-diff"
+    assert check_attr(repo, clean_env, "B.SafeTensors") == "model-diff"
     installed = snapshot(gitconfig, attrs)
     assert run_model_diff(["install", "--global"], clean_env, cwd=outside).returncode == 0
     assert snapshot(gitconfig, attrs) == installed
@@ -193,8 +197,9 @@ def test_status_warns_that_a_fresh_clone_falls_back(
     git(["commit", "-q", "-m", "attrs"], lfs_repo, clean_env)
     st = run_model_diff(["status"], clean_env, cwd=lfs_repo)
     assert st.returncode == 0, st.stderr
-    assert "*.bin" in st.stdout and "model.bin: diff=model-diff  [ok]" in st.stdout
-    assert "git-lfs/" in st.stdout and "LFS patterns: *.bin" in st.stdout
+    bins = any_case_glob(".bin")
+    assert bins in st.stdout and "model.bin: diff=model-diff  [ok]" in st.stdout
+    assert "git-lfs/" in st.stdout and f"LFS patterns: {bins}" in st.stdout
     assert "a fresh clone will show pointer/binary diffs" in st.stdout
     clone = tmp_path / "clone"
     git(["clone", "-q", str(lfs_repo), str(clone)], tmp_path, clean_env)

@@ -49,6 +49,27 @@ def test_manifest_hooks_pull_no_torch_and_match_lfs_pointers() -> None:
     assert not [d for d in deps if re.match(r"torch\b", d)]
 
 
+def test_shipped_files_list_exactly_the_readers_extensions() -> None:
+    """The pre-commit manifest, install's default attributes and action.yml's default name
+    the checkpoint extensions of the readers' registry, in any letter case."""
+    from model_diff.gitdriver.attributes import DEFAULT_PATTERNS, lower_form
+
+    from model_diff.formats import CHECKPOINT_EXTENSIONS
+
+    exts = set(CHECKPOINT_EXTENSIONS)
+    for h in yaml.safe_load((PROJECT_ROOT / ".pre-commit-hooks.yaml").read_text()):
+        m = re.fullmatch(r"\(\?i\)\\\.\(([a-z0-9|]+)\)\$", h["files"])
+        assert m, h["files"]
+        assert {"." + e for e in m.group(1).split("|")} == exts
+        files = re.compile(h["files"])
+        assert files.search("ckpt/MODEL.SAFETENSORS") and files.search("w.Bin")
+    assert {lower_form(p)[1:] for p in DEFAULT_PATTERNS} == exts
+    action = yaml.safe_load((PROJECT_ROOT / "action.yml").read_text())
+    default = action["inputs"]["paths"]["description"].split("Default:")[1]
+    assert "any letter case" in default
+    assert set(re.findall(r"\.[a-z][a-z0-9]*\b", default)) == exts
+
+
 def test_every_action_input_is_documented() -> None:
     """Acceptance 5: each input of action.yml has a row in the README's input table."""
     action = yaml.safe_load((PROJECT_ROOT / "action.yml").read_text())

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from model_diff.errors import CheckpointError, LFSObjectMissingError
-from model_diff.formats import open_checkpoint
+from model_diff.formats import lfs, open_checkpoint
 from model_diff.formats.lfs import LFSPointer, parse_pointer, resolve_pointer
 from model_diff.toy import save_safetensors
 
@@ -45,6 +45,20 @@ def test_parse_pointer_accepts_extension_lines() -> None:
 def test_parse_pointer_rejects_non_pointers(data: bytes) -> None:
     """Anything but a well-formed small pointer is not a pointer (None)."""
     assert parse_pointer(data) is None
+
+
+def test_pointer_size_limit_is_gits_lfs_cutoff() -> None:
+    """A pointer is smaller than 1024 bytes (git-lfs's blobSizeCutoff): padded with a long
+    extension line to 1023 bytes it is one, to exactly 1024 it is not."""
+    assert lfs.POINTER_SIZE_LIMIT == 1024
+
+    def padded(n: int) -> bytes:
+        line = b"ext-9-pad sha256:"
+        return POINTER + line + b"a" * (n - len(POINTER) - len(line) - 1) + b"\n"
+
+    assert len(padded(1023)) == 1023 and parse_pointer(padded(1023)) == LFSPointer(OID, 12345)
+    assert len(padded(1024)) == 1024 and parse_pointer(padded(1024)) is None
+    assert lfs.could_be_pointer(1023) and not lfs.could_be_pointer(1024)
 
 
 def git(env: dict[str, str], cwd: Path, *args: str) -> str:

@@ -1,8 +1,7 @@
-"""Reading checkpoints at revisions and listing changed checkpoints, against real git repos."""
+"""gitdriver.git against real git repos: changed checkpoints, REV:path, and `model-diff diff`."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 from pathlib import Path
@@ -10,21 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from model_diff.gitdriver.revisions import (
-    Change,
-    blob_at,
-    changed_checkpoints,
-    merge_base,
-    open_repo,
-    open_spec,
-    read_blob_bytes,
-    split_spec,
-)
+from model_diff.gitdriver.git import Change, Repo, open_spec, split_spec
 
 from model_diff.checkpoint import Checkpoint, from_arrays
 from model_diff.cli import cli
 from model_diff.diff import DiffConfig, ModelDiff
-from model_diff.errors import GitError, LFSObjectMissingError
+from model_diff.errors import CheckpointError, GitError, LFSObjectMissingError, ModelDiffError
 from model_diff.toy import save_safetensors
 from tests.conftest import run_model_diff, scrubbed_env
 from tests.gitdriver.history import History, build_history, git, init_repo, toy
@@ -37,11 +27,17 @@ def history(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
 
 
 EXPECTED = [
-    Change("renamed", "moved.safetensors", "ckpt/renamed.safetensors", "HEAD~2", "HEAD", 100),
-    Change("modified", "model.safetensors", "model.safetensors", "HEAD~2", "HEAD"),
-    Change("added", None, "new.safetensors", "HEAD~2", "HEAD"),
-    Change("removed", "old.safetensors", None, "HEAD~2", "HEAD"),
+    Change("renamed", "moved.safetensors", "ckpt/renamed.safetensors", 100),
+    Change("modified", "model.safetensors", "model.safetensors"),
+    Change("added", None, "new.safetensors"),
+    Change("removed", "old.safetensors", None),
 ]
+
+
+def changed_checkpoints(
+    rev1: str, rev2: str | None = None, pathspecs: list[str] | None = None, *, cwd: str
+) -> list[Change]:
+    return Repo.discover(cwd).changes(rev1, rev2, pathspecs or [])
 
 
 def test_changes_between_revisions_list_each_kind_and_skip_other_files(history: History) -> None:
@@ -57,55 +53,35 @@ def test_pathspecs_are_relative_to_the_callers_directory(history: History) -> No
     assert [c.path for c in globbed] == ["new.safetensors"]
 
 
-def test_renamed_from_maps_new_paths_to_old(history: History) -> None:
-    """renamed_from gives the hooks each renamed checkpoint's previous path."""
-    with open_repo(history.root) as repo:
-        assert repo.renamed_from("HEAD~2", "HEAD") == {
-            "ckpt/renamed.safetensors": "moved.safetensors"
-        }
-        assert repo.renamed_from("HEAD~1", "HEAD") == {}
-
-
-def test_lfs_pointer_blobs_resolve_to_the_store_object(history: History) -> None:
-    """In an LFS repo the blob is a pointer whose object file holds the committed bytes."""
-    with open_repo(history.root) as repo:
-        ref = repo.blob("HEAD", "model.safetensors")
-        on_disk = (history.root / "model.safetensors").read_bytes()
-        if not history.lfs:
-            assert ref.lfs_oid is None
-            assert read_blob_bytes(repo, "HEAD", "model.safetensors") == on_disk
-            return
-        assert ref.lfs_oid == hashlib.sha256(on_disk).hexdigest()
-        assert read_blob_bytes(repo, "HEAD", "model.safetensors").startswith(b"version ")
-        obj = repo.lfs_object_path(ref.lfs_oid, ref.lfs_size or 0, display="x")
-        assert Path(obj).read_bytes() == on_disk
-        assert "/lfs/objects/" in obj
-
-
-def test_blob_at_is_none_for_paths_absent_at_a_revision(history: History) -> None:
-    """blob_at answers None for a file new since the revision, and errors on a bad revision."""
-    with open_repo(history.root) as repo:
-        assert blob_at(repo, "HEAD~1", "new.safetensors") is None
-        assert blob_at(repo, "HEAD", "new.safetensors") is not None
-        with pytest.raises(GitError, match="unknown revision 'nope'"):
-            blob_at(repo, "nope", "new.safetensors")
+def test_lfs_objects_are_opened_where_they_lie(
+    history: History, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An LFS file at a revision is read from the store object, never copied to a temporary
+    file; a plain blob is streamed into one that goes when the checkpoint closes."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    repo = Repo.discover(history.root)
+    with repo.open("HEAD", "model.safetensors") as ckpt:
+        assert ckpt.path == "HEAD:model.safetensors"
+        assert _same_weights(ckpt, history.model[2])
+        assert len(list(tmp_path.iterdir())) == (0 if history.lfs else 1)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_unknown_revision_and_missing_path_are_typed_errors_with_fixes(history: History) -> None:
     """Each failure names what was asked and the command that shows what exists."""
-    with open_repo(history.root) as repo:
-        with pytest.raises(GitError, match=r"unknown revision 'HEAD~9'.*git log"):
-            repo.commit("HEAD~9")
-        with pytest.raises(GitError, match=r"'absent.safetensors' does not exist in HEAD.*ls-tree"):
-            repo.blob("HEAD", "absent.safetensors")
-        with pytest.raises(GitError, match="is a directory"):
-            repo.blob("HEAD", "ckpt")
+    repo = Repo.discover(history.root)
+    with pytest.raises(GitError, match=r"unknown revision 'HEAD~9'.*git log"):
+        repo.resolve("HEAD~9")
+    with pytest.raises(GitError, match=r"'absent.safetensors' does not exist in HEAD.*ls-tree"):
+        repo.open("HEAD", "absent.safetensors")
+    with pytest.raises(ModelDiffError, match="HEAD:ckpt: is a directory with no model weights"):
+        repo.open("HEAD", "ckpt")
 
 
 def test_outside_a_repository_is_a_typed_error(tmp_path: Path) -> None:
-    """open_repo outside any repository says so and how to fix it."""
-    with pytest.raises(GitError, match=r"not inside a git repository.*git init"):
-        open_repo(tmp_path)
+    """Repo.discover outside any repository says so and how to fix it."""
+    with pytest.raises(GitError, match=r"not inside a git work tree.*git init"):
+        Repo.discover(tmp_path)
 
 
 def test_merge_base_of_two_branches(tmp_path: Path) -> None:
@@ -125,11 +101,10 @@ def test_merge_base_of_two_branches(tmp_path: Path) -> None:
     git(root, env, "add", "-A")
     git(root, env, "commit", "-q", "-m", "main")
     expected = git(root, env, "merge-base", "main", "topic").stdout.strip()
-    assert merge_base("main", "topic", cwd=str(root)) == expected
-    assert (
-        merge_base("main", "topic", cwd=str(root))
-        != git(root, env, "rev-parse", "main").stdout.strip()
-    )
+    repo = Repo.discover(root)
+    assert repo.merge_base("main", "topic") == expected
+    assert repo.merge_base("main", "topic") != git(root, env, "rev-parse", "main").stdout.strip()
+    assert repo.resolve("main...topic") == expected
 
 
 @pytest.mark.parametrize("lfs", [False, True], ids=["plain", "lfs"])
@@ -157,10 +132,10 @@ def test_worktree_side_sees_edits_deletions_renames_and_new_files(
     git(root, env, "add", "e.safetensors")
     save_safetensors(root / "untracked.safetensors", toy(9))
     assert changed_checkpoints("HEAD", cwd=str(root)) == [
-        Change("modified", "a.safetensors", "a.safetensors", "HEAD", None),
-        Change("removed", "b.safetensors", None, "HEAD", None),
-        Change("renamed", "c.safetensors", "d.safetensors", "HEAD", None, 100),
-        Change("added", None, "e.safetensors", "HEAD", None),
+        Change("modified", "a.safetensors", "a.safetensors"),
+        Change("removed", "b.safetensors", None),
+        Change("renamed", "c.safetensors", "d.safetensors", 100),
+        Change("added", None, "e.safetensors"),
     ]
 
 
@@ -206,23 +181,45 @@ def test_missing_lfs_object_names_the_oid_and_the_fetch(
 ) -> None:
     """An LFS object absent from the store is a typed error that says `git lfs fetch`."""
     monkeypatch.chdir(history.root)
-    with open_repo() as repo:
-        ref = repo.blob("HEAD~1", "model.safetensors")
-    if ref.lfs_oid is None:
+    if not history.lfs:
         with open_spec("HEAD~1:model.safetensors") as ckpt:  # plain blobs need no store
             assert _same_weights(ckpt, history.model[1])
         return
-    obj = Path(history.root / ".git/lfs/objects" / ref.lfs_oid[:2] / ref.lfs_oid[2:4] / ref.lfs_oid)
+    pointer = git(
+        history.root, scrubbed_env(history.root / "h"), "show", "HEAD~1:model.safetensors"
+    )
+    oid = pointer.stdout.split("oid sha256:")[1].split()[0]
+    obj = Path(history.root / ".git/lfs/objects" / oid[:2] / oid[2:4] / oid)
     hidden = obj.with_name("hidden")
     obj.rename(hidden)
     try:
         with pytest.raises(
             LFSObjectMissingError,
-            match=(rf"HEAD~1:model.safetensors: .*{ref.lfs_oid[:12]}.*git lfs fetch"),
+            match=(rf"HEAD~1:model.safetensors: .*{oid[:12]}.*git lfs fetch"),
         ):
             open_spec("HEAD~1:model.safetensors")
     finally:
         hidden.rename(obj)
+
+
+@pytest.mark.parametrize("history", [True], ids=["lfs"], indirect=True)
+def test_lfs_object_of_the_wrong_size_is_corrupt_for_rev_paths_too(
+    history: History, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store object whose size disagrees with its pointer: the one verdict formats.lfs
+    gives (a corrupt store), for REV:path as for a pointer on disk."""
+    monkeypatch.chdir(history.root)
+    pointer = git(history.root, scrubbed_env(history.root / "h"), "show", "HEAD:model.safetensors")
+    oid = pointer.stdout.split("oid sha256:")[1].split()[0]
+    obj = Path(history.root / ".git/lfs/objects" / oid[:2] / oid[2:4] / oid)
+    data = obj.read_bytes()
+    obj.chmod(0o644)
+    obj.write_bytes(data + b"x")
+    try:
+        with pytest.raises(CheckpointError, match=r"HEAD:model.safetensors: .*corrupt LFS store"):
+            open_spec("HEAD:model.safetensors")
+    finally:
+        obj.write_bytes(data)
 
 
 def test_folder_and_index_specs(
@@ -408,3 +405,70 @@ def test_renamed_and_edited_files_pair_as_git_pairs_them(
             "b.safetensors",
         )
         assert got[0].similarity is not None and 50 <= got[0].similarity < 100
+
+
+# -- the replaced-checkpoint rule --------------------------------------------------------------
+
+
+def _added(path: str, folder: bool = False) -> Change:
+    return Change("added", None, path, folder=folder)
+
+
+def _removed(path: str, folder: bool = False) -> Change:
+    return Change("removed", path, None, folder=folder)
+
+
+def test_pair_replaced_pairs_names_that_differ_only_in_numbers() -> None:
+    """step_1000 -> step_2000 in one directory (any letter case, files or folders) is one
+    rename with no similarity; other changes stay as they are, in order."""
+    from model_diff.gitdriver.git import pair_replaced
+
+    listed = [
+        _removed("ckpt/step_1000.safetensors"),
+        _added("ckpt/step_2000.SAFETENSORS"),
+        _removed("runs/checkpoint-500", folder=True),
+        _added("runs/checkpoint-1000", folder=True),
+        Change("modified", "model.pt", "model.pt"),
+    ]
+    assert pair_replaced(listed) == [
+        Change("renamed", "ckpt/step_1000.safetensors", "ckpt/step_2000.SAFETENSORS"),
+        Change("renamed", "runs/checkpoint-500", "runs/checkpoint-1000", folder=True),
+        Change("modified", "model.pt", "model.pt"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "listed",
+    [
+        [_removed("old.safetensors"), _added("new.safetensors")],  # names differ in letters
+        [_removed("a/step_1.safetensors"), _added("b/step_2.safetensors")],  # two directories
+        [_removed("step_1.safetensors"), _added("step_2.pt")],  # two formats
+        [_removed("step_1", folder=True), _added("step_2.safetensors")],  # folder and file
+        # ambiguous: which of the two replaced step_1?
+        [_removed("step_1.pt"), _added("step_2.pt"), _added("step_3.pt")],
+    ],
+)
+def test_pair_replaced_leaves_everything_else_alone(listed: list[Change]) -> None:
+    """No pair unless exactly one removal and one addition share directory and name shape."""
+    from model_diff.gitdriver.git import pair_replaced
+
+    assert pair_replaced(listed) == listed
+
+
+def test_dir_diff_folders_apply_the_same_rule(tmp_path: Path) -> None:
+    """`git difftool --dir-diff` hands over two folders: a replaced checkpoint in them is
+    paired (and compared) as `model-diff diff` pairs it."""
+    from model_diff.gitdriver.difftool import dir_pairs
+
+    left, right = tmp_path / "left", tmp_path / "right"
+    (left / "ckpt").mkdir(parents=True)
+    (right / "ckpt").mkdir(parents=True)
+    save_safetensors(left / "ckpt" / "step_1000.safetensors", toy(0))
+    save_safetensors(right / "ckpt" / "step_2000.safetensors", toy(1))
+    save_safetensors(right / "other.safetensors", toy(2))
+    pairs = dir_pairs(str(left), str(right))
+    assert [(p.status, p.old_path, p.new_path) for p in pairs] == [
+        ("renamed", "ckpt/step_1000.safetensors", "ckpt/step_2000.safetensors"),
+        ("added", None, "other.safetensors"),
+    ]
+    assert pairs[0].old == str(left / "ckpt" / "step_1000.safetensors")
