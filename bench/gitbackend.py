@@ -11,7 +11,8 @@ Python process (so import and start-up costs count, as they do for a real comman
 
 Also: the bare start-up of each (``import dulwich.repo`` + open, vs one ``git rev-parse``).
 The objects are packed (``git gc``), as in a cloned repository; ``--loose`` leaves them loose.
-Run from the repository root (a Markdown table on stdout)::
+dulwich is not a dependency of model-diff (this measurement is why): ``pip install dulwich``
+first. Run from the repository root (a Markdown table on stdout)::
 
     python bench/gitbackend.py [--blobs 2000] [--repeat 5] [--loose]
 """
