@@ -334,7 +334,9 @@ def merged_tensor(
         else:
             raise ValueError(f"bug: {strategy!r} is not an arithmetic strategy")
         for _, _, (b, o, t) in stream_float64(refs):
-            out = formula(b, o, t).astype(dtype.numpy)
+            # a result beyond the dtype's range becomes inf (NaN in float8_e4m3fn), as documented
+            with np.errstate(over="ignore"):
+                out = formula(b, o, t).astype(dtype.numpy)
             yield out.view(np.uint8).data
 
     return OutTensor(ours.name, dtype, ours.shape, chunks)

@@ -380,3 +380,59 @@ def test_a_result_the_format_cannot_hold_is_refused_before_writing(tmp_path: Pat
             tmp_path / "out.npz",
         )
     assert not os.path.exists(tmp_path / "out.npz")
+
+
+def test_a_result_beyond_the_dtype_range_becomes_inf(tmp_path: Path) -> None:
+    base = {"w": np.zeros(2, np.float16)}
+    ours = {"w": np.array([60000, 1], np.float16)}
+    theirs = {"w": np.array([60000, 2], np.float16)}
+    _, out = _merge(tmp_path, base, ours, theirs, "task-arithmetic")
+    assert out is not None and np.isposinf(out["w"][0]) and out["w"][1] == 3
+
+
+def test_lfs_pointers_are_read_from_the_store_and_the_output_is_the_checkpoint(
+    tmp_path: Path, clean_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What a driver under Git LFS is given: three pointers. The merge reads the objects from
+    the repository's store and writes a real checkpoint, in the object's format."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git-lfs") is None:
+        pytest.skip("git-lfs is not installed")
+    for var in ("GIT_DIR", "GIT_COMMON_DIR", "GIT_WORK_TREE"):
+        monkeypatch.delenv(var, raising=False)
+    repo = tmp_path / "repo"
+    repo.mkdir()
+
+    def git(*args: str, stdin: bytes | None = None) -> bytes:
+        return subprocess.run(
+            ["git", *args], cwd=repo, env=clean_env, input=stdin, capture_output=True, check=True
+        ).stdout
+
+    git("init", "-q")
+    git("lfs", "install", "--local")
+    base = _base()
+    states = {
+        "base": base,
+        "ours": dict(base, a=base["a"] + 1),
+        "theirs": dict(base, b=base["b"] * 2),
+    }
+    pointers = []
+    for name, state in states.items():
+        raw = tmp_path / f"{name}.raw.safetensors"
+        save_safetensors(raw, state, {"who": name})
+        pointer = repo / f"{name}.safetensors"
+        pointer.write_bytes(git("lfs", "clean", "--", pointer.name, stdin=raw.read_bytes()))
+        assert pointer.read_bytes().startswith(b"version https://git-lfs")
+        raw.unlink()
+        pointers.append(str(pointer))
+    monkeypatch.chdir(repo)
+    out = repo / "merged.safetensors"
+    assert merge_checkpoints(*pointers, out).written
+    got = stn.load_file(str(out))
+    assert _same(got["a"], states["ours"]["a"]) and _same(got["b"], states["theirs"]["b"])
+    from safetensors import safe_open
+
+    with safe_open(str(out), "np") as f:
+        assert f.metadata() == {"who": "ours"}
