@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -484,7 +484,6 @@ def compare3(
     labels: tuple[str, str, str] | None = None,
     workers: int | None = None,
     layer_patterns: dict[str, str] | None = None,
-    progress: Callable[[int, int, str], None] | None = None,
 ) -> ThreeWay:
     """The three-way analysis of open checkpoints: classify, then stream the tensors changed on
     both sides (floating dtypes, one layout in all three) for their update statistics."""
@@ -512,10 +511,8 @@ def compare3(
         pool = None
         results = map(run, todo)
     try:
-        for done, ((i, _), s) in enumerate(zip(todo, results, strict=True), start=1):
+        for (i, _), s in zip(todo, results, strict=True):
             stats[i] = s
-            if progress is not None:
-                progress(done, len(todo), changes[i].name)
     finally:
         if pool is not None:
             pool.shutdown()

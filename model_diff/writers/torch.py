@@ -191,7 +191,7 @@ def _is_plain(x: Any) -> bool:
 def _node(obj: Any, where: str) -> Node:
     if not isinstance(obj, dict):
         what = "a tensor" if isinstance(obj, _Tensor) else f"a {type(obj).__name__}"
-        raise Refused(f"{what} at {where or 'the top level'}, not a dict of tensors")
+        raise Refused(f"{what} at {where or 'the top level'} (not a dict of tensors)")
     ordered = isinstance(obj, _OrderedDict)
     state = dict(vars(obj)) if ordered and vars(obj) else None
     if state is not None and not _is_plain(state):
