@@ -8,7 +8,8 @@ copy of the weights stale. ``write`` gives each tensor the shard the original fo
 (a new tensor goes to the last shard), writes each shard with its format's writer (a shard
 left with no tensors is dropped), rewrites the index (``weight_map`` in the original order,
 ``metadata.total_size`` recomputed, every other key kept) and copies every other file and
-folder (config, tokenizer, ...) from the original byte for byte.
+folder (config, tokenizer, ...) from the original byte for byte (symlinks followed, a
+``.git`` left out).
 This module must not import torch.
 """
 
@@ -103,16 +104,22 @@ def assign(layout: Layout, tensors: Mapping[str, OutTensor]) -> dict[str, dict[s
     return out
 
 
+#: Never copied: a clone's repository metadata is not part of the model.
+NOT_COPIED = frozenset([".git"])
+
+
 def _copy_others(layout: Layout, dest: str) -> None:
+    """Copy every non-weight entry of the original folder. Symlinks are followed (a Hugging
+    Face cache snapshot is a folder of links into its blob store: the copy holds the files)."""
     for entry in sorted(os.listdir(layout.source)):
-        if entry in layout.weight_files:
+        if entry in layout.weight_files or entry in NOT_COPIED:
             continue
         src = os.path.join(layout.source, entry)
         dst = os.path.join(dest, entry)
-        if os.path.isdir(src) and not os.path.islink(src):
-            shutil.copytree(src, dst, symlinks=True)
+        if os.path.isdir(src):
+            shutil.copytree(src, dst)
         else:
-            shutil.copy2(src, dst, follow_symlinks=False)
+            shutil.copy2(src, dst)
 
 
 def write(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -34,9 +35,16 @@ def _merged(ours: dict[str, np.ndarray], theirs: dict[str, np.ndarray]) -> dict[
 
 
 def _extras(d: Path) -> None:
-    (d / "tokenizer.json").write_text('{"tok": 1}')
+    """Other files: a tokenizer linked into a blob store (as a Hugging Face cache snapshot
+    holds it), a folder, and a clone's .git (never copied)."""
+    blob = d.parent / "blobs" / "abc123"
+    blob.parent.mkdir(exist_ok=True)
+    blob.write_text('{"tok": 1}')
+    (d / "tokenizer.json").symlink_to(os.path.relpath(blob, d))
     (d / "sub").mkdir()
     (d / "sub" / "notes.md").write_text("hello\n")
+    (d / ".git").mkdir()
+    (d / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
 
 
 @pytest.mark.parametrize("weights", ["safetensors", "bin"])
@@ -79,6 +87,8 @@ def test_sharded_folder_merges_into_consistent_shards_and_index(
     )
     assert (out / "config.json").read_bytes() == (dirs["ours"] / "config.json").read_bytes()
     assert (out / "sub" / "notes.md").read_text() == "hello\n"
+    tokenizer = out / "tokenizer.json"
+    assert not tokenizer.is_symlink() and tokenizer.read_text() == '{"tok": 1}'
     with open_checkpoint(out) as ckpt:  # re-opened by model-diff
         assert set(ckpt.tensors) == set(want)
         for k, v in want.items():
