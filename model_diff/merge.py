@@ -84,7 +84,7 @@ class TensorOutcome:
 class MergeResult:
     """What a merge decided per tensor and whether (and where) it wrote the result."""
 
-    base: str
+    base: str | None  # None: merged without a common ancestor
     ours: str
     theirs: str
     output: str
@@ -134,7 +134,7 @@ def _check_options(strategy: str, ties_k: float) -> None:
 
 
 def merge_checkpoints(
-    base: str | os.PathLike[str],
+    base: str | os.PathLike[str] | None,
     ours: str | os.PathLike[str],
     theirs: str | os.PathLike[str],
     out: str | os.PathLike[str],
@@ -146,28 +146,40 @@ def merge_checkpoints(
     """Merge THEIRS into OURS relative to BASE, tensor by tensor, and write the result to
     ``out`` in OURS' format (see the module docstring for the rules and strategies).
 
-    Returns a ``MergeResult``; ``written`` is False (and nothing was written) when conflicts
-    remain. Raises ``UnwritableCheckpointError`` when OURS (or BASE/THEIRS) holds more than
-    tensors or the result does not fit OURS' format, ``CheckpointError`` for unreadable input,
-    ``ModelDiffError`` for a bad strategy or output path; nothing is written then either.
+    ``base=None`` means no common ancestor (git's add/add case): every tensor counts as
+    added on the side(s) holding it. Returns a ``MergeResult``; ``written`` is False (and
+    nothing was written) when conflicts remain. Raises ``UnwritableCheckpointError`` when
+    OURS (or BASE/THEIRS) holds more than tensors or the result does not fit OURS' format,
+    ``CheckpointError`` for unreadable input, ``ModelDiffError`` for a bad strategy or output
+    path; nothing is written then either.
     """
+    from .checkpoint import from_arrays
     from .formats import open_checkpoint
     from .writers import inspect_container, write_checkpoint
 
     _check_options(strategy, ties_k)
-    paths = [os.fspath(p) for p in (base, ours, theirs)]
+    base_path = os.fspath(base) if base is not None else None
+    ours_path, theirs_path = os.fspath(ours), os.fspath(theirs)
     dest = os.fspath(out)
     with contextlib.ExitStack() as stack:
-        opened = [stack.enter_context(open_checkpoint(p)) for p in paths]
-        containers = [inspect_container(p, c) for p, c in zip(paths, opened, strict=True)]
-        b, o, t = opened
+        b = (
+            stack.enter_context(open_checkpoint(base_path))
+            if base_path is not None
+            else from_arrays({}, path="(no base)")
+        )
+        o = stack.enter_context(open_checkpoint(ours_path))
+        t = stack.enter_context(open_checkpoint(theirs_path))
+        if base_path is not None:
+            inspect_container(base_path, b)
+        inspect_container(theirs_path, t)
+        container = inspect_container(ours_path, o)
         outcomes, tensors = resolve(classify(b, o, t, workers=workers), b, o, t, strategy, ties_k)
         result = MergeResult(
-            base=paths[0],
-            ours=paths[1],
-            theirs=paths[2],
+            base=base_path,
+            ours=ours_path,
+            theirs=theirs_path,
             output=dest,
-            format=containers[1].format,
+            format=container.format,
             strategy=strategy,
             written=False,
             tensors=tuple(outcomes),
@@ -175,7 +187,7 @@ def merge_checkpoints(
         )
         if result.conflicts:
             return result
-        write_checkpoint(containers[1], tensors, dest)
+        write_checkpoint(container, tensors, dest)
     return dataclasses.replace(result, written=True)
 
 

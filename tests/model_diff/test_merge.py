@@ -436,3 +436,20 @@ def test_lfs_pointers_are_read_from_the_store_and_the_output_is_the_checkpoint(
 
     with safe_open(str(out), "np") as f:
         assert f.metadata() == {"who": "ours"}
+
+
+def test_without_a_base_every_tensor_is_added_and_differences_conflict(tmp_path: Path) -> None:
+    """git's add/add case: no common ancestor. Identical tensors merge, different ones
+    are add-add conflicts, one-sided ones are taken."""
+    base = _base()
+    ours = dict(base, a=base["a"] + 1, only_ours=np.ones(2, np.float32))
+    theirs = dict(base, a=base["a"] - 1)
+    o, t = _write(tmp_path, "ours", ours), _write(tmp_path, "theirs", theirs)
+    out = tmp_path / "out.safetensors"
+    result = merge_checkpoints(None, o, t, out)
+    assert [(c.name, c.conflict) for c in result.conflicts] == [("a", "add-add")]
+    assert result.base is None and not out.exists()
+    result = merge_checkpoints(None, o, t, out, strategy="theirs")
+    got = stn.load_file(str(out))
+    assert _same(got["a"], theirs["a"]) and _same(got["only_ours"], ours["only_ours"])
+    assert _outcome(result, "b") == "both"
