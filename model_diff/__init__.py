@@ -30,6 +30,12 @@ _LAZY = {
     "create_diff_report": "report",
     "VisualizationConfig": "report",
     "ModelDiffError": "errors",
+    "merge_checkpoints": "merge",
+    "MergeResult": "merge",
+    "compare3": "threeway",
+    "compare3_files": "threeway",
+    "ThreeWay": "threeway",
+    "render_threeway": "report.threeway",
 }
 
 __all__ = [
@@ -39,18 +45,24 @@ __all__ = [
     "DiffAnalyzer",
     "DiffConfig",
     "DiffSummary",
+    "MergeResult",
     "ModelDiff",
     "ModelDiffError",
     "ParameterDiff",
     "TensorInfo",
     "TensorRef",
+    "ThreeWay",
     "VisualizationConfig",
     "__version__",
+    "compare3",
+    "compare3_files",
     "compare_checkpoints",
     "compare_training_stages",
     "create_diff_report",
     "load_checkpoint",
+    "merge_checkpoints",
     "open_checkpoint",
+    "render_threeway",
 ]
 
 

@@ -816,3 +816,10 @@ def ci_cmd(
             report=report,
         )
     )
+
+
+# --- three-way commands: merge, compare3 (their own module) ---
+from .cli_merge import compare3, merge  # noqa: E402
+
+cli.add_command(merge)
+cli.add_command(compare3)

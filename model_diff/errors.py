@@ -76,3 +76,9 @@ class GitError(ModelDiffError):
 
 class PolicyError(ModelDiffError):
     """A check policy that is malformed: unknown key, wrong type, bad value."""
+
+
+class UnwritableCheckpointError(ModelDiffError):
+    """A checkpoint (or a merge result) that cannot be written back faithfully in its format:
+    a training checkpoint with optimizer state, a pickle with objects, a dtype the format has
+    no code for. Nothing is written."""

@@ -379,3 +379,11 @@ def low_rank_chart(
         r99 = beyond if r["r99"] is None else str(int(r["r99"]))
         svg.text(right + 6, y + bar / 2 + 4, f"{r90}/{r99} of {int(full)}", cls="val", size=11)
     return svg.done()
+
+
+# Public names of the drawing helpers, shared with the three-way report's charts
+# (``threeway_html``); the private spellings stay for this module's own use.
+Svg = _Svg
+nice_max = _nice_max
+y_axis = _y_axis
+coord = _f

@@ -84,6 +84,11 @@ def _environment() -> jinja2.Environment:
     return env
 
 
+def environment() -> jinja2.Environment:
+    """The package's autoescaping template environment (also the three-way report's)."""
+    return _environment()
+
+
 def _table_rows(view: ReportView) -> list[dict[str, Any]]:
     rows = []
     for key, _ in GROUPS:
