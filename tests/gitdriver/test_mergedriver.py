@@ -278,3 +278,32 @@ def test_an_internal_error_is_a_conflict_not_a_crash(
     assert "internal error in the merge driver" in err and "RuntimeError: boom" in err
     assert mergedriver.main(["too", "few"]) == 1
     assert "takes 4 arguments" in capsys.readouterr().err
+
+
+def test_mergetool_by_hand_html_and_strategy(tmp_path: Path, clean_env: dict[str, str]) -> None:
+    """`model-diff mergetool --html` writes the HTML report and hands it to the browser
+    ($BROWSER), exit 1, MERGED untouched; `--strategy theirs` overrides the (unset) config and
+    writes MERGED, exit 0."""
+    work = tmp_path / "w"
+    work.mkdir()
+    git(["init", "-q"], work, clean_env)
+    base = {"w": np.zeros(3, np.float32), "v": np.ones(2, np.float32)}
+    ours = dict(base, w=np.full(3, 1, np.float32))
+    theirs = dict(base, w=np.full(3, 2, np.float32), v=np.full(2, 3, np.float32))
+    for name, sd in (("m_BASE_1.safetensors", base), ("m_LOCAL_1.safetensors", ours)):
+        save_safetensors(work / name, sd)
+    save_safetensors(work / "m_REMOTE_1.safetensors", theirs)
+    save_safetensors(work / "m.safetensors", ours)
+    before = (work / "m.safetensors").read_bytes()
+    args = ["mergetool", "m_BASE_1.safetensors", "m_LOCAL_1.safetensors", "m_REMOTE_1.safetensors"]
+    env = dict(clean_env, BROWSER="true")
+    r = run_model_diff([*args, "m.safetensors", "--html"], env, cwd=work)
+    assert r.returncode == 1, r.stderr
+    assert "CONFLICT (content) w" in r.stderr and "HTML report for m.safetensors" in r.stdout
+    html = Path(r.stdout.rsplit(": ", 1)[1].split()[0])
+    assert html.read_text().startswith("<!DOCTYPE html>")
+    html.unlink()
+    assert (work / "m.safetensors").read_bytes() == before
+    r = run_model_diff([*args, "m.safetensors", "--strategy", "theirs"], env, cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert same_bytes(read(work / "m.safetensors"), theirs)
