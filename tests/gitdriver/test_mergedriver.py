@@ -307,3 +307,21 @@ def test_mergetool_by_hand_html_and_strategy(tmp_path: Path, clean_env: dict[str
     r = run_model_diff([*args, "m.safetensors", "--strategy", "theirs"], env, cwd=work)
     assert r.returncode == 0, r.stderr
     assert same_bytes(read(work / "m.safetensors"), theirs)
+
+
+def test_no_common_ancestor_merges_what_both_added(
+    tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    """Both branches added the file (git passes an empty %O): tensors added alike or on one
+    side merge; the driver exits 0 with the union in %A."""
+    work = tmp_path / "w"
+    work.mkdir()
+    git(["init", "-q"], work, clean_env)
+    (work / "o").write_bytes(b"")
+    ours = {"w": np.zeros(2, np.float32), "v": np.ones(3, np.float32)}
+    theirs = {"w": np.zeros(2, np.float32), "u": np.full(4, 2, np.float32)}
+    save_safetensors(work / "a", ours)
+    save_safetensors(work / "b", theirs)
+    r = run_model_diff(["merge-driver", "o", "a", "b", "m.safetensors"], clean_env, cwd=work)
+    assert r.returncode == 0, r.stderr
+    assert same_bytes(read(work / "a"), {**ours, **theirs})
