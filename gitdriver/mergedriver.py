@@ -171,30 +171,30 @@ def merge_file(
     here = os.fspath(cwd) if cwd is not None else os.getcwd()
     repo = git.Repo.find(here)
     strategy = configured_strategy(here)
-    as_pointer = lfs.read_pointer(ours) is not None or (
+    store: str | None = None  # the common git dir whose LFS store gets the result
+    if lfs.read_pointer(ours) is not None or (
         repo is not None and repo.attribute(path, "filter") == "lfs"
-    )
-    if as_pointer and repo is None:
-        raise ModelDiffError(
-            f"{git.display_path(path)}: a Git LFS file merged outside a repository",
-            hint="run the merge inside the repository",
-        )
+    ):
+        if repo is None:
+            raise ModelDiffError(
+                f"{git.display_path(path)}: a Git LFS file merged outside a repository",
+                hint="run the merge inside the repository",
+            )
+        store = repo.common_dir
     res = Resolution(path, merged=False)
     with contextlib.ExitStack() as stack:
         b = None if _no_base(base) else stack.enter_context(_open(base, path, "base"))
         o = stack.enter_context(_open(ours, path, "ours"))
         t = stack.enter_context(_open(theirs, path, "theirs"))
         out = ours
+        if store is not None:
+            out = os.path.join(lfs.temp_dir(store), f"model-diff-{secrets.token_hex(8)}")
         pointer: lfs.LFSPointer | None = None
-        if as_pointer:
-            assert repo is not None
-            out = os.path.join(lfs.temp_dir(repo.common_dir), f"model-diff-{secrets.token_hex(8)}")
         try:
             result = merge_checkpoints(b, o, t, out, strategy)
             res.result = result
-            if result.written and as_pointer:
-                assert repo is not None
-                pointer = lfs.store_object(repo.common_dir, out)
+            if result.written and store is not None:
+                pointer = lfs.store_object(store, out)
                 with open(ours, "wb") as f:
                     f.write(lfs.pointer_bytes(pointer))
         finally:
