@@ -397,6 +397,13 @@ class Repo:
         title = f"model-diff {first} vs working tree"
         return DiffSides(first, old_id, None, WORKTREE, rest + list(pathspecs), title)
 
+    def attribute(self, path: str, name: str) -> str:
+        """The value git resolves for attribute ``name`` of ``path`` (top-level relative):
+        ``unspecified``, ``set``, ``unset`` or the value (``git check-attr``)."""
+        out = self.git("check-attr", "-z", name, "--", path)
+        fields = os.fsdecode(out).split("\0")
+        return fields[2] if len(fields) > 2 else "unspecified"
+
     # -- paths -----------------------------------------------------------------------------
     def repo_path(self, path: str) -> str:
         """A path as git's ``REV:path`` reads it: from the top, or from the caller's

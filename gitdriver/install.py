@@ -5,6 +5,11 @@ What install writes, in the chosen scope (``--local`` default, ``--global``, ``-
 
     diff.model-diff.textconv   "<python>" -m model_diff textconv
     difftool.model-diff.cmd    "<python>" -m model_diff difftool "$LOCAL" "$REMOTE" "$MERGED"
+    merge.model-diff.name      model-diff: tensor-by-tensor checkpoint merge
+    merge.model-diff.driver    "<python>" -m model_diff merge-driver %O %A %B %P
+    mergetool.model-diff.cmd   "<python>" -m model_diff mergetool "$BASE" "$LOCAL" "$REMOTE"
+                                                                    "$MERGED"   (one line)
+    mergetool.model-diff.trustExitCode true
     diff.model-diff.cachetextconv true            (--cachetextconv; the textconv command then
                                                    carries --format-version=N, see below)
     diff.model-diff.command    <hand-off to difftool>; exec "<python>" -m model_diff ext-diff
@@ -92,6 +97,12 @@ def driver_config(
     cfg = {
         f"diff.{DRIVER}.textconv": textconv,
         f"difftool.{DRIVER}.cmd": f'{py} -m model_diff difftool "$LOCAL" "$REMOTE" "$MERGED"',
+        f"merge.{DRIVER}.name": MERGE_DRIVER_NAME,
+        f"merge.{DRIVER}.driver": f"{py} -m model_diff merge-driver %O %A %B %P",
+        f"mergetool.{DRIVER}.cmd": (
+            f'{py} -m model_diff mergetool "$BASE" "$LOCAL" "$REMOTE" "$MERGED"'
+        ),
+        f"mergetool.{DRIVER}.trustExitCode": "true",
     }
     if cachetextconv:
         cfg[f"diff.{DRIVER}.cachetextconv"] = "true"
@@ -105,16 +116,31 @@ _ALL_KEYS = (
     f"diff.{DRIVER}.cachetextconv",
     f"diff.{DRIVER}.command",
     f"difftool.{DRIVER}.cmd",
+    f"merge.{DRIVER}.name",
+    f"merge.{DRIVER}.driver",
+    f"mergetool.{DRIVER}.cmd",
+    f"mergetool.{DRIVER}.trustExitCode",
 )
-_SECTIONS = (f"diff.{DRIVER}", f"difftool.{DRIVER}")
+_SECTIONS = (f"diff.{DRIVER}", f"difftool.{DRIVER}", f"merge.{DRIVER}", f"mergetool.{DRIVER}")
+#: The config keys of every section install writes (``git config --get-regexp``).
+KEYS_REGEX = rf"^(diff|difftool|merge|mergetool)\.{DRIVER}\."
+#: ``merge.model-diff.name``: what git shows for the driver.
+MERGE_DRIVER_NAME = "model-diff: tensor-by-tensor checkpoint merge"
 #: a key install sets only when the config file lacked its final newline (git adds one)
 _NOEOL_KEY = f"diff.{DRIVER}.restorenoeol"
 
 
 def _is_ours(key: str, value: str) -> bool:
-    if key.endswith(".cachetextconv") or key == _NOEOL_KEY:
+    if key.endswith((".cachetextconv", ".trustexitcode")) or key == _NOEOL_KEY:
         return True
     return any(m in value for m in _OURS_MARKERS)
+
+
+def _lower_keys(keys: dict[str, str]) -> dict[str, str]:
+    """Config keys as git compares them: section and variable names are case-insensitive
+    (``git config --get-regexp`` prints them lower-cased; ``trustExitCode`` is
+    ``trustexitcode``); the subsection (``model-diff``) is lower-case already."""
+    return {k.lower(): v for k, v in keys.items()}
 
 
 def _scope_args(scope: str) -> list[str]:
@@ -203,8 +229,9 @@ def install(
     sargs = _scope_args(scope)
     _repo_top(scope, here)
     out = Outcome()
-    wanted = driver_config(external=external, cachetextconv=cachetextconv, executable=executable)
-    current = git.config_keys(sargs, rf"^(diff|difftool)\.{DRIVER}\.", cwd=here)
+    config = driver_config(external=external, cachetextconv=cachetextconv, executable=executable)
+    current = _lower_keys(git.config_keys(sargs, KEYS_REGEX, cwd=here))
+    wanted = _lower_keys(config)
     for key, value in current.items():
         if key in wanted and value != wanted[key] and not _is_ours(key, value):
             raise ModelDiffError(
@@ -215,7 +242,7 @@ def install(
         cfg = config_file(scope, here)
         if (
             cfg is not None
-            and not any(k in current for k in _ALL_KEYS)
+            and not any(k.lower() in current for k in _ALL_KEYS)
             and cfg.is_file()
             and cfg.stat().st_size
             and not cfg.read_bytes().endswith(b"\n")
@@ -223,11 +250,11 @@ def install(
             # git adds the missing final newline when it appends our section; note it so
             # uninstall can give the file back byte for byte.
             git.config_set(sargs, _NOEOL_KEY, "true", cwd=here)
-    for key, value in wanted.items():
-        if current.get(key) != value:
+    for key, value in config.items():
+        if current.get(key.lower()) != value:
             git.config_set(sargs, key, value, cwd=here)
             out.changes.append(Change(f"git config --{scope}", f"{key} = {value}"))
-    for key in _ALL_KEYS:
+    for key in (k.lower() for k in _ALL_KEYS):
         if key in current and key not in wanted:
             git.config_unset(sargs, key, cwd=here)
             out.changes.append(Change(f"git config --{scope}", f"unset {key}"))
@@ -236,14 +263,18 @@ def install(
     after = attributes.install_text(before, list(patterns or DEFAULT_PATTERNS))
     if after != (before or ""):
         _write_text_atomic(attr_path, after)
-        added, edited = attributes.installed_patterns(after)
+        added, edited = attributes.installed(after)
         out.changes.append(
-            Change(str(attr_path), "diff=model-diff for " + " ".join(added + edited))
+            Change(
+                str(attr_path),
+                f"diff={DRIVER} merge={DRIVER} for " + " ".join([*added, *edited]),
+            )
         )
-        for pat in edited:
+        for pat, attrs in edited.items():
+            swapped = " and ".join(f"{a}=lfs to {a}={DRIVER}" for a in attrs)
             out.notes.append(
-                f"{attr_path}: changed diff=lfs to diff=model-diff on the "
-                f"existing line for {pat} (uninstall restores it)"
+                f"{attr_path}: changed {swapped} on the existing line for {pat} "
+                "(uninstall restores it)"
             )
     if external:
         out.notes.append(
@@ -265,15 +296,16 @@ def uninstall(*, scope: str = "local", cwd: str | os.PathLike[str] | None = None
     sargs = _scope_args(scope)
     _repo_top(scope, here)
     out = Outcome()
-    current = git.config_keys(sargs, rf"^(diff|difftool)\.{DRIVER}\.", cwd=here)
+    current = _lower_keys(git.config_keys(sargs, KEYS_REGEX, cwd=here))
     noeol = current.get(_NOEOL_KEY) == "true"
+    ours = {k.lower() for k in _ALL_KEYS}
     for key, value in current.items():
-        if key in _ALL_KEYS and _is_ours(key, value):
+        if key in ours and _is_ours(key, value):
             git.config_unset(sargs, key, cwd=here)
             out.changes.append(Change(f"git config --{scope}", f"unset {key}"))
     if noeol:
         git.config_unset(sargs, _NOEOL_KEY, cwd=here)
-    remaining = git.config_keys(sargs, rf"^(diff|difftool)\.{DRIVER}\.", cwd=here)
+    remaining = git.config_keys(sargs, KEYS_REGEX, cwd=here)
     for section in _SECTIONS:
         if not any(k.startswith(section + ".") for k in remaining):
             git.config_remove_section(sargs, section, cwd=here)

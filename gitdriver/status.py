@@ -1,9 +1,10 @@
 """``model-diff status``: what git will do with checkpoints here, and why.
 
-Reports the driver config per scope, the ``diff`` attribute git resolves for each pattern
-(``git check-attr``, so ordering and ``.git/info/attributes`` are accounted for), Git LFS
-presence, and whether a fresh clone would silently fall back to pointer/binary diffs because
-the driver config (which is per clone or per user, never committed) is missing.
+Reports the driver config per scope, the ``diff`` and ``merge`` attributes git resolves for
+each pattern (``git check-attr``, so ordering and ``.git/info/attributes`` are accounted for),
+Git LFS presence, and whether a fresh clone would silently fall back to pointer/binary diffs
+(and text merges of LFS pointers) because the driver config (which is per clone or per user,
+never committed) is missing.
 
 This module must not import click or dulwich and never prints: it returns a report.
 """
@@ -18,7 +19,7 @@ from pathlib import Path
 from . import git
 from .attributes import DEFAULT_PATTERNS, DRIVER
 from .cache import TEXTCONV_FORMAT_VERSION, TextconvCache, default_root
-from .install import SCOPES
+from .install import KEYS_REGEX, SCOPES
 
 
 @dataclass
@@ -34,10 +35,16 @@ class Status:
     cache_bytes: int = 0
     git_notes_cache: bool = False  # refs/notes/textconv/model-diff exists
     warnings: list[str] = field(default_factory=list)
+    #: pattern -> the merge attribute git resolves for its sample path
+    merge_attributes: dict[str, str] = field(default_factory=dict)
 
     @property
     def driver_scopes(self) -> list[str]:
         return [s for s in SCOPES if f"diff.{DRIVER}.textconv" in self.driver.get(s, {})]
+
+    @property
+    def merge_scopes(self) -> list[str]:
+        return [s for s in SCOPES if f"merge.{DRIVER}.driver" in self.driver.get(s, {})]
 
 
 def sample_path(pattern: str) -> str:
@@ -61,21 +68,23 @@ def collect(cwd: str | os.PathLike[str] | None = None, patterns: list[str] | Non
     for scope in SCOPES:
         if scope == "local" and top is None:
             continue
-        keys = git.config_keys([f"--{scope}"], rf"^(diff|difftool)\.{DRIVER}\.", cwd=here)
+        keys = git.config_keys([f"--{scope}"], KEYS_REGEX, cwd=here)
         if keys:
             driver[scope] = keys
     attrs: list[tuple[str, str, str]] = []
+    merge_attrs: dict[str, str] = {}
     lfs_patterns: list[str] = []
     if top is not None:
         pats = list(patterns or DEFAULT_PATTERNS)
         samples = [sample_path(p) for p in pats]
-        proc = git.run(["check-attr", "-z", "diff", "filter", "--", *samples], cwd=top)
+        proc = git.run(["check-attr", "-z", "diff", "merge", "filter", "--", *samples], cwd=top)
         fields = os.fsdecode(proc.stdout).split("\0")
         values: dict[tuple[str, str], str] = {}
         for i in range(0, len(fields) - 2, 3):
             values[(fields[i], fields[i + 1])] = fields[i + 2]
         for pat, sample in zip(pats, samples, strict=True):
             attrs.append((pat, sample, values.get((sample, "diff"), "unspecified")))
+            merge_attrs[pat] = values.get((sample, "merge"), "unspecified")
             if values.get((sample, "filter")) == "lfs":
                 lfs_patterns.append(pat)
     lfs_filter = git.config_get([], "filter.lfs.process", cwd=here) is not None
@@ -86,6 +95,7 @@ def collect(cwd: str | os.PathLike[str] | None = None, patterns: list[str] | Non
         lfs_version=_lfs_version(here),
         lfs_filter=lfs_filter,
         lfs_patterns=lfs_patterns,
+        merge_attributes=merge_attrs,
     )
     cache = TextconvCache(default_root(here), version=TEXTCONV_FORMAT_VERSION)
     entries = cache.entries()
@@ -107,6 +117,12 @@ def _diagnose(st: Status, top: Path | None) -> None:
         st.warnings.append(
             f"attributes name diff={DRIVER} but no driver is configured: git silently falls "
             "back to binary/pointer diffs; run `model-diff install`"
+        )
+    merging = [p for p, v in st.merge_attributes.items() if v == DRIVER]
+    if merging and not st.merge_scopes:
+        st.warnings.append(
+            f"attributes name merge={DRIVER} but no merge driver is configured: git falls back "
+            "to a text merge (conflict markers inside Git LFS pointers); run `model-diff install`"
         )
     for pat, _, value in st.attributes:
         if value == "lfs" and scopes:
@@ -147,11 +163,15 @@ def format_status(st: Status) -> str:
         for key, value in sorted(keys.items()):
             lines.append(f"  {scope:<6} {key} = {value}")
     if st.in_repo:
-        lines.append("attributes (git check-attr diff):")
+        lines.append("attributes (git check-attr diff merge):")
         width = max((len(p) for p, _, _ in st.attributes), default=0)
         for pat, sample, value in st.attributes:
             mark = "ok" if value == DRIVER else "not model-diff"
-            lines.append(f"  {pat:<{width}}  {sample}: diff={value}  [{mark}]")
+            merge = st.merge_attributes.get(pat, "unspecified")
+            merge_mark = "ok" if merge == DRIVER else "not model-diff"
+            lines.append(
+                f"  {pat:<{width}}  {sample}: diff={value}  [{mark}]; merge={merge}  [{merge_mark}]"
+            )
     else:
         lines.append("attributes: (not in a repository)")
     lfs = st.lfs_version or "not installed"

@@ -245,6 +245,8 @@ class Checkpoint:
         pool: Mapping[str, TensorRef] | None = None,
         unchecked: Mapping[str, str] | None = None,
         unchecked_paths: Mapping[str, str] | None = None,
+        location: str | None = None,
+        nesting: Any = None,
     ) -> None:
         self.path = path
         self.format = format
@@ -266,6 +268,12 @@ class Checkpoint:
         self.unchecked_paths: dict[str, str] = (
             _sorted_map(unchecked_paths) if unchecked_paths is not None else dict(self.unchecked)
         )
+        #: the file or folder the reader read (the object, for a resolved Git LFS pointer);
+        #: None for a checkpoint built in memory. Writers read the container's layout there.
+        self.location: str | None = location
+        #: how the tensors nest in a PyTorch pickle (``formats.torch_nesting.Nesting``), for
+        #: writing the file back; None for other formats
+        self.nesting: Any = nesting
         self._closers = list(closers or [])
         self._info: dict[str, TensorInfo] | None = None
         self._info_lock = threading.Lock()
@@ -440,6 +448,8 @@ class Checkpoint:
             "pool": self.pool,
             "unchecked": self.unchecked,
             "unchecked_paths": self.unchecked_paths,
+            "location": self.location,
+            "nesting": self.nesting,
         }
         fields.update(changes)
         path, fmt, tensors = fields.pop("path"), fields.pop("format"), fields.pop("tensors")

@@ -818,8 +818,10 @@ def ci_cmd(
     )
 
 
-# --- three-way commands: merge, compare3 (their own module) ---
-from .cli_merge import compare3, merge  # noqa: E402
+# --- three-way commands: merge, compare3, merge-driver, mergetool (their own module) ---
+from .cli_merge import compare3, merge, merge_driver, mergetool  # noqa: E402
 
 cli.add_command(merge)
 cli.add_command(compare3)
+cli.add_command(merge_driver)
+cli.add_command(mergetool)

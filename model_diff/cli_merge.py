@@ -1,20 +1,32 @@
-"""The ``merge`` and ``compare3`` commands (registered on the ``model-diff`` group by ``cli``).
+"""The three-way commands (registered on the ``model-diff`` group by ``cli``): ``merge``,
+``compare3``, and git's ``merge-driver`` and ``mergetool``.
 
 ``merge BASE OURS THEIRS -o OUT`` runs ``merge.merge_checkpoints``: exit 0 when the merged
 checkpoint was written, 1 when conflicts remain (listed on stderr; nothing written), 2 for
 unreadable or unwritable input. ``compare3 BASE OURS THEIRS`` renders the three-way report.
-Like ``cli``, this module prints and exits; the engine below it does neither.
+Both take paths or ``REV:path`` (opened by ``gitdriver.git.open_spec``, like ``compare``).
+``merge-driver`` and ``mergetool`` are what ``model-diff install`` registers with git
+(``model_diff.gitdriver.mergedriver``). Like ``cli``, this module prints and exits; the
+engine below it does neither.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import click
 
-from .errors import EXIT_CHECK_FAILED
+from .errors import EXIT_CHECK_FAILED, ModelDiffError
 from .merge import ARITHMETIC, DEFAULT_TIES_K, STRATEGIES, MergeResult
 from .terminal import printable
+
+if TYPE_CHECKING:
+    from .checkpoint import Checkpoint
+    from .threeway import ThreeWay
 
 _workers_option = click.option(
     "--workers",
@@ -24,15 +36,33 @@ _workers_option = click.option(
 )
 
 
+def _check_output(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """A report's ``-o`` is checked while the command line is parsed (``output``'s rules)."""
+    del ctx, param
+    if value is not None and value != "-":
+        from .output import check_destination
+
+        check_destination(value)
+    return value
+
+
 def write_text(text: str, output: str | None) -> None:
-    """The report on stdout, or written to ``output`` atomically."""
+    """The report on stdout, or written to ``output`` by ``model_diff.output``'s rules."""
     if output is None or output == "-":
         click.echo(text, nl=not text.endswith("\n"))
         return
-    from .writers.base import atomic_file
+    from .output import write_report
 
-    with atomic_file(output) as f:
-        f.write(text.encode("utf-8"))
+    write_report(output, text)
+
+
+@contextlib.contextmanager
+def _opened(*specs: str) -> Iterator[list[Checkpoint]]:
+    """Checkpoint arguments opened (paths, or ``REV:path`` from git history), closed after."""
+    from .gitdriver.git import open_spec
+
+    with contextlib.ExitStack() as stack:
+        yield [stack.enter_context(open_spec(spec)) for spec in specs]
 
 
 def _summary(result: MergeResult) -> list[str]:
@@ -124,13 +154,15 @@ def merge(
 ) -> None:
     """Merge THEIRS into OURS tensor by tensor, relative to BASE, and write OUTPUT.
 
-    A tensor changed on one side only comes from that side (exact bytes); conflicts (both
-    sides changed it differently) need --strategy. Exit 0 written, 1 conflicts (nothing
-    written), 2 unreadable input or a checkpoint that cannot be written back faithfully.
+    Each argument is a path or REV:path (a file or folder at a git revision). A tensor
+    changed on one side only comes from that side (exact bytes); conflicts (both sides
+    changed it differently) need --strategy. Exit 0 written, 1 conflicts (nothing written),
+    2 unreadable input or a checkpoint that cannot be written back faithfully.
     """
     from .merge import merge_checkpoints
 
-    result = merge_checkpoints(base, ours, theirs, output, strategy, ties_k=ties_k, workers=workers)
+    with _opened(base, ours, theirs) as (b, o, t):
+        result = merge_checkpoints(b, o, t, output, strategy, ties_k=ties_k, workers=workers)
     if fmt == "json":
         click.echo(json.dumps(result.to_dict(), indent=2, allow_nan=False, ensure_ascii=False))
     elif result.written:
@@ -153,7 +185,11 @@ def merge(
     help="Report format.",
 )
 @click.option(
-    "-o", "--output", type=click.Path(dir_okay=False), help="Write the report to FILE instead."
+    "-o",
+    "--output",
+    callback=_check_output,
+    metavar="FILE",
+    help="Write the report to FILE instead.",
 )
 @_workers_option
 def compare3(
@@ -161,12 +197,88 @@ def compare3(
 ) -> None:
     """Three-way report: which side changed each tensor and how the two updates interfere.
 
-    For tensors changed on both sides: cos(Δours, Δtheirs), the share of elements whose
-    updates disagree in sign, and the sizes of both updates; per layer type and block; and
-    whether `model-diff merge` would merge cleanly.
+    Each argument is a path or REV:path. For tensors changed on both sides: cos(Δours,
+    Δtheirs), the share of elements whose updates disagree in sign, and the sizes of both
+    updates; per layer type and block; and whether `model-diff merge` would merge cleanly.
     """
     from .report.threeway import render_threeway
-    from .threeway import compare3_files
+    from .threeway import compare3 as analyse
 
-    result = compare3_files(base, ours, theirs, workers=workers)
+    with _opened(base, ours, theirs) as (b, o, t):
+        result = analyse(b, o, t, labels=(base, ours, theirs), workers=workers)
     write_text(render_threeway(result, fmt), output)
+
+
+@click.command("merge-driver", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def merge_driver(args: tuple[str, ...]) -> None:
+    """Git merge driver (`merge.model-diff.driver`): git passes %O %A %B %P.
+
+    Merges tensor by tensor with `git config model-diff.mergeStrategy` (default fail).
+    Exit 0: merged into %A (a new Git LFS object and its pointer for LFS files). Exit 1: a
+    conflict, %A keeps ours and the three-way report is written under the git dir
+    (model-diff/merge/PATH.txt and .html); anything that goes wrong is a conflict too.
+    """
+    from .gitdriver.mergedriver import main as driver_main
+
+    sys.exit(driver_main(list(args)))
+
+
+@click.command("mergetool")
+@click.argument("base")
+@click.argument("local")
+@click.argument("remote")
+@click.argument("merged")
+@click.option(
+    "--strategy",
+    type=click.Choice(STRATEGIES),
+    default=None,
+    help="Resolve with this strategy (default: git config model-diff.mergeStrategy, or fail).",
+)
+@click.option(
+    "--html",
+    "as_html",
+    is_flag=True,
+    help="Show the three-way report as HTML in a browser instead of text.",
+)
+def mergetool(
+    base: str, local: str, remote: str, merged: str, strategy: str | None, as_html: bool
+) -> None:
+    """`git mergetool -t model-diff` (BASE LOCAL REMOTE MERGED).
+
+    Writes the merge into MERGED and exits 0 when the strategy resolves every conflict (git
+    then marks the file resolved); otherwise shows the three-way report and exits 1, so the
+    file stays conflicted.
+    """
+    from .gitdriver.mergedriver import resolve_with_tool
+
+    try:
+        res = resolve_with_tool(base, local, remote, merged, strategy=strategy)
+    except ModelDiffError as e:
+        click.echo(f"model-diff: error: {printable(str(e))}", err=True)
+        sys.exit(EXIT_CHECK_FAILED)
+    if res.merged:
+        click.echo("\n".join(res.lines))
+        return
+    click.echo("\n".join(res.lines), err=True)
+    if res.threeway is not None:
+        _show_threeway(res.threeway, merged, as_html)
+    click.echo(
+        "model-diff: left conflicted; resolve with --strategy (or git config "
+        "model-diff.mergeStrategy) and run git mergetool again",
+        err=True,
+    )
+    sys.exit(EXIT_CHECK_FAILED)
+
+
+def _show_threeway(three: ThreeWay, merged: str, as_html: bool) -> None:
+    from .gitdriver.difftool import open_in_browser, write_temp_html
+    from .report.threeway import render_threeway
+
+    if not as_html:
+        click.echo(render_threeway(three, "text"), nl=False)
+        return
+    path = write_temp_html(render_threeway(three, "html"))
+    opened = open_in_browser(path)
+    note = "" if opened else " (no browser found: open it yourself)"
+    click.echo(f"model-diff: HTML report for {printable(merged)}: {printable(path)}{note}")

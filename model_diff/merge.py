@@ -25,6 +25,7 @@ float64 directly). A conflict left unresolved means nothing is written.
 
 The output has the format of OURS and is written only where that is faithful
 (``writers.inspect_container``); it goes to a temporary beside ``out``, renamed on success.
+Inputs are paths or checkpoints already open (a ``REV:path`` opened by the git layer).
 This module knows nothing of git: a merge driver is a thin wrapper around it. It must not
 import torch, click or the git/hook packages.
 """
@@ -134,9 +135,9 @@ def _check_options(strategy: str, ties_k: float) -> None:
 
 
 def merge_checkpoints(
-    base: str | os.PathLike[str] | None,
-    ours: str | os.PathLike[str],
-    theirs: str | os.PathLike[str],
+    base: str | os.PathLike[str] | Checkpoint | None,
+    ours: str | os.PathLike[str] | Checkpoint,
+    theirs: str | os.PathLike[str] | Checkpoint,
     out: str | os.PathLike[str],
     strategy: str = "fail",
     *,
@@ -146,6 +147,8 @@ def merge_checkpoints(
     """Merge THEIRS into OURS relative to BASE, tensor by tensor, and write the result to
     ``out`` in OURS' format (see the module docstring for the rules and strategies).
 
+    Each input is a path (opened here and closed afterwards) or a checkpoint already open
+    (``open_checkpoint``, a ``REV:path`` opened by the git layer; the caller closes it).
     ``base=None`` means no common ancestor (git's add/add case): every tensor counts as
     added on the side(s) holding it. Returns a ``MergeResult``; ``written`` is False (and
     nothing was written) when conflicts remain. Raises ``UnwritableCheckpointError`` when
@@ -153,31 +156,31 @@ def merge_checkpoints(
     ``CheckpointError`` for unreadable input, ``ModelDiffError`` for a bad strategy or output
     path; nothing is written then either.
     """
-    from .checkpoint import from_arrays
+    from .checkpoint import Checkpoint, from_arrays
     from .formats import open_checkpoint
     from .writers import inspect_container, write_checkpoint
 
     _check_options(strategy, ties_k)
-    base_path = os.fspath(base) if base is not None else None
-    ours_path, theirs_path = os.fspath(ours), os.fspath(theirs)
     dest = os.fspath(out)
     with contextlib.ExitStack() as stack:
-        b = (
-            stack.enter_context(open_checkpoint(base_path))
-            if base_path is not None
-            else from_arrays({}, path="(no base)")
-        )
-        o = stack.enter_context(open_checkpoint(ours_path))
-        t = stack.enter_context(open_checkpoint(theirs_path))
-        if base_path is not None:
-            inspect_container(base_path, b)
-        inspect_container(theirs_path, t)
-        container = inspect_container(ours_path, o)
+
+        def opened(x: str | os.PathLike[str] | Checkpoint) -> tuple[Checkpoint, str]:
+            if isinstance(x, Checkpoint):
+                return x, x.path
+            return stack.enter_context(open_checkpoint(x)), os.fspath(x)
+
+        b, base_label = opened(base) if base is not None else (from_arrays({}), None)
+        o, ours_label = opened(ours)
+        t, theirs_label = opened(theirs)
+        if base is not None:
+            inspect_container(b)
+        inspect_container(t)
+        container = inspect_container(o)
         outcomes, tensors = resolve(classify(b, o, t, workers=workers), b, o, t, strategy, ties_k)
         result = MergeResult(
-            base=base_path,
-            ours=ours_path,
-            theirs=theirs_path,
+            base=base_label,
+            ours=ours_label,
+            theirs=theirs_label,
             output=dest,
             format=container.format,
             strategy=strategy,

@@ -181,7 +181,9 @@ def open_file(
             path=label,
             hint="pass the directory, or drop the format",
         )
-    return reader.open_path(path, label=label, unsafe_pickle=unsafe_pickle)
+    ckpt = reader.open_path(path, label=label, unsafe_pickle=unsafe_pickle)
+    ckpt.location = path
+    return ckpt
 
 
 def open_checkpoint(
@@ -226,7 +228,9 @@ def _open(p: str, format: str | None, unsafe_pickle: bool) -> Checkpoint:
                 path=p,
                 hint="pass the checkpoint file inside it",
             )
-        return hf.open_path(p, label=p, unsafe_pickle=unsafe_pickle)
+        ckpt = hf.open_path(p, label=p, unsafe_pickle=unsafe_pickle)
+        ckpt.location = p
+        return ckpt
     try:
         return open_file(p, format=format, unsafe_pickle=unsafe_pickle)
     except PermissionError:

@@ -6,14 +6,21 @@ A pointer is a small text file (``version https://git-lfs.github.com/spec/v1``,
 of the common dir. The git dir is found by walking up from the current directory and from the
 pointer's own directory (``.git`` may be a directory or a ``gitdir:`` file).
 
+``store_object`` goes the other way, for the merge driver: a file moved into the store as a new
+object (named by its sha256, as git-lfs names it), with ``pointer_bytes`` the pointer git-lfs
+itself would write for it.
+
 This module runs inside the git textconv: stdlib only, no dulwich, no subprocess, no network.
 It never fetches anything: a missing object is an ``LFSObjectMissingError``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import re
+import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -196,3 +203,46 @@ def resolve_pointer(
                 )
             return obj
     raise LFSObjectMissingError(path=label, oid=pointer.oid, size=pointer.size)
+
+
+def pointer_bytes(pointer: LFSPointer) -> bytes:
+    """The pointer file for an object, byte for byte what ``git lfs clean`` writes."""
+    return b"%s\noid sha256:%s\nsize %d\n" % (VERSION_LINE, pointer.oid.encode(), pointer.size)
+
+
+def temp_dir(common_dir: str) -> str:
+    """A folder on the store's file system for files that become objects (git-lfs's own
+    ``<lfs dir>/tmp``), created if needed."""
+    path = os.path.join(lfs_storage(common_dir), "tmp")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def store_object(common_dir: str, src: str) -> LFSPointer:
+    """Move the file ``src`` into the repository's LFS store as the object named by its
+    sha256 (``<lfs dir>/objects/aa/bb/<oid>``, ``lfs.storage`` respected) and return its
+    pointer. An object already stored under that name (the same bytes) is kept and ``src``
+    removed. The object gets the permissions a new file gets (``0666`` less the umask)."""
+    digest = hashlib.sha256()
+    size = 0
+    with open(src, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+    pointer = LFSPointer(digest.hexdigest(), size)
+    dest = object_path(common_dir, pointer.oid)
+    if os.path.isfile(dest) and os.path.getsize(dest) == size:
+        os.unlink(src)
+        return pointer
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(src, 0o666 & ~umask)
+    try:
+        os.replace(src, dest)
+    except OSError:  # another file system (lfs.storage elsewhere): copy, then remove
+        shutil.copyfile(src, dest + ".tmp")
+        os.replace(dest + ".tmp", dest)
+        with contextlib.suppress(OSError):
+            os.unlink(src)
+    return pointer

@@ -41,6 +41,7 @@ from ..dtypes import BY_NAME, DType, from_torch_name
 from ..errors import CheckpointError, MissingDependencyError
 from . import structure
 from .base import ZIP_MAGIC, close_mmap, first_zip_member, page_release, zip_data_offset
+from .torch_nesting import Nesting, nesting_of
 from .torch_pickle import (
     ArrayTensor,
     PickledObject,
@@ -478,6 +479,7 @@ def _checkpoint(
     label: str,
     closers: list[Callable[[], None]],
     not_run: set[str],
+    nesting: Nesting | None = None,
 ) -> Checkpoint:
     pool, unchecked_paths = make(layout.pool)
     refs: dict[str, TensorRef] = {}
@@ -509,6 +511,7 @@ def _checkpoint(
         pool=pool,
         unchecked=unchecked,
         unchecked_paths=unchecked_paths,
+        nesting=nesting,
     )
 
 
@@ -555,7 +558,8 @@ def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = Fals
         def make(leaves: Mapping[str, Any]) -> tuple[dict[str, TensorRef], dict[str, str]]:
             return _refs(leaves, mm, swap, label)
 
-        return _checkpoint(layout, make, label, [lambda: close_mmap(mm)], read.not_run)
+        nesting = nesting_of(read.root, layout.weights, layout.root)
+        return _checkpoint(layout, make, label, [lambda: close_mmap(mm)], read.not_run, nesting)
     except BaseException:
         close_mmap(mm)
         raise

@@ -170,6 +170,11 @@ class PickledTensor:
     itemsize: int
     #: Why model-diff cannot read it (unsupported dtype), else None.
     unreadable: str | None = None
+    requires_grad: bool = False
+    #: What the pickle wraps the tensor in or attaches to it beyond its data (an
+    #: ``nn.Parameter``, a subclass, backward hooks), which a file written from the tensor
+    #: alone would lose; None for a plain tensor. Reading is not affected.
+    wrapped: str | None = None
 
     @property
     def ndim(self) -> int:
@@ -442,6 +447,18 @@ def _rebuild_tensor(
     return PickledTensor(storage, storage_offset, shape, strides, name, itemsize, reason)
 
 
+def _with_flags(
+    t: PickledTensor | UnreadableTensor, requires_grad: object, hooks: object, metadata: object
+) -> PickledTensor | UnreadableTensor:
+    if isinstance(t, PickledTensor):
+        t.requires_grad = requires_grad is True
+        if hooks:
+            t.wrapped = "a tensor with backward hooks"
+        elif metadata:
+            t.wrapped = "a tensor with extra metadata"
+    return t
+
+
 def _rebuild_tensor_v2(
     storage: object,
     storage_offset: object,
@@ -451,7 +468,8 @@ def _rebuild_tensor_v2(
     backward_hooks: object = None,
     metadata: object = None,
 ) -> PickledTensor | UnreadableTensor:
-    return _rebuild_tensor(storage, storage_offset, size, stride)
+    t = _rebuild_tensor(storage, storage_offset, size, stride)
+    return _with_flags(t, requires_grad, backward_hooks, metadata)
 
 
 def _rebuild_tensor_v3(
@@ -466,17 +484,32 @@ def _rebuild_tensor_v3(
 ) -> PickledTensor | UnreadableTensor:
     if not isinstance(dtype, TorchDType):
         return UnreadableTensor("its dtype is not a torch dtype", _shape_of(size))
-    return _rebuild_tensor(storage, storage_offset, size, stride, dtype)
+    t = _rebuild_tensor(storage, storage_offset, size, stride, dtype)
+    return _with_flags(t, requires_grad, backward_hooks, metadata)
 
 
-def _rebuild_parameter(data: object, *args: object) -> object:
-    return data  # a Parameter is its tensor (requires_grad and hooks do not matter here)
+def _wrapping(what: str) -> Callable[..., object]:
+    """A rebuild function whose result is its first argument, the tensor inside (what counts
+    for reading), marked as wrapped in ``what``."""
+
+    def rebuild(data: object, *args: object) -> object:
+        if isinstance(data, PickledTensor):
+            data.wrapped = what
+        return data
+
+    return rebuild
+
+
+_rebuild_parameter = _wrapping("an nn.Parameter")
 
 
 def _rebuild_from_type(func: object, new_type: object, args: object, state: object) -> object:
     # A tensor subclass: the tensor inside is what counts; the subclass is never built.
     if func in _REBUILDERS.values() and isinstance(args, tuple):
-        return func(*args)  # type: ignore[operator]
+        t = func(*args)  # type: ignore[operator]
+        if isinstance(t, PickledTensor):
+            t.wrapped = "a tensor subclass (or a tensor with attributes)"
+        return t
     return UnreadableTensor("a tensor subclass rebuilt by code model-diff does not run")
 
 
@@ -512,7 +545,7 @@ _TORCH_UTILS: dict[str, Callable[..., Any]] = {
     "_rebuild_nested_tensor": _unreadable("a nested tensor"),
     "_rebuild_xla_tensor": _unreadable("an XLA tensor"),
     "_rebuild_mlc_tensor": _unreadable("an MLC tensor"),
-    "_rebuild_device_tensor_from_cpu_tensor": _rebuild_parameter,
+    "_rebuild_device_tensor_from_cpu_tensor": _wrapping("a tensor saved from a device"),
 }
 
 _BUILTINS: dict[str, Callable[..., Any]] = {

@@ -1,6 +1,7 @@
 """Writing checkpoints back, in the format of an existing one, only where that is faithful.
 
-``inspect_container(path, checkpoint)`` is the one test of what may be written back: it
+``inspect_container(checkpoint)`` is the one test of what may be written back, decided from
+what the reader found (``Checkpoint.structure``, ``skipped``, ``unchecked``, ``nesting``): it
 returns a ``Container`` (the format and what the written file keeps of the original: metadata,
 tensor order, nesting, shards, other files) or raises ``UnwritableCheckpointError`` naming
 what would be lost. Writable are: safetensors, ``.npy``/``.npz``, a ``.pt``/``.bin`` that holds
@@ -48,44 +49,70 @@ class Container:
     layout: Any  # that writer's Layout
 
 
-def _file_layout(path: str, label: str, names: set[str]) -> tuple[str, Any]:
-    """(format, layout) of one checkpoint file whose reader found tensors ``names``."""
-    from ..formats import detect_format
+def _refusal(what: str, label: str) -> UnwritableCheckpointError:
+    return UnwritableCheckpointError(what, path=label, hint=_HINT)
+
+
+def _torch_layout(nesting: Any, label: str, names: set[str]) -> Any:
+    """The PyTorch writer's layout: the reader's nesting, when it maps back onto ``names``."""
+    if nesting is None:
+        raise _refusal("was not read by model-diff's own PyTorch reader (--unsafe-pickle?)", label)
+    if nesting.refused is not None:
+        raise _refusal(f"holds {nesting.refused}, which a merged file cannot keep", label)
+    if nesting.names() != names:
+        raise _refusal("holds tensors nested in a way the reader's names do not map back to", label)
+    return nesting
+
+
+def _file_layout(
+    path: str, label: str, names: set[str], checkpoint: Checkpoint | None = None
+) -> tuple[str, Any]:
+    """(format, layout) of one checkpoint file whose reader found tensors ``names``:
+    ``checkpoint`` as the reader opened it, or (a shard of a folder) opened here."""
+    from ..formats import detect_format, open_file
 
     real = data_file(path)
-    fmt = detect_format(real, name=path)
+    fmt = checkpoint.format if checkpoint is not None else detect_format(real, name=path)
     if fmt == safetensors.NAME:
         return fmt, safetensors.layout(real, label=label)
     if fmt == numpy.NAME:
         return fmt, numpy.layout(real)
     if fmt == torch.NAME:
-        try:
-            return fmt, torch.layout(real, names)
-        except torch.Refused as e:
-            raise UnwritableCheckpointError(
-                f"holds {e}, which a merged file cannot keep", path=label, hint=_HINT
-            ) from None
-    raise UnwritableCheckpointError(f"has no writer for format {fmt}", path=label, hint=_HINT)
+        if checkpoint is not None:
+            return fmt, _torch_layout(checkpoint.nesting, label, names)
+        with open_file(real, label=label, name=path) as shard:
+            return fmt, _torch_layout(shard.nesting, label, names)
+    raise _refusal(f"has no writer for format {fmt}", label)
 
 
-def inspect_container(path: str | os.PathLike[str], checkpoint: Checkpoint) -> Container:
+def inspect_container(checkpoint: Checkpoint) -> Container:
     """The one test of what can be written back faithfully (see the module docstring).
 
-    ``checkpoint`` is ``path`` as the reader opened it: its ``skipped`` entries (non-tensor
-    content) make the file unwritable, and its tensor names are what a ``.pt``'s nesting must
-    map back to.
+    Decided from what the reader found: parts of the file it set aside (optimizer state,
+    schedulers, loose tensors), entries that are not tensors, tensors it cannot read, and, for
+    a PyTorch file, how the tensors nest (``Checkpoint.nesting``). The layout a writer keeps
+    (metadata, order, shards) is read from ``Checkpoint.location``.
     """
-    p = os.fspath(path)
     label = checkpoint.path
-    if not os.path.exists(p):
-        raise CheckpointError("no such file or directory", path=p, hint="check the path")
+    p = checkpoint.location
+    if p is None or not os.path.exists(p):
+        raise CheckpointError(
+            "was not read from a file or folder; there is no container to write back",
+            path=label,
+            hint="merge checkpoints opened from files (open_checkpoint)",
+        )
+    aside = [s for s in checkpoint.structure if not s.compared]
+    if aside:
+        shown = "; ".join(s.describe() for s in aside[:4]) + ("; ..." if len(aside) > 4 else "")
+        raise _refusal(f"holds more than its weights ({shown}); a merged file would lose it", label)
     if checkpoint.skipped:
         shown = ", ".join(checkpoint.skipped[:4]) + (", ..." if len(checkpoint.skipped) > 4 else "")
-        raise UnwritableCheckpointError(
-            f"holds entries besides the tensors ({shown}); a merged file would lose them",
-            path=label,
-            hint=_HINT,
+        raise _refusal(
+            f"holds entries besides the tensors ({shown}); a merged file would lose them", label
         )
+    if checkpoint.unchecked:
+        shown = ", ".join(f"{n} ({why})" for n, why in list(checkpoint.unchecked.items())[:3])
+        raise _refusal(f"holds tensors model-diff cannot read: {shown}", label)
     if os.path.isdir(p):
 
         def shard_layout(file: str, names: set[str] | None) -> tuple[str, Any]:
@@ -97,9 +124,9 @@ def inspect_container(path: str | os.PathLike[str], checkpoint: Checkpoint) -> C
         try:
             lay = hf.layout(p, shard_layout)
         except hf.Refused as e:
-            raise UnwritableCheckpointError(str(e), path=label, hint=_HINT) from None
+            raise _refusal(str(e), label) from None
         return Container(p, hf.NAME, lay)
-    fmt, lay = _file_layout(p, label, set(checkpoint.tensors))
+    fmt, lay = _file_layout(p, label, set(checkpoint.tensors), checkpoint)
     return Container(p, fmt, lay)
 
 

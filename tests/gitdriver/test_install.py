@@ -24,8 +24,8 @@ def git(args: list[str], cwd: Path, env: dict[str, str]) -> str:
     return proc.stdout
 
 
-def check_attr(repo: Path, env: dict[str, str], path: str) -> str:
-    return git(["check-attr", "diff", "--", path], repo, env).strip().rsplit(": ", 1)[-1]
+def check_attr(repo: Path, env: dict[str, str], path: str, attr: str = "diff") -> str:
+    return git(["check-attr", attr, "--", path], repo, env).strip().rsplit(": ", 1)[-1]
 
 
 @pytest.fixture
@@ -50,20 +50,30 @@ def snapshot(*paths: Path) -> dict[Path, bytes | None]:
 def test_local_install_routes_every_pattern_and_uninstall_restores_bytes(
     lfs_repo: Path, clean_env: dict[str, str]
 ) -> None:
-    """install sets the driver for every default pattern (LFS line edited in place); a second
-    install changes nothing; uninstall gives back .git/config and .gitattributes byte for byte."""
+    """install sets the diff and merge drivers for every default pattern (the LFS line's
+    diff=lfs and merge=lfs edited in place); a second install changes nothing; uninstall gives
+    back .git/config and .gitattributes byte for byte (acceptance 5)."""
     files = (lfs_repo / ".git" / "config", lfs_repo / ".gitattributes")
     before = snapshot(*files)
     r = run_model_diff(["install"], clean_env, cwd=lfs_repo)
     assert r.returncode == 0, r.stderr
     for pat in PATTERNS:
         for sample in (sample_path(pat), sample_path(pat).upper()):
-            assert check_attr(lfs_repo, clean_env, sample) == "model-diff", pat
+            for attr in ("diff", "merge"):
+                assert check_attr(lfs_repo, clean_env, sample, attr) == "model-diff", (pat, attr)
     text = (lfs_repo / ".gitattributes").read_text()
-    assert text.startswith("*.bin filter=lfs diff=model-diff merge=lfs -text\n")
+    assert text.startswith("*.bin filter=lfs diff=model-diff merge=model-diff -text\n")
     assert "*.bin diff=model-diff" not in text  # edited in place, not appended
+    assert "# model-diff: edited *.bin diff=lfs merge=lfs\n" in text
     textconv = git(["config", "--local", "diff.model-diff.textconv"], lfs_repo, clean_env)
     assert " -m model_diff textconv" in textconv and textconv.startswith('"')
+    driver = git(["config", "--local", "merge.model-diff.driver"], lfs_repo, clean_env)
+    assert driver.startswith('"') and driver.endswith(" -m model_diff merge-driver %O %A %B %P\n")
+    tool = git(
+        ["config", "--local", "--get-regexp", r"^mergetool\.model-diff\."], lfs_repo, clean_env
+    )
+    assert '-m model_diff mergetool "$BASE" "$LOCAL" "$REMOTE" "$MERGED"' in tool
+    assert "mergetool.model-diff.trustexitcode true" in tool
     installed = snapshot(*files)
 
     r2 = run_model_diff(["install"], clean_env, cwd=lfs_repo)
@@ -75,6 +85,37 @@ def test_local_install_routes_every_pattern_and_uninstall_restores_bytes(
     assert snapshot(*files) == before
     r4 = run_model_diff(["uninstall"], clean_env, cwd=lfs_repo)
     assert r4.returncode == 0 and "nothing changed" in r4.stdout
+    assert snapshot(*files) == before
+
+
+def test_install_over_an_older_install_adds_the_merge_driver(
+    lfs_repo: Path, clean_env: dict[str, str]
+) -> None:
+    """A repository installed before the merge driver existed (diff only: the LFS line's
+    diff=lfs edited, the block recording just that) gains merge=model-diff on a new install;
+    uninstall still restores the original bytes of both files."""
+    files = (lfs_repo / ".git" / "config", lfs_repo / ".gitattributes")
+    before = snapshot(*files)
+    old_block = (
+        f"{attributes.BEGIN}\n"
+        "# model-diff: added the final newline of the line above this block\n"
+        "# model-diff: edited *.bin diff=lfs\n"
+        "*.safetensors diff=model-diff\n# <<< model-diff\n"
+    )
+    text = before[files[1]]
+    assert text is not None
+    edited = text.replace(b"*.bin filter=lfs diff=lfs", b"*.bin filter=lfs diff=model-diff")
+    files[1].write_bytes(edited + b"\n" + old_block.encode())
+    assert check_attr(lfs_repo, clean_env, "m.bin", "merge") == "lfs"
+    r = run_model_diff(
+        ["install", "--pattern", "*.bin", "--pattern", "*.safetensors"], clean_env, cwd=lfs_repo
+    )
+    assert r.returncode == 0, r.stderr
+    for sample in ("m.bin", "m.safetensors"):
+        assert check_attr(lfs_repo, clean_env, sample, "merge") == "model-diff"
+        assert check_attr(lfs_repo, clean_env, sample, "diff") == "model-diff"
+    assert "# model-diff: edited *.bin diff=lfs merge=lfs\n" in files[1].read_text()
+    assert run_model_diff(["uninstall"], clean_env, cwd=lfs_repo).returncode == 0
     assert snapshot(*files) == before
 
 
@@ -135,7 +176,9 @@ def test_system_install_uses_system_config_and_its_attributes_file(
     r = run_model_diff(["install", "--system", "--pattern", "*.safetensors"], env, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "model_diff textconv" in system_cfg.read_text()
-    assert system_attrs.read_text().endswith("*.safetensors diff=model-diff\n# <<< model-diff\n")
+    assert system_attrs.read_text().endswith(
+        "*.safetensors diff=model-diff merge=model-diff\n# <<< model-diff\n"
+    )
     assert run_model_diff(["uninstall", "--system"], env, cwd=tmp_path).returncode == 0
     assert snapshot(system_cfg, system_attrs) == before
 
@@ -198,13 +241,17 @@ def test_status_warns_that_a_fresh_clone_falls_back(
     st = run_model_diff(["status"], clean_env, cwd=lfs_repo)
     assert st.returncode == 0, st.stderr
     bins = any_case_glob(".bin")
-    assert bins in st.stdout and "model.bin: diff=model-diff  [ok]" in st.stdout
+    assert (
+        bins in st.stdout
+        and "model.bin: diff=model-diff  [ok]; merge=model-diff  [ok]" in st.stdout
+    )
     assert "git-lfs/" in st.stdout and f"LFS patterns: {bins}" in st.stdout
     assert "a fresh clone will show pointer/binary diffs" in st.stdout
     clone = tmp_path / "clone"
     git(["clone", "-q", str(lfs_repo), str(clone)], tmp_path, clean_env)
     st2 = run_model_diff(["status"], clean_env, cwd=clone)
     assert "no driver is configured: git silently falls back" in st2.stdout
+    assert "no merge driver is configured: git falls back to a text merge" in st2.stdout
     assert "driver config:\n  (none" in st2.stdout
 
 

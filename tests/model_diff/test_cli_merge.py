@@ -141,3 +141,21 @@ def test_merge_and_compare3_have_help() -> None:
         assert r.exit_code == 0 and "BASE OURS THEIRS" in r.stdout
     r = CliRunner().invoke(cli, ["merge", "--help"])
     assert "task-arithmetic" in r.stdout and "--ties-k" in r.stdout
+
+
+def test_compare3_report_output_follows_the_output_rules(
+    triple: dict[str, Path], tmp_path: Path, clean_env: dict[str, str]
+) -> None:
+    """compare3 -o is checked before any work (a missing folder: exit 2, nothing read) and
+    written by model_diff.output (through a symlink, the link kept)."""
+    args = ["compare3", str(triple["base"]), str(triple["ours"]), str(triple["conflict"])]
+    missing = ["compare3", "missing-a", "missing-b", "missing-c"]
+    r = run_model_diff([*missing, "-o", str(tmp_path / "no" / "r.txt")], clean_env, cwd=tmp_path)
+    assert r.returncode == 2 and "its folder does not exist" in r.stderr
+    assert "missing-a" not in r.stderr
+    target = tmp_path / "report.txt"
+    link = tmp_path / "link.txt"
+    link.symlink_to(target)
+    r = CliRunner().invoke(cli, [*args, "-o", str(link)])
+    assert r.exit_code == 0, r.output
+    assert link.is_symlink() and target.read_text().startswith("model-diff three-way report")

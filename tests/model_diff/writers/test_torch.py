@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 
 from model_diff import merge_checkpoints
-from model_diff.errors import CheckpointError, UnwritableCheckpointError
-from model_diff.writers.torch import Refused, read_structure
+from model_diff.errors import CheckpointError, ModelDiffError, UnwritableCheckpointError
 from tests.model_diff.formats.factories import save_training_pt, to_torch
 
 from .conftest import member_data_offset
@@ -172,8 +171,9 @@ def test_pickles_with_more_than_tensors_are_refused(tmp_path: Path, obj: object,
     assert not (tmp_path / "out.pt").exists()
 
 
-def test_the_structure_walk_runs_no_code_from_the_file(tmp_path: Path) -> None:
-    """A pickle that would call os.system is refused by name, never executed."""
+def test_the_structure_comes_from_the_reader_and_runs_no_code(tmp_path: Path) -> None:
+    """A pickle that would call os.system is refused, never executed: the writer reads the
+    file's structure only through the reader (which records the call, runs nothing)."""
     import pickle
 
     class Evil:
@@ -185,6 +185,6 @@ def test_the_structure_walk_runs_no_code_from_the_file(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("archive/data.pkl", pickle.dumps({"w": Evil()}, protocol=2))
-    with pytest.raises(Refused, match="system"):
-        read_structure(str(path))
-    assert not (tmp_path / "pwned").exists()
+    with pytest.raises(ModelDiffError, match="system"):
+        merge_checkpoints(path, path, path, tmp_path / "out.pt")
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "out.pt").exists()
