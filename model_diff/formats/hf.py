@@ -63,11 +63,21 @@ def single_file(directory: str) -> str | None:
     beside ``config.json``; None otherwise."""
     if not os.path.isfile(os.path.join(directory, "config.json")):
         return None
-    found = _checkpoint_files(directory)
+    found = checkpoint_files(directory)
     return found[0] if len(found) == 1 else None
 
 
-def _checkpoint_files(directory: str) -> list[str]:
+def is_model_folder(directory: str) -> bool:
+    """Whether ``open_checkpoint(directory)`` reads the folder as one model: it holds a file
+    of ``CANDIDATES`` or one checkpoint file beside ``config.json``."""
+    return any(os.path.isfile(os.path.join(directory, n)) for n, _ in CANDIDATES) or (
+        single_file(directory) is not None
+    )
+
+
+def checkpoint_files(directory: str) -> list[str]:
+    """The checkpoint files directly in ``directory`` (by extension, any letter case; trainer
+    leftovers excluded), sorted by name."""
     from . import is_checkpoint_name  # the package's extension list (it imports this module)
 
     try:
@@ -234,7 +244,7 @@ def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = Fals
         )
         return inner.relabeled(label, format=NAME, config=config, closers=[inner.close])
     looked_for = ", ".join(n for n, _ in CANDIDATES)
-    several = _checkpoint_files(path)
+    several = checkpoint_files(path)
     if len(several) == 1:
         raise CheckpointError(
             f"is a directory, not a model folder: it holds one checkpoint file ({several[0]}) "

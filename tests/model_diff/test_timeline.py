@@ -13,7 +13,8 @@ from model_diff import compare_training_stages
 from model_diff.checkpoint import Checkpoint, from_arrays
 from model_diff.cli import cli
 from model_diff.errors import ModelDiffError
-from model_diff.timeline import render_timeline_json, render_timeline_text
+from model_diff.report.timeline import render_json, render_text
+from model_diff.timeline import run_timeline, sources_from
 from model_diff.toy import fine_tune, save_safetensors, toy_transformer
 from tests.conftest import run_model_diff
 
@@ -67,12 +68,12 @@ def test_step_values_equal_a_direct_block_aggregate() -> None:
 
 def test_text_and_json_renderings_are_deterministic() -> None:
     """Same checkpoints -> identical text and strict JSON; text lists steps and blocks."""
-    a = compare_training_stages(_checkpoints())
-    b = compare_training_stages(_checkpoints())
-    assert render_timeline_json(a) == render_timeline_json(b)
-    assert json.loads(render_timeline_json(a))["rows"] == a["rows"]
-    text = render_timeline_text(a)
-    assert text == render_timeline_text(b)
+    a = run_timeline(sources_from(_checkpoints()))
+    b = run_timeline(sources_from(_checkpoints()))
+    assert render_json(a) == render_json(b)
+    assert json.loads(render_json(a))["rows"] == compare_training_stages(_checkpoints())["rows"]
+    text = render_text(a)
+    assert text == render_text(b)
     assert "step 1: step0 -> step1" in text and "step 2: step1 -> step2" in text
     assert "model.layers.0" in text and "0 (frozen)" in text and "falling" in text
 
