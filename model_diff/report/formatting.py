@@ -107,8 +107,8 @@ def _significant(v: float, digits: int = 3) -> str:
     an exponent or trailing zeros (1400.3 -> "1,400", 0.0054321 -> "0.00543")."""
     if v == 0:
         return "0"
-    decimals = max(0, digits - 1 - math.floor(math.log10(abs(v))))
-    text = f"{round(v, decimals):,.{decimals}f}"
+    places = digits - 1 - math.floor(math.log10(abs(v)))
+    text = f"{round(v, places):,.{max(0, places)}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
