@@ -77,6 +77,17 @@ def _values(rows: Sequence[Series]) -> list[float]:
     return [c for r in rows for c in r.changes if c is not None and c > 0 and math.isfinite(c)]
 
 
+def _cell_step_lines(s: Step) -> list[str]:
+    """The step part of a cell's hover text: checkpoints, insight codes, and the titles of
+    the warnings and critical ones (the column header has every title)."""
+    head = f"step {s.step}: {printable(s.source or '-')} -> {printable(s.target)}"
+    if s.gap is not None:
+        return [head]
+    lines = [head, "insights: " + (", ".join(i.code for i in s.insights) or "none")]
+    lines += [f"{i.severity}: {printable(i.title)}" for i in s.insights if i.severity != "info"]
+    return lines
+
+
 def _step_lines(s: Step) -> list[str]:
     """The hover text of a step: its checkpoints, pattern and insights."""
     head = f"step {s.step}: {printable(s.source or '-')} -> {printable(s.target)}"
@@ -115,6 +126,7 @@ def heatmap(t: Timeline, width: int = 900) -> Markup | None:
         "</pattern></defs>"
     )
     step_tips = ["\n".join(_step_lines(s)) for s in steps]
+    cell_tips = ["\n".join(_cell_step_lines(s)) for s in steps]
     jumps = {(label, e.step): e for e in t.events if e.kind == "jump" for label in e.rows}
     stride = max(1, math.ceil(len(steps) / max(1, int(cell_w * len(steps) // 28))))
     svg.text(left, 14, "step", cls="axis")
@@ -136,7 +148,7 @@ def heatmap(t: Timeline, width: int = 900) -> Markup | None:
         for k, s in enumerate(steps):
             x = left + cell_w * k
             text = cell_text(r, k, steps, frozen="frozen (bit-identical)")
-            tip = f"{label}, step {s.step}: {text}\n" + step_tips[k]
+            tip = f"{label}, step {s.step}: {text}\n" + cell_tips[k]
             cls, fill, mark = _cell_style(r, k, s, scale)
             attrs = f'x="{coord(x)}" y="{coord(y)}" width="{coord(cell_w)}" height="{coord(row_h)}"'
             fill_attr = f' fill="{fill}"' if fill else ""
