@@ -25,14 +25,14 @@ import math
 import os
 import re
 import statistics
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import layers
 from .analysis import AnalysisConfig, DiffAnalyzer, GroupChange, group_changes
 from .checkpoint import Checkpoint
-from .diff import DiffConfig, ModelDiff, ParameterDiff
+from .diff import DiffConfig, DiffSummary, ModelDiff, ParameterDiff
 from .errors import LFSObjectMissingError, ModelDiffError
 from .report.formatting import fmt_fold
 
@@ -305,41 +305,37 @@ def run_timeline(
     steps: list[Step] = []
     cells: list[dict[tuple[str, str], GroupChange]] = []
     names: set[str] = set()
-    prev: Checkpoint | None = None
+    prev: Checkpoint | None = None  # the latest checkpoint that could be read, still open
     prev_src: Source | None = None
     prev_at = -1
-    first_gap: str | None = None
+    last_gap = ""  # why the latest checkpoint that could not be read could not
     try:
         for i, src in enumerate(sources):
             cur, why = _open(src, skip_unfetched)
-            if i == 0:
-                prev, prev_src, prev_at, first_gap = cur, src, 0 if cur else -1, why
-                continue
-            if cur is None or prev is None:
-                reason = why if cur is None else f"{sources[i - 1].label}: {first_gap}"
-                source = prev_src.label if prev is not None and prev_src else sources[i - 1].label
-                steps.append(Step(i, source, src.label, gap=reason))
+            if i > 0 and (cur is None or prev is None or prev_src is None):
+                # a gap: this checkpoint is missing, or nothing before it could be read
+                source = prev_src.label if prev_src is not None else sources[i - 1].label
+                steps.append(Step(i, source, src.label, gap=why if cur is None else last_gap))
                 cells.append({})
-                if cur is not None:
-                    prev, prev_src, prev_at = cur, src, i
-                continue
-            assert prev_src is not None  # set with prev
-            try:
-                diffs, summary = ModelDiff(config).diff(prev, cur)
-            except BaseException:
-                _close(cur, src)
-                raise
-            finally:
-                _close(prev, prev_src)  # at most two checkpoints open at a time
-                prev = None
-            analysis = analyzer.analyze(diffs, summary)
-            groups = group_changes(diffs, analyzer.config)
-            names.update(d.name for d in diffs)
-            steps.append(
-                _step(i, prev_src.label, src.label, i - prev_at, diffs, summary, analysis, groups)
-            )
-            cells.append({(g.kind, g.label): g for g in groups})
-            prev, prev_src, prev_at = cur, src, i
+            elif i > 0 and cur is not None and prev is not None and prev_src is not None:
+                old, old_src, prev = prev, prev_src, cur  # cur is closed from here on
+                try:
+                    diffs, summary = ModelDiff(config).diff(old, cur)
+                finally:
+                    _close(old, old_src)  # at most two checkpoints open at a time
+                analysis = analyzer.analyze(diffs, summary)
+                groups = group_changes(diffs, analyzer.config)
+                names.update(d.name for d in diffs)
+                steps.append(
+                    _step(
+                        i, old_src.label, src.label, i - prev_at, summary, diffs, analysis, groups
+                    )
+                )
+                cells.append({(g.kind, g.label): g for g in groups})
+            if cur is not None:
+                prev, prev_src, prev_at = cur, src, i
+            else:
+                last_gap = why or ""
     finally:
         if prev is not None and prev_src is not None:
             _close(prev, prev_src)
@@ -351,7 +347,7 @@ def run_timeline(
         steps=tuple(steps),
         rows=rows,
         types=types,
-        events=tuple(find_events(steps, rows, _block_layout(names))),
+        events=tuple(_events(steps, rows, layers.block_layout(names))),
     )
 
 
@@ -380,8 +376,8 @@ def _step(
     source: str,
     target: str,
     spans: int,
+    summary: DiffSummary,
     diffs: Sequence[ParameterDiff],
-    summary: Any,
     analysis: dict[str, Any],
     groups: Sequence[GroupChange],
 ) -> Step:
@@ -411,14 +407,10 @@ def _step(
     )
 
 
-def _block_layout(names: Iterable[str]) -> dict[str, layers.BlockInfo]:
-    return layers.block_layout(names)
-
-
 def _series(
     cells: list[dict[tuple[str, str], GroupChange]], names: set[str]
 ) -> tuple[tuple[Series, ...], tuple[Series, ...]]:
-    layout = _block_layout(names)
+    layout = layers.block_layout(names)
     keys = {k for step in cells for k in step}
     type_order = {t: i for i, t in enumerate(layers.LAYER_TYPES)}
 
@@ -508,7 +500,7 @@ def trend(changes: Sequence[float | None], nonfinite: Sequence[str | None] = ())
     return "steady"
 
 
-def find_events(
+def _events(
     steps: Sequence[Step], rows: Sequence[Series], layout: dict[str, layers.BlockInfo]
 ) -> list[Event]:
     """Gaps, NaN/Inf, jumps and drops, and freezes, by step, in words: one event per step,

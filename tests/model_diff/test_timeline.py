@@ -338,6 +338,15 @@ def test_unfetched_checkpoint_is_a_gap_and_the_next_step_spans_it() -> None:
     assert gap_event.step == 2 and gap_event.text.startswith("step 2: no comparison (c2: Git")
     with pytest.raises(LFSObjectMissingError):
         run_timeline(sources)
+    # Missing at the start: nothing to compare the next one with either; then it resumes.
+    lead = [Source("c0", missing), Source("c1", missing, missing="c1: deleted"), *sources[2:]]
+    steps = run_timeline(lead, skip_unfetched=True).steps
+    assert [(s.step, s.gap) for s in steps[:3]] == [
+        (1, "c1: deleted"),
+        (2, "c2: Git LFS object abababababab (1,234 bytes) not fetched"),
+        (3, "c2: Git LFS object abababababab (1,234 bytes) not fetched"),
+    ]
+    assert (steps[3].source, steps[3].gap, steps[3].spans) == ("c3", None, 1)
 
 
 def test_order_metadata_wins_over_names_and_name_order_can_be_forced(tmp_path: Path) -> None:
