@@ -159,10 +159,11 @@ def _text_table(rows: Sequence[Series], steps: Sequence[Step], first: str) -> li
 # -- Markdown --------------------------------------------------------------------------------
 
 
-def _md_table(header: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
+def _md_table(header: list[str], rows: list[list[str]], align: str) -> list[str]:
+    """A GitHub table; ``align`` has one letter per column: l(eft) or r(ight)."""
     out = [
         "| " + " | ".join(header) + " |",
-        "|" + "|".join(":---" if i < left else "---:" for i in range(len(header))) + "|",
+        "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|",
     ]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return out
@@ -198,7 +199,9 @@ def render_markdown(timeline: Timeline) -> str:
                 movers or "-",
             ]
         )
-    out += _md_table(["step", "checkpoints", "pattern", "insights", "biggest movers"], rows, 5)
+    out += _md_table(
+        ["step", "checkpoints", "pattern", "insights", "biggest movers"], rows, "rllll"
+    )
     for title, series, first in (
         ("Relative change per block", t.rows, "block / group"),
         ("Relative change per layer type", t.types, "layer type"),
@@ -214,6 +217,6 @@ def render_markdown(timeline: Timeline) -> str:
             + [r.trend]
             for r in series
         ]
-        out += _md_table(header, body)
+        out += _md_table(header, body, "l" + "r" * len(steps) + "l")
     out += ["", md_text(RULE.capitalize()) + "."]
     return guard_lines("\n".join(out) + "\n")

@@ -403,3 +403,18 @@ def test_html_escapes_hostile_block_names() -> None:
     result = run_timeline(sources_from([from_arrays(s) for s in (s0, s1, s2)]))
     page = render_timeline(result, "html")
     assert "<img" not in page and "&lt;img src=x onerror=alert(1)&gt;" in page
+
+
+@pytest.mark.torch
+def test_lightning_checkpoints_are_ordered_by_their_global_step(tmp_path: Path) -> None:
+    """best.ckpt / early.ckpt / last.ckpt: the global_step beside the state_dict decides."""
+    torch = pytest.importorskip("torch")
+    sd = {k: torch.from_numpy(v) for k, v in training_states()[0].items()}
+    for name, gs in (("last", 300), ("best", 100), ("early", 200)):
+        torch.save(
+            {"state_dict": sd, "global_step": gs, "epoch": gs // 100}, tmp_path / f"{name}.ckpt"
+        )
+    assert expand([str(tmp_path)]) == (
+        [str(tmp_path / f"{n}.ckpt") for n in ("best", "early", "last")],
+        "metadata:global_step",
+    )
