@@ -11,6 +11,8 @@ with the ``git commit`` that runs a hook.
 - ``Repo.changes(old, new)`` lists the checkpoints changed between two commits, a commit and
   the index (``INDEX``) or the working tree (``WORKTREE``), as one ``Change`` type: git's own
   rename detection, then checkpoint folders made one unit, then ``pair_replaced``.
+- ``Repo.history(path, rev_range)`` lists the commits that changed a checkpoint file or folder,
+  oldest first (``model-diff timeline --git``).
 - ``Repo.open(side, path)`` / ``open_spec("REV:path")`` open a checkpoint file or folder as
   it is at a revision; Git LFS pointers are parsed and resolved by ``model_diff.formats.lfs``.
 
@@ -266,6 +268,19 @@ class DiffSides:
     title: str
 
 
+@dataclass(frozen=True)
+class Revision:
+    """One commit in a path's history: ``commit`` (full id), ``short`` (git's abbreviation),
+    ``subject`` (first line of the message), ``path`` (top-level relative) and ``present``
+    (False: the commit deleted the path)."""
+
+    commit: str
+    short: str
+    subject: str
+    path: str
+    present: bool
+
+
 # -- the repository --------------------------------------------------------------------------
 
 
@@ -403,6 +418,63 @@ class Repo:
         out = self.git("check-attr", "-z", name, "--", path)
         fields = os.fsdecode(out).split("\0")
         return fields[2] if len(fields) > 2 else "unspecified"
+
+    # -- history ---------------------------------------------------------------------------
+    def history(self, path: str, rev_range: str | None = None) -> list[Revision]:
+        """Every commit that changed ``path`` (a file or a folder, relative to the caller's
+        directory as ``git log -- PATH`` reads it), oldest first.
+
+        ``rev_range`` is what ``git log`` accepts (``A..B``, ``v1.0..``, ``main``; default
+        ``HEAD``); history simplification is git's default, parents before children
+        (``--topo-order``). Renames are not followed: a renamed file's history starts at the
+        rename. ``GitError`` for an unknown revision or range.
+        """
+        spec = self._pathspec(path)
+        if not spec:
+            raise GitError(
+                "timeline --git needs the path of one checkpoint file or folder",
+                hint="model-diff timeline --git [REV_RANGE] -- PATH",
+            )
+        rng = rev_range or "HEAD"
+        proc = run(
+            [
+                "--literal-pathspecs",
+                "log",
+                "--topo-order",
+                "--reverse",
+                "--no-color",
+                "--format=%H%x00%h%x00%s",
+                "--end-of-options",
+                rng,
+                "--",
+                spec,
+            ],
+            cwd=self.top,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise GitError(
+                f"unknown revision or range {rng!r} in {self.top}: {_last_line(proc)}",
+                hint="check it with `git log --oneline " + rng + "`",
+            )
+        commits = []
+        # split on "\n" only: str.splitlines() also splits on separators a subject may hold
+        for line in proc.stdout.decode("utf-8", errors="replace").split("\n"):
+            sha, short, subject = [*line.split("\0", 2), "", ""][:3]
+            if sha:
+                commits.append((sha, short, subject))
+        if not commits:
+            return []
+        out = self.git(
+            "cat-file",
+            "--batch-check=%(objecttype)",
+            input=b"".join(f"{sha}:".encode() + os.fsencode(spec) + b"\n" for sha, _, _ in commits),
+        )
+        kinds = out.decode(errors="replace").split("\n")[: len(commits)]
+        return [
+            Revision(sha, short, subject, spec, kind in ("blob", "tree"))
+            for (sha, short, subject), kind in zip(commits, kinds, strict=True)
+        ]
 
     # -- paths -----------------------------------------------------------------------------
     def repo_path(self, path: str) -> str:

@@ -1019,3 +1019,71 @@ def compare_training_stages(
     from .timeline import compare_training_stages as run  # lazy: avoids a cycle
 
     return run(checkpoints, **kwargs)
+
+
+# -- per-group change sums (used by model_diff.timeline) ------------------------------------
+@dataclass(frozen=True)
+class GroupChange:
+    """How much one group of tensors moved in one pair, by the analyzer's own rules.
+
+    ``kind``: ``block`` (``label`` is the block, e.g. ``model.layers.3``), ``outside_blocks``
+    (``label`` is a layer type: the tensors of that type outside every block) or
+    ``layer_type`` (``label`` is a layer type: all its tensors). ``d2`` / ``o2`` are
+    sum ||new-old||^2 and sum ||old||^2 over the tensors where both are known, so groups pool
+    exactly; ``change`` is sqrt(d2 / o2) (None when nothing was measurable). ``frozen``
+    counts bit-identical tensors; ``nan`` / ``inf`` count tensors with NaN / Inf in the new
+    checkpoint.
+    """
+
+    kind: str
+    label: str
+    tensors: int
+    frozen: int
+    nan: int
+    inf: int
+    d2: float
+    o2: float
+    change: float | None
+
+
+def group_changes(
+    diffs: Sequence[ParameterDiff], config: AnalysisConfig | None = None
+) -> list[GroupChange]:
+    """Blocks, then layer types outside blocks, then layer types over the whole model (each in
+    report order), for ``diffs`` of one pair (pass unchanged tensors too, or frozen groups
+    read as unmeasured)."""
+    classifier = layers.LayerClassifier((config or AnalysisConfig()).layer_patterns)
+    rows = _make_rows(diffs, classifier)
+    groups: dict[tuple[str, str], list[_Row]] = {}
+    for r in rows:
+        key = ("block", r.block.label) if r.block else ("outside_blocks", r.layer_type)
+        groups.setdefault(key, []).append(r)
+    for r in rows:
+        groups.setdefault(("layer_type", r.layer_type), []).append(r)
+    type_order = {t: i for i, t in enumerate(layers.LAYER_TYPES)}
+    ordinal = {r.block.label: r.block.ordinal for r in rows if r.block}
+
+    def order(key: tuple[str, str]) -> tuple[int, int, str]:
+        kind, label = key
+        if kind == "block":
+            return 0, ordinal[label], label
+        return (1 if kind == "outside_blocks" else 2), type_order.get(label, 99), label
+
+    out = []
+    for key in sorted(groups, key=order):
+        rs = groups[key]
+        known = [r for r in rs if r.d2 is not None and r.o2 is not None]
+        out.append(
+            GroupChange(
+                kind=key[0],
+                label=key[1],
+                tensors=len(rs),
+                frozen=sum(1 for r in rs if r.diff.change_type is ChangeType.UNCHANGED),
+                nan=sum(1 for r in rs if r.diff.new_stats and r.diff.new_stats.nan_count),
+                inf=sum(1 for r in rs if r.diff.new_stats and r.diff.new_stats.inf_count),
+                d2=math.fsum(r.d2 for r in known if r.d2 is not None),
+                o2=math.fsum(r.o2 for r in known if r.o2 is not None),
+                change=_aggregate(rs),
+            )
+        )
+    return out

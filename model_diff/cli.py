@@ -411,9 +411,24 @@ def demo(fmt: str, output: str | None, keep: str | None, color_mode: str) -> Non
 @cli.command()
 @click.argument("checkpoints", nargs=-1, required=True)
 @click.option(
+    "--git",
+    "git_history",
+    is_flag=True,
+    help="Follow one file's git history: timeline --git [REV_RANGE] -- PATH (every commit "
+    "that changed PATH, oldest first; LFS objects not fetched are gaps).",
+)
+@click.option(
+    "--order",
+    type=click.Choice(["auto", "name", "metadata"]),
+    default="auto",
+    show_default=True,
+    help="Order of a folder or glob of checkpoints: the training step in their metadata when "
+    "every one has its own (auto), else natural name order (step_900 before step_1000).",
+)
+@click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json"]),
+    type=click.Choice(FORMATS),
     default="text",
     show_default=True,
     help="Output format.",
@@ -433,28 +448,33 @@ def demo(fmt: str, output: str | None, keep: str | None, color_mode: str) -> Non
 )
 def timeline(
     checkpoints: tuple[str, ...],
+    git_history: bool,
+    order: str,
     fmt: str,
     output: str | None,
     threshold: float,
     unsafe_pickle: bool,
 ) -> None:
-    """Show how each block's change evolves over CHECKPOINTS (in training order).
+    """Show how each block's change evolves over a training run.
 
-    Each consecutive pair is diffed and analysed; the table gives every block's aggregate
-    relative change per step, its trend, and each step's pattern and insight codes.
+    CHECKPOINTS are paths or REV:path in training order, one folder (or quoted glob) of a
+    run's checkpoints, or with --git [REV_RANGE] -- PATH one file's git history. Each step
+    compares a checkpoint with the one before: pattern, insights, biggest movers, the change
+    of every block and layer type, trends and events in words.
     """
-    from .diff import DiffConfig
-    from .timeline import compare_training_stages, render_timeline_json, render_timeline_text
+    from .cli_timeline import build_report
 
-    if len(checkpoints) < 2:
-        raise click.UsageError("timeline needs at least two checkpoints (in training order)")
-    result = compare_training_stages(
-        list(checkpoints),
-        diff_config=DiffConfig(change_threshold=threshold),
-        opener=lambda spec: _open_spec(str(spec), unsafe_pickle),
+    write_output(
+        build_report(
+            checkpoints,
+            git=git_history,
+            order=order,
+            fmt=fmt,
+            threshold=threshold,
+            unsafe_pickle=unsafe_pickle,
+        ),
+        output,
     )
-    render = render_timeline_json if fmt == "json" else render_timeline_text
-    write_output(render(result), output)
 
 
 # --- git integration: textconv, install, uninstall, status commands ---

@@ -3,7 +3,9 @@
 Looks for, in order: ``model.safetensors.index.json``, ``model.safetensors``,
 ``pytorch_model.bin.index.json``, ``pytorch_model.bin``, then the adapter files
 ``adapter_model.safetensors`` and ``adapter_model.bin`` (PEFT folders carry no
-``config.json``). safetensors is preferred over bin when both exist. Training leftovers
+``config.json``), and last a folder holding exactly one checkpoint file of any supported
+extension beside ``config.json`` (``model.pt`` + ``config.json``: ``single_file``).
+safetensors is preferred over bin when both exist. Training leftovers
 (``training_args.bin``, ``optimizer.pt``, ``scheduler.pt``, ``rng_state*.pth``,
 ``trainer_state.json``) are never read. A sharded index is followed: each shard is opened
 once (through the ordinary file opener, so LFS pointers and content detection apply) and the
@@ -53,6 +55,42 @@ _TRAINING = re.compile(
 def is_training_file(name: str) -> bool:
     """A Trainer leftover saved beside the weights; never read as part of the model."""
     return _TRAINING.fullmatch(name) is not None
+
+
+def single_file(directory: str) -> str | None:
+    """The name of the one checkpoint file in ``directory`` when it holds exactly one (any
+    extension a reader claims; training leftovers such as ``optimizer.pt`` not counted)
+    beside ``config.json``; None otherwise."""
+    if not os.path.isfile(os.path.join(directory, "config.json")):
+        return None
+    found = checkpoint_files(directory)
+    return found[0] if len(found) == 1 else None
+
+
+def is_model_folder(directory: str) -> bool:
+    """Whether ``open_checkpoint(directory)`` reads the folder as one model: it holds a file
+    of ``CANDIDATES`` or one checkpoint file beside ``config.json``."""
+    return any(os.path.isfile(os.path.join(directory, n)) for n, _ in CANDIDATES) or (
+        single_file(directory) is not None
+    )
+
+
+def checkpoint_files(directory: str) -> list[str]:
+    """The checkpoint files directly in ``directory`` (by extension, any letter case; trainer
+    leftovers excluded), sorted by name."""
+    from . import is_checkpoint_name  # the package's extension list (it imports this module)
+
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    return [
+        n
+        for n in names
+        if is_checkpoint_name(n)
+        and not is_training_file(n)
+        and os.path.isfile(os.path.join(directory, n))
+    ]
 
 
 def sniff(head: bytes, path: str) -> bool:
@@ -196,9 +234,36 @@ def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = Fals
             )
         inner = open_file(file, label=os.path.join(label, name), unsafe_pickle=unsafe_pickle)
         return inner.relabeled(label, format=NAME, config=config, closers=[inner.close])
+    single = single_file(path)
+    if single is not None:
+        config = _config(path, label)
+        inner = open_file(
+            os.path.join(path, single),
+            label=os.path.join(label, single),
+            unsafe_pickle=unsafe_pickle,
+        )
+        return inner.relabeled(label, format=NAME, config=config, closers=[inner.close])
     looked_for = ", ".join(n for n, _ in CANDIDATES)
+    several = checkpoint_files(path)
+    if len(several) == 1:
+        raise CheckpointError(
+            f"is a directory, not a model folder: it holds one checkpoint file ({several[0]}) "
+            "and no config.json",
+            path=label,
+            hint="pass the file itself, or put the model's config.json beside it",
+        )
+    if len(several) > 1:
+        shown = ", ".join(several[:4]) + (
+            f" and {len(several) - 4} more" if len(several) > 4 else ""
+        )
+        raise CheckpointError(
+            f"is a directory of {len(several)} checkpoint files ({shown}), not one model",
+            path=label,
+            hint="pass one of the files; for a training run use `model-diff timeline DIR`",
+        )
     raise CheckpointError(
-        f"is a directory with no model weights model-diff reads (looked for {looked_for})",
+        f"is a directory with no model weights model-diff reads (looked for {looked_for}, "
+        "or one checkpoint file beside config.json)",
         path=label,
         hint="pass a checkpoint file, or a HuggingFace model directory",
     )

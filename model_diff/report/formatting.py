@@ -100,3 +100,40 @@ def join_limited(items: Iterable[str], limit: int) -> str:
     items = list(items)
     shown = ", ".join(items[:limit])
     return shown + (f" (+{len(items) - limit} more)" if len(items) > limit else "")
+
+
+def _significant(v: float, digits: int = 3) -> str:
+    """``v`` rounded to ``digits`` significant digits, with thousands separators and without
+    an exponent or trailing zeros (1400.3 -> "1,400", 0.0054321 -> "0.00543")."""
+    if v == 0:
+        return "0"
+    places = digits - 1 - math.floor(math.log10(abs(v)))
+    text = f"{round(v, places):,.{max(0, places)}f}"
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+#: Below this a relative change reads "<0.0001%" (float32 rounding noise lives there).
+CHANGE_FLOOR = 1e-6
+
+
+def fmt_change(x: object) -> str:
+    """A relative change the way people read it, never in e-notation: a percentage with
+    thousands separators (0.0054 -> "0.54%", 7.49 -> "749%"), x-fold from 1000% on
+    (14.2 -> "14.2x", 1400 -> "1,400x"); "<0.0001%" below ``CHANGE_FLOOR``."""
+    if not is_number(x):
+        return NA
+    v = float(x)  # type: ignore[arg-type]
+    if v == 0:
+        return "0%"
+    if abs(v) < CHANGE_FLOOR:
+        return "<0.0001%"
+    if abs(v) * 100 >= 999.5:
+        return fmt_fold(v)
+    return _significant(v * 100) + "%"
+
+
+def fmt_fold(x: object) -> str:
+    """A ratio as an x-fold without e-notation: 1400 -> "1,400x", 2.5 -> "2.5x"."""
+    if not is_number(x):
+        return NA
+    return _significant(float(x)) + "x"  # type: ignore[arg-type]

@@ -74,7 +74,7 @@ def test_unknown_revision_and_missing_path_are_typed_errors_with_fixes(history: 
         repo.resolve("HEAD~9")
     with pytest.raises(GitError, match=r"'absent.safetensors' does not exist in HEAD.*ls-tree"):
         repo.open("HEAD", "absent.safetensors")
-    with pytest.raises(ModelDiffError, match="HEAD:ckpt: is a directory with no model weights"):
+    with pytest.raises(ModelDiffError, match="HEAD:ckpt: is a directory, not a model folder"):
         repo.open("HEAD", "ckpt")
 
 

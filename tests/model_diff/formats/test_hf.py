@@ -125,3 +125,55 @@ def test_closing_a_sharded_checkpoint_closes_every_shard(tmp_path: Path) -> None
     for ref in by_shard.values():
         with pytest.raises(ValueError, match="closed"):
             ref.array()
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "pt", "npz", "gguf"])
+def test_folder_with_one_checkpoint_file_beside_config_json_is_that_checkpoint(
+    tmp_path: Path, fmt: str
+) -> None:
+    """final.<ext> + config.json (+ trainer leftovers): the file's tensors, the folder's config."""
+    from tests.model_diff.formats.factories import WRITERS
+
+    src = tmp_path / "src"
+    src.mkdir()
+    if fmt == "gguf":
+        pytest.importorskip("gguf")
+        from tests.model_diff.formats.ggufs import write_llama_gguf
+
+        written = write_llama_gguf(src / "m.gguf", STATE, n_head=2, qtype="F32")
+    else:
+        if fmt == "pt":
+            pytest.importorskip("torch")
+        written = WRITERS[fmt](src, STATE)
+    d = tmp_path / "run"
+    d.mkdir()
+    file = d / f"final{written.suffix}"  # not a name the HuggingFace candidates know
+    written.rename(file)
+    (d / "config.json").write_text(json.dumps({"model_type": "llama", "hidden_size": 8}))
+    (d / "optimizer.pt").write_bytes(b"junk: a trainer leftover is never opened")
+    (d / "notes.txt").write_text("not a checkpoint")
+    with open_checkpoint(d) as ckpt, open_checkpoint(file) as direct:
+        assert ckpt.format == "huggingface" and ckpt.path == str(d)
+        assert ckpt.config == {"model_type": "llama", "hidden_size": 8}
+        assert set(ckpt.tensors) == set(direct.tensors) and ckpt.tensors
+        for name, ref in direct.tensors.items():
+            assert ckpt[name].array().tobytes() == ref.array().tobytes()
+
+
+def test_folder_with_one_checkpoint_and_no_config_or_several_files_says_what_to_pass(
+    tmp_path: Path,
+) -> None:
+    """Without config.json the folder is not a model: the error names the file to pass;
+    several checkpoint files beside config.json name the timeline command."""
+    d = tmp_path / "one"
+    d.mkdir()
+    save_safetensors(d / "model.safetensors.bak.safetensors", STATE)
+    with pytest.raises(CheckpointError, match=r"holds one checkpoint file .* no config\.json"):
+        open_checkpoint(d)
+    many = tmp_path / "many"
+    many.mkdir()
+    (many / "config.json").write_text("{}")
+    for step in (100, 200):
+        save_safetensors(many / f"step_{step}.safetensors", STATE)
+    with pytest.raises(CheckpointError, match=r"2 checkpoint files .*model-diff timeline"):
+        open_checkpoint(many)
