@@ -720,6 +720,7 @@ def _frozen_insight(
         ]
     if n_frozen == 0:
         return []
+    total -= tied  # a tied duplicate is not a tensor of its own
     frozen = [r for r in rows if r.diff.change_type is ChangeType.UNCHANGED]
     if missing:
         names = [r.name for r in frozen]

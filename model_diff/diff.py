@@ -551,6 +551,14 @@ def is_vocabulary(name: str) -> bool:
     return builtin_layer_type(name) in (EMBEDDING, HEAD)
 
 
+def _exact_facts(s: metrics.SideStats | None) -> tuple[Any, ...] | None:
+    """The statistics equal bytes always share, whichever pass computed them (sums such as
+    the mean or norm may round differently in a pair pass and a one-side pass)."""
+    if s is None:
+        return None
+    return (s.min, s.max, s.zero_fraction, s.nan_count, s.inf_count)
+
+
 def _label_pairs(
     diffs: list[ParameterDiff], pairing: alignment.Pairing, old: Checkpoint, new: Checkpoint
 ) -> list[ParameterDiff]:
@@ -563,7 +571,7 @@ def _label_pairs(
         lone = [d.name for d in diffs if d.change_type is kind]
         if not lone:
             continue
-        stats = {d.name: getattr(d, f"{side}_stats") for d in diffs}
+        stats = {d.name: _exact_facts(getattr(d, f"{side}_stats")) for d in diffs}
         ties.update((t.name, t) for t in alignment.find_ties(ckpt, lone, both, stats))
     out = []
     for d in diffs:
