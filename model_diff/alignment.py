@@ -64,6 +64,10 @@ SEPARATORS = (" ", "_", "-", ".", "/", ":")
 MIN_RULE_PAIRS = 2
 #: At most this many rules are searched for, one after the other, on what is left unpaired.
 MAX_RULES = 4
+#: Candidate rules are drawn from this many unpaired old names (spread over the natural
+#: order), and the best ``RULE_CANDIDATES`` of them are tried on every unpaired name.
+RULE_SAMPLE = 64
+RULE_CANDIDATES = 8
 #: Elements per slice when testing a tensor for constant bytes.
 _CONSTANT_CHUNK = 1 << 20
 
@@ -151,12 +155,28 @@ def _complexity(key: _Key) -> int:
     return (1 if find else 0) + (1 if drop else 0) + (1 if add else 0)
 
 
+def _pairs(rule: NameRule, left_old: Sequence[str], left_new: set[str]) -> dict[str, str]:
+    """Old name -> new name for every unpaired old name ``rule`` maps onto an unpaired new
+    one; in natural order, so a target two names map onto goes to the first."""
+    pairs: dict[str, str] = {}
+    taken: set[str] = set()
+    for n in left_old:
+        t = rule.apply(n)
+        if t is not None and t in left_new and t not in taken:
+            pairs[n] = t
+            taken.add(t)
+    return pairs
+
+
 def find_rules(
     old_names: Iterable[str], new_names: Iterable[str]
 ) -> list[tuple[NameRule, dict[str, str]]]:
     """Rules mapping unpaired old names onto unpaired new names, each with the pairs it made
-    (old name -> new name). The rule pairing the most names is taken first (then the
-    simpler, then by its spelling), and the search repeats on what is left."""
+    (old name -> new name). Candidates come from up to ``RULE_SAMPLE`` unpaired old names
+    spread over their natural order; the most supported ones are then applied to every
+    unpaired name, and the rule pairing the most is taken (then the simpler, then by its
+    spelling). The search repeats on what is left, so a rule for a minority is found in a
+    later round."""
     old_set, new_set = set(old_names), set(new_names)
     left_old = natural_sorted(old_set - new_set)
     left_new = new_set - old_set
@@ -168,23 +188,25 @@ def find_rules(
         for n in left_new:
             for k in _boundaries(n):
                 by_suffix.setdefault(n[k:], []).append(n[:k])
+        sample = left_old[:: -(-len(left_old) // RULE_SAMPLE)]
         support: Counter[_Key] = Counter()
-        for n in left_old:
+        for n in sample:
             support.update(_candidates(n, left_new, by_suffix))
-        if not support:
+        ranked = sorted(support, key=lambda k: (-support[k], _complexity(k), k))
+        best: tuple[tuple[int, int, _Key], NameRule, dict[str, str]] | None = None
+        for key in ranked[:RULE_CANDIDATES]:
+            find, replace, drop, add = key
+            pairs = _pairs(NameRule("old", 0, drop, add, find, replace), left_old, left_new)
+            rank = (-len(pairs), _complexity(key), key)
+            if best is None or rank < best[0]:
+                best = (rank, NameRule("old", len(pairs), drop, add, find, replace), pairs)
+        if best is None:
             break
-        key = min(support, key=lambda k: (-support[k], _complexity(k), k))
-        find, replace, drop, add = key
-        rule = NameRule("old", 0, drop=drop, add=add, find=find, replace=replace)
-        pairs: dict[str, str] = {}
-        for n in left_old:  # natural order: a target claimed twice goes to the first
-            t = rule.apply(n)
-            if t is not None and t in left_new and t not in pairs.values():
-                pairs[n] = t
+        _, rule, pairs = best
         everything = len(pairs) == len(left_old) == len(left_new)
         if len(pairs) < MIN_RULE_PAIRS and not everything:
             break
-        found.append((NameRule("old", len(pairs), drop, add, find, replace), pairs))
+        found.append((rule, pairs))
         left_old = [n for n in left_old if n not in pairs]
         left_new -= set(pairs.values())
     return found
@@ -193,20 +215,28 @@ def find_rules(
 # -- step 3: renames by content -----------------------------------------------------------------
 def is_constant(ref: TensorRef) -> bool:
     """True when every element of the tensor has the same bytes (zeros, ones, one value).
-    Reads in slices; a block-quantized tensor is judged on its stored bytes' blocks."""
+    Reads in growing slices (a tensor of varied values stops at the first). A
+    block-quantized tensor (no per-element bytes) counts as not constant."""
     arr = ref.array()
     try:
         if isinstance(arr, ChunkedArray):
-            return False  # stored as blocks: no per-element bytes to compare cheaply
+            return False
         n = arr.size
         if n <= 1:
             return True
-        items = arr.view(np.uint8).reshape(n, -1) if arr.dtype.itemsize > 1 else arr.view(np.uint8)
-        first = np.array(items[0])
-        for start in range(0, n, _CONSTANT_CHUNK):
-            chunk = items[start : start + _CONSTANT_CHUNK]
-            if not np.array_equal(chunk, np.broadcast_to(first, chunk.shape)):
+        size = arr.dtype.itemsize
+        items = arr.view(f"u{size}") if size in (1, 2, 4, 8) else arr.view(np.uint8)
+        step = size if items.dtype == np.uint8 else 1  # bytes per element in ``items``
+        first = items[:step]
+        start, chunk = 0, 4096
+        while start < n:
+            stop = min(n, start + chunk)
+            part = items[start * step : stop * step]
+            if not np.array_equal(
+                part.reshape(-1, step), np.broadcast_to(first, (stop - start, step))
+            ):
                 return False
+            start, chunk = stop, min(chunk * 4, _CONSTANT_CHUNK)
         return True
     finally:
         ref.release()

@@ -123,6 +123,9 @@ def test_acceptance_reports_state_mapping_and_tie(release_pair: tuple[Path, Path
     )
     md = CliRunner().invoke(cli, ["compare", old, new, "--format", "markdown"]).output
     assert "tied duplicate of embed\\_tokens.weight dropped" in md
+    html = CliRunner().invoke(cli, ["compare", old, new, "--format", "html"]).output
+    assert "tied: model.lm_head.weight: tied duplicate of embed_tokens.weight" in html
+    assert "names mapped: &#39; &#39; -&gt; &#39;_&#39;" in html
 
 
 def test_reordered_file_gives_the_same_result(tmp_path: Path) -> None:
