@@ -7,9 +7,11 @@ the mapping and the tie stated in the text and JSON reports."""
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from click.testing import CliRunner
 
@@ -113,6 +115,8 @@ def test_acceptance_reports_state_mapping_and_tie(release_pair: tuple[Path, Path
     assert "architecture" not in text.output.lower()
 
     doc = json.loads(CliRunner().invoke(cli, ["compare", old, new, "--format", "json"]).output)
+    schema = json.loads(resources.files("model_diff.report").joinpath("schema.json").read_text())
+    jsonschema.validate(doc, schema, cls=jsonschema.Draft202012Validator)
     assert doc["summary"]["name_mapping"]["rules"][0]["description"] == rule
     assert doc["counts"]["tied"] == 1 and doc["counts"]["added"] == doc["counts"]["removed"] == 0
     [tie] = doc["tensors"]["tied"]
