@@ -159,16 +159,28 @@ def _compact(old: Checkpoint, new: Checkpoint) -> list[str]:
     result = compare(old, new)
     diffs, analysis = result.diffs, result.analysis
     lines = [f"old: {facts(describe(old))}", f"new: {facts(describe(new))}"]
+    mapping = result.summary.name_mapping
+    if mapping:
+        lines.append(f"mapping: {printable(str(mapping.get('description', '')))}")
     counts: dict[str, int] = {}
     for d in diffs:
         counts[str(d.change_type)] = counts.get(str(d.change_type), 0) + 1
-    order = ("modified", "added", "removed", "shape_changed", "dtype_changed", "unchanged")
+    order = (
+        "modified",
+        "added",
+        "removed",
+        "shape_changed",
+        "dtype_changed",
+        "renamed",
+        "tied",
+        "unchanged",
+    )
     lines.append(
         "tensors: "
         + ", ".join(f"{counts[k]} {k.replace('_', ' ')}" for k in order if counts.get(k))
     )
     for d in diffs:
-        if d.is_changed:
+        if d.is_changed or str(d.change_type) in ("renamed", "tied"):
             lines.append(_tensor_line(d))
     insights = analysis.get("insights", [])
     if insights:
@@ -190,6 +202,10 @@ def _tensor_line(d: Any) -> str:
         return f"! {name}  shape {_shape(d.old_shape)} -> {_shape(d.new_shape)}"
     if kind == "dtype_changed":
         return f"! {name}  dtype {d.old_dtype} -> {d.new_dtype}"
+    if kind in ("renamed", "tied"):
+        from model_diff.report.view import describe_pairing
+
+        return f"= {printable(describe_pairing(d))}"
     return (
         f"~ {name}  {d.new_dtype} {_shape(d.new_shape)}  rel {_num(d.relative_change)}"
         f"  cos {_num(d.cosine_sim, '.6f')}  max {_num(d.max_diff)}"

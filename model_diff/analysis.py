@@ -700,19 +700,27 @@ def _frozen_insight(
 ) -> list[dict[str, Any]]:
     n_frozen = summary.unchanged_parameters
     total = summary.total_parameters
-    if n_frozen == 0:
+    # renamed tensors (same bytes) and tied duplicates are no change of content
+    renamed, tied = summary.renamed_parameters, summary.tied_parameters
+    if n_frozen + renamed == 0:
         return []
-    if n_frozen == total:
+    if n_frozen + renamed + tied == total:
+        paired = [f"{renamed} under a new name"] if renamed else []
+        paired += [f"{tied} tied duplicate(s) on one side only"] if tied else []
         return [
             _insight(
                 "no-change",
                 "info",
                 "training",
                 "No tensor changed",
-                f"All {total} tensors are bit-identical in both checkpoints.",
-                {"tensors": [], "count": total},
+                f"All {total - tied} tensors are bit-identical in both checkpoints"
+                + (f" ({', '.join(paired)})." if paired else "."),
+                {"tensors": [], "count": total - tied},
             )
         ]
+    if n_frozen == 0:
+        return []
+    total -= tied  # a tied duplicate is not a tensor of its own
     frozen = [r for r in rows if r.diff.change_type is ChangeType.UNCHANGED]
     if missing:
         names = [r.name for r in frozen]
@@ -896,6 +904,8 @@ def _norm_insights(rows: Sequence[_Row], threshold: float) -> list[dict[str, Any
         d = r.diff
         if not d.is_changed or d.change_type not in _COMPARED:
             continue
+        if d.change_type is ChangeType.SHAPE_CHANGED and d.overlap_rows is None:
+            continue  # norms of tensors of different shapes (not a vocabulary resize)
         o, n = d.old_norm, d.new_norm
         if o is None or n is None or not (o > 0) or not math.isfinite(n):
             continue

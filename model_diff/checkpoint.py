@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -41,6 +41,7 @@ class TensorRef:
         "nbytes",
         "shape",
         "source",
+        "storage_key",
     )
 
     def __init__(
@@ -53,12 +54,17 @@ class TensorRef:
         release: Callable[[], None] | None = None,
         release_range: Callable[[int, int], None] | None = None,
         source: str | None = None,
+        storage_key: Hashable | None = None,
     ) -> None:
         self.name = name
         self.dtype = dtype
         self.shape = tuple(int(s) for s in shape)
         self.nbytes = dtype.storage_nbytes(self.numel)
         self.source = source  # file the data lives in (a shard, an npz member), for messages
+        #: Where the reader found the elements (file, byte offset, dtype, shape, strides) when
+        #: several names can share them (torch saves tied weights once, under each name):
+        #: equal keys in one checkpoint are one tensor saved twice. None: not known.
+        self.storage_key = storage_key
         self._loader = loader
         self._release = release
         self._release_range = release_range  # (start byte, stop byte) of the tensor's data
@@ -189,11 +195,53 @@ def _under(name: str, prefix: str) -> bool:
 
 
 @dataclass(frozen=True)
-class NameMapping:
-    """How one side's tensor names (and layouts) were mapped onto the other side's: a GGUF or
-    ONNX file compared with the checkpoint it was converted from."""
+class NameRule:
+    """One consistent rewrite of tensor names that paired ``count`` tensors across the two
+    checkpoints (``model_diff.alignment`` finds them): a separator replaced everywhere in
+    the name (``find`` -> ``replace``), then a prefix dropped (``drop``) and/or put in front
+    (``add``). ``side`` ("old" or "new") is the side whose names were rewritten."""
 
-    #: e.g. "GGUF llama", "ONNX export"
+    side: str
+    count: int
+    drop: str = ""
+    add: str = ""
+    find: str = ""
+    replace: str = ""
+
+    def apply(self, name: str) -> str | None:
+        """``name`` rewritten, or None when the rule does not apply (prefix absent)."""
+        if self.find:
+            name = name.replace(self.find, self.replace)
+        if self.drop:
+            if not name.startswith(self.drop):
+                return None
+            name = name[len(self.drop) :]
+        return self.add + name
+
+    def describe(self) -> str:
+        """``' ' -> '_' in old names (103 tensors)``."""
+        parts = []
+        if self.find:
+            parts.append(f"{self.find!r} -> {self.replace!r}")
+        if self.drop:
+            parts.append(f"prefix {self.drop!r} dropped")
+        if self.add:
+            parts.append(f"prefix {self.add!r} added")
+        n = f"{self.count} tensor{'s' if self.count != 1 else ''}"
+        return f"{' and '.join(parts)} in {self.side} names ({n})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "description": self.describe()}
+
+
+@dataclass(frozen=True)
+class NameMapping:
+    """How one side's tensor names were mapped onto the other side's, stated once in every
+    report: a converted format's names (a GGUF or ONNX file compared with the checkpoint it
+    came from: ``scheme``, ``mapped`` of ``total``, layouts undone) and/or the ``rules`` found
+    between two checkpoints' names (``model.`` prefix, spaces vs underscores, ``module.``)."""
+
+    #: e.g. "GGUF llama", "ONNX export"; "" when only ``rules`` mapped names
     scheme: str
     mapped: int
     total: int
@@ -201,23 +249,32 @@ class NameMapping:
     unmapped: tuple[str, ...] = ()
     #: converter transforms undone, by kind ("RoPE permutation", "transpose") -> tensor names
     transforms: dict[str, tuple[str, ...]] = field(default_factory=dict)
-    #: "old" or "new": the side whose names were mapped (set by the diff)
+    #: "old" or "new": the side whose names were mapped (set by the diff); "" for rules only
     side: str = ""
+    #: name rules applied after any format mapping, in the order they were found
+    rules: tuple[NameRule, ...] = ()
 
     def describe(self) -> str:
-        """One line for reports: "names mapped from GGUF llama, 291 of 291"."""
-        text = f"names mapped from {self.scheme}, {self.mapped} of {self.total}"
-        undone = [f"{kind} undone on {len(names)}" for kind, names in self.transforms.items()]
-        if undone:
-            text += " (" + ", ".join(undone) + ")"
-        if self.unmapped:
-            text += f"; unmapped: {', '.join(self.unmapped[:8])}"
-            if len(self.unmapped) > 8:
-                text += f" and {len(self.unmapped) - 8} more"
-        return text
+        """One line for reports: "names mapped from GGUF llama, 291 of 291", or
+        "names mapped: ' ' -> '_' in old names (103 tensors)"."""
+        parts = []
+        if self.scheme:
+            text = f"names mapped from {self.scheme}, {self.mapped} of {self.total}"
+            undone = [f"{kind} undone on {len(names)}" for kind, names in self.transforms.items()]
+            if undone:
+                text += " (" + ", ".join(undone) + ")"
+            if self.unmapped:
+                text += f"; unmapped: {', '.join(self.unmapped[:8])}"
+                if len(self.unmapped) > 8:
+                    text += f" and {len(self.unmapped) - 8} more"
+            parts.append(text)
+        if self.rules:
+            rules = "; ".join(r.describe() for r in self.rules)
+            parts.append(("then " if self.scheme else "names mapped: ") + rules)
+        return "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "side": self.side,
             "scheme": self.scheme,
             "mapped": self.mapped,
@@ -226,6 +283,9 @@ class NameMapping:
             "transforms": {k: list(v) for k, v in sorted(self.transforms.items())},
             "description": self.describe(),
         }
+        if self.rules:  # only when present: reports without rules keep their shape
+            out["rules"] = [r.to_dict() for r in self.rules]
+        return out
 
 
 class Checkpoint:

@@ -9,7 +9,6 @@ no arrays. This module must not import torch, click or the git/hook packages.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 from collections.abc import Callable
@@ -20,11 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from . import metrics
+from . import alignment, metrics
 from .blas import single_threaded_blas
 from .checkpoint import Checkpoint, NameMapping, TensorInfo, TensorRef
 from .chunked import dense, head
 from .dtypes import BY_NAME
+from .layers import EMBEDDING, HEAD, builtin_layer_type
 from .naming import natural_key, natural_sorted
 
 
@@ -35,6 +35,11 @@ class ChangeType(str, Enum):
     UNCHANGED = "unchanged"
     SHAPE_CHANGED = "shape_changed"
     DTYPE_CHANGED = "dtype_changed"
+    #: same bytes under a new name (``ParameterDiff.old_name`` is the old one)
+    RENAMED = "renamed"
+    #: on one side only, a duplicate of a tensor both sides keep (``tied_to``): a tied
+    #: weight torch saved under both names and another writer saved once
+    TIED = "tied"
 
     def __str__(self) -> str:
         return self.value
@@ -57,7 +62,10 @@ class DiffConfig:
     top_k_layers: int = 10
     #: Worker threads for the tensor pass (None: min(4, cores)).
     num_workers: int | None = None
-    #: Strip a wrapper prefix (``module.``, ``_orig_mod.``) that only one side has.
+    #: Pair tensors whose names differ (model_diff.alignment): strip a wrapper prefix
+    #: (``module.``, ``_orig_mod.``) that only one side has, apply name rules found across
+    #: many tensors (``model.`` prefix, spaces vs underscores), pair renames by identical
+    #: bytes. False compares names exactly as stored. Tied duplicates are recognised either way.
     align_prefixes: bool = True
     #: Low-rank analysis of 2-D deltas: "auto" (only where affordable), True (always), False.
     low_rank: bool | str = "auto"
@@ -107,10 +115,18 @@ class ParameterDiff:
     added_rows: int | None = None
     #: Low-rank structure of the delta (see model_diff.lowrank), when computed.
     low_rank: dict[str, Any] | None = None
+    #: The old checkpoint's name where it differs (a name rule or a rename paired them).
+    old_name: str | None = None
+    #: For a tied duplicate: the tensor it duplicates, and how that was seen ("storage": the
+    #: file stores both names as one tensor; "bytes": equal contents).
+    tied_to: str | None = None
+    tied_by: str | None = None
 
     @property
     def is_changed(self) -> bool:
-        return self.change_type is not ChangeType.UNCHANGED
+        """The tensor's content changed, or it exists on one side only. False for unchanged
+        tensors, renames (same bytes) and tied duplicates: those are listed, not changes."""
+        return self.change_type not in _NOT_CHANGES
 
     @property
     def nonfinite_old(self) -> int:
@@ -159,6 +175,8 @@ class ParameterDiff:
         out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
+            if v is None and f.name in _PAIRING_FIELDS:
+                continue  # set only where tensors were paired across names
             if isinstance(v, ChangeType):
                 v = v.value
             elif isinstance(v, tuple):
@@ -211,10 +229,20 @@ class DiffSummary:
     total_l2_diff: float | None = field(default=None, compare=False)
     most_changed_layers: list[str] = field(default_factory=list, compare=False)
     least_changed_layers: list[str] = field(default_factory=list, compare=False)
+    #: Tensors paired as renames (same bytes, new name) and tied duplicates on one side
+    #: (model_diff.alignment); serialised only when not 0.
+    renamed_parameters: int = 0
+    tied_parameters: int = 0
 
     @property
     def changed_parameters(self) -> int:
-        return self.total_parameters - self.unchanged_parameters
+        """Tensors whose content changed or that exist on one side only."""
+        return (
+            self.total_parameters
+            - self.unchanged_parameters
+            - self.renamed_parameters
+            - self.tied_parameters
+        )
 
     @property
     def total_parameters_old(self) -> int:
@@ -229,7 +257,9 @@ class DiffSummary:
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for f in fields(self):
-            if f.name in _API_ONLY_FIELDS or (f.name == "name_mapping" and not self.name_mapping):
+            if f.name in _API_ONLY_FIELDS or (
+                f.name in _OMITTED_WHEN_EMPTY and not getattr(self, f.name)
+            ):
                 continue
             v = getattr(self, f.name)
             if isinstance(v, float) and not math.isfinite(v):
@@ -242,14 +272,13 @@ class DiffSummary:
 _API_ONLY_FIELDS = frozenset(
     {"unchanged_diffs", "total_l2_diff", "most_changed_layers", "least_changed_layers"}
 )
+#: DiffSummary fields serialised only when set (reports without them keep their shape).
+_OMITTED_WHEN_EMPTY = frozenset({"name_mapping", "renamed_parameters", "tied_parameters"})
+#: ParameterDiff fields serialised only when set.
+_PAIRING_FIELDS = frozenset({"old_name", "tied_to", "tied_by"})
+_NOT_CHANGES = frozenset({ChangeType.UNCHANGED, ChangeType.RENAMED, ChangeType.TIED})
 
 ProgressCallback = Callable[[int, int, str], None]
-
-_WRAPPER_PREFIXES = ("module.", "_orig_mod.")
-
-
-def _strip_prefix(prefix: str, name: str) -> str:
-    return name[len(prefix) :]
 
 
 def map_formats(
@@ -270,15 +299,9 @@ def map_formats(
 
 
 def align_names(old: Checkpoint, new: Checkpoint) -> tuple[Checkpoint, Checkpoint]:
-    """Strip a wrapper prefix (DDP ``module.``, torch.compile ``_orig_mod.``) one side lacks."""
-    for prefix in _WRAPPER_PREFIXES:
-        old_has = bool(old.tensors) and all(n.startswith(prefix) for n in old.tensors)
-        new_has = bool(new.tensors) and all(n.startswith(prefix) for n in new.tensors)
-        strip = functools.partial(_strip_prefix, prefix)
-        if old_has and not new_has:
-            old = old.renamed(strip)
-        elif new_has and not old_has:
-            new = new.renamed(strip)
+    """Strip a wrapper prefix (DDP ``module.``, torch.compile ``_orig_mod.``) one side lacks
+    (``alignment.strip_wrappers``; ``ModelDiff`` also applies name rules and renames)."""
+    old, new, _ = alignment.strip_wrappers(old, new)
     return old, new
 
 
@@ -323,8 +346,15 @@ class ModelDiff:
         self, old: Checkpoint, new: Checkpoint, progress: ProgressCallback | None
     ) -> tuple[list[ParameterDiff], DiffSummary]:
         old, new, mapping = map_formats(old, new)
+        pairing = alignment.Pairing(old, new)
         if self.config.align_prefixes:
-            old, new = align_names(old, new)
+            pairing = alignment.pair_checkpoints(old, new)
+            old, new = pairing.old, pairing.new
+            if pairing.rules:
+                if mapping is None:  # rules only: how many old names they rewrote, of all
+                    mapped = sum(r.count for r in pairing.rules if r.side == "old")
+                    mapping = NameMapping("", mapped, len(old.tensors))
+                mapping = dataclasses.replace(mapping, rules=pairing.rules)
         names = natural_sorted(set(old.tensors) | set(new.tensors))
         total = len(names)
         done = 0
@@ -342,8 +372,13 @@ class ModelDiff:
                     progress(done, total, d.name)
             if self.config.low_rank == "auto":
                 all_diffs = self._auto_low_rank(all_diffs, old, new, pool)
+        all_diffs = _label_pairs(all_diffs, pairing, old, new)
         summary = summarize(all_diffs, self.config, old, new, name_mapping=mapping)
-        kept = [d for d in all_diffs if self.config.include_unchanged or d.is_changed]
+        kept = [
+            d
+            for d in all_diffs
+            if self.config.include_unchanged or d.change_type is not ChangeType.UNCHANGED
+        ]
         return kept, summary
 
     def diff_tensor(self, a: TensorRef | None, b: TensorRef | None) -> ParameterDiff:
@@ -412,10 +447,13 @@ class ModelDiff:
             b.release()
 
     def _shape_changed(self, a: TensorRef, b: TensorRef, base: dict[str, Any]) -> ParameterDiff:
-        # A resize along the first axis only (vocabulary resize of an embedding or LM head):
-        # the leading rows are the same parameters, so compare them and count the new rows.
+        # A vocabulary resize (an embedding or output head whose rows were added or cut, the
+        # trailing dimensions kept): the leading rows are the same parameters, so compare
+        # them and count the new rows. Any other shape change (channels 256 -> 1024) has no
+        # rows in common that mean the same thing: no metric, only each side's statistics.
         resizable = (
-            len(a.shape) == len(b.shape) >= 1
+            is_vocabulary(b.name)
+            and len(a.shape) == len(b.shape) >= 1
             and a.shape[1:] == b.shape[1:]
             and a.dtype.is_float
             and b.dtype.is_float
@@ -505,6 +543,57 @@ class ModelDiff:
             return dataclasses.replace(d, low_rank=info)
 
         return list(pool.map(analyze, diffs))
+
+
+def is_vocabulary(name: str) -> bool:
+    """An embedding or output-head tensor (``layers``' built-in rules): the only tensors
+    whose first-axis resize is compared over the rows both sides have."""
+    return builtin_layer_type(name) in (EMBEDDING, HEAD)
+
+
+def _exact_facts(s: metrics.SideStats | None) -> tuple[Any, ...] | None:
+    """The statistics equal bytes always share, whichever pass computed them (sums such as
+    the mean or norm may round differently in a pair pass and a one-side pass)."""
+    if s is None:
+        return None
+    return (s.min, s.max, s.zero_fraction, s.nan_count, s.inf_count)
+
+
+def _label_pairs(
+    diffs: list[ParameterDiff], pairing: alignment.Pairing, old: Checkpoint, new: Checkpoint
+) -> list[ParameterDiff]:
+    """Mark what name pairing decided: the old name of tensors paired by a rule or a rename
+    (a rename's pair came out unchanged: the pass confirmed its bytes), and the tensors on
+    one side only that are tied duplicates of a tensor both sides keep."""
+    both = [d.name for d in diffs if d.old_shape is not None and d.new_shape is not None]
+    ties: dict[str, alignment.Tie] = {}
+    for ckpt, kind, side in ((old, ChangeType.REMOVED, "old"), (new, ChangeType.ADDED, "new")):
+        lone = [d.name for d in diffs if d.change_type is kind]
+        if not lone:
+            continue
+        stats = {d.name: _exact_facts(getattr(d, f"{side}_stats")) for d in diffs}
+        ties.update((t.name, t) for t in alignment.find_ties(ckpt, lone, both, stats))
+    out = []
+    for d in diffs:
+        tie = ties.get(d.name)
+        if tie is not None:
+            out.append(
+                dataclasses.replace(
+                    d, change_type=ChangeType.TIED, tied_to=tie.kept, tied_by=tie.evidence
+                )
+            )
+        elif d.name in pairing.old_names:
+            renamed = d.name in pairing.renamed and d.change_type is ChangeType.UNCHANGED
+            out.append(
+                dataclasses.replace(
+                    d,
+                    change_type=ChangeType.RENAMED if renamed else d.change_type,
+                    old_name=pairing.old_names[d.name],
+                )
+            )
+        else:
+            out.append(d)
+    return out
 
 
 def _info(
@@ -611,6 +700,8 @@ def summarize(
         removed_parameters=count[ChangeType.REMOVED],
         shape_changed_parameters=count[ChangeType.SHAPE_CHANGED],
         dtype_changed_parameters=count[ChangeType.DTYPE_CHANGED],
+        renamed_parameters=count[ChangeType.RENAMED],
+        tied_parameters=count[ChangeType.TIED],
         old_num_elements=old.num_parameters
         if old is not None
         else sum(d.num_elements for d in diffs if d.old_shape is not None),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from .analysis import DiffAnalyzer
 from .checkpoint import Checkpoint
-from .diff import DiffConfig, DiffSummary, ModelDiff, ParameterDiff, ProgressCallback
+from .diff import ChangeType, DiffConfig, DiffSummary, ModelDiff, ParameterDiff, ProgressCallback
 
 if TYPE_CHECKING:
     from .report import VisualizationConfig
@@ -36,7 +36,7 @@ class Comparison:
         """The pairs a report lists: unchanged ones only with ``config.include_unchanged``."""
         if self.config.include_unchanged:
             return self.diffs
-        return [d for d in self.diffs if d.is_changed]
+        return [d for d in self.diffs if d.change_type is not ChangeType.UNCHANGED]
 
     def report(
         self,

@@ -456,6 +456,9 @@ def _leaf_ref(name: str, leaf: Any, mm: mmap.mmap, swap: bool, label: str) -> Te
         release=data.release,
         release_range=data.release_range if data.in_place else None,
         source=label,
+        # torch saves a tensor reachable under two names (tied weights) once: both names
+        # are views of the same bytes of the file
+        storage_key=(label, data.start, leaf.shape, leaf.stride, dtype.name),
     )
 
 
@@ -630,7 +633,15 @@ def _torch_ref(torch: Any, name: str, t: Any, label: str) -> TensorRef | str:
         return np.asarray(arr)
 
     # No page release: torch's mapping may be private and byte-swapped in place.
-    return TensorRef(name, dtype, tuple(t.shape), load, source=label)
+    key = (
+        label,
+        t.untyped_storage().data_ptr(),
+        t.storage_offset(),
+        tuple(t.shape),
+        tuple(t.stride()),
+        dtype.name,
+    )
+    return TensorRef(name, dtype, tuple(t.shape), load, source=label, storage_key=key)
 
 
 def _open_unsafe(path: str, label: str) -> Checkpoint:

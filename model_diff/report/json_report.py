@@ -14,10 +14,10 @@ from typing import Any
 
 from .. import __version__
 from ..diff import ParameterDiff
-from .view import GROUPS, ReportView, jsonable
+from .view import GROUPS, PAIRED, ReportView, jsonable
 
 #: Bump the major on a breaking change of the document's shape, the minor on additions.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 
 
 def report_dict(view: ReportView) -> dict[str, Any]:
@@ -29,10 +29,14 @@ def report_dict(view: ReportView) -> dict[str, Any]:
         "new_name": view.new_name,
         "inputs": view.inputs,
         "config": {"diff": view.diff_config, "visualization": view.config.to_dict()},
-        "counts": dict(view.counts),
+        "counts": {**view.counts, **{k: len(v) for k, v in view.paired.items()}},
         "summary": _record(view.summary.to_dict()),
         "analysis": view.analysis,
-        "tensors": {k: [_tensor(d) for d in view.groups[k]] for k, _ in GROUPS},
+        "tensors": {
+            **{k: [_tensor(d) for d in view.groups[k]] for k, _ in GROUPS},
+            # renamed / tied: only when present, so reports without them keep their shape
+            **{k: [_tensor(d) for d in view.paired[k]] for k, _ in PAIRED if k in view.paired},
+        },
     }
 
 

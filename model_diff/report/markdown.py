@@ -133,6 +133,9 @@ def render_markdown(view: ReportView) -> str:
     head.append("")
     if view.name_mapping:
         head += [f"Name mapping: {md_text(view.name_mapping)}", ""]
+    pairing = view.pairing_lines()
+    if pairing:
+        head += [f"- {label}: {md_text(text)}" for label, text in pairing] + [""]
 
     head.append("### Insights")
     head.append("")

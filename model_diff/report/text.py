@@ -81,6 +81,9 @@ def render_text(view: ReportView) -> str:
     if view.name_mapping:
         for i, line in enumerate(textwrap.wrap(printable(view.name_mapping), WIDTH - 9)):
             out.add(("mapping  " if i == 0 else " " * 9) + line)
+    for label, text in view.pairing_lines():
+        for i, line in enumerate(textwrap.wrap(printable(text), WIDTH - 9)):
+            out.add((f"{label:<9}" if i == 0 else " " * 9) + line)
 
     out.heading("Summary")
     out.add(f"  {fmt_int(view.changed_count)} of {fmt_int(view.total_count)} tensors changed")

@@ -30,6 +30,9 @@ GROUPS: tuple[tuple[str, str], ...] = (
     ("unchanged", "Unchanged"),
 )
 GROUP_TITLES = dict(GROUPS)
+#: Tensors paired across names (model_diff.alignment): listed apart from the change groups,
+#: they are no change of content. (key = ChangeType value, heading)
+PAIRED: tuple[tuple[str, str], ...] = (("renamed", "Renamed"), ("tied", "Tied duplicates"))
 STRUCTURAL = ("added", "removed", "shape_changed", "dtype_changed")
 SEVERITIES = ("critical", "warning", "info")
 LAYER_TYPE_ORDER = ("embedding", "attention", "mlp", "norm", "head", "other")
@@ -80,6 +83,20 @@ class ReportView:
     low_rank_summary: dict[str, Any] | None = None
     #: ``analysis["quantization"]`` when one side is a quantization of the other
     quantization: dict[str, Any] | None = None
+    #: Renamed tensors and tied duplicates, by ``PAIRED`` key (present keys only)
+    paired: dict[str, list[ParameterDiff]] = field(default_factory=dict)
+
+    def pairing_lines(self, limit: int = 8) -> list[tuple[str, str]]:
+        """(label, text) per renamed tensor and tied duplicate, at most ``limit`` per kind
+        (then "and N more"): what every format states beside the name mapping."""
+        out: list[tuple[str, str]] = []
+        for key, label in (("renamed", "renamed"), ("tied", "tied")):
+            members = self.paired.get(key, [])
+            for d in members[:limit]:
+                out.append((label, describe_pairing(d)))
+            if len(members) > limit:
+                out.append((label, f"and {len(members) - limit} more"))
+        return out
 
     @property
     def name_mapping(self) -> str | None:
@@ -87,7 +104,8 @@ class ReportView:
         m = self.summary.name_mapping
         if not m:
             return None
-        return f"{m.get('side', '')} side: {m.get('description', '')}".strip(": ")
+        side, text = m.get("side"), str(m.get("description", ""))
+        return f"{side} side: {text}" if side else text  # rules say their side themselves
 
     def quantization_rows(self, key: str) -> list[tuple[str, dict[str, Any]]]:
         """(label, group) rows of the quantization section's ``types`` or ``layer_types``."""
@@ -113,7 +131,8 @@ class ReportView:
 
     @property
     def total_count(self) -> int:
-        return sum(self.counts.values())
+        # renamed tensors are tensors of both sides; a tied duplicate is not a tensor of its own
+        return sum(self.counts.values()) + self.summary.renamed_parameters
 
     @property
     def low_rank_diffs(self) -> list[ParameterDiff]:
@@ -167,6 +186,13 @@ def _derive_inputs(
     out: dict[str, dict[str, Any]] = {}
     for side in ("old", "new"):
         gone = summary.added_parameters if side == "old" else summary.removed_parameters
+        # a tied duplicate exists on one side only (always listed)
+        gone += sum(
+            1
+            for d in diffs
+            if d.change_type is ChangeType.TIED
+            and (d.old_shape if side == "old" else d.new_shape) is None
+        )
         derived: dict[str, Any] = {
             "path": getattr(summary, f"{side}_path"),
             "format": getattr(summary, f"{side}_format"),
@@ -191,6 +217,17 @@ def _derive_inputs(
                 merged[k] = jsonable(extra[k])
         out[side] = merged
     return out
+
+
+def describe_pairing(d: ParameterDiff) -> str:
+    """``old -> new (same bytes)`` for a rename; for a tied duplicate, which tensor it
+    duplicates, on which side, and the evidence."""
+    if d.change_type is ChangeType.TIED:
+        side = "old" if d.new_shape is None else "new"
+        how = "same storage" if d.tied_by == "storage" else "same bytes"
+        verb = "dropped" if side == "old" else "added"
+        return f"{d.name}: tied duplicate of {d.tied_to} {verb} ({how} in the {side} file)"
+    return f"{d.old_name} -> {d.name} (same bytes)"
 
 
 def _rank_key(d: ParameterDiff, position: int) -> tuple[int, float, int]:
@@ -245,9 +282,11 @@ def build_view(
 ) -> ReportView:
     config = config or VisualizationConfig()
     groups: dict[str, list[ParameterDiff]] = {k: [] for k, _ in GROUPS}
+    paired: dict[str, list[ParameterDiff]] = {}
     for d in diffs:
-        groups[ChangeType(d.change_type).value].append(d)
-    for members in groups.values():
+        key = ChangeType(d.change_type).value
+        (groups[key] if key in groups else paired.setdefault(key, [])).append(d)
+    for members in [*groups.values(), *paired.values()]:
         members.sort(key=lambda d: natural_key(d.name))
     counts = {
         "added": summary.added_parameters,
@@ -279,6 +318,7 @@ def build_view(
         groups=groups,
         shown=shown,
         analysis=a,
+        paired=paired,
     )
     if a is not None:
         _read_analysis(view, a)

@@ -17,14 +17,16 @@ def _pair() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     old = {
         "layers.10.w": rng.standard_normal((8, 8)).astype(np.float32),
         "layers.2.w": rng.standard_normal((8, 8)).astype(np.float32),
-        "emb.weight": rng.standard_normal((16, 4)).astype(np.float32),
+        "embed_tokens.weight": rng.standard_normal((16, 4)).astype(np.float32),
         "gone": np.ones(3, np.float32),
         "cast": rng.standard_normal(10).astype(np.float32),
         "reshaped": np.ones((2, 3), np.float32),
     }
     new = dict(old)
     new["layers.2.w"] = old["layers.2.w"] + np.float32(0.5)
-    new["emb.weight"] = np.vstack([old["emb.weight"], np.zeros((4, 4), np.float32)])
+    new["embed_tokens.weight"] = np.vstack(
+        [old["embed_tokens.weight"], np.zeros((4, 4), np.float32)]
+    )
     del new["gone"]
     new["fresh"] = np.zeros(5, np.float32)
     new["cast"] = old["cast"].astype(ml_dtypes.bfloat16)
@@ -45,7 +47,7 @@ def test_each_change_type_is_classified() -> None:
     kinds = {d.name: d.change_type for d in diffs}
     assert kinds == {
         "cast": ChangeType.DTYPE_CHANGED,
-        "emb.weight": ChangeType.SHAPE_CHANGED,
+        "embed_tokens.weight": ChangeType.SHAPE_CHANGED,
         "fresh": ChangeType.ADDED,
         "gone": ChangeType.REMOVED,
         "layers.2.w": ChangeType.MODIFIED,
@@ -94,7 +96,7 @@ def test_vocab_resize_compares_overlapping_rows() -> None:
     """A first-axis resize compares the shared rows and counts the added ones."""
     old, new = _pair()
     diffs, _ = ModelDiff().diff(from_arrays(old), from_arrays(new))
-    d = _by_name(diffs)["emb.weight"]
+    d = _by_name(diffs)["embed_tokens.weight"]
     assert (d.overlap_rows, d.added_rows) == (16, 4)
     assert d.l2_diff == 0.0
 

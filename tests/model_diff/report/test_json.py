@@ -40,7 +40,7 @@ def test_report_validates_against_shipped_schema(pair: Diffed) -> None:
         create_diff_report(pair.diffs, pair.summary, pair.analysis, format="json", **pair.kwargs())
     )
     jsonschema.validate(doc, _schema(), cls=jsonschema.Draft202012Validator)
-    assert doc["schema_version"] == "1.0"
+    assert doc["schema_version"] == "1.1"
     assert doc["tool"] == {"name": "model-diff", "version": model_diff.__version__}
     assert doc["config"]["diff"]["include_unchanged"] is True
     assert doc["inputs"]["new"]["dtypes"] == pair.new.dtypes  # parameters per dtype
