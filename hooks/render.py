@@ -77,12 +77,7 @@ def render_json(
     doc = {
         "version": 1,
         "fail_on": fail_on,
-        "policy": {
-            "allow_frozen": list(policy.allow_frozen),
-            "min_cosine": policy.min_cosine,
-            "max_relative_change": policy.max_relative_change,
-            "severity": dict(policy.severity),
-        },
+        "policy": policy.to_dict(),
         "counts": counts(results),
         "files": [r.to_dict() for r in results],
         "deleted": list(deleted),

@@ -26,7 +26,7 @@ _LAZY = {
     "compare_checkpoints": "diff",
     "DiffAnalyzer": "analysis",
     "AnalysisConfig": "analysis",
-    "compare_training_stages": "analysis",
+    "compare_training_stages": "timeline",
     "create_diff_report": "report",
     "VisualizationConfig": "report",
     "ModelDiffError": "errors",

@@ -199,10 +199,11 @@ class DiffSummary:
     #: ``NameMapping.to_dict()`` when one side's names were mapped onto the other's (a GGUF
     #: or ONNX file against its source checkpoint); serialised only when present.
     name_mapping: dict[str, Any] | None = None
-    #: The unchanged tensors' records, kept even when the diff list leaves them out
-    #: (``include_unchanged=False``) so the analyzer can still name frozen layers. Not
-    #: serialised by ``to_dict()`` (the names are in a report's tensor list when wanted).
-    unchanged_diffs: tuple[ParameterDiff, ...] = field(default=(), repr=False, compare=False)
+    #: The names of the bit-identical tensors, in natural order: a diff made with
+    #: ``include_unchanged=False`` (the original API's default) leaves their records out,
+    #: and the analyzer still names frozen tensors from this. Not serialised by
+    #: ``to_dict()`` (the analysis lists the frozen ones).
+    unchanged_tensors: list[str] = field(default_factory=list, compare=False)
     #: The original API's fields, kept for it (not serialised: reports carry the same facts
     #: per tensor): the sum of the compared tensors' l2_diff (None when nothing was compared),
     #: and layers (a tensor name less its last part, as the original grouped them) ranked by
@@ -238,9 +239,10 @@ class DiffSummary:
         return out
 
 
-#: DiffSummary fields kept for the original API only, left out of ``to_dict()``.
+#: DiffSummary fields left out of ``to_dict()``: the original API's extras, and the
+#: unchanged tensors' names (the analysis lists the frozen ones).
 _API_ONLY_FIELDS = frozenset(
-    {"unchanged_diffs", "total_l2_diff", "most_changed_layers", "least_changed_layers"}
+    {"unchanged_tensors", "total_l2_diff", "most_changed_layers", "least_changed_layers"}
 )
 
 ProgressCallback = Callable[[int, int, str], None]
@@ -630,7 +632,7 @@ def summarize(
         old_format=old.format if old is not None else None,
         new_format=new.format if new is not None else None,
         name_mapping=name_mapping.to_dict() if name_mapping is not None else None,
-        unchanged_diffs=tuple(d for d in diffs if d.change_type is ChangeType.UNCHANGED),
+        unchanged_tensors=[d.name for d in diffs if d.change_type is ChangeType.UNCHANGED],
         total_l2_diff=math.fsum(v for v, _ in l2) if l2 else None,
         most_changed_layers=most[: config.top_k_layers],
         least_changed_layers=least[: config.top_k_layers],

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import layers
-from .analysis import AnalysisConfig, DiffAnalyzer, _aggregate, _make_rows, _Row
+from .analysis import AnalysisConfig, DiffAnalyzer, Row, aggregate_change, make_rows
 from .checkpoint import Checkpoint
 from .diff import DiffConfig, ModelDiff
 from .errors import ModelDiffError
@@ -48,7 +48,7 @@ def _finite(x: float | None) -> float | None:
     return x if x is not None and math.isfinite(x) else None
 
 
-def _group_key(r: _Row) -> tuple[str, str]:
+def _group_key(r: Row) -> tuple[str, str]:
     """(row label, kind): a block, or a layer type for tensors outside blocks."""
     if r.block is not None:
         return r.block.label, "block"
@@ -102,22 +102,22 @@ def compare_training_stages(
                 _close(prev, prev_spec)  # at most two checkpoints open at a time
             prev, prev_spec = cur, cur_spec
             analysis = analyzer.analyze(diffs, summary)
-            rows = _make_rows(diffs, analyzer.classifier)
+            rows = make_rows(diffs, analyzer.classifier)
             all_names.update(d.name for d in diffs)
-            groups: dict[tuple[str, str], list[_Row]] = {}
-            types: dict[str, list[_Row]] = {}
+            groups: dict[tuple[str, str], list[Row]] = {}
+            types: dict[str, list[Row]] = {}
             for r in rows:
                 groups.setdefault(_group_key(r), []).append(r)
                 types.setdefault(r.layer_type, []).append(r)
-            per_step.append({k: _aggregate(v) for k, v in groups.items()})
-            per_type.append({k: _aggregate(v) for k, v in types.items()})
+            per_step.append({k: aggregate_change(v) for k, v in groups.items()})
+            per_type.append({k: aggregate_change(v) for k, v in types.items()})
             steps.append(
                 {
                     "step": i,
                     "from": names[i - 1],
                     "to": names[i],
                     "change_pattern": analysis["change_pattern"],
-                    "aggregate_change": _aggregate(rows),
+                    "aggregate_change": aggregate_change(rows),
                     "changed": summary.changed_parameters,
                     "unchanged": summary.unchanged_parameters,
                     "added": summary.added_parameters,

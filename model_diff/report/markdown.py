@@ -144,6 +144,8 @@ def render_markdown(view: ReportView) -> str:
         line = f"- **{_SEVERITY_LABEL[ins.severity]}** {md_text(ins.title)}"
         if ins.code:
             line += f" ({md_code(ins.code)})"
+        if ins.level is not None:
+            line += f" **policy: {ins.level}**"
         if ins.description:
             line += f": {md_text(ins.description)}"
         if ins.tensors:

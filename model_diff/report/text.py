@@ -129,6 +129,8 @@ def render_text(view: ReportView) -> str:
         for ins in view.insights:
             tag = out.style(f"[{ins.severity.upper()}]", "bold", _SEVERITY_STYLE[ins.severity])
             head = f"{ins.title} ({ins.code})" if ins.code else ins.title
+            if ins.level is not None:
+                head += f" -> policy: {ins.level}"
             first, *rest = textwrap.wrap(
                 printable(head), WIDTH - 4 - len(ins.severity) - 3, break_on_hyphens=False
             ) or [""]
