@@ -19,7 +19,7 @@ import webbrowser
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from model_diff.checkpoint import Checkpoint
 from model_diff.errors import ModelDiffError, UnknownFormatError
@@ -29,6 +29,9 @@ from model_diff.terminal import guard_json, guard_lines, printable
 
 from .extdiff import describe, facts, open_side
 from .git import Change, DiffSides, Repo, display_path, open_spec, pair_replaced
+
+if TYPE_CHECKING:
+    from model_diff.analysis import AnalysisConfig
 
 #: What git passes for a missing side on POSIX (Windows git passes it literally too).
 DEV_NULL = "/dev/null"
@@ -169,15 +172,60 @@ def _common_label(local: str, remote: str) -> str:
 # -- running the engine ----------------------------------------------------------------------
 
 
+def diff_revisions(
+    revisions: Sequence[str],
+    pathspecs: Sequence[str],
+    fmt: str,
+    *,
+    color: bool = False,
+    analysis_config: AnalysisConfig | None = None,
+    cwd: str | None = None,
+) -> tuple[str, list[PairResult]]:
+    """``model-diff diff REV1 [REV2] [-- PATHSPEC...]``: every changed checkpoint between two
+    revisions (REV2 default: the working tree), paired and reported as one document.
+
+    Returns the document and the per-file results (the caller reports unreadable ones)."""
+    repo = Repo.discover(cwd)
+    sides = repo.diff_sides(revisions, pathspecs)
+    changes = repo.changes(sides.old_id, sides.new_id, sides.pathspecs)
+    meta = {
+        "base": sides.old,
+        "base_commit": sides.old_id,
+        "head": sides.new,
+        "head_commit": sides.new_id,
+    }
+    results = run_pairs(
+        change_pairs(repo, sides, changes),
+        fmt,
+        repo_root=repo.top,
+        color=color,
+        analysis_config=analysis_config,
+    )
+    return render_results(results, fmt, title=sides.title, meta=meta), results
+
+
 def run_pairs(
-    pairs: Sequence[Pair], fmt: str, *, repo_root: str | None = None, color: bool = False
+    pairs: Sequence[Pair],
+    fmt: str,
+    *,
+    repo_root: str | None = None,
+    color: bool = False,
+    analysis_config: AnalysisConfig | None = None,
 ) -> list[PairResult]:
     """Diff and analyse every pair; an unreadable pair becomes an error result, not a stop."""
-    return [run_pair(p, fmt, repo_root=repo_root, color=color) for p in pairs]
+    return [
+        run_pair(p, fmt, repo_root=repo_root, color=color, analysis_config=analysis_config)
+        for p in pairs
+    ]
 
 
 def run_pair(
-    pair: Pair, fmt: str, *, repo_root: str | None = None, color: bool = False
+    pair: Pair,
+    fmt: str,
+    *,
+    repo_root: str | None = None,
+    color: bool = False,
+    analysis_config: AnalysisConfig | None = None,
 ) -> PairResult:
     result = PairResult(pair)
     try:
@@ -188,7 +236,9 @@ def run_pair(
             try:
                 new = _open(pair, pair.new, pair.new_name, repo_root)
                 try:
-                    result.report = compare_checkpoints(old, new, fmt, pair, color=color)
+                    result.report = compare_checkpoints(
+                        old, new, fmt, pair, color=color, analysis_config=analysis_config
+                    )
                     result.old_info, result.new_info = describe(old), describe(new)
                 finally:
                     new.close()
@@ -227,12 +277,24 @@ def _open(pair: Pair, side: str, name: str, repo_root: str | None) -> Checkpoint
 
 
 def compare_checkpoints(
-    old: Checkpoint, new: Checkpoint, fmt: str, pair: Pair, *, color: bool = False
+    old: Checkpoint,
+    new: Checkpoint,
+    fmt: str,
+    pair: Pair,
+    *,
+    color: bool = False,
+    analysis_config: AnalysisConfig | None = None,
 ) -> str:
     """The engine's full report (metrics + analysis + insights) for one pair."""
     from model_diff.pipeline import compare
 
-    result = compare(old, new, old_label=pair.old_name, new_label=pair.new_name)
+    result = compare(
+        old,
+        new,
+        old_label=pair.old_name,
+        new_label=pair.new_name,
+        analysis_config=analysis_config,
+    )
     return result.report(fmt, old_name=pair.old_name, new_name=pair.new_name, color=color)
 
 

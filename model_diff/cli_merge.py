@@ -12,16 +12,10 @@ import json
 
 import click
 
+from .cli_options import workers_option as _workers_option
 from .errors import EXIT_CHECK_FAILED
 from .merge import ARITHMETIC, DEFAULT_TIES_K, STRATEGIES, MergeResult
 from .terminal import printable
-
-_workers_option = click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Threads reading tensors (default: min(4, cores)).",
-)
 
 
 def write_text(text: str, output: str | None) -> None:
