@@ -465,7 +465,7 @@ def _pattern_insight(
 
 
 def _stats(rows: Sequence[Row], summary: DiffSummary, total: int, missing: int) -> dict[str, Any]:
-    compared = [r for r in rows if r.diff.change_type in COMPARED]
+    compared = [r for r in rows if r.diff.change_type in COMPARED and not r.buffer]
     return {
         "tensors": total,
         "listed": len(rows),
@@ -491,7 +491,7 @@ def _layer_analysis(rows: Sequence[Row]) -> tuple[LayerStats, ...]:
     out = []
     for t in sorted(by_type, key=lambda t: (order.get(t, len(order)), t)):
         rs = by_type[t]
-        compared = [r for r in rs if r.diff.change_type in COMPARED]
+        compared = [r for r in rs if r.diff.change_type in COMPARED and not r.buffer]
         changes = [r.change for r in rs if r.change is not None]
         cos = [r.diff.cosine_sim for r in compared if r.diff.cosine_sim is not None]
         flips = [r.diff.sign_flip_ratio for r in compared if r.diff.sign_flip_ratio is not None]

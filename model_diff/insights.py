@@ -60,8 +60,11 @@ def _fmt(x: float | None) -> str:
 
 
 def _changed(rows: Sequence[Row]) -> list[Row]:
-    """Changed tensors whose two sides were compared element-wise."""
-    return [r for r in rows if r.diff.change_type in COMPARED and r.diff.is_changed]
+    """Changed trainable tensors whose two sides were compared element-wise (a buffer is
+    not trained: its change is no training signal)."""
+    return [
+        r for r in rows if r.diff.change_type in COMPARED and r.diff.is_changed and not r.buffer
+    ]
 
 
 # -- NaN/Inf and unreadable tensors ----------------------------------------------------------

@@ -37,7 +37,8 @@ class Row:
     diff: ParameterDiff
     layer_type: str
     block: layers.BlockInfo | None
-    #: relative change (0.0 for an exactly unchanged tensor); None where undefined
+    #: relative change (0.0 for an exactly unchanged tensor); None where undefined and for
+    #: buffers (not trained: in no average, aggregate or metric insight)
     change: float | None
     #: ||new-old||^2 and ||old||^2 for aggregates; None where unknown
     d2: float | None
@@ -65,7 +66,10 @@ def make_rows(diffs: Sequence[ParameterDiff], classifier: layers.LayerClassifier
         change: float | None = None
         d2: float | None = None
         o2: float | None = None
-        if d.change_type is ChangeType.UNCHANGED:
+        buffer = layers.is_buffer(d.name, d.new_dtype or d.old_dtype)
+        if buffer:
+            pass  # not trained: no change to measure, in no average or aggregate
+        elif d.change_type is ChangeType.UNCHANGED:
             change, d2 = 0.0, 0.0
         elif (
             d.change_type in COMPARED
@@ -73,11 +77,11 @@ def make_rows(diffs: Sequence[ParameterDiff], classifier: layers.LayerClassifier
             and math.isfinite(d.relative_change)
         ):
             change = d.relative_change
-        if d.change_type in COMPARED and d.l2_diff is not None and math.isfinite(d.l2_diff):
+        measured = d.change_type in COMPARED and not buffer
+        if measured and d.l2_diff is not None and math.isfinite(d.l2_diff):
             d2 = d.l2_diff**2
-        if d.change_type in COMPARED and d.old_norm is not None and math.isfinite(d.old_norm):
+        if measured and d.old_norm is not None and math.isfinite(d.old_norm):
             o2 = d.old_norm**2
-        buffer = layers.is_buffer(d.name, d.new_dtype or d.old_dtype)
         rows.append(Row(d, classifier.layer_type(d.name), block, change, d2, o2, buffer))
     return rows
 

@@ -33,6 +33,16 @@ GROUPS: tuple[tuple[str, str], ...] = (
 )
 GROUP_TITLES = dict(GROUPS)
 STRUCTURAL = ("added", "removed", "shape_changed", "dtype_changed")
+#: DiffSummary.excluded reasons, in words.
+_EXCLUDED = {
+    "added": "added",
+    "removed": "removed",
+    "shape_changed": "shape-changed",
+    "buffers": "buffer(s)",
+    "nonfinite": "all-NaN/Inf",
+    "zero_norm": "all-zero before",
+    "not_measured": "not compared element-wise",
+}
 
 
 @dataclass
@@ -83,9 +93,26 @@ class ReportView:
         return self.analysis.quantization if self.analysis is not None else None
 
     @property
-    def levels(self) -> bool:
-        """Whether a policy levelled the insights (the report then shows each level)."""
-        return any(i.level is not None for i in self.insights)
+    def diverged(self) -> str | None:
+        """The first thing a Summary says when the new checkpoint holds NaN/Inf."""
+        bad = len(self.summary.nonfinite_tensors)
+        if not bad:
+            return None
+        return (
+            f"NaN/Inf in {bad} of {self.summary.total_parameters} tensors of the new "
+            f"checkpoint: training diverged or the checkpoint is corrupt"
+        )
+
+    @property
+    def average_base(self) -> str | None:
+        """What the Summary's averages are over, when tensors are left out of them:
+        "over 12 of 16 tensors; 4 all-NaN/Inf excluded" (None when every tensor is in)."""
+        s = self.summary
+        excluded = {k: v for k, v in s.excluded.items() if v}
+        if not excluded:
+            return None
+        why = ", ".join(f"{v} {_EXCLUDED.get(k, k)}" for k, v in excluded.items())
+        return f"over {s.averaged_tensors} of {s.total_parameters} tensors; {why} excluded"
 
     @property
     def name_mapping(self) -> str | None:
