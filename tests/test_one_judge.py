@@ -13,10 +13,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import model_diff.report
 from model_diff import toy
 from model_diff.cli import cli
 from tests.conftest import run_model_diff
@@ -105,6 +107,8 @@ def test_check_and_the_report_under_one_policy_list_the_same_findings(
     code, out = _invoke("compare", old, new, "--policy", policy, "--format", "json")
     assert code == 0
     report = json.loads(out)
+    schema = json.loads((Path(model_diff.report.__file__).parent / "schema.json").read_text())
+    jsonschema.validate(report, schema, cls=jsonschema.Draft202012Validator)
     assert _report_findings(report) == gate
     by_code = {c: (t, lvl) for c, t, lvl in gate}
     assert by_code["frozen-layers"] == (("model.embed_tokens.weight",), "error")
