@@ -95,7 +95,7 @@ def test_check_markdown_escapes_table_syntax(tmp_path: Path) -> None:
     )
     assert code == 1
     row = next(line for line in out.splitlines() if "nonfinite-values" in line)
-    assert "evil\\|&lt;b&gt;\\nname (1 Inf)" in row
+    assert "evil\\|\\<b\\>\\\\nname (1 Inf)" in row  # md_text: specials backslashed
     assert row.count(" | ") == 3  # four cells
 
 
