@@ -26,6 +26,8 @@ _LAZY = {
     "compare_checkpoints": "diff",
     "DiffAnalyzer": "analysis",
     "AnalysisConfig": "analysis",
+    "Analysis": "analysis",
+    "Insight": "findings",
     "compare_training_stages": "timeline",
     "create_diff_report": "report",
     "VisualizationConfig": "report",
@@ -39,12 +41,14 @@ _LAZY = {
 }
 
 __all__ = [
+    "Analysis",
     "AnalysisConfig",
     "ChangeType",
     "Checkpoint",
     "DiffAnalyzer",
     "DiffConfig",
     "DiffSummary",
+    "Insight",
     "MergeResult",
     "ModelDiff",
     "ModelDiffError",

@@ -180,3 +180,12 @@ def test_ci_and_its_report_agree_with_check(
     for code_, _, level in ci:
         assert f"| {level} | {code_} |" in summary
         assert f"(`{code_}`) **policy: {level}**" in detail
+    # `model-diff diff` under the same policy: the file's report carries the same findings.
+    r = run_model_diff(
+        ["diff", "HEAD~1", "HEAD", "--policy", "pyproject.toml", "--format", "json"],
+        clean_env,
+        cwd=repo,
+    )
+    assert r.returncode == 0, r.stderr
+    (f,) = json.loads(r.stdout)["files"]
+    assert _report_findings(f["report"]) == ci
