@@ -1,4 +1,4 @@
-"""Build of the optional C extension ``model_diff._kernel`` (everything else is in pyproject.toml).
+"""Build of the optional C extension ``model_diff.kernel`` (everything else is in pyproject.toml).
 
 The extension is optional: where no C compiler is available the install still succeeds and
 ``model_diff.metrics`` uses its numpy step (``model-diff --version`` shows which is active).
@@ -20,6 +20,6 @@ class BuildExt(build_ext):
 
 
 setup(
-    ext_modules=[Extension("model_diff._kernel", ["model_diff/_kernel.c"], optional=True)],
+    ext_modules=[Extension("model_diff.kernel", ["model_diff/kernel.c"], optional=True)],
     cmdclass={"build_ext": BuildExt},
 )

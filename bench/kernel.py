@@ -1,6 +1,6 @@
 """In-cache rate of the compiled metrics kernel: element pairs (or elements) per second, one core.
 
-Runs ``model_diff._kernel.pair_step`` and ``side_step`` on one thread over arrays small enough
+Runs ``model_diff.kernel.pair_step`` and ``side_step`` on one thread over arrays small enough
 to stay in cache (``--elements``, default 256K per side), so the figure is the kernel's own
 arithmetic, not memory or page mapping (``bench/engine.py`` measures those). Best of
 ``--repeats`` runs of ``--seconds`` each. Not part of the test suite. Run from the repository

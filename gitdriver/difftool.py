@@ -11,24 +11,24 @@ This module must not print or exit (``model_diff.cli`` does) and never runs ``gi
 
 from __future__ import annotations
 
-import html
-import json
 import os
 import tempfile
 import webbrowser
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from model_diff.checkpoint import Checkpoint
 from model_diff.errors import ModelDiffError, UnknownFormatError
 from model_diff.formats import is_checkpoint_name
 from model_diff.naming import natural_sorted
-from model_diff.terminal import guard_json, guard_lines, printable
 
 from .extdiff import describe, facts, open_side
 from .git import Change, DiffSides, Repo, display_path, open_spec, pair_replaced
+
+if TYPE_CHECKING:
+    from model_diff.analysis import AnalysisConfig
 
 #: What git passes for a missing side on POSIX (Windows git passes it literally too).
 DEV_NULL = "/dev/null"
@@ -169,15 +169,60 @@ def _common_label(local: str, remote: str) -> str:
 # -- running the engine ----------------------------------------------------------------------
 
 
+def diff_revisions(
+    revisions: Sequence[str],
+    pathspecs: Sequence[str],
+    fmt: str,
+    *,
+    color: bool = False,
+    analysis_config: AnalysisConfig | None = None,
+    cwd: str | None = None,
+) -> tuple[str, list[PairResult]]:
+    """``model-diff diff REV1 [REV2] [-- PATHSPEC...]``: every changed checkpoint between two
+    revisions (REV2 default: the working tree), paired and reported as one document.
+
+    Returns the document and the per-file results (the caller reports unreadable ones)."""
+    repo = Repo.discover(cwd)
+    sides = repo.diff_sides(revisions, pathspecs)
+    changes = repo.changes(sides.old_id, sides.new_id, sides.pathspecs)
+    meta = {
+        "base": sides.old,
+        "base_commit": sides.old_id,
+        "head": sides.new,
+        "head_commit": sides.new_id,
+    }
+    results = run_pairs(
+        change_pairs(repo, sides, changes),
+        fmt,
+        repo_root=repo.top,
+        color=color,
+        analysis_config=analysis_config,
+    )
+    return render_results(results, fmt, title=sides.title, meta=meta), results
+
+
 def run_pairs(
-    pairs: Sequence[Pair], fmt: str, *, repo_root: str | None = None, color: bool = False
+    pairs: Sequence[Pair],
+    fmt: str,
+    *,
+    repo_root: str | None = None,
+    color: bool = False,
+    analysis_config: AnalysisConfig | None = None,
 ) -> list[PairResult]:
     """Diff and analyse every pair; an unreadable pair becomes an error result, not a stop."""
-    return [run_pair(p, fmt, repo_root=repo_root, color=color) for p in pairs]
+    return [
+        run_pair(p, fmt, repo_root=repo_root, color=color, analysis_config=analysis_config)
+        for p in pairs
+    ]
 
 
 def run_pair(
-    pair: Pair, fmt: str, *, repo_root: str | None = None, color: bool = False
+    pair: Pair,
+    fmt: str,
+    *,
+    repo_root: str | None = None,
+    color: bool = False,
+    analysis_config: AnalysisConfig | None = None,
 ) -> PairResult:
     result = PairResult(pair)
     try:
@@ -188,7 +233,9 @@ def run_pair(
             try:
                 new = _open(pair, pair.new, pair.new_name, repo_root)
                 try:
-                    result.report = compare_checkpoints(old, new, fmt, pair, color=color)
+                    result.report = compare_checkpoints(
+                        old, new, fmt, pair, color=color, analysis_config=analysis_config
+                    )
                     result.old_info, result.new_info = describe(old), describe(new)
                 finally:
                     new.close()
@@ -227,12 +274,24 @@ def _open(pair: Pair, side: str, name: str, repo_root: str | None) -> Checkpoint
 
 
 def compare_checkpoints(
-    old: Checkpoint, new: Checkpoint, fmt: str, pair: Pair, *, color: bool = False
+    old: Checkpoint,
+    new: Checkpoint,
+    fmt: str,
+    pair: Pair,
+    *,
+    color: bool = False,
+    analysis_config: AnalysisConfig | None = None,
 ) -> str:
     """The engine's full report (metrics + analysis + insights) for one pair."""
     from model_diff.pipeline import compare
 
-    result = compare(old, new, old_label=pair.old_name, new_label=pair.new_name)
+    result = compare(
+        old,
+        new,
+        old_label=pair.old_name,
+        new_label=pair.new_name,
+        analysis_config=analysis_config,
+    )
     return result.report(fmt, old_name=pair.old_name, new_name=pair.new_name, color=color)
 
 
@@ -265,7 +324,7 @@ def render_results(
     meta: dict[str, Any] | None = None,
     unwrap_single: bool = False,
 ) -> str:
-    """One document in ``fmt`` for all results.
+    """One document in ``fmt`` for all results (``model_diff.report.document``).
 
     With ``unwrap_single``, a single modified pair's HTML or JSON is the engine's report
     itself (difftool on one file), not a one-entry list.
@@ -279,101 +338,28 @@ def render_results(
         return results[0].report
     if fmt != "text" and not title:
         title = results[0].pair.label if results else "model-diff"
-    if fmt == "json":
-        return guard_json(_render_json(results, title, meta or {}))
-    if fmt == "html":
-        return _render_html(results, title)
-    if fmt == "markdown":
-        return guard_lines(_render_markdown(results, title))
-    return guard_lines(_render_text(results, title))
+    from model_diff.report.document import Entry, render_document
 
-
-def _render_text(results: Sequence[PairResult], title: str) -> str:
-    lines = [printable(title)] if title else []
-    if not results:
-        lines.append("no checkpoint changes")
-    for r in results:
-        lines += ["", f"=== {printable(r.pair.label)} ===", printable(status_line(r))]
-        if r.report:
-            lines += ["", r.report.rstrip("\n")]
-    return "\n".join(lines) + "\n"
-
-
-def _render_markdown(results: Sequence[PairResult], title: str) -> str:
-    out = [f"# {_md(title)}", ""]
-    if not results:
-        out.append("No checkpoint changes.")
-    else:
-        out += ["| file | change |", "| --- | --- |"]
-        out += [f"| {_md(r.pair.label)} | {_md(status_line(r))} |" for r in results]
-    for r in results:
-        if r.report:
-            out += ["", f"## {_md(r.pair.label)}", "", r.report.rstrip("\n")]
-    return "\n".join(out) + "\n"
-
-
-def _render_json(results: Sequence[PairResult], title: str, meta: dict[str, Any]) -> str:
-    files = []
-    for r in results:
-        p = r.pair
-        files.append(
-            {
-                "path": p.label,
-                "status": p.status,
-                "old_path": p.old_path,
-                "new_path": p.new_path,
-                "similarity": p.similarity,
+    entries = [
+        Entry(
+            label=r.pair.label,
+            status=status_line(r),
+            report=r.report,
+            record={
+                "path": r.pair.label,
+                "status": r.pair.status,
+                "old_path": r.pair.old_path,
+                "new_path": r.pair.new_path,
+                "similarity": r.pair.similarity,
                 "old": r.old_info,
                 "new": r.new_info,
                 "error": r.error,
                 "skipped": r.skipped,
-                "report": json.loads(r.report) if r.report else None,
-            }
+            },
         )
-    doc = {"title": title, **meta, "files": files}
-    return json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n"
-
-
-def _render_html(results: Sequence[PairResult], title: str) -> str:
-    """A page listing every file, each full report embedded (escaped) in its own frame."""
-    rows = "\n".join(
-        f'<tr><td><a href="#f{i}">{_html(r.pair.label)}</a></td>'
-        f"<td>{_html(status_line(r))}</td></tr>"
-        for i, r in enumerate(results)
-    )
-    frames = "\n".join(
-        f'<section id="f{i}"><h2>{_html(r.pair.label)}</h2>'
-        f"<p>{_html(status_line(r))}</p>"
-        # scripts run (the report draws with them) in an opaque origin: the frame cannot
-        # reach this page, and the report's own CSP still applies inside it
-        + (
-            f'<iframe title="{_html(r.pair.label)}" sandbox="allow-scripts" '
-            f'srcdoc="{html.escape(r.report, quote=True)}"></iframe>'
-            if r.report
-            else ""
-        )
-        + "</section>"
-        for i, r in enumerate(results)
-    )
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_html(title)}</title><style>"
-        "body{font-family:system-ui,sans-serif;margin:2em}"
-        "table{border-collapse:collapse}td{border:1px solid #ccc;padding:.3em .6em}"
-        "iframe{width:100%;height:80vh;border:1px solid #ccc}</style></head><body>"
-        f"<h1>{_html(title)}</h1>"
-        + (f"<table>{rows}</table>" if results else "<p>No checkpoint changes.</p>")
-        + frames
-        + "</body></html>\n"
-    )
-
-
-def _html(text: str) -> str:
-    return html.escape(printable(text))
-
-
-def _md(text: str) -> str:
-    return printable(text).replace("|", "\\|")
+        for r in results
+    ]
+    return render_document(entries, fmt, title=title, meta=meta)
 
 
 # -- HTML in a browser -----------------------------------------------------------------------

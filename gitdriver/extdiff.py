@@ -182,12 +182,9 @@ def _compact(old: Checkpoint, new: Checkpoint) -> list[str]:
     for d in diffs:
         if d.is_changed or str(d.change_type) in ("renamed", "tied"):
             lines.append(_tensor_line(d))
-    insights = analysis.get("insights", [])
-    if insights:
+    if analysis.insights:
         lines.append("insights:")
-        lines += [
-            f"  [{i['severity']}] {printable(str(i['title']))} ({i['code']})" for i in insights
-        ]
+        lines += [f"  [{i.severity}] {printable(i.title)} ({i.code})" for i in analysis.insights]
     return lines
 
 

@@ -2,9 +2,11 @@
 
 A target names the new version of a checkpoint and, when there is one, its base version
 (local files, or files at git revisions opened through ``gitdriver.git``). A pair is
-diffed with every tensor kept and judged by ``check.evaluate``; a file without a base gets the
-single-file health checks. Unreadable input becomes ``FileResult.error`` (never a fallback),
-so one bad file does not hide the others. Nothing here prints or exits.
+diffed with every tensor kept and judged by the analyzer under the policy
+(``Policy.analysis_config``); a file without a base gets the analyzer's single-file checks
+(``DiffAnalyzer.health``). ``check.violations`` keeps what the policy levels error or
+warning. Unreadable input becomes ``FileResult.error`` (never a fallback), so one bad file
+does not hide the others. Nothing here prints or exits.
 """
 
 from __future__ import annotations
@@ -15,19 +17,13 @@ from typing import Any
 
 from model_diff.gitdriver.git import open_spec
 
+from model_diff.analysis import DiffAnalyzer
 from model_diff.checkpoint import Checkpoint
 from model_diff.errors import EXIT_CHECK_FAILED, EXIT_OK, EXIT_USAGE, ModelDiffError
 from model_diff.formats import open_checkpoint
 from model_diff.pipeline import compare
 
-from .check import (
-    Violation,
-    evaluate,
-    evaluate_health,
-    evaluate_unchecked,
-    fails,
-    sort_violations,
-)
+from .check import Violation, fails, violations
 from .policy import Policy
 
 #: Opens one side of a target (a local file, a file at a revision); errors name the side.
@@ -111,20 +107,24 @@ def check_target(target: Target, policy: Policy, *, detail: bool = False) -> Fil
         old_path=target.old_path,
         change=target.change,
     )
+    config = policy.analysis_config()
     try:
         with target.new() as new:
             if target.old is None:
                 infos = new.tensor_info
-                res.violations = sort_violations(evaluate_health(infos, new.unchecked, policy))
+                res.violations = violations(DiffAnalyzer(config).health(infos, new.unchecked))
                 res.stats = {"tensors": len(infos), "parameters": new.num_parameters}
                 return res
             with target.old() as old:
-                result = compare(old, new, old_label=target.old_label, new_label=target.new_label)
-                summary = result.summary
-                res.violations = sort_violations(
-                    evaluate(result.diffs, summary, result.analysis, policy)
-                    + evaluate_unchecked(new.unchecked, policy)
+                result = compare(
+                    old,
+                    new,
+                    old_label=target.old_label,
+                    new_label=target.new_label,
+                    analysis_config=config,
                 )
+                summary = result.summary
+                res.violations = violations(result.analysis.insights)
                 if detail:
                     res.detail = result.report(
                         "markdown",

@@ -5,6 +5,10 @@ A ``Policy`` comes from ``[tool.model-diff.check]`` in the repository's ``pyproj
 ``--policy FILE`` (either a ``pyproject.toml`` or a plain TOML file whose top-level table is
 the policy). Without any configuration the defaults below apply.
 
+A policy is the analyzer's configuration, never a second judge: ``analysis_config()`` turns it
+into an ``AnalysisConfig`` (thresholds, allowed-frozen globs, a level per insight code), and
+``model_diff.analysis.DiffAnalyzer`` makes every finding under it.
+
 An unknown key or a malformed value raises ``PolicyError`` naming the key and the file: a
 typo must never silently fall back to a default. This module reads files only; it never runs
 git, never prints and never exits.
@@ -12,16 +16,16 @@ git, never prints and never exits.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from model_diff.analysis import INSIGHT_CODES
+from model_diff.analysis import INSIGHT_CODES, AnalysisConfig
 from model_diff.errors import PolicyError
 
 if sys.version_info >= (3, 11):
@@ -32,17 +36,12 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 #: Violation levels a severity override may name.
 LEVELS = ("error", "warning", "ignore")
 
-#: Codes of the checks' own findings that no analyzer insight carries: tensors of the file
-#: that model-diff cannot read, so neither NaN/Inf nor changes are checked in them.
-CHECK_CODES: tuple[str, ...] = ("unchecked-tensors",)
+#: Insight codes the policy knows: the analyzer's stable codes (docs/insights.md).
+KNOWN_CODES: tuple[str, ...] = tuple(sorted(INSIGHT_CODES))
 
-#: Insight codes the policy knows: the analysis engine's stable codes (docs/insights.md)
-#: and the checks' own.
-KNOWN_CODES: tuple[str, ...] = tuple(sorted((*INSIGHT_CODES, *CHECK_CODES)))
-
-#: Default level of each code the policy evaluates itself. Codes only the analyzer produces
-#: (norm-explosion, norm-collapse, change-pattern, ...) map from the insight's severity:
-#: critical -> error, warning -> warning, info -> ignore.
+#: The gate's default level of the codes it fails or warns on whatever their severity.
+#: Other codes take their insight's severity: critical -> error, warning -> warning,
+#: info -> ignore.
 DEFAULT_LEVELS: Mapping[str, str] = {
     "nonfinite-values": "error",
     "unchecked-tensors": "error",
@@ -54,18 +53,8 @@ DEFAULT_LEVELS: Mapping[str, str] = {
     "dtype-changed": "warning",
 }
 
-#: Tensors that are buffers, not trained parameters, in common architectures: they are
-#: identical between any two checkpoints of a run, so they are never reported as frozen.
-BUILTIN_ALLOW_FROZEN = (
-    "*.inv_freq",  # rotary embedding frequencies (LLaMA, GPT-NeoX)
-    "*rotary_emb.*",
-    "*position_ids",  # BERT-style position id buffers
-    "*.num_batches_tracked",  # BatchNorm step counter
-    "*.attn.bias",  # GPT-2 causal mask buffer
-    "*.attn.masked_bias",
-)
-
-#: Defaults of the numeric thresholds (README, "pre-commit and CI", explains the choice).
+#: Defaults of the numeric thresholds (docs/ci.md explains the choice). They are the gate's:
+#: a report rendered without a policy uses the analyzer's own (AnalysisConfig).
 DEFAULT_MIN_COSINE = 0.5
 DEFAULT_MAX_RELATIVE_CHANGE = 1.0
 
@@ -74,13 +63,16 @@ _FAIL_ON = ("error", "warning", "never")
 
 @dataclass(frozen=True)
 class Policy:
-    """What fails a check. Build it with ``load_policy`` or directly (tests, API users)."""
+    """What fails a check. Build it with ``load_policy`` or directly (tests, API users).
+
+    A policy configures the analyzer (``analysis_config``): it never judges a diff itself.
+    """
 
     #: fnmatch globs on tensor names that may stay bit-identical between two checkpoints.
     allow_frozen: tuple[str, ...] = ()
     #: A changed tensor whose cosine similarity to its old value is below this fails.
     min_cosine: float = DEFAULT_MIN_COSINE
-    #: A changed tensor with ||new - old|| / ||old|| above this fails.
+    #: A changed tensor with ||new - old|| / ||old|| at or above this fails.
     max_relative_change: float = DEFAULT_MAX_RELATIVE_CHANGE
     #: Per-insight-code level overrides: code -> error | warning | ignore.
     severity: Mapping[str, str] = field(default_factory=dict)
@@ -89,16 +81,29 @@ class Policy:
     #: Where the policy came from (a file path or "defaults"), for messages.
     source: str = "defaults"
 
-    def level(self, code: str, default: str | None = None) -> str:
-        """The level of ``code``: the override if any, else the built-in default."""
-        if code in self.severity:
-            return self.severity[code]
-        if default is not None:
-            return default
-        return DEFAULT_LEVELS.get(code, "warning")
+    @property
+    def levels(self) -> dict[str, str]:
+        """The level of every code the policy names (defaults, then overrides)."""
+        return dict(sorted({**DEFAULT_LEVELS, **self.severity}.items()))
 
-    def is_frozen_allowed(self, tensor: str) -> bool:
-        return any(fnmatchcase(tensor, g) for g in (*BUILTIN_ALLOW_FROZEN, *self.allow_frozen))
+    def analysis_config(self, base: AnalysisConfig | None = None) -> AnalysisConfig:
+        """The analyzer's configuration under this policy: its thresholds, allowed-frozen
+        globs and levels over ``base`` (the analyzer's defaults when None)."""
+        return dataclasses.replace(
+            base or AnalysisConfig(),
+            low_cosine_threshold=self.min_cosine,
+            significant_change_threshold=self.max_relative_change,
+            allowed_frozen=self.allow_frozen,
+            levels=self.levels,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "allow_frozen": list(self.allow_frozen),
+            "min_cosine": self.min_cosine,
+            "max_relative_change": self.max_relative_change,
+            "severity": dict(self.severity),
+        }
 
 
 def _type_error(key: str, expected: str, value: object, source: str) -> PolicyError:
@@ -132,10 +137,10 @@ def policy_from_mapping(table: Mapping[str, Any], source: str = "<mapping>") -> 
             v = table[key]
             if isinstance(v, bool) or not isinstance(v, (int, float)) or math.isnan(v):
                 raise _type_error(key, "a number", v, source)
-            if key == "min_cosine" and not -1.0 <= v <= 1.0 and not math.isinf(v):
+            if key == "min_cosine" and not (-1.0 <= v <= 1.0 or v == -math.inf):
                 raise _type_error(key, "a number in [-1, 1] (or -inf to disable)", v, source)
-            if key == "max_relative_change" and v < 0:
-                raise _type_error(key, "a number >= 0 (or inf to disable)", v, source)
+            if key == "max_relative_change" and not v > 0:
+                raise _type_error(key, "a number > 0 (or inf to disable)", v, source)
             kw[key] = float(v)
     if "fail_on" in table:
         v = table["fail_on"]

@@ -2,7 +2,8 @@
 
 Tensor and file names come from the checkpoint and may hold anything a string can (newlines,
 ``|``, ``<``): text output escapes control characters so every finding stays on one line;
-Markdown escapes table and HTML syntax.
+Markdown escapes table and HTML syntax with the reports' one escaper
+(``model_diff.report.markdown.md_text``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from model_diff.report.markdown import md_text
 from model_diff.terminal import guard_json, guard_lines, printable
 
 from .gate import FileResult
@@ -77,12 +79,7 @@ def render_json(
     doc = {
         "version": 1,
         "fail_on": fail_on,
-        "policy": {
-            "allow_frozen": list(policy.allow_frozen),
-            "min_cosine": policy.min_cosine,
-            "max_relative_change": policy.max_relative_change,
-            "severity": dict(policy.severity),
-        },
+        "policy": policy.to_dict(),
         "counts": counts(results),
         "files": [r.to_dict() for r in results],
         "deleted": list(deleted),
@@ -90,24 +87,6 @@ def render_json(
     return guard_json(
         json.dumps(_json_safe(doc), indent=2, sort_keys=False, allow_nan=False) + "\n"
     )
-
-
-def md_cell(s: str) -> str:
-    """Text safe inside a GitHub Markdown table cell (no HTML, no cell breaks)."""
-    s = printable(s)
-    for ch, rep in (
-        ("&", "&amp;"),
-        ("<", "&lt;"),
-        (">", "&gt;"),
-        ("|", "\\|"),
-        ("`", "\\`"),
-        ("*", "\\*"),
-        ("_", "\\_"),
-        ("[", "\\["),
-        ("]", "\\]"),
-    ):
-        s = s.replace(ch, rep)
-    return s
 
 
 _STATUS_MD = {
@@ -149,20 +128,20 @@ def render_markdown(
     The file table may use half the budget, the findings the rest; rows that do not fit are
     counted in a closing line instead.
     """
-    head = ["## model-diff " + command, "", md_cell(headline(results, command)), ""]
+    head = ["## model-diff " + command, "", md_text(headline(results, command)), ""]
     file_rows = [
-        f"| {md_cell(r.path)} | {md_cell(_sides(r))} | {_STATUS_MD[r.status]} | "
+        f"| {md_text(r.path)} | {md_text(_sides(r))} | {_STATUS_MD[r.status]} | "
         f"{r.stats.get('tensors', '')} | {r.stats.get('changed', '')} |"
         for r in results
     ]
-    file_rows += [f"| {md_cell(d)} | deleted | not checked | | |" for d in deleted]
+    file_rows += [f"| {md_text(d)} | deleted | not checked | | |" for d in deleted]
     finding_rows = [
-        f"| {md_cell(r.path)} | error | unreadable | {md_cell(r.error)} |"
+        f"| {md_text(r.path)} | error | unreadable | {md_text(r.error)} |"
         for r in results
         if r.error is not None
     ]
     finding_rows += [
-        f"| {md_cell(r.path)} | {v.level} | {v.code} | {md_cell(v.message)} |"
+        f"| {md_text(r.path)} | {v.level} | {v.code} | {md_text(v.message)} |"
         for r in results
         for v in r.violations
     ]

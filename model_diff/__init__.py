@@ -26,7 +26,9 @@ _LAZY = {
     "compare_checkpoints": "diff",
     "DiffAnalyzer": "analysis",
     "AnalysisConfig": "analysis",
-    "compare_training_stages": "analysis",
+    "Analysis": "analysis",
+    "Insight": "findings",
+    "compare_training_stages": "timeline",
     "create_diff_report": "report",
     "VisualizationConfig": "report",
     "ModelDiffError": "errors",
@@ -39,12 +41,14 @@ _LAZY = {
 }
 
 __all__ = [
+    "Analysis",
     "AnalysisConfig",
     "ChangeType",
     "Checkpoint",
     "DiffAnalyzer",
     "DiffConfig",
     "DiffSummary",
+    "Insight",
     "MergeResult",
     "ModelDiff",
     "ModelDiffError",

@@ -163,6 +163,43 @@ class TensorInfo:
         return self.zero_fraction
 
 
+def tensor_info(ref: TensorRef) -> TensorInfo:
+    """One tensor's ``TensorInfo``: its statistics in one streaming pass (pages released)."""
+    from .metrics import array_stats  # numeric work lives in metrics; it knows no Checkpoint
+
+    try:
+        s = array_stats(ref.array(), done=ref.release_range)
+    finally:
+        ref.release()
+    return TensorInfo(
+        name=ref.name,
+        shape=ref.shape,
+        dtype=ref.dtype.name,
+        numel=ref.numel,
+        nbytes=ref.nbytes,
+        mean=s.mean,
+        std=s.std,
+        min=s.min,
+        max=s.max,
+        l2_norm=s.norm,
+        zero_fraction=s.zero_fraction if s.zero_fraction is not None else 0.0,
+        nan_count=s.nan_count,
+        inf_count=s.inf_count,
+    )
+
+
+def checkpoint_stats(ckpt: Checkpoint, workers: int | None = None) -> dict[str, TensorInfo]:
+    """TensorInfo for every tensor of a checkpoint, tensors spread over a thread pool."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from .metrics import default_workers
+
+    refs = list(ckpt.tensors.values())
+    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
+        infos = list(pool.map(tensor_info, refs))
+    return {i.name: i for i in infos}
+
+
 @dataclass(frozen=True)
 class Subtree:
     """One part of a checkpoint file's structure: a model, an optimizer's state, ...
@@ -358,8 +395,6 @@ class Checkpoint:
         """Statistics per tensor, computed on first access in one streaming pass."""
         with self._info_lock:
             if self._info is None:
-                from .metrics import checkpoint_stats
-
                 self._info = checkpoint_stats(self)
             return self._info
 

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .cli_options import format_option, output_option, workers_option, write_output
 from .errors import EXIT_CHECK_FAILED, ModelDiffError
 from .merge import ARITHMETIC, DEFAULT_TIES_K, STRATEGIES, MergeResult
 from .terminal import printable
@@ -27,33 +28,6 @@ from .terminal import printable
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint
     from .threeway import ThreeWay
-
-_workers_option = click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Threads reading tensors (default: min(4, cores)).",
-)
-
-
-def _check_output(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """A report's ``-o`` is checked while the command line is parsed (``output``'s rules)."""
-    del ctx, param
-    if value is not None and value != "-":
-        from .output import check_destination
-
-        check_destination(value)
-    return value
-
-
-def write_text(text: str, output: str | None) -> None:
-    """The report on stdout, or written to ``output`` by ``model_diff.output``'s rules."""
-    if output is None or output == "-":
-        click.echo(text, nl=not text.endswith("\n"))
-        return
-    from .output import write_report
-
-    write_report(output, text)
 
 
 @contextlib.contextmanager
@@ -131,15 +105,8 @@ def _conflict_lines(result: MergeResult) -> list[str]:
     show_default=True,
     help="ties: percent of each update's largest-magnitude elements kept, per tensor.",
 )
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json"]),
-    default="text",
-    show_default=True,
-    help="Summary format on stdout (json: every tensor's outcome).",
-)
-@_workers_option
+@format_option(["text", "json"], help="Summary format on stdout (json: every tensor's outcome).")
+@workers_option
 @click.pass_context
 def merge(
     ctx: click.Context,
@@ -176,22 +143,9 @@ def merge(
 @click.argument("base")
 @click.argument("ours")
 @click.argument("theirs")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["text", "json", "markdown", "html"]),
-    default="text",
-    show_default=True,
-    help="Report format.",
-)
-@click.option(
-    "-o",
-    "--output",
-    callback=_check_output,
-    metavar="FILE",
-    help="Write the report to FILE instead.",
-)
-@_workers_option
+@format_option()
+@output_option
+@workers_option
 def compare3(
     base: str, ours: str, theirs: str, fmt: str, output: str | None, workers: int | None
 ) -> None:
@@ -206,7 +160,7 @@ def compare3(
 
     with _opened(base, ours, theirs) as (b, o, t):
         result = analyse(b, o, t, labels=(base, ours, theirs), workers=workers)
-    write_text(render_threeway(result, fmt), output)
+    write_output(render_threeway(result, fmt), output)
 
 
 @click.command("merge-driver", context_settings={"ignore_unknown_options": True})

@@ -1,4 +1,4 @@
-"""What ``model-diff timeline`` runs (its click definition is in ``cli``): the run's
+"""``model-diff timeline``: the command, the run's
 checkpoints from the arguments (paths, a folder or glob via ``runs``; or one file's git
 history via ``gitdriver.git.Repo.history``), the walk (``timeline.run_timeline``) and the
 report (``report.timeline.render_timeline``).
@@ -17,9 +17,66 @@ from collections.abc import Sequence
 import click
 
 from .checkpoint import Checkpoint
+from .cli_options import REPORT_FORMATS, format_option, output_option, unsafe_option, write_output
 from .diff import DiffConfig
 from .errors import GitError
 from .timeline import Source, run_timeline
+
+
+@click.command()
+@click.argument("checkpoints", nargs=-1, required=True)
+@click.option(
+    "--git",
+    "git_history",
+    is_flag=True,
+    help="Follow one file's git history: timeline --git [REV_RANGE] -- PATH (every commit "
+    "that changed PATH, oldest first; LFS objects not fetched are gaps).",
+)
+@click.option(
+    "--order",
+    type=click.Choice(["auto", "name", "metadata"]),
+    default="auto",
+    show_default=True,
+    help="Order of a folder or glob of checkpoints: the training step in their metadata when "
+    "every one has its own (auto), else natural name order (step_900 before step_1000).",
+)
+@format_option(REPORT_FORMATS, help="Output format.")
+@output_option
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0),
+    default=1e-6,
+    show_default=True,
+    help="|new-old| above which an element counts as changed.",
+)
+@unsafe_option
+def timeline(
+    checkpoints: tuple[str, ...],
+    git_history: bool,
+    order: str,
+    fmt: str,
+    output: str | None,
+    threshold: float,
+    unsafe_pickle: bool,
+) -> None:
+    """Show how each block's change evolves over a training run.
+
+    CHECKPOINTS are paths or REV:path in training order, one folder (or quoted glob) of a
+    run's checkpoints, or with --git [REV_RANGE] -- PATH one file's git history. Each step
+    compares a checkpoint with the one before: pattern, insights, biggest movers, the change
+    of every block and layer type, trends and events in words.
+    """
+    write_output(
+        build_report(
+            checkpoints,
+            git=git_history,
+            order=order,
+            fmt=fmt,
+            threshold=threshold,
+            unsafe_pickle=unsafe_pickle,
+        ),
+        output,
+    )
 
 
 def build_report(

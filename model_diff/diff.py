@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from . import alignment, metrics
+from . import alignment, layers, metrics
 from .blas import single_threaded_blas
 from .checkpoint import Checkpoint, NameMapping, TensorInfo, TensorRef
 from .chunked import dense, head
@@ -210,6 +210,15 @@ class DiffSummary:
     min_cosine_similarity: float
     nonfinite_tensors: list[str] = field(default_factory=list)
     top_changed_layers: list[str] = field(default_factory=list)
+    #: The base of the averages: how many tensors the relative-change and the cosine
+    #: averages (and max/min) are over, and why each other tensor is left out (reason ->
+    #: count: added, removed, shape_changed, buffers = not trained (``layers.is_buffer``),
+    #: nonfinite = no finite element pair, zero_norm =
+    #: an all-zero old tensor, not_measured = compared by bytes only). An average over no
+    #: tensor is NaN here and null / "n/a" in every report, never 0 or 1.
+    averaged_tensors: int = 0
+    cosine_tensors: int = 0
+    excluded: dict[str, int] = field(default_factory=dict)
     old_path: str | None = None
     new_path: str | None = None
     old_format: str | None = None
@@ -217,10 +226,11 @@ class DiffSummary:
     #: ``NameMapping.to_dict()`` when one side's names were mapped onto the other's (a GGUF
     #: or ONNX file against its source checkpoint); serialised only when present.
     name_mapping: dict[str, Any] | None = None
-    #: The unchanged tensors' records, kept even when the diff list leaves them out
-    #: (``include_unchanged=False``) so the analyzer can still name frozen layers. Not
-    #: serialised by ``to_dict()`` (the names are in a report's tensor list when wanted).
-    unchanged_diffs: tuple[ParameterDiff, ...] = field(default=(), repr=False, compare=False)
+    #: The names of the bit-identical tensors, in natural order: a diff made with
+    #: ``include_unchanged=False`` (the original API's default) leaves their records out,
+    #: and the analyzer still names frozen tensors from this. Not serialised by
+    #: ``to_dict()`` (the analysis lists the frozen ones).
+    unchanged_tensors: list[str] = field(default_factory=list, compare=False)
     #: The original API's fields, kept for it (not serialised: reports carry the same facts
     #: per tensor): the sum of the compared tensors' l2_diff (None when nothing was compared),
     #: and layers (a tensor name less its last part, as the original grouped them) ranked by
@@ -268,9 +278,10 @@ class DiffSummary:
         return out
 
 
-#: DiffSummary fields kept for the original API only, left out of ``to_dict()``.
+#: DiffSummary fields left out of ``to_dict()``: the original API's extras, and the
+#: unchanged tensors' names (the analysis lists the frozen ones).
 _API_ONLY_FIELDS = frozenset(
-    {"unchanged_diffs", "total_l2_diff", "most_changed_layers", "least_changed_layers"}
+    {"unchanged_tensors", "total_l2_diff", "most_changed_layers", "least_changed_layers"}
 )
 #: DiffSummary fields serialised only when set (reports without them keep their shape).
 _OMITTED_WHEN_EMPTY = frozenset({"name_mapping", "renamed_parameters", "tied_parameters"})
@@ -682,9 +693,14 @@ def summarize(
         for d in diffs
         if d.change_type in (ChangeType.MODIFIED, ChangeType.UNCHANGED, ChangeType.DTYPE_CHANGED)
     ]
-    l2 = [(d.l2_diff, d.num_elements) for d in compared if d.l2_diff is not None]
-    rel = [(d.relative_change, d.num_elements) for d in compared if d.relative_change is not None]
-    cos = [(d.cosine_sim, d.num_elements) for d in compared if d.cosine_sim is not None]
+    # Buffers (rotary inv_freq, BatchNorm running statistics, integer tensors) are not
+    # trained: the averages say what training did, so they are left out (and counted).
+    buffers = [d for d in compared if layers.is_buffer(d.name, d.new_dtype or d.old_dtype)]
+    measured = [d for d in compared if not layers.is_buffer(d.name, d.new_dtype or d.old_dtype)]
+    l2 = [(d.l2_diff, d.num_elements) for d in measured if d.l2_diff is not None]
+    all_l2 = [d.l2_diff for d in compared if d.l2_diff is not None]
+    rel = [(d.relative_change, d.num_elements) for d in measured if d.relative_change is not None]
+    cos = [(d.cosine_sim, d.num_elements) for d in measured if d.cosine_sim is not None]
     ranked = sorted(
         (d for d in diffs if d.relative_change is not None and d.is_changed),
         key=lambda d: (-(d.relative_change or 0.0), d.name),
@@ -692,6 +708,25 @@ def summarize(
     changed_elements = sum(round((d.change_ratio or 0.0) * (d.finite_pairs or 0)) for d in compared)
     most, least = _layer_ranking(compared)
     nonfinite = [d.name for d in diffs if d.nonfinite_new > 0]
+    excluded = {
+        "added": count[ChangeType.ADDED],
+        "removed": count[ChangeType.REMOVED],
+        "shape_changed": count[ChangeType.SHAPE_CHANGED],
+        "buffers": len(buffers),
+        "nonfinite": 0,
+        "zero_norm": 0,
+        "not_measured": 0,
+    }
+    for d in measured:
+        if d.relative_change is None:
+            reason = (
+                "not_measured"
+                if d.finite_pairs is None
+                else "nonfinite"
+                if d.finite_pairs == 0
+                else "zero_norm"
+            )
+            excluded[reason] += 1
     return DiffSummary(
         total_parameters=len(diffs),
         modified_parameters=count[ChangeType.MODIFIED],
@@ -716,13 +751,16 @@ def summarize(
         min_cosine_similarity=min((v for v, _ in cos), default=math.nan),
         nonfinite_tensors=nonfinite,
         top_changed_layers=[d.name for d in ranked[: config.top_k_layers]],
+        averaged_tensors=len(rel),
+        cosine_tensors=len(cos),
+        excluded={k: v for k, v in excluded.items() if v},
         old_path=old.path if old is not None else None,
         new_path=new.path if new is not None else None,
         old_format=old.format if old is not None else None,
         new_format=new.format if new is not None else None,
         name_mapping=name_mapping.to_dict() if name_mapping is not None else None,
-        unchanged_diffs=tuple(d for d in diffs if d.change_type is ChangeType.UNCHANGED),
-        total_l2_diff=math.fsum(v for v, _ in l2) if l2 else None,
+        unchanged_tensors=[d.name for d in diffs if d.change_type is ChangeType.UNCHANGED],
+        total_l2_diff=math.fsum(all_l2) if all_l2 else None,
         most_changed_layers=most[: config.top_k_layers],
         least_changed_layers=least[: config.top_k_layers],
     )

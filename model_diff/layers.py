@@ -15,6 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from fnmatch import fnmatchcase
 
 from .naming import natural_key
 
@@ -116,6 +117,34 @@ _MLP_LEAF = {
     "linear1",
     "linear2",
 }
+
+# -- non-trainable buffers -----------------------------------------------------------------
+#: Tensors that are buffers, not trained parameters, in common architectures (fnmatch on the
+#: full name): identical between any two checkpoints of a run, so never "frozen".
+BUFFER_GLOBS: tuple[str, ...] = (
+    "*inv_freq",  # rotary embedding frequencies (LLaMA, GPT-NeoX, ...)
+    "*rotary_emb.*",  # their cos/sin caches
+    "*position_ids",  # BERT-style position id buffers
+    "*token_type_ids",
+    "*running_mean",  # BatchNorm running statistics
+    "*running_var",
+    "*num_batches_tracked",  # BatchNorm step counter
+    "*.attn.bias",  # GPT-2's causal mask buffer
+    "*.attn.masked_bias",
+)
+
+
+def is_buffer(name: str, dtype: str | None = None) -> bool:
+    """Whether a tensor is a non-trainable buffer: by name (``BUFFER_GLOBS``) or by dtype
+    (integer and bool tensors hold indices, masks and counters, never trained weights).
+
+    ``dtype`` is a canonical dtype name; block-quantized storage types (``Q4_K``) hold
+    weights and are not buffers.
+    """
+    if dtype is not None and dtype.startswith(("int", "uint", "bool")):
+        return True
+    return any(fnmatchcase(name, g) for g in BUFFER_GLOBS)
+
 
 # -- block positions -----------------------------------------------------------------------
 _BLOCK_CONTAINERS = (

@@ -107,7 +107,10 @@ def analyze_delta(
             f"analyze_delta: arrays of {a_flat.size}/{b_flat.size} elements "
             f"do not match shape {shape}"
         )
-    with single_threaded_blas():
+    # NaN/Inf in the delta are detected (its energy comes out non-finite) and reported as
+    # skipped; numpy's warnings on the way ("invalid value encountered in matmul") must not
+    # reach the user.
+    with single_threaded_blas(), np.errstate(all="ignore"):
         return _analyze(a_flat, b_flat, m, n)
 
 
@@ -123,13 +126,16 @@ def _analyze(a_flat: np.ndarray, b_flat: np.ndarray, m: int, n: int) -> dict[str
     # ones (little energy in the top directions) at a fraction of the cost; only updates in
     # between pay for the full-width sketch.
     delta = _Delta(a_flat, b_flat, m, n)
-    total, sigma = _randomized(delta, FIRST_SKETCH)
-    if not math.isfinite(total):
-        return {"skipped": "non-finite delta", "method": "randomized"}
-    out = _summarize(sigma, total, FIRST_SKETCH, "randomized", exact=False)
-    if out["rank_99"] is None and out["captured_energy"] >= WIDEN_IF_CAPTURED:
-        total, sigma = _randomized(delta, RANK_LIMIT)
-        out = _summarize(sigma, total, RANK_LIMIT, "randomized", exact=False)
+    try:
+        total, sigma = _randomized(delta, FIRST_SKETCH)
+        if not math.isfinite(total):
+            return {"skipped": "non-finite delta", "method": "randomized"}
+        out = _summarize(sigma, total, FIRST_SKETCH, "randomized", exact=False)
+        if out["rank_99"] is None and out["captured_energy"] >= WIDEN_IF_CAPTURED:
+            total, sigma = _randomized(delta, RANK_LIMIT)
+            out = _summarize(sigma, total, RANK_LIMIT, "randomized", exact=False)
+    except _Overflow:
+        return {"skipped": "delta too large for float32 products", "method": "randomized"}
     out["full_rank"] = min(m, n)
     return out
 
@@ -157,6 +163,16 @@ def _exact(a: np.ndarray, b: np.ndarray, m: int, n: int) -> tuple[float, np.ndar
     return total, np.sqrt(np.clip(eig, 0.0, None))
 
 
+class _Overflow(Exception):
+    """A product of the sketch left float32's range (a finite delta of huge values)."""
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+    if not np.isfinite(x).all():
+        raise _Overflow
+    return x
+
+
 def _randomized(delta: _Delta, k: int) -> tuple[float, np.ndarray]:
     """Singular values of Q^T D for an orthonormal basis Q of D's dominant range."""
     m, n = delta.m, delta.n
@@ -170,19 +186,19 @@ def _randomized(delta: _Delta, k: int) -> tuple[float, np.ndarray]:
         return total, np.zeros(0)
     if total == 0.0:
         return 0.0, np.zeros(0)
-    q = _orth(y)
+    q = _orth(_finite(y))
     for it in range(POWER_ITERATIONS + 1):
         z = np.zeros((n, q.shape[1]), dtype=np.float64)
         for r0, d in delta.chunks():
             z += (d.T @ q[r0 : r0 + d.shape[0]]).astype(np.float64)
         if it == POWER_ITERATIONS:
             # z = D^T Q, so the singular values of z are those of Q^T D.
-            return total, np.linalg.svd(z, compute_uv=False)
-        qz = _orth(z)
+            return total, np.linalg.svd(_finite(z), compute_uv=False)
+        qz = _orth(_finite(z))
         y = np.empty((m, qz.shape[1]), dtype=np.float32)
         for r0, d in delta.chunks():
             y[r0 : r0 + d.shape[0]] = d @ qz
-        q = _orth(y)
+        q = _orth(_finite(y))
     raise AssertionError("unreachable")  # pragma: no cover
 
 

@@ -1,7 +1,7 @@
 """Streaming per-tensor metrics: one chunked pass per tensor (pair), float64 accumulators.
 
 The per-chunk step has one contract, shared by the numpy reference below and the compiled
-kernel (``model_diff._kernel``, when built):
+kernel (``model_diff.kernel``, when built):
 
     pair_step(a_chunk, b_chunk, threshold, facc, cacc)   # updates facc (float64) and cacc (int64)
     side_step(x_chunk, facc, cacc)                        # single-side statistics
@@ -29,14 +29,11 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .chunked import ChunkedArray, take, take_raw
-
-if TYPE_CHECKING:
-    from .checkpoint import Checkpoint, TensorInfo, TensorRef
 
 #: Elements per chunk: 256K elements keeps float64 temporaries (~2 MiB each) in cache-ish sizes.
 CHUNK_ELEMENTS = 1 << 18
@@ -180,10 +177,10 @@ def _select_steps() -> tuple[str, PairStep, SideStep, ModuleType | None]:
     if os.environ.get("MODEL_DIFF_NO_KERNEL"):
         return "numpy", numpy_pair_step, numpy_side_step, None
     try:
-        from . import _kernel  # here, not at the top: the environment variable decides
+        from . import kernel  # here, not at the top: the environment variable decides
     except ImportError:
         return "numpy", numpy_pair_step, numpy_side_step, None
-    return "kernel", _kernel.pair_step, _kernel.side_step, _kernel
+    return "kernel", kernel.pair_step, kernel.side_step, kernel
 
 
 #: "kernel" when the compiled fused step is active, else "numpy" (shown by --version).
@@ -536,35 +533,3 @@ def stats_if_equal(
 
 def default_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
-
-
-def tensor_info(ref: TensorRef) -> TensorInfo:
-    from .checkpoint import TensorInfo
-
-    try:
-        s = array_stats(ref.array(), done=ref.release_range)
-    finally:
-        ref.release()
-    return TensorInfo(
-        name=ref.name,
-        shape=ref.shape,
-        dtype=ref.dtype.name,
-        numel=ref.numel,
-        nbytes=ref.nbytes,
-        mean=s.mean,
-        std=s.std,
-        min=s.min,
-        max=s.max,
-        l2_norm=s.norm,
-        zero_fraction=s.zero_fraction if s.zero_fraction is not None else 0.0,
-        nan_count=s.nan_count,
-        inf_count=s.inf_count,
-    )
-
-
-def checkpoint_stats(ckpt: Checkpoint, workers: int | None = None) -> dict[str, TensorInfo]:
-    """TensorInfo for every tensor of a checkpoint, tensors spread over a thread pool."""
-    refs = list(ckpt.tensors.values())
-    with ThreadPoolExecutor(max_workers=workers or default_workers()) as pool:
-        infos = list(pool.map(tensor_info, refs))
-    return {i.name: i for i in infos}

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .analysis import DiffAnalyzer
+from .analysis import Analysis, AnalysisConfig, DiffAnalyzer
 from .checkpoint import Checkpoint
 from .diff import ChangeType, DiffConfig, DiffSummary, ModelDiff, ParameterDiff, ProgressCallback
 
@@ -27,7 +27,7 @@ class Comparison:
 
     diffs: list[ParameterDiff]  # every tensor pair, unchanged included, natural name order
     summary: DiffSummary
-    analysis: dict[str, Any]
+    analysis: Analysis
     inputs: dict[str, dict[str, Any]]  # Checkpoint.describe() of each side
     config: DiffConfig
 
@@ -73,12 +73,17 @@ def compare(
     old_label: str | None = None,
     new_label: str | None = None,
     progress: ProgressCallback | None = None,
+    analysis_config: AnalysisConfig | None = None,
 ) -> Comparison:
-    """Diff and analyse two open checkpoints (the caller opens and closes them)."""
+    """Diff and analyse two open checkpoints (the caller opens and closes them).
+
+    ``analysis_config`` is the judge's configuration: a policy's (``hooks.policy``) when one
+    is in force, so the report and the gate find the same things.
+    """
     config = config or DiffConfig()
     run = dataclasses.replace(config, include_unchanged=True)
     diffs, summary = ModelDiff(run).diff(old, new, progress=progress)
     # With both checkpoints still open, tied-weight candidates are confirmed byte for byte.
-    analysis = DiffAnalyzer().analyze(diffs, summary, old=old, new=new)
+    analysis = DiffAnalyzer(analysis_config).run(diffs, summary, old=old, new=new)
     inputs = {"old": old.describe(old_label), "new": new.describe(new_label)}
     return Comparison(diffs, summary, analysis, inputs, config)

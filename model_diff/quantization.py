@@ -28,6 +28,7 @@ from typing import Any
 
 from . import dtypes
 from .diff import ChangeType, DiffSummary, ParameterDiff
+from .findings import Insight
 from .naming import natural_key
 
 #: Insight codes this module emits (listed in analysis.INSIGHT_CODES and docs/insights.md).
@@ -165,7 +166,7 @@ def analyze_quantization(
     diffs: Sequence[ParameterDiff],
     summary: DiffSummary,
     layer_type: Callable[[str], str],
-) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+) -> tuple[dict[str, Any], list[Insight]] | None:
     """(the ``analysis["quantization"]`` section, its insights), or None when neither side
     is a quantization of the other."""
     side = quantized_side(diffs, summary)
@@ -214,7 +215,7 @@ def _pct(x: float | None) -> str:
 
 def _insights(
     section: dict[str, Any], records: dict[str, dict[str, Any]], side: str
-) -> list[dict[str, Any]]:
+) -> list[Insight]:
     overall = section["overall"]
     types = section["types"]
     parts = []
@@ -230,24 +231,24 @@ def _insights(
     worst_text = ", ".join(f"{w['name']} {_pct(w['relative_error'])}" for w in worst)
     ref = "old" if side == "new" else "new"
     out = [
-        {
-            "code": "quantization-error",
-            "severity": "info",
-            "category": "quantization",
-            "title": f"The {side} side is a quantization of the {ref} side: relative error "
+        Insight(
+            code="quantization-error",
+            severity="info",
+            category="quantization",
+            title=f"The {side} side is a quantization of the {ref} side: relative error "
             f"{_pct(overall['aggregate_relative_error'])} overall",
-            "description": f"Judged as quantization, not training (training alarms are off). "
+            description=f"Judged as quantization, not training (training alarms are off). "
             f"{'; '.join(parts)}. Worst tensors: {worst_text or 'none'}. Cosine of the "
             f"dequantized weights with the reference: min {overall['min_cosine']:.6f}."
             if overall["min_cosine"] is not None
             else f"Judged as quantization, not training. {'; '.join(parts)}.",
-            "evidence": {
+            evidence={
                 "tensors": [w["name"] for w in section["worst"]],
                 "quantized_side": side,
                 "relative_error": overall["aggregate_relative_error"],
                 "by_type": {t: g["aggregate_relative_error"] for t, g in types.items()},
             },
-        }
+        )
     ]
     outliers: dict[str, float] = {}
     for t, g in types.items():
@@ -262,21 +263,20 @@ def _insights(
         names = sorted(outliers, key=natural_key)
         shown = ", ".join(f"{n} {_pct(outliers[n])}" for n in names[:8])
         out.append(
-            {
-                "code": "quantization-outliers",
-                "severity": "warning",
-                "category": "quantization",
-                "title": f"{len(names)} tensor(s) lost much more precision than others of "
-                f"their type",
-                "description": f"Relative error at least {OUTLIER_FACTOR:g}x the median of "
+            Insight(
+                code="quantization-outliers",
+                severity="warning",
+                category="quantization",
+                title=f"{len(names)} tensor(s) lost much more precision than others of their type",
+                description=f"Relative error at least {OUTLIER_FACTOR:g}x the median of "
                 f"the tensor's quantization type in this pair: {shown}"
                 f"{' and more' if len(names) > 8 else ''}. Such tensors (often with outlier "
                 f"weights) are candidates for a higher-precision type.",
-                "evidence": {
+                evidence={
                     "tensors": names,
                     "relative_error": outliers,
                     "factor": OUTLIER_FACTOR,
                 },
-            }
+            )
         )
     return out

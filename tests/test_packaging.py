@@ -61,16 +61,16 @@ def test_wheel_holds_exactly_our_packages_and_the_kernel(dists: tuple[Path, Path
     top = {n.split("/")[0] for n in names}
     assert {t for t in top if not t.endswith(".dist-info")} == {"model_diff"}
     assert "model_diff/gitdriver/textconv.py" in names and "model_diff/hooks/check.py" in names
-    assert any(n.startswith("model_diff/_kernel") and n.endswith((".so", ".pyd")) for n in names)
-    assert "model_diff/_kernel.pyi" in names and "model_diff/py.typed" in names
+    assert any(n.startswith("model_diff/kernel") and n.endswith((".so", ".pyd")) for n in names)
+    assert "model_diff/kernel.pyi" in names and "model_diff/py.typed" in names
     assert not any("tests/" in n or n.endswith(".c") for n in names)
 
 
 def test_sdist_carries_the_kernel_source(dists: tuple[Path, Path]) -> None:
-    """The sdist can rebuild the extension: setup.py and _kernel.c are in it."""
+    """The sdist can rebuild the extension: setup.py and kernel.c are in it."""
     with tarfile.open(dists[0]) as tar:
         names = tar.getnames()
-    assert any(n.endswith("/model_diff/_kernel.c") for n in names)
+    assert any(n.endswith("/model_diff/kernel.c") for n in names)
     assert any(n.endswith("/setup.py") for n in names)
 
 
@@ -89,7 +89,7 @@ def test_installed_wheel_imports_its_own_kernel(dists: tuple[Path, Path], tmp_pa
         capture_output=True,
     )
     probe = (
-        "import model_diff, model_diff._kernel as k, model_diff.metrics as m; "
+        "import model_diff, model_diff.kernel as k, model_diff.metrics as m; "
         "print(model_diff.__file__); print(k.__file__); print(m.BACKEND)"
     )
     out = subprocess.run(

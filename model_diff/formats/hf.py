@@ -24,8 +24,9 @@ from ..checkpoint import Checkpoint, TensorRef
 from ..errors import CheckpointError
 from . import base
 from .base import load_json
+from .files import DIRECTORY_FORMAT, is_checkpoint_name, open_file
 
-NAME = "huggingface"
+NAME = DIRECTORY_FORMAT
 EXTENSIONS: tuple[str, ...] = ()
 
 #: (file, is an index) in order of preference.
@@ -78,8 +79,6 @@ def is_model_folder(directory: str) -> bool:
 def checkpoint_files(directory: str) -> list[str]:
     """The checkpoint files directly in ``directory`` (by extension, any letter case; trainer
     leftovers excluded), sorted by name."""
-    from . import is_checkpoint_name  # the package's extension list (it imports this module)
-
     try:
         names = sorted(os.listdir(directory))
     except OSError:
@@ -151,10 +150,6 @@ def _shard_path(directory: str, shard: object, index_name: str, label: str) -> s
 def _open_index(
     directory: str, index_name: str, label: str, unsafe_pickle: bool
 ) -> tuple[dict[str, TensorRef], dict[str, str], list[str], dict[str, str], list[Checkpoint]]:
-    # The package's opener (LFS pointers, content detection); imported here because the
-    # package imports this module.
-    from . import open_file
-
     index = _read_json(os.path.join(directory, index_name), label)
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
@@ -210,8 +205,6 @@ def _open_index(
 
 def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = False) -> Checkpoint:
     """Open a HuggingFace model or adapter directory as one lazy Checkpoint."""
-    from . import open_file  # see _open_index
-
     label = label or path
     for name, is_index in CANDIDATES:
         file = os.path.join(path, name)

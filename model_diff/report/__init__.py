@@ -14,6 +14,7 @@ import importlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..analysis import Analysis
 from ..diff import DiffConfig, DiffSummary, ParameterDiff
 from ..terminal import guard_json, guard_lines
 from .config import COLOR_SCHEMES, VisualizationConfig
@@ -68,7 +69,7 @@ def render(view: ReportView, format: str = "text") -> str:
 def create_diff_report(
     diffs: Sequence[ParameterDiff],
     summary: DiffSummary,
-    analysis: Mapping[str, Any] | None = None,
+    analysis: Analysis | Mapping[str, Any] | None = None,
     format: str = "text",
     old_name: str | None = None,
     new_name: str | None = None,
@@ -80,7 +81,8 @@ def create_diff_report(
 ) -> str:
     """A report of a diff as a string.
 
-    ``analysis`` is ``DiffAnalyzer.analyze``'s dict or None (the report then has no insights).
+    ``analysis`` is ``DiffAnalyzer.run``'s ``Analysis``, ``analyze``'s dict (the original
+    API) or None (the report then has no insights).
     ``old_name``/``new_name`` label the two sides (default: the checkpoint paths).
     ``inputs`` ({"old": {...}, "new": {...}}, see ``inputs_from_checkpoints``) adds what the
     summary lacks (dtypes, sizes); ``diff_config`` is recorded in the JSON report. ``color``,

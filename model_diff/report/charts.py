@@ -11,14 +11,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from markupsafe import Markup, escape
 
 from ..diff import ParameterDiff
+from ..layers import LAYER_TYPES
 from ..terminal import printable
 from .formatting import fmt_int, fmt_pct
-from .view import LAYER_TYPE_ORDER, LayerRow
+
+if TYPE_CHECKING:
+    from ..analysis import DepthEntry, LayerStats
 
 _FONT = 12
 
@@ -44,7 +47,7 @@ def _nice_max(v: float) -> tuple[float, float]:
 
 
 def _series_class(layer_type: str) -> str:
-    return f"s-{layer_type}" if layer_type in LAYER_TYPE_ORDER else "s-other"
+    return f"s-{layer_type}" if layer_type in LAYER_TYPES else "s-other"
 
 
 class _Svg:
@@ -97,23 +100,17 @@ def _y_axis(
         svg.text(left - 6, y + 4, label(v), anchor="end", cls="tick")
 
 
-def depth_chart(profile: Sequence[dict[str, Any]], width: int, height: int) -> Markup | None:
-    """Relative change per block, one line per layer type."""
+def depth_chart(profile: Sequence[DepthEntry], width: int, height: int) -> Markup | None:
+    """Relative change per block, one line per layer type (cells without a defined change
+    are left out: nothing is drawn at 0 that was not measured at 0)."""
     pts: dict[str, list[tuple[int, float, int]]] = {}
     for p in profile:
-        block, value = p.get("block"), p.get("avg_change")
-        if isinstance(block, bool) or not isinstance(block, int):
+        if p.avg_change is None or not math.isfinite(p.avg_change):
             continue
-        if not isinstance(value, (int, float)) or not math.isfinite(value):
-            continue
-        lt = str(p.get("layer_type", "other"))
-        count = p.get("count")
-        pts.setdefault(lt, []).append((block, float(value), count if isinstance(count, int) else 0))
+        pts.setdefault(p.layer_type, []).append((p.block, p.avg_change, p.count or 0))
     if not pts:
         return None
-    types = [t for t in LAYER_TYPE_ORDER if t in pts] + sorted(
-        t for t in pts if t not in LAYER_TYPE_ORDER
-    )
+    types = [t for t in LAYER_TYPES if t in pts] + sorted(t for t in pts if t not in LAYER_TYPES)
     blocks = sorted({b for v in pts.values() for b, _, _ in v})
     vmax, step = _nice_max(max(v for s in pts.values() for _, v, _ in s))
     left, right, top, bottom = 64.0, width - 16.0, 34.0, height - 40.0
@@ -168,7 +165,7 @@ def depth_chart(profile: Sequence[dict[str, Any]], width: int, height: int) -> M
     return svg.done()
 
 
-def layer_type_chart(rows: Sequence[LayerRow], width: int, height: int) -> Markup | None:
+def layer_type_chart(rows: Sequence[LayerStats], width: int, height: int) -> Markup | None:
     """Per layer type: tensors changed vs frozen (left), average and max change (right)."""
     rows = [r for r in rows if r.count]
     if not rows:
@@ -207,14 +204,15 @@ def layer_type_chart(rows: Sequence[LayerRow], width: int, height: int) -> Marku
             )
             x += w
         svg.text(x + 4, cy, f"{fmt_int(changed)}/{fmt_int(frozen)}", cls="val")
-        avg = r.avg_change or 0.0
-        w = (r1 - r0) * avg / vmax
-        svg.add(
-            f'<rect x="{_f(r0)}" y="{_f(y)}" width="{_f(w)}" height="{_f(bar)}" '
-            f'class="bar {_series_class(r.layer_type)} soft"><title>'
-            f"{escape(printable(r.layer_type))}: avg {fmt_pct(r.avg_change)}, max "
-            f"{fmt_pct(r.max_change)}</title></rect>"
-        )
+        # No bar where no tensor of the type has a defined change ("n/a", not 0%).
+        w = (r1 - r0) * r.avg_change / vmax if r.avg_change is not None else 0.0
+        if r.avg_change is not None:
+            svg.add(
+                f'<rect x="{_f(r0)}" y="{_f(y)}" width="{_f(w)}" height="{_f(bar)}" '
+                f'class="bar {_series_class(r.layer_type)} soft"><title>'
+                f"{escape(printable(r.layer_type))}: avg {fmt_pct(r.avg_change)}, max "
+                f"{fmt_pct(r.max_change)}</title></rect>"
+            )
         if r.max_change is not None:
             mx = r0 + (r1 - r0) * r.max_change / vmax
             svg.add(

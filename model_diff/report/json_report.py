@@ -31,13 +31,23 @@ def report_dict(view: ReportView) -> dict[str, Any]:
         "config": {"diff": view.diff_config, "visualization": view.config.to_dict()},
         "counts": {**view.counts, **{k: len(v) for k, v in view.paired.items()}},
         "summary": _record(view.summary.to_dict()),
-        "analysis": view.analysis,
+        "analysis": _analysis(view),
         "tensors": {
             **{k: [_tensor(d) for d in view.groups[k]] for k, _ in GROUPS},
             # renamed / tied: only when present, so reports without them keep their shape
             **{k: [_tensor(d) for d in view.paired[k]] for k, _ in PAIRED if k in view.paired},
         },
     }
+
+
+def _analysis(view: ReportView) -> dict[str, Any] | None:
+    """``Analysis.to_dict()`` without ``low_rank.tensors`` (each tensor's record has its own)."""
+    if view.analysis is None:
+        return None
+    out = view.analysis.to_dict()
+    out["low_rank"] = {k: v for k, v in out["low_rank"].items() if k != "tensors"}
+    doc: dict[str, Any] = jsonable(out)
+    return doc
 
 
 def _record(d: dict[str, Any]) -> dict[str, Any]:

@@ -113,6 +113,8 @@ def render_markdown(view: ReportView) -> str:
             ]
         )
     head += [*_table(["", "old", "new"], inputs_rows, "lll"), ""]
+    if view.diverged:
+        head += [f"**:x: {md_text(view.diverged)}.**", ""]
     counts = " · ".join(f"{t.lower()} **{fmt_int(view.counts[k])}**" for k, t in GROUPS)
     head.append(
         f"**{fmt_int(view.changed_count)} of {fmt_int(view.total_count)} tensors "
@@ -124,11 +126,10 @@ def render_markdown(view: ReportView) -> str:
         f"(max {fmt_pct(s.max_relative_change)})",
         f"avg cosine {fmt_cos(s.avg_cosine_similarity)} (min {fmt_cos(s.min_cosine_similarity)})",
     ]
+    if view.average_base:
+        facts.append(f"averages {md_text(view.average_base)}")
     if view.pattern:
         facts.insert(0, f"pattern {md_code(view.pattern)}")
-    if s.nonfinite_tensors:
-        bad = len(s.nonfinite_tensors)
-        facts.append(f":x: NaN/Inf in {bad} tensor{'' if bad == 1 else 's'}")
     head.append(" · ".join(facts))
     head.append("")
     if view.name_mapping:
@@ -147,6 +148,8 @@ def render_markdown(view: ReportView) -> str:
         line = f"- **{_SEVERITY_LABEL[ins.severity]}** {md_text(ins.title)}"
         if ins.code:
             line += f" ({md_code(ins.code)})"
+        if ins.level is not None:
+            line += f" **policy: {ins.level}**"
         if ins.description:
             line += f": {md_text(ins.description)}"
         if ins.tensors:

@@ -86,6 +86,9 @@ def render_text(view: ReportView) -> str:
             out.add((f"{label:<9}" if i == 0 else " " * 9) + line)
 
     out.heading("Summary")
+    if view.diverged:
+        for i, line in enumerate(textwrap.wrap(view.diverged, WIDTH - 2)):
+            out.add("  " + (out.style(line, "bold", "red") if i == 0 else out.style(line, "red")))
     out.add(f"  {fmt_int(view.changed_count)} of {fmt_int(view.total_count)} tensors changed")
     # Two fixed lines (structural, then content changes): no width-dependent wrapping, so
     # coloured and plain output have the same layout.
@@ -105,6 +108,11 @@ def render_text(view: ReportView) -> str:
         f"  cosine           avg {fmt_cos(s.avg_cosine_similarity)}"
         f"   min {fmt_cos(s.min_cosine_similarity)}"
     )
+    if view.average_base:
+        for line in textwrap.wrap(
+            f"averages {view.average_base}", WIDTH - 19, break_on_hyphens=False
+        ):
+            out.add(" " * 19 + line)
     out.add(
         f"  elements         old {fmt_int(s.old_num_elements)}"
         f"   new {fmt_int(s.new_num_elements)}   changed {fmt_int(s.changed_elements)}"
@@ -132,6 +140,8 @@ def render_text(view: ReportView) -> str:
         for ins in view.insights:
             tag = out.style(f"[{ins.severity.upper()}]", "bold", _SEVERITY_STYLE[ins.severity])
             head = f"{ins.title} ({ins.code})" if ins.code else ins.title
+            if ins.level is not None:
+                head += f" -> policy: {ins.level}"
             first, *rest = textwrap.wrap(
                 printable(head), WIDTH - 4 - len(ins.severity) - 3, break_on_hyphens=False
             ) or [""]

@@ -21,26 +21,19 @@ from ..terminal import printable
 from ..threeway import GroupStats, ThreeWay, ThreeWayTensor
 from .formatting import fmt_cos, fmt_float, fmt_int, fmt_params, fmt_pct, shorten
 from .markdown import md_code, md_text
+from .threeway_words import (
+    both_changed,
+    one_side,
+    readiness_lines,
+    side_change,
+    verdict,
+)
 
 FORMATS = ("text", "json", "markdown", "html")
 WIDTH = 80
 SCHEMA_VERSION = "1.0"
 #: Markdown tables stop after this many rows (the JSON report lists every tensor).
 MARKDOWN_ROWS = 200
-
-KIND_TITLES = {
-    "unchanged": "unchanged",
-    "ours": "ours only",
-    "theirs": "theirs only",
-    "both": "same change on both",
-    "conflict": "conflict",
-}
-INTERFERENCE_TEXT = {
-    "none": "no content conflict to measure",
-    "aligned": "aligned: the two updates point the same way",
-    "independent": "independent: the two updates are close to orthogonal",
-    "opposing": "opposing: the two updates pull against each other",
-}
 
 
 def render_threeway(result: ThreeWay, format: str = "text") -> str:
@@ -56,70 +49,6 @@ def render_threeway(result: ThreeWay, format: str = "text") -> str:
 
         return render_html(result)
     raise ValueError(f"format must be one of {', '.join(map(repr, FORMATS))}, not {format!r}")
-
-
-# -- shared wording ------------------------------------------------------------------------
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" + ("" if n == 1 else "s")
-
-
-def verdict(result: ThreeWay) -> str:
-    """One sentence: what ``model-diff merge`` will do with these three checkpoints."""
-    r = result.readiness
-    if not r.conflicts:
-        return f"merges cleanly: all {_plural(r.total, 'tensor')} merge exactly, no strategy needed"
-    parts = [f"{_plural(r.conflicts, 'conflict')}: `--strategy fail` (the default) writes nothing"]
-    if r.arithmetic == r.conflicts:
-        parts.append("average, task-arithmetic or ties can merge every one")
-    elif r.arithmetic:
-        parts.append(
-            f"arithmetic can merge {r.arithmetic}; the rest need --strategy ours or theirs"
-        )
-    else:
-        parts.append("only --strategy ours or theirs resolves them")
-    return "; ".join(parts)
-
-
-def readiness_lines(result: ThreeWay) -> list[str]:
-    r = result.readiness
-    c = result.counts
-    lines = [
-        f"{_plural(r.total, 'tensor')}: {r.exact} merge exactly ({c['unchanged']} unchanged, "
-        f"{c['ours']} changed by ours only, {c['theirs']} by theirs only, "
-        f"{c['both']} the same on both)",
-        f"{_plural(r.conflicts, 'conflict')}: {r.content_conflicts} content "
-        f"({r.arithmetic} mergeable by arithmetic), {r.structural_conflicts} structural "
-        "(shape, dtype, delete/modify, add/add)",
-    ]
-    if r.content_conflicts:
-        lines.append(
-            f"conflicting updates: cosine(Δours, Δtheirs) {fmt_cos(r.cosine)}, sign "
-            f"disagreement {fmt_pct(r.sign_disagreement)}, {r.opposing} of "
-            f"{r.content_conflicts} with a negative cosine: {INTERFERENCE_TEXT[r.interference]}"
-        )
-    lines.append(verdict(result))
-    return lines
-
-
-def side_change(t: ThreeWayTensor) -> str:
-    ch = t.change
-    if ch.kind == "ours":
-        return f"ours {ch.ours_change}"
-    if ch.kind == "theirs":
-        return f"theirs {ch.theirs_change}"
-    if ch.kind == "both":
-        return f"both {ch.ours_change}"
-    return f"conflict ({ch.conflict})"
-
-
-def both_changed(result: ThreeWay) -> list[ThreeWayTensor]:
-    return [t for t in result.tensors if t.change.kind in ("both", "conflict")]
-
-
-def one_side(result: ThreeWay) -> list[ThreeWayTensor]:
-    return [t for t in result.tensors if t.change.kind in ("ours", "theirs")]
 
 
 def _input_line(side: str, info: dict[str, Any]) -> str:

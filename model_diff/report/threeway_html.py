@@ -20,7 +20,7 @@ from ..threeway import NO_BLOCK, GroupStats, ThreeWay, ThreeWayTensor
 from .charts import Svg, coord, nice_max, y_axis
 from .formatting import fmt_cos, fmt_int, fmt_pct
 from .html import environment
-from .threeway import (
+from .threeway_words import (
     INTERFERENCE_TEXT,
     KIND_TITLES,
     both_changed,

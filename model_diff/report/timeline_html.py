@@ -22,7 +22,7 @@ from ..timeline import Series, Step, Timeline
 from .charts import Svg, coord
 from .formatting import fmt_change, shorten
 from .html import environment
-from .timeline import RULE, cell_text, counts_text, order_text, pattern_text, row_title
+from .timeline_words import RULE, cell_text, counts_text, order_text, pattern_text, row_title
 
 #: The colour ramp (viridis, low -> high): perceptually even, readable for colour-blind
 #: readers, and far from the red that marks NaN/Inf.

@@ -16,7 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..analysis import Analysis, DepthEntry, LayerStats
 from ..diff import ChangeType, DiffConfig, DiffSummary, ParameterDiff
+from ..findings import Insight
 from ..naming import natural_key
 from .config import VisualizationConfig
 
@@ -34,31 +36,16 @@ GROUP_TITLES = dict(GROUPS)
 #: they are no change of content. (key = ChangeType value, heading)
 PAIRED: tuple[tuple[str, str], ...] = (("renamed", "Renamed"), ("tied", "Tied duplicates"))
 STRUCTURAL = ("added", "removed", "shape_changed", "dtype_changed")
-SEVERITIES = ("critical", "warning", "info")
-LAYER_TYPE_ORDER = ("embedding", "attention", "mlp", "norm", "head", "other")
-
-
-@dataclass(frozen=True)
-class Insight:
-    code: str
-    severity: str
-    category: str
-    title: str
-    description: str
-    tensors: tuple[str, ...]
-    evidence: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class LayerRow:
-    layer_type: str
-    count: int | None
-    changed: int | None
-    frozen: int | None
-    avg_change: float | None
-    max_change: float | None
-    avg_cosine: float | None
-    num_elements: int | None
+#: DiffSummary.excluded reasons, in words.
+_EXCLUDED = {
+    "added": "added",
+    "removed": "removed",
+    "shape_changed": "shape-changed",
+    "buffers": "buffer(s)",
+    "nonfinite": "all-NaN/Inf",
+    "zero_norm": "all-zero before",
+    "not_measured": "not compared element-wise",
+}
 
 
 @dataclass
@@ -74,15 +61,8 @@ class ReportView:
     groups: dict[str, list[ParameterDiff]]
     #: The tensors the tables show, per group, after ``max_layers_display``.
     shown: dict[str, list[ParameterDiff]]
-    analysis: dict[str, Any] | None
-    insights: list[Insight] = field(default_factory=list)
-    layer_rows: list[LayerRow] = field(default_factory=list)
-    depth_profile: list[dict[str, Any]] = field(default_factory=list)
-    pattern: str | None = None
-    frozen_layers: list[str] = field(default_factory=list)
-    low_rank_summary: dict[str, Any] | None = None
-    #: ``analysis["quantization"]`` when one side is a quantization of the other
-    quantization: dict[str, Any] | None = None
+    #: The judge's findings (None: the report was asked for without an analysis).
+    analysis: Analysis | None
     #: Renamed tensors and tied duplicates, by ``PAIRED`` key (present keys only)
     paired: dict[str, list[ParameterDiff]] = field(default_factory=dict)
 
@@ -99,6 +79,59 @@ class ReportView:
         return out
 
     @property
+    def insights(self) -> tuple[Insight, ...]:
+        return self.analysis.insights if self.analysis is not None else ()
+
+    @property
+    def layer_rows(self) -> tuple[LayerStats, ...]:
+        return self.analysis.layer_analysis if self.analysis is not None else ()
+
+    @property
+    def depth_profile(self) -> tuple[DepthEntry, ...]:
+        return self.analysis.depth_profile if self.analysis is not None else ()
+
+    @property
+    def pattern(self) -> str | None:
+        return self.analysis.change_pattern if self.analysis is not None else None
+
+    @property
+    def frozen_layers(self) -> tuple[str, ...]:
+        return self.analysis.frozen if self.analysis is not None else ()
+
+    @property
+    def low_rank_summary(self) -> dict[str, Any] | None:
+        """The analysis's low-rank counts (each tensor's record is in its own row)."""
+        lr = self.analysis.low_rank if self.analysis is not None else None
+        return {k: v for k, v in lr.items() if k != "tensors"} if lr else None
+
+    @property
+    def quantization(self) -> Mapping[str, Any] | None:
+        """``analysis["quantization"]`` when one side is a quantization of the other."""
+        return self.analysis.quantization if self.analysis is not None else None
+
+    @property
+    def diverged(self) -> str | None:
+        """The first thing a Summary says when the new checkpoint holds NaN/Inf."""
+        bad = len(self.summary.nonfinite_tensors)
+        if not bad:
+            return None
+        return (
+            f"NaN/Inf in {bad} of {self.summary.total_parameters} tensors of the new "
+            f"checkpoint: training diverged or the checkpoint is corrupt"
+        )
+
+    @property
+    def average_base(self) -> str | None:
+        """What the Summary's averages are over, when tensors are left out of them:
+        "over 12 of 16 tensors; 4 all-NaN/Inf excluded" (None when every tensor is in)."""
+        s = self.summary
+        excluded = {k: v for k, v in s.excluded.items() if v}
+        if not excluded:
+            return None
+        why = ", ".join(f"{v} {_EXCLUDED.get(k, k)}" for k, v in excluded.items())
+        return f"over {s.averaged_tensors} of {s.total_parameters} tensors; {why} excluded"
+
+    @property
     def name_mapping(self) -> str | None:
         """The cross-format name mapping in force, in one line (None when none was)."""
         m = self.summary.name_mapping
@@ -107,11 +140,11 @@ class ReportView:
         side, text = m.get("side"), str(m.get("description", ""))
         return f"{side} side: {text}" if side else text  # rules say their side themselves
 
-    def quantization_rows(self, key: str) -> list[tuple[str, dict[str, Any]]]:
+    def quantization_rows(self, key: str) -> list[tuple[str, Mapping[str, Any]]]:
         """(label, group) rows of the quantization section's ``types`` or ``layer_types``."""
         q = self.quantization or {}
         groups = q.get(key) or {}
-        return [(str(k), g) for k, g in groups.items() if isinstance(g, dict)]
+        return [(str(k), g) for k, g in groups.items() if isinstance(g, Mapping)]
 
     @property
     def listed_changed(self) -> int:
@@ -240,39 +273,10 @@ def _rank_key(d: ParameterDiff, position: int) -> tuple[int, float, int]:
     return (tier, -rel, position)
 
 
-def _insight(raw: Mapping[str, Any]) -> Insight:
-    evidence = jsonable(raw.get("evidence") or {})
-    if not isinstance(evidence, dict):
-        evidence = {"value": evidence}
-    tensors = evidence.get("tensors") or []
-    if not isinstance(tensors, list):
-        tensors = [tensors]
-    severity = str(raw.get("severity", "info")).lower()
-    return Insight(
-        code=str(raw.get("code", "")),
-        severity=severity if severity in SEVERITIES else "info",
-        category=str(raw.get("category", "")),
-        title=str(raw.get("title", "")),
-        description=str(raw.get("description", "")),
-        tensors=tuple(str(t) for t in tensors),
-        evidence=evidence,
-    )
-
-
-def _num(x: Any) -> float | None:
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    return float(x) if math.isfinite(x) else None
-
-
-def _int(x: Any) -> int | None:
-    return int(x) if isinstance(x, int) and not isinstance(x, bool) else None
-
-
 def build_view(
     diffs: Sequence[ParameterDiff],
     summary: DiffSummary,
-    analysis: Mapping[str, Any] | None,
+    analysis: Analysis | Mapping[str, Any] | None,
     *,
     old_name: str | None = None,
     new_name: str | None = None,
@@ -304,7 +308,8 @@ def build_view(
     shown = {k: [d for d in v if id(d) in keep] for k, v in groups.items()}
     shown["unchanged"] = []
 
-    a = jsonable(_drop_duplicates(analysis)) if analysis is not None else None
+    if analysis is not None and not isinstance(analysis, Analysis):
+        analysis = Analysis.from_dict(analysis)  # the original API passes analyze()'s dict
     if diff_config is not None and not isinstance(diff_config, Mapping):
         diff_config = diff_config.to_dict()
     view = ReportView(
@@ -317,64 +322,17 @@ def build_view(
         counts=counts,
         groups=groups,
         shown=shown,
-        analysis=a,
+        analysis=analysis,
         paired=paired,
     )
-    if a is not None:
-        _read_analysis(view, a)
     return view
-
-
-def _drop_duplicates(analysis: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The analysis without ``low_rank.tensors``: each tensor's record carries its own."""
-    lr = analysis.get("low_rank")
-    if isinstance(lr, Mapping) and "tensors" in lr:
-        return {**analysis, "low_rank": {k: v for k, v in lr.items() if k != "tensors"}}
-    return analysis
 
 
 def _default_name(path: str | None, side: str) -> str:
     return path if path else side
 
 
-def _read_analysis(view: ReportView, a: dict[str, Any]) -> None:
-    raw_insights = a.get("insights") or []
-    insights = [_insight(i) for i in raw_insights if isinstance(i, Mapping)]
-    order = {s: i for i, s in enumerate(SEVERITIES)}
-    # Stable sort: keeps the analyzer's order within a severity (it orders by code).
-    view.insights = sorted(insights, key=lambda i: order[i.severity])
-    pattern = a.get("change_pattern")
-    view.pattern = str(pattern) if pattern is not None else None
-    la = a.get("layer_analysis") or {}
-    if isinstance(la, Mapping):
-        known = [t for t in LAYER_TYPE_ORDER if t in la]
-        for t in known + sorted(t for t in la if t not in LAYER_TYPE_ORDER):
-            row = la[t] if isinstance(la[t], Mapping) else {}
-            view.layer_rows.append(
-                LayerRow(
-                    layer_type=t,
-                    count=_int(row.get("count")),
-                    changed=_int(row.get("changed")),
-                    frozen=_int(row.get("frozen")),
-                    avg_change=_num(row.get("avg_change")),
-                    max_change=_num(row.get("max_change")),
-                    avg_cosine=_num(row.get("avg_cosine")),
-                    num_elements=_int(row.get("num_elements")),
-                )
-            )
-    dp = a.get("depth_profile") or []
-    view.depth_profile = [p for p in dp if isinstance(p, dict)] if isinstance(dp, list) else []
-    fl = a.get("frozen_layers") or []
-    view.frozen_layers = [str(x) for x in fl] if isinstance(fl, list) else []
-    lr = a.get("low_rank")
-    view.low_rank_summary = lr if isinstance(lr, dict) and lr else None
-    q = a.get("quantization")
-    view.quantization = q if isinstance(q, dict) and q else None
-
-
-def block_profile(
-    profile: Sequence[Mapping[str, Any]], max_rows: int = 24
-) -> list[tuple[str, float]]:
+def block_profile(profile: Sequence[DepthEntry], max_rows: int = 24) -> list[tuple[str, float]]:
     """Average relative change per block (all layer types, weighted by tensor count).
 
     More than ``max_rows`` blocks are merged into equal runs of consecutive blocks
@@ -382,10 +340,10 @@ def block_profile(
     """
     sums: dict[int, list[float]] = {}
     for p in profile:
-        block, value = p.get("block"), _num(p.get("avg_change"))
-        if isinstance(block, bool) or not isinstance(block, int) or value is None:
-            continue
-        count = _int(p.get("count")) or 1
+        block, value = p.block, p.avg_change
+        if value is None:
+            continue  # no tensor of the block has a defined change: nothing to average
+        count = p.count or 1
         acc = sums.setdefault(block, [0.0, 0.0])
         acc[0] += value * count
         acc[1] += count

@@ -152,11 +152,12 @@ def test_ci_github_annotations_summary_outputs(
 
     text = summary.read_text()
     assert text.startswith("previous step\n## model-diff ci\n")  # appended, not overwritten
-    assert f"| m.safetensors | {base}:m.safetensors -&gt; HEAD:m.safetensors | ❌ failed |" in text
+    assert f"| m.safetensors | {base}:m.safetensors -\\> HEAD:m.safetensors | ❌ failed |" in text
     assert "| ok.safetensors |" in text and "✅ ok" in text
     assert "| gone.safetensors | deleted | not checked | | |" in text
     assert "| new/added.safetensors | no base: single-file checks | ❌ failed |" in text
-    assert "odd:name,with%percent\\nand newline.weight" in text  # one table row, escaped
+    # one table row: the newline shown as \n, its backslash escaped for Markdown
+    assert "odd:name,with%percent\\\\nand newline.weight" in text
     assert len(text.encode()) < 1024 * 1024
 
     outs = parse_outputs(outputs.read_text())

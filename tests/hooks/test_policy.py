@@ -31,10 +31,11 @@ def test_defaults_without_config(tmp_path: Path) -> None:
         DEFAULT_MIN_COSINE,
         DEFAULT_MAX_RELATIVE_CHANGE,
     )
-    assert p.level("frozen-layers") == "error"
-    assert p.level("dtype-changed") == "warning"
-    assert not p.is_frozen_allowed("model.embed_tokens.weight")
-    assert p.is_frozen_allowed("model.layers.0.self_attn.rotary_emb.inv_freq")
+    assert p.levels["frozen-layers"] == "error"
+    assert p.levels["dtype-changed"] == "warning"
+    config = p.analysis_config()
+    assert config.allowed_frozen == () and config.levels == p.levels
+    assert (config.low_cosine_threshold, config.significant_change_threshold) == (0.5, 1.0)
 
 
 def test_pyproject_found_by_walking_up_to_the_top_level(tmp_path: Path) -> None:
@@ -50,8 +51,8 @@ def test_pyproject_found_by_walking_up_to_the_top_level(tmp_path: Path) -> None:
     p = load_policy(cwd=sub, top_level=tmp_path)
     assert p.allow_frozen == ("model.embed_*",)
     assert p.min_cosine == 0.9 and math.isinf(p.max_relative_change)
-    assert p.level("dtype-changed") == "error" and p.level("change-pattern") == "ignore"
-    assert p.is_frozen_allowed("model.embed_tokens.weight")
+    assert p.levels["dtype-changed"] == "error" and p.levels["change-pattern"] == "ignore"
+    assert p.analysis_config().allowed_frozen == ("model.embed_*",)
     assert p.source == str(tmp_path / "pyproject.toml")
 
 

@@ -37,7 +37,7 @@ def test_staged_rename_is_compared_with_its_old_path(
     r = run_model_diff(["check", "--staged"], clean_env, cwd=repo)
     assert r.returncode == 1, r.stdout + r.stderr
     assert "FAILED     new.safetensors (HEAD:old.safetensors -> new.safetensors)" in r.stdout
-    assert "frozen-layers: 20 tensor(s) did not change while 1 others did" in r.stdout
+    assert "frozen-layers: 20 tensor(s) exactly unchanged while 1 other(s) changed" in r.stdout
 
 
 def test_retrained_checkpoint_under_a_new_name_is_paired(

@@ -204,30 +204,38 @@ def test_identical_checkpoints_say_no_change_once() -> None:
 
 
 def test_frozen_tensors_are_named_even_when_the_diff_list_omits_them() -> None:
-    """include_unchanged=False (the original API's default) still names the frozen tensors."""
+    """include_unchanged=False (the original API's default) still names the frozen tensors:
+    the summary lists the unchanged names (DiffSummary.unchanged_tensors, a public field)."""
     tuned = fine_tune(BASE, frozen=only(lambda n: n.startswith("model.layers.6.")))
-    a = analyse(BASE, tuned, include_unchanged=False)
+    diffs, summary = ModelDiff(DiffConfig(include_unchanged=False)).diff(
+        from_arrays(BASE), from_arrays(tuned)
+    )
+    assert all(d.is_changed for d in diffs)
+    assert len(summary.unchanged_tensors) == len(BASE) - 9
+    a = DiffAnalyzer().analyze(diffs, summary)
     fr = insight(a, "frozen-layers")
     assert fr["evidence"]["count"] == len(BASE) - 9
     assert fr["evidence"]["names_listed"] is True
     assert sorted(fr["evidence"]["tensors"]) == sorted(
         n for n in BASE if not n.startswith("model.layers.6.")
     )
-    assert a["stats"]["unchanged_listed"] is True
+    assert a["frozen_layers"] == fr["evidence"]["tensors"]
+    # The records are not there: the pattern says it was computed without them.
+    assert a["stats"]["unchanged_listed"] is False
+    assert "include_unchanged=True" in insight(a, "change-pattern")["description"]
 
 
-def test_without_unchanged_records_frozen_count_comes_from_the_summary() -> None:
-    """A summary without unchanged records still gives the frozen count, and says so."""
+def test_without_unchanged_names_frozen_count_comes_from_the_summary() -> None:
+    """A summary without the unchanged names still gives the frozen count, and says so."""
     tuned = fine_tune(BASE, frozen=only(lambda n: n.startswith("model.layers.6.")))
     diffs, summary = ModelDiff(DiffConfig(include_unchanged=False)).diff(
         from_arrays(BASE), from_arrays(tuned)
     )
-    a = DiffAnalyzer().analyze(diffs, dataclasses.replace(summary, unchanged_diffs=()))
+    a = DiffAnalyzer().analyze(diffs, dataclasses.replace(summary, unchanged_tensors=[]))
     fr = insight(a, "frozen-layers")
     assert fr["evidence"]["count"] == len(BASE) - 9
     assert fr["evidence"]["names_listed"] is False
-    assert a["stats"]["unchanged_listed"] is False
-    assert "include_unchanged=True" in insight(a, "change-pattern")["description"]
+    assert "include_unchanged=True" in fr["description"]
 
 
 def test_undefined_metrics_are_skipped_and_counted_not_averaged() -> None:
@@ -358,8 +366,8 @@ def test_seed_readme_analysis_example_prints_pattern_types_and_insights(
     assert "Pattern: inverse_gradient" in out
     assert "embedding: 1 layers, avg change: 0.0000" in out
     assert (
-        "[info] 1 of 75 tensors frozen (bit-identical): Exactly unchanged: "
-        "model.embed_tokens.weight." in out
+        "[info] 1 of 75 tensors frozen (bit-identical): 1 tensor(s) exactly unchanged "
+        "while 74 other(s) changed: model.embed_tokens.weight." in out
     )
 
 

@@ -15,8 +15,8 @@ import pytest
 
 from model_diff import metrics
 
-_kernel = pytest.importorskip(
-    "model_diff._kernel", reason="model_diff._kernel not built (python setup.py build_ext -i)"
+kernel = pytest.importorskip(
+    "model_diff.kernel", reason="model_diff.kernel not built (python setup.py build_ext -i)"
 )
 
 
@@ -26,16 +26,16 @@ def test_the_kernel_is_the_active_backend_when_built() -> None:
         assert metrics.BACKEND == "numpy" and metrics.pair_step is metrics.numpy_pair_step
     else:
         assert metrics.BACKEND == "kernel"
-        assert metrics.pair_step is _kernel.pair_step and metrics.side_step is _kernel.side_step
-    assert _kernel.SIMD in ("avx2", "none")
+        assert metrics.pair_step is kernel.pair_step and metrics.side_step is kernel.side_step
+    assert kernel.SIMD in ("avx2", "none")
 
 
 def test_length_mismatch_is_a_value_error() -> None:
     """Old and new chunks must hold the same number of elements (bytes may differ)."""
     f, c = metrics.new_accumulators()
     with pytest.raises(ValueError, match="length mismatch"):
-        _kernel.pair_step(np.zeros(4, np.float32), np.zeros(5, np.float32), 0.0, f, c)
-    _kernel.pair_step(np.zeros(4, np.float32), np.zeros(4, np.float64), 0.0, f, c)
+        kernel.pair_step(np.zeros(4, np.float32), np.zeros(5, np.float32), 0.0, f, c)
+    kernel.pair_step(np.zeros(4, np.float32), np.zeros(4, np.float64), 0.0, f, c)
     assert c[metrics.C_N] == 4
 
 
@@ -51,9 +51,9 @@ def test_length_mismatch_is_a_value_error() -> None:
 def test_accumulators_must_have_the_slot_layout(facc: np.ndarray, cacc: np.ndarray) -> None:
     """Wrong dtype or slot count of facc/cacc is refused instead of corrupting memory."""
     with pytest.raises(ValueError, match="must be"):
-        _kernel.pair_step(np.zeros(3), np.zeros(3), 0.0, facc, cacc)
+        kernel.pair_step(np.zeros(3), np.zeros(3), 0.0, facc, cacc)
     with pytest.raises(ValueError, match="must be"):
-        _kernel.side_step(np.zeros(3), facc, cacc)
+        kernel.side_step(np.zeros(3), facc, cacc)
 
 
 def test_read_only_accumulators_are_refused() -> None:
@@ -61,7 +61,7 @@ def test_read_only_accumulators_are_refused() -> None:
     f, c = metrics.new_accumulators()
     f.flags.writeable = False
     with pytest.raises((ValueError, BufferError, TypeError)):
-        _kernel.side_step(np.zeros(3), f, c)
+        kernel.side_step(np.zeros(3), f, c)
 
 
 @pytest.mark.parametrize(
@@ -73,7 +73,7 @@ def test_unsupported_dtypes_are_a_type_error(arr: np.ndarray) -> None:
     """Dtypes the kernel cannot read raise TypeError (metrics routes them to numpy instead)."""
     f, c = metrics.new_accumulators()
     with pytest.raises(TypeError, match="unsupported dtype"):
-        _kernel.side_step(arr, f, c)
+        kernel.side_step(arr, f, c)
     assert metrics.steps_for(arr) == (metrics.numpy_pair_step, metrics.numpy_side_step)
 
 
@@ -82,7 +82,7 @@ def test_non_contiguous_input_is_refused_and_routed_to_numpy() -> None:
     x = np.arange(10, dtype=np.float32)[::2]
     f, c = metrics.new_accumulators()
     with pytest.raises(ValueError, match="contiguous"):
-        _kernel.side_step(x, f, c)
+        kernel.side_step(x, f, c)
     assert metrics.steps_for(x)[1] is metrics.numpy_side_step
     assert metrics.array_stats(x).mean == pytest.approx(4.0)
 
@@ -91,10 +91,10 @@ def test_accumulators_are_added_to_not_overwritten() -> None:
     """A step adds into running totals: two half steps equal one whole step."""
     x = np.linspace(-2, 3, 1001, dtype=np.float32)
     f1, c1 = metrics.new_accumulators()
-    _kernel.side_step(x, f1, c1)
+    kernel.side_step(x, f1, c1)
     f2, c2 = metrics.new_accumulators()
-    _kernel.side_step(x[:500], f2, c2)
-    _kernel.side_step(x[500:], f2, c2)
+    kernel.side_step(x[:500], f2, c2)
+    kernel.side_step(x[500:], f2, c2)
     assert list(c1) == list(c2)
     np.testing.assert_allclose(f1, f2, rtol=1e-14)
 
@@ -108,7 +108,7 @@ def test_the_gil_is_released_while_computing() -> None:
 
     def work() -> None:
         for _ in range(8):
-            _kernel.pair_step(a, b, 0.0, f, c)
+            kernel.pair_step(a, b, 0.0, f, c)
         done.set()
 
     ticks = 0
@@ -125,23 +125,23 @@ def test_the_gil_is_released_while_computing() -> None:
 def test_bytes_equal_compares_raw_bytes_of_any_dtype() -> None:
     """memcmp semantics: NaN payloads compare equal to themselves, sizes must match."""
     a = np.array([np.nan, 1.0, -0.0], dtype=np.float64)
-    assert _kernel.bytes_equal(a, a.copy())
-    assert not _kernel.bytes_equal(a, np.array([np.nan, 1.0, 0.0]))
-    assert not _kernel.bytes_equal(a, a[:2].copy())
-    assert _kernel.bytes_equal(a.view(np.uint8), a.view(np.int16).copy())
+    assert kernel.bytes_equal(a, a.copy())
+    assert not kernel.bytes_equal(a, np.array([np.nan, 1.0, 0.0]))
+    assert not kernel.bytes_equal(a, a[:2].copy())
+    assert kernel.bytes_equal(a.view(np.uint8), a.view(np.int16).copy())
 
 
 def test_the_simd_choice_is_per_call_while_other_threads_run() -> None:
     """Threads asking for the vector loops and threads asking for the portable loops at the
     same time each get exactly their own loops' result (no global switch between them)."""
-    if _kernel.SIMD != "avx2":
+    if kernel.SIMD != "avx2":
         pytest.skip("only the portable loops exist on this CPU")
     rng = np.random.default_rng(0)
     x = rng.standard_normal(1 << 18).astype(ml_dtypes.bfloat16)  # sums differ by loop kind
 
     def stats(simd: bool) -> bytes:
         f, c = metrics.new_accumulators()
-        _kernel.side_step(x, f, c, simd=simd)
+        kernel.side_step(x, f, c, simd=simd)
         return f.tobytes() + c.tobytes()
 
     expected = {True: stats(True), False: stats(False)}
@@ -180,14 +180,14 @@ def test_every_error_path_raises_a_python_exception() -> None:
     whole number of elements, an object without a dtype."""
     f, c = metrics.new_accumulators()
     with pytest.raises(TypeError, match="unsupported dtype"):
-        _kernel.side_step(_Odd(), f, c)
+        kernel.side_step(_Odd(), f, c)
     with pytest.raises(ValueError, match="whole number"):
-        _kernel.side_step(_Bytes(5), f, c)
+        kernel.side_step(_Bytes(5), f, c)
     with pytest.raises(ValueError, match="whole number"):
-        _kernel.pair_step(_Bytes(8), _Bytes(6), 0.0, f, c)
+        kernel.pair_step(_Bytes(8), _Bytes(6), 0.0, f, c)
     with pytest.raises(AttributeError):
-        _kernel.side_step(b"abcd", f, c)
+        kernel.side_step(b"abcd", f, c)
     with pytest.raises(TypeError):
-        _kernel.side_step(np.zeros(4), f, c, simd=True, extra=1)
-    _kernel.side_step(_Bytes(8), f, c)  # two float32 zeros: fine
+        kernel.side_step(np.zeros(4), f, c, simd=True, extra=1)
+    kernel.side_step(_Bytes(8), f, c)  # two float32 zeros: fine
     assert c[metrics.C_N] == 2

@@ -194,3 +194,27 @@ def test_blas_thread_setting_is_restored_after_concurrent_analyses() -> None:
         )
     assert all(r is not None and r["rank_99"] == 3 for r in results)
     assert int(api[1]()) == before
+
+
+@pytest.mark.parametrize("shape", [(40, 100), (100, 40), (100, 100)])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, "both-inf", "huge"])
+def test_nonfinite_and_huge_deltas_are_skipped_without_numpy_warnings(
+    shape: tuple[int, int], bad: object
+) -> None:
+    """NaN/Inf (on one side or both), or finite values whose products leave float32, give a
+    'skipped' record; numpy's RuntimeWarning never reaches the user (pytest -W error)."""
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal(shape[0] * shape[1]).astype(np.float32)
+    b = a + np.float32(1e-2) * rng.standard_normal(a.size).astype(np.float32)
+    if bad == "both-inf":
+        a[3] = b[3] = np.inf  # inf - inf: "invalid value encountered in subtract"
+    elif bad == "huge":  # finite, but the sketch's float32 products overflow
+        b = np.where(rng.random(a.size) < 0.5, 3e38, -3e38).astype(np.float32)
+    else:
+        b[3] = bad
+    r = analyze_delta(a, b, shape, force=True)
+    assert r is not None
+    if bad == "huge" and min(shape) <= lowrank.RANK_LIMIT:
+        assert r["method"] == "exact" and r["rank_99"] is not None  # float64: no overflow
+    else:
+        assert "skipped" in r and "rank_90" not in r

@@ -1,7 +1,7 @@
 """The metric suite, run on both step implementations against a plain float64 reference.
 
 Every test that computes metrics is parametrized by backend: "numpy" calls the reference
-steps of ``model_diff.metrics``, "kernel" the compiled ``model_diff._kernel`` steps. The
+steps of ``model_diff.metrics``, "kernel" the compiled ``model_diff.kernel`` steps. The
 reference below is written independently: whole-array float64 numpy with exact (``fsum``)
 sums, no chunking, no accumulators.
 """
@@ -25,12 +25,12 @@ from model_diff.diff import ChangeType, DiffConfig, ModelDiff
 from tests.conftest import run_model_diff
 
 try:
-    from model_diff import _kernel
+    from model_diff import kernel
 except ImportError:  # pragma: no cover - exercised on machines without a compiler
-    _kernel = None  # type: ignore[assignment]
+    kernel = None  # type: ignore[assignment]
 
 _NO_KERNEL = pytest.mark.skipif(
-    _kernel is None, reason="model_diff._kernel not built (python setup.py build_ext -i)"
+    kernel is None, reason="model_diff.kernel not built (python setup.py build_ext -i)"
 )
 #: numpy step, kernel (vector loops where the CPU has AVX2), kernel with portable loops only.
 BACKENDS = [
@@ -71,13 +71,13 @@ def steps(backend: str) -> tuple[Callable[..., None], Callable[..., None]]:
     portable loops (no global switch: other threads may be running steps)."""
     if backend == "numpy":
         return metrics.numpy_pair_step, metrics.numpy_side_step
-    assert _kernel is not None
+    assert kernel is not None
     if backend == "portable":
         return (
-            functools.partial(_kernel.pair_step, simd=False),
-            functools.partial(_kernel.side_step, simd=False),
+            functools.partial(kernel.pair_step, simd=False),
+            functools.partial(kernel.side_step, simd=False),
         )
-    return _kernel.pair_step, _kernel.side_step
+    return kernel.pair_step, kernel.side_step
 
 
 def run_pair(
@@ -639,7 +639,7 @@ def test_environment_variable_forces_numpy_and_results_agree(clean_env: dict[str
     forced = probe({**clean_env, "MODEL_DIFF_NO_KERNEL": "1"})
     default = probe(clean_env)
     assert forced["backend"] == "numpy"
-    assert default["backend"] == ("kernel" if _kernel is not None else "numpy")
+    assert default["backend"] == ("kernel" if kernel is not None else "numpy")
     assert forced["nan"] == default["nan"] == 1 and forced["changed"] == default["changed"]
     for k in ("l2", "cos", "mean"):  # bfloat16 data: the kernel sums it in float32 blocks
         assert default[k] == pytest.approx(forced[k], rel=RTOL_HALF), k

@@ -83,7 +83,7 @@ def test_acceptance_renames_prefix_and_tie_are_no_architecture_change(
     assert (s.added_parameters, s.removed_parameters) == (0, 0)
     assert (s.modified_parameters, s.tied_parameters) == (2, 1)
     assert s.unchanged_parameters == len(_weights()) - 2
-    insights = {i["code"]: i for i in result.analysis["insights"]}
+    insights = {i["code"]: i for i in result.analysis.to_dict()["insights"]}
     assert "architecture-changed" not in insights
     # the tie is no tensor of its own: frozen counts are out of the 17 tensors compared
     assert insights["frozen-layers"]["evidence"]["total"] == len(_weights())
@@ -174,7 +174,7 @@ def test_bin_with_tied_head_vs_safetensors_without(tmp_path: Path, direction: st
     s = result.summary
     assert (s.added_parameters, s.removed_parameters, s.tied_parameters) == (0, 0, 1)
     assert s.changed_parameters == 0
-    assert [i["code"] for i in result.analysis["insights"]] == ["no-change"]
+    assert [i["code"] for i in result.analysis.to_dict()["insights"]] == ["no-change"]
     tie = next(d for d in result.diffs if d.change_type is ChangeType.TIED)
     assert (tie.name, tie.tied_to, tie.tied_by) == (
         "lm_head.weight",
@@ -215,6 +215,6 @@ def test_renamed_tensor_in_torch_files(tmp_path: Path) -> None:
     result = _compare(tmp_path / "a.pt", tmp_path / "b.pt")
     d = next(d for d in result.diffs if d.name == "classifier.weight")
     assert (d.change_type, d.old_name) == (ChangeType.RENAMED, "head.weight")
-    assert "architecture-changed" not in [i["code"] for i in result.analysis["insights"]]
+    assert "architecture-changed" not in [i["code"] for i in result.analysis.to_dict()["insights"]]
     out = CliRunner().invoke(cli, ["compare", str(tmp_path / "a.pt"), str(tmp_path / "b.pt")])
     assert "renamed  head.weight -> classifier.weight (same bytes)" in out.output

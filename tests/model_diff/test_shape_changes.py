@@ -67,10 +67,12 @@ def test_tiny_vs_full_network_has_no_partial_overlap_anywhere(tmp_path: Path) ->
         if d.change_type is ChangeType.MODIFIED and d.relative_change is not None
     ]
     assert s.max_relative_change == max(measured)  # fc.bias only: the one tensor kept
-    for ins in result.analysis["insights"]:
+    for ins in result.analysis.to_dict()["insights"]:
         if ins["code"] != "shape-changed":
             assert not set(ins["evidence"].get("tensors", [])) & set(shaped), ins["code"]
-    shape_ins = next(i for i in result.analysis["insights"] if i["code"] == "shape-changed")
+    shape_ins = next(
+        i for i in result.analysis.to_dict()["insights"] if i["code"] == "shape-changed"
+    )
     assert "rows" not in shape_ins["description"]
     text = result.report("text", old_name="tiny", new_name="full")
     assert "overlap" not in text
@@ -105,6 +107,8 @@ def test_vocabulary_resize_still_compares_rows(tmp_path: Path) -> None:
     assert emb.relative_change == pytest.approx(0.001, rel=1e-3)
     assert by["cls.predictions.bias"].overlap_rows == 30522
     assert by["cls.predictions.bias"].relative_change == 0.0
-    shape_ins = next(i for i in result.analysis["insights"] if i["code"] == "shape-changed")
+    shape_ins = next(
+        i for i in result.analysis.to_dict()["insights"] if i["code"] == "shape-changed"
+    )
     assert "vocabulary resize, +8 rows" in shape_ins["description"]
     assert "overlap rel.change 0.100%" in result.report("text", old_name="a", new_name="b")

@@ -124,7 +124,7 @@ def test_f16_source_and_f16_gguf_are_identical_after_unpermuting(tmp_path: Path)
     ):
         c = compare(a, b)
     assert c.summary.unchanged_parameters == N_TENSORS
-    assert [i["code"] for i in c.analysis["insights"]] == ["no-change"]
+    assert c.analysis.codes == ["no-change"]
 
 
 @pytest.mark.parametrize("qtype", ["Q8_0", "Q4_0"])
@@ -146,10 +146,10 @@ def test_quantized_gguf_against_source_is_judged_as_quantization(
             assert d.change_type is ChangeType.DTYPE_CHANGED and d.new_dtype == qtype
             assert d.relative_change is not None and lo < d.relative_change < hi, d.name
             assert d.cosine_sim is not None and d.cosine_sim > 1 - hi
-    codes = {i["code"] for i in c.analysis["insights"]}
+    codes = set(c.analysis.codes)
     assert "quantization-error" in codes
     assert not codes & TRAINING_CODES
-    q = c.analysis["quantization"]
+    q = c.analysis.quantization
     assert q["quantized_side"] == "new"
     assert lo < q["types"][qtype]["aggregate_relative_error"] < hi
     assert q["types"]["float32"]["exact"] == 5
@@ -159,7 +159,7 @@ def test_quantized_gguf_against_source_is_judged_as_quantization(
     assert worst[0]["relative_error"] == max(
         d.relative_change for d in c.diffs if d.relative_change is not None
     )
-    assert c.analysis["change_pattern"] == "not_analyzed" and c.analysis["frozen_layers"] == []
+    assert c.analysis.change_pattern == "not_analyzed" and c.analysis.frozen == ()
     for report in (text, md, html):
         assert "names mapped from GGUF llama, 21 of 21" in report
         assert worst[0]["name"] in report
@@ -171,9 +171,9 @@ def test_quantized_gguf_against_source_is_judged_as_quantization(
 def test_source_on_the_new_side_measures_error_against_the_source(files: dict[str, Path]) -> None:
     """GGUF as old side: the relative error is still ||q - src|| / ||src||."""
     with open_checkpoint(files["Q4_0"]) as g, open_checkpoint(files["src"]) as src:
-        rev = compare(g, src).analysis["quantization"]
+        rev = compare(g, src).analysis.quantization
     with open_checkpoint(files["src"]) as src, open_checkpoint(files["Q4_0"]) as g:
-        fwd = compare(src, g).analysis["quantization"]
+        fwd = compare(src, g).analysis.quantization
     assert rev["quantized_side"] == "old"
     for name, rec in fwd["tensors"].items():
         assert rev["tensors"][name]["relative_error"] == pytest.approx(rec["relative_error"])
@@ -187,7 +187,7 @@ def test_two_quantizations_pair_by_name_and_a_gguf_equals_itself(files: dict[str
     assert (c.summary.added_parameters, c.summary.removed_parameters) == (0, 0)
     assert c.summary.dtype_changed_parameters == 16
     assert all(d.name.startswith(("blk.", "token_embd", "output")) for d in c.diffs)
-    assert c.analysis["quantization"]["quantized_side"] == "new"  # 4.5 bits vs 8.5
+    assert c.analysis.quantization["quantized_side"] == "new"  # 4.5 bits vs 8.5
     for d in c.diffs:
         if d.change_type is ChangeType.DTYPE_CHANGED:
             assert d.relative_change is not None and 0.05 < d.relative_change < 0.15

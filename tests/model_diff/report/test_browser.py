@@ -137,12 +137,12 @@ def loaded(hostile_report: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     """
     tmp = tmp_path_factory.mktemp("chromium")
     shot = tmp / "report.png"
-    # Half device scale: a 1000x1500 CSS-pixel page (header to depth chart) in 500x750 pixels,
+    # Half device scale: a 1000x1600 CSS-pixel page (header to depth chart) in 500x800 pixels,
     # a quarter of the PNG to decode.
     dom_text = _chromium(
         tmp,
         hostile_report.as_uri() + "#q=script&sort=-rel",
-        "--window-size=1000,1500",
+        "--window-size=1000,1600",
         "--force-device-scale-factor=0.5",
         f"--screenshot={shot}",
         "--dump-dom",
@@ -167,7 +167,7 @@ def test_charts_render_and_hostile_names_run_nothing(loaded: tuple[str, Path]) -
     visible = [name for name, hidden in dom.rows if not hidden]
     assert sorted(visible) == sorted([XSS_NAME, XSS_TITLE_NAME])
     pixels = read_png(shot)
-    assert pixels.shape[:2] == (750, 500)
+    assert pixels.shape[:2] == (800, 500)
     colours = np.unique(pixels.reshape(-1, pixels.shape[2])[:, :3], axis=0)
     assert len(colours) > 50  # text, lines and bars; a blank page has one or two colours
     # The depth chart's series are painted: attention blue and MLP amber of the default scheme.

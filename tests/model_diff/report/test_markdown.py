@@ -38,7 +38,7 @@ def test_sections_grouped_with_insights_first(pair: Diffed) -> None:
     assert positions == sorted(positions)
     assert md.index("**CRITICAL**") < md.index("**WARNING**") < md.index("**info**")
     assert "pattern `inverse_gradient`" in md
-    assert ":x: NaN/Inf in 1 tensor" in md
+    assert ":x: NaN/Inf in 1 of 31 tensors of the new checkpoint" in md
 
 
 def test_names_with_pipes_backticks_and_html_stay_in_one_code_span() -> None:

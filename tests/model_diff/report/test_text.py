@@ -133,10 +133,11 @@ def test_depth_profile_shows_later_blocks_moving_more(pair: Diffed) -> None:
 
 
 def test_block_profile_merges_runs_of_blocks_beyond_max_rows() -> None:
+    from model_diff.analysis import DepthEntry
     from model_diff.report.view import block_profile
 
     profile = [
-        {"block": b, "layer_type": t, "avg_change": float(b), "count": 1}
+        DepthEntry(b, f"layers.{b}", None, t, 1, 0, float(b), None, 1)
         for b in range(10)
         for t in ("attention", "mlp")
     ]

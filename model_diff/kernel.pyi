@@ -1,4 +1,4 @@
-"""Types of the compiled metric kernel (model_diff/_kernel.c); absent when not built."""
+"""Types of the compiled metric kernel (model_diff/kernel.c); absent when not built."""
 
 import numpy as np
 

@@ -1,5 +1,5 @@
 /*
- * model_diff._kernel: the fused single-pass metric step (the fast path of metrics.py).
+ * model_diff.kernel: the fused single-pass metric step (the fast path of metrics.py).
  *
  * pair_step(a, b, threshold, facc, cacc) and side_step(x, facc, cacc) have exactly the
  * contract of metrics.numpy_pair_step / numpy_side_step: they add one chunk of old (a) and
@@ -717,7 +717,7 @@ static int dtype_code(PyObject *arr) {
     /* Whatever failed above (a missing attribute, a non-string, an unknown dtype): an
      * exception is set before -1 goes back. */
     if (code < 0 && !PyErr_Occurred())
-        PyErr_Format(PyExc_TypeError, "model_diff._kernel: unsupported dtype %R", dt);
+        PyErr_Format(PyExc_TypeError, "model_diff.kernel: unsupported dtype %R", dt);
     Py_XDECREF(kind); Py_XDECREF(size); Py_XDECREF(order); Py_XDECREF(name);
     Py_DECREF(dt);
     return code;
@@ -912,7 +912,7 @@ static PyMethodDef methods[] = {
 static int kernel_exec(PyObject *m) {
     KernelState *st = (KernelState *)PyModule_GetState(m);
     if (!st) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_SystemError, "_kernel: no module state");
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_SystemError, "kernel: no module state");
         return -1;
     }
     build_f8_tables(st);
@@ -938,7 +938,7 @@ static PyModuleDef_Slot slots[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT,
-    "_kernel",
+    "kernel",
     "Fused single-pass metric step for model_diff.metrics (see the C source's header).",
     sizeof(KernelState),
     methods,
@@ -948,4 +948,4 @@ static struct PyModuleDef module = {
     NULL,
 };
 
-PyMODINIT_FUNC PyInit__kernel(void) { return PyModuleDef_Init(&module); }
+PyMODINIT_FUNC PyInit_kernel(void) { return PyModuleDef_Init(&module); }
