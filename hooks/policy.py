@@ -65,7 +65,7 @@ BUILTIN_ALLOW_FROZEN = (
     "*.attn.masked_bias",
 )
 
-#: Defaults of the numeric thresholds (README, "pre-commit and CI", explains the choice).
+#: Defaults of the numeric thresholds (docs/ci.md, "The policy", explains the choice).
 DEFAULT_MIN_COSINE = 0.5
 DEFAULT_MAX_RELATIVE_CHANGE = 1.0
 
@@ -105,7 +105,7 @@ def _type_error(key: str, expected: str, value: object, source: str) -> PolicyEr
     return PolicyError(
         f"policy key {key!r} must be {expected}, got {value!r}",
         path=source,
-        hint="see README, 'pre-commit and CI', for the policy keys",
+        hint="see docs/ci.md, 'The policy', for the policy keys",
     )
 
 
