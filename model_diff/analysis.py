@@ -68,7 +68,7 @@ INSIGHT_CODES: tuple[str, ...] = (
     *QUANTIZATION_CODES,
 )
 
-# -- pattern rules (relative to the pair; see README "Analysis and insights") ---------------
+# -- pattern rules (relative to the pair; see docs/analysis.md "Change patterns") ----------
 #: A tensor's change is significant when >= this fraction of the pair's reference change
 #: (the median of the changed tensors' relative changes: robust to the few small tensors,
 #: biases and norms, whose relative changes run far above the weight matrices').
@@ -95,7 +95,7 @@ _DESCRIBE_MAX = 8  # names spelled out in a description; evidence always lists t
 
 @dataclass
 class AnalysisConfig:
-    """Options of the analysis; every field changes the result (README "Analysis and insights").
+    """Options of the analysis; every field changes the result (docs/analysis.md).
 
     ``significant_change_threshold``: a tensor whose relative change ||new-old||/||old|| is at
     least this gets a ``large-relative-change`` insight. ``layer_patterns``: {type: regex}
