@@ -182,7 +182,7 @@ def config_file(scope: str, cwd: Path) -> Path | None:
 
 
 def attributes_file(scope: str, cwd: Path) -> Path:
-    """Where install writes attribute lines for a scope (README: Git integration)."""
+    """Where install writes attribute lines for a scope (docs/git.md, "What install writes")."""
     if scope == "local":
         top = _repo_top(scope, cwd)
         assert top is not None  # _repo_top raised otherwise

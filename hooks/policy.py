@@ -110,7 +110,7 @@ def _type_error(key: str, expected: str, value: object, source: str) -> PolicyEr
     return PolicyError(
         f"policy key {key!r} must be {expected}, got {value!r}",
         path=source,
-        hint="see README, 'pre-commit and CI', for the policy keys",
+        hint="see docs/ci.md, 'The policy', for the policy keys",
     )
 
 

@@ -89,7 +89,7 @@ def _is_number(x: object) -> bool:
 
 @dataclass
 class AnalysisConfig:
-    """Options of the analysis; every field changes the result (README "Analysis and insights").
+    """Options of the analysis; every field changes the result (docs/analysis.md).
 
     ``significant_change_threshold``: a changed tensor whose relative change ||new-old||/||old||
     is at least this gets a ``large-relative-change`` insight (inf: never).

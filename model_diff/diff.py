@@ -47,7 +47,7 @@ class ChangeType(str, Enum):
 
 @dataclass
 class DiffConfig:
-    """Options of a diff. Every field changes the result; see the README's field table."""
+    """Options of a diff. Every field changes the result; see the field table in docs/api.md."""
 
     #: Run the element-wise pass (all metrics and per-side statistics). False compares bytes
     #: only: tensors are still classified changed/unchanged exactly, but carry no metrics.

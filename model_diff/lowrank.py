@@ -46,7 +46,7 @@ WIDEN_IF_CAPTURED = 0.5
 #: Subspace (power) iterations: sharpen the spectrum for slowly decaying updates.
 POWER_ITERATIONS = 1
 #: "auto" analyses matrices up to this many elements (1024 x 1024): each costs ~6-10 ms of
-#: CPU, while the compiled metrics pass over the same tensor costs ~1 ms (see README).
+#: CPU, while the compiled metrics pass over the same tensor costs ~1 ms (docs/performance.md).
 AUTO_MAX_ELEMENTS = 1024 * 1024
 #: "auto" analyses at most this many elements in all (8 matrices of 1024 x 1024).
 AUTO_BUDGET_ELEMENTS = 8 * 1024 * 1024
