@@ -12,19 +12,30 @@ folder outside the repository. It then warms the page cache and, in one run, mea
       from ``wait4``,
   (c) ``ModelDiff.diff`` alone in a fresh process (the engine without start-up, analysis or
       report), and
-  (d) the start-up floor: a fresh interpreter importing numpy, ml_dtypes and click, which
-      every compare pays before reading a byte;
+  (d) the start-up floor: a fresh interpreter importing the libraries a compare imports
+      (numpy, click, xxhash; not ml_dtypes, which the compare and textconv paths never
+      import), which every compare pays before reading a byte;
 
 and prints throughput (bytes of both files / wall time), the ratios to (a) and the peak RSS,
 per metrics backend (the compiled kernel, and numpy via ``MODEL_DIFF_NO_KERNEL=1``).
+In the same run it measures the fixed start-up cost, each as the best of ``--startup-repeats``
+fresh processes (run in turn, round after round, so load on a shared machine hits them alike):
+
+  (e) ``python -c "import numpy"``, the floor issue 11 names,
+  (f) ``model-diff textconv`` of a ~1 MB safetensors file of the same dtype (its cache off,
+      so the file is really read), and
+  (g) ``model-diff compare`` of a ~1 MB pair of that dtype (text report, stdout discarded),
+
+and prints f/e and g/e. Issue 11's criteria (item 10) are printed against the figures:
+b/a >= 0.6, f/e <= 1.5, g/e <= 2, peak RSS <= 400 MiB.
 
 The processes run the package as installed: byte-compiled (pip compiles modules on install),
 into a private ``PYTHONPYCACHEPREFIX`` in the work folder, even where the environment sets
 ``PYTHONDONTWRITEBYTECODE``; one untimed compare runs first to write it. Not part of the test
 suite. Run from the repository root:
 
-    python bench/engine.py --size-gib 1 --dtype bf16
-    python bench/engine.py --size-gib 2 --dtype fp32
+    python bench/engine.py --size-gib 4 --dtype bf16
+    python bench/engine.py --size-gib 4 --dtype fp32
 """
 
 from __future__ import annotations
@@ -48,9 +59,17 @@ GIB = 1 << 30
 PIECE = 1 << 22  # elements generated and written at a time (bounded generator memory)
 
 
-def transformer_shapes(total_bytes: int, itemsize: int) -> list[tuple[str, tuple[int, ...]]]:
-    """LLaMA-like tensor shapes (d_model 1024) with as many blocks as fill ``total_bytes``."""
-    d, ff, vocab = 1024, 2816, 8192
+#: (d_model, feed-forward, vocabulary) of the generated models: "llama" for the throughput
+#: pair, "small" for the ~1 MB start-up files.
+DIMS = {"llama": (1024, 2816, 8192), "small": (64, 176, 256)}
+
+
+def transformer_shapes(
+    total_bytes: int, itemsize: int, dims: tuple[int, int, int] = DIMS["llama"]
+) -> list[tuple[str, tuple[int, ...]]]:
+    """LLaMA-like tensor shapes (d_model 1024 by default) with as many blocks as fill
+    ``total_bytes``."""
+    d, ff, vocab = dims
     per_block = (4 * d * d + 3 * d * ff + 2 * d) * itemsize
     fixed = (2 * vocab * d + d) * itemsize
     blocks = max(1, round((total_bytes - fixed) / per_block))
@@ -96,7 +115,7 @@ def write_pair(old: Path, new: Path, size_gib: float, dtype: str, layout: str = 
     if layout == "single":  # one large matrix, all of it perturbed
         shapes = [("weight", (max(1, int(size_gib * GIB) // itemsize // 1024), 1024))]
     else:
-        shapes = transformer_shapes(int(size_gib * GIB), itemsize)
+        shapes = transformer_shapes(int(size_gib * GIB), itemsize, DIMS[layout])
     header: dict[str, object] = {"__metadata__": {"format": "pt"}}
     offset = 0
     for name, shape in sorted(shapes):
@@ -195,17 +214,61 @@ print(time.perf_counter() - t, metrics.BACKEND)
 """
 
 
+#: What every compare imports before reading a byte (ml_dtypes is not among them).
+FLOOR_IMPORTS = "import numpy, click, xxhash"
+
+
+def wall_of(cmd: list[str], env: dict[str, str]) -> float:
+    """Wall seconds of ``cmd`` in a fresh process (stdout discarded, exit 0 required)."""
+    t = time.perf_counter()
+    proc = subprocess.run(
+        cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, check=False
+    )
+    wall = time.perf_counter() - t
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{proc.stderr.decode()}")
+    return wall
+
+
+def best_walls(cmds: list[tuple[list[str], dict[str, str]]], repeats: int) -> list[float]:
+    """Best wall seconds of each command over ``repeats`` rounds; each round runs every
+    command once, in turn, so a load spike on a shared machine hits them alike."""
+    best = [float("inf")] * len(cmds)
+    for _ in range(repeats):
+        for i, (cmd, env) in enumerate(cmds):
+            best[i] = min(best[i], wall_of(cmd, env))
+    return best
+
+
 def startup_floor(env: dict[str, str], repeats: int = 3) -> float:
     """Best wall seconds of a fresh interpreter importing only the libraries every compare
-    needs (numpy, ml_dtypes, click): the fixed cost before model-diff does anything."""
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        subprocess.run(
-            [sys.executable, "-c", "import numpy, ml_dtypes, click"], env=env, cwd=ROOT, check=True
-        )
-        best = min(best, time.perf_counter() - t)
-    return best
+    needs (numpy, click, xxhash): the fixed cost before model-diff does anything."""
+    return best_walls([([sys.executable, "-c", FLOOR_IMPORTS], env)], repeats)[0]
+
+
+def model_diff_command() -> list[str]:
+    """The ``model-diff`` console script beside this interpreter (what git runs), else
+    ``python -m model_diff`` (the same ``main``)."""
+    script = Path(sys.executable).parent / "model-diff"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "model_diff"]
+
+
+def startup_costs(
+    small_old: Path, small_new: Path, env: dict[str, str], repeats: int
+) -> tuple[float, float, float]:
+    """(e, f, g): best wall seconds of ``python -c "import numpy"``, ``model-diff textconv``
+    of the small file, ``model-diff compare`` of the small pair (text report)."""
+    md = model_diff_command()
+    tc_env = dict(env, MODEL_DIFF_NO_CACHE="1")  # a cache hit would not read the file
+    e, f, g = best_walls(
+        [
+            ([sys.executable, "-c", "import numpy"], env),
+            ([*md, "textconv", str(small_old)], tc_env),
+            ([*md, "compare", str(small_old), str(small_new)], env),
+        ],
+        repeats,
+    )
+    return e, f, g
 
 
 def run_engine(old: Path, new: Path, env: dict[str, str]) -> float:
@@ -249,6 +312,12 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="extra arguments for model-diff compare, e.g. '--low-rank off'",
     )
+    ap.add_argument(
+        "--startup-repeats",
+        type=int,
+        default=7,
+        help="fresh processes per start-up figure (d)-(g); the best is reported",
+    )
     ap.add_argument("--dir", help="where to write the pair (default: a new temp folder)")
     ap.add_argument("--keep", action="store_true", help="keep the generated files")
     ap.add_argument(
@@ -261,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="model-diff-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     old, new = work / "old.safetensors", work / "new.safetensors"
+    small_old, small_new = work / "small-old.safetensors", work / "small-new.safetensors"
     try:
         t = time.perf_counter()
         if not (args.reuse and old.exists() and new.exists()):
@@ -270,6 +340,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"each, in {time.perf_counter() - t:.1f} s ({work})"
             )
         total = old.stat().st_size + new.stat().st_size
+        write_pair(small_old, small_new, 1 / 1024, args.dtype, "small")  # ~1 MB each
+        small_mb = small_old.stat().st_size / 1e6
         read_rate([old, new], repeats=1)  # warm the page cache
         backends = ["kernel", "numpy"] if args.backend == "both" else [args.backend]
         base = {
@@ -309,11 +381,33 @@ def main(argv: list[str] | None = None) -> int:
                 f"[{backend}] (c) ModelDiff.diff alone: {engine:.2f} s, "
                 f"{total / engine / 1e9:.2f} GB/s, ratio c/a {total / engine / floor2:.2f}"
             )
-            floor_s = startup_floor(env)
+            floor_s = startup_floor(env, args.startup_repeats)
             print(
-                f"[{backend}] (d) start-up floor (python -c 'import numpy, ml_dtypes, click'): "
+                f"[{backend}] (d) start-up floor (python -c '{FLOOR_IMPORTS}'): "
                 f"{floor_s:.2f} s; (b) less (d): {wall - floor_s:.2f} s, ratio "
                 f"{total / (wall - floor_s) / floor:.2f}"
+            )
+            e, f, g = startup_costs(small_old, small_new, env, args.startup_repeats)
+            print(f"[{backend}] (e) python -c 'import numpy': {e:.3f} s")
+            print(
+                f"[{backend}] (f) model-diff textconv of a {small_mb:.1f} MB {args.dtype} "
+                f"file: {f:.3f} s, f/e {f / e:.2f}"
+            )
+            print(
+                f"[{backend}] (g) model-diff compare of a 2 x {small_mb:.1f} MB {args.dtype} "
+                f"pair: {g:.3f} s, g/e {g / e:.2f}"
+            )
+            ratio = total / wall / floor
+            peak = max(p[2] for p in pairs) / (1 << 20)
+            checks = [
+                ("b/a >= 0.6", ratio >= 0.6, f"{ratio:.2f}"),
+                ("f/e <= 1.5", f / e <= 1.5, f"{f / e:.2f}"),
+                ("g/e <= 2", g / e <= 2.0, f"{g / e:.2f}"),
+                ("peak RSS <= 400 MiB", peak <= 400, f"{peak:.0f} MiB"),
+            ]
+            print(
+                f"[{backend}]     issue 11 item 10: "
+                + "; ".join(f"{c} {v} {'met' if ok else 'NOT met'}" for c, ok, v in checks)
             )
             print(
                 f"[{backend}]     all runs (b/a, c/a): "
@@ -322,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
     finally:
+        for p in (small_old, small_new):
+            p.unlink(missing_ok=True)
         if not args.keep:
             for p in (old, new):
                 p.unlink(missing_ok=True)

@@ -22,7 +22,8 @@ one line naming the oid, the size and ``git lfs fetch``.
 
 Startup matters (git runs this once per file per commit): this module is reached from
 ``python -m model_diff textconv`` without click, and imports numpy, xxhash and the format
-readers only; torch only if the file is a pickle.
+readers only; torch only if the file is a pickle, ml_dtypes never (tensors are read through
+their storage views).
 """
 
 from __future__ import annotations
@@ -67,13 +68,15 @@ def _name(name: str) -> str:
 def tensor_line(ref: TensorRef, *, fast: bool) -> str:
     """One tensor's line: content hash over its mapped bytes (streamed), then statistics."""
     try:
-        arr = ref.array()
+        # The storage view (uint16 for bfloat16, uint8 for float8): the kernel is told the
+        # dtype by name, so a bf16 file never imports ml_dtypes.
+        arr = ref.storage()
         # Bytes only: dtype and shape are fields of the line already. Streamed from the map.
         digest = array_xxh3(arr, with_layout=False, done=ref.release_range)
         shape = "[" + ",".join(str(s) for s in ref.shape) + "]"
         line = f"{_name(ref.name)} {ref.dtype.name} {shape} xxh3:{digest}"
         if not fast:
-            s = array_stats(arr, done=ref.release_range)
+            s = array_stats(arr, dtype=ref.dtype.name, done=ref.release_range)
             line += (
                 f" mean={_fmt(s.mean)} std={_fmt(s.std)} min={_fmt(s.min)}"
                 f" max={_fmt(s.max)} nan={s.nan_count} inf={s.inf_count}"

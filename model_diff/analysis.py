@@ -591,7 +591,11 @@ def _same_bytes(ckpt: Checkpoint, a: str, b: str) -> bool:
         return False
     ra, rb = ckpt.tensors[a], ckpt.tensors[b]
     try:
-        return ra.dtype == rb.dtype and ra.shape == rb.shape and bytes_equal(ra.array(), rb.array())
+        return (
+            ra.dtype == rb.dtype
+            and ra.shape == rb.shape
+            and bytes_equal(ra.storage(), rb.storage())
+        )
     finally:
         ra.release()
         rb.release()

@@ -78,13 +78,38 @@ class TensorRef:
 
     def array(self) -> Elements:
         """The tensor's elements as a flat C-contiguous array of ``self.dtype.numpy``, or a
-        ``ChunkedArray`` of them (read by range) where the storage is not a plain view."""
+        ``ChunkedArray`` of them (read by range) where the storage is not a plain view.
+        For bfloat16/float8 this imports ml_dtypes: passes that only read bits (metrics,
+        hashing, byte comparisons) use ``storage()`` instead."""
+        arr = self._load()
+        dt = self.dtype
+        if not dt.storage_differs or arr.dtype.name == dt.name:
+            return arr
+        return arr.view(dt.numpy)
+
+    def storage(self) -> Elements:
+        """The same elements as ``array()`` (zero-copy where it is) as a flat C-contiguous
+        array of ``self.dtype.storage``: uint16 for bfloat16, uint8 for float8 (the same
+        bits; no ml_dtypes), the numpy dtype itself for every other type. The metrics kernel
+        reads it when told the logical dtype (``metrics.diff_arrays(..., dtypes=...)``)."""
+        arr = self._load()
+        st = self.dtype.storage
+        return arr if arr.dtype == st else arr.view(st)
+
+    def _load(self) -> Elements:
+        # Loaders hand out the storage dtype (every reader: no ml_dtypes at open or view) or,
+        # for in-memory arrays (from_arrays), the logical one: told apart by name and item
+        # size, so checking a bfloat16 storage view never imports ml_dtypes.
         arr = self._loader()
+        st = self.dtype.storage
+        name = "float32" if self.dtype.is_quantized else self.dtype.name
+        if arr.dtype != st and (arr.dtype.name != name or arr.dtype.itemsize != st.itemsize):
+            raise TypeError(f"reader bug: {self.name} loader returned {arr.dtype}")
         if isinstance(arr, ChunkedArray):
-            if arr.dtype != self.dtype.numpy or arr.size != self.numel:
+            if arr.size != self.numel:
                 raise TypeError(f"reader bug: {self.name} loader returned {arr!r}")
             return arr
-        if arr.dtype != self.dtype.numpy or arr.ndim != 1 or not arr.flags.c_contiguous:
+        if arr.ndim != 1 or not arr.flags.c_contiguous:
             raise TypeError(f"reader bug: {self.name} loader returned {arr.dtype} {arr.shape}")
         return arr
 
@@ -168,7 +193,7 @@ def tensor_info(ref: TensorRef) -> TensorInfo:
     from .metrics import array_stats  # numeric work lives in metrics; it knows no Checkpoint
 
     try:
-        s = array_stats(ref.array(), done=ref.release_range)
+        s = array_stats(ref.storage(), dtype=ref.dtype.name, done=ref.release_range)
     finally:
         ref.release()
     return TensorInfo(

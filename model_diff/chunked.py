@@ -69,6 +69,23 @@ class ChunkedArray:
             size=n, dtype=self.dtype, nbytes=round(per * n), values=self._values, raw=self._raw
         )
 
+    def view(self, dtype: np.dtype) -> ChunkedArray:
+        """The same elements read as ``dtype`` of the same item size (a bfloat16 tensor's
+        uint16 storage view and back); stored bytes unchanged."""
+        dtype = np.dtype(dtype)
+        if dtype.itemsize != self.dtype.itemsize:
+            raise ValueError(f"cannot view {self.dtype} elements as {dtype}")
+        if dtype == self.dtype:
+            return self
+        fetch = self._values
+        return ChunkedArray(
+            size=self.size,
+            dtype=dtype,
+            nbytes=self.nbytes,
+            values=lambda start, stop: fetch(start, stop).view(dtype),
+            raw=self._raw,
+        )
+
     def dense(self) -> np.ndarray:
         """Every element in one array: only for callers that bound the size themselves."""
         return self.values(0, self.size)

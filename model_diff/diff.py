@@ -422,7 +422,7 @@ class ModelDiff:
         try:
             if a.shape != b.shape:
                 return self._shape_changed(a, b, base)
-            xa, xb = a.array(), b.array()
+            xa, xb = a.storage(), b.storage()  # bits only: no ml_dtypes for bf16/fp8
             same_dtype = a.dtype == b.dtype
             ctype = ChangeType.MODIFIED if same_dtype else ChangeType.DTYPE_CHANGED
             if not self.config.compute_element_wise:
@@ -430,7 +430,11 @@ class ModelDiff:
                     ctype = ChangeType.UNCHANGED
                 return ParameterDiff(change_type=ctype, **base)  # type: ignore[arg-type]
             workers, done = self.config.num_workers, _release_both(a, b)
-            s = metrics.stats_if_equal(xa, xb, done=done, workers=workers) if same_dtype else None
+            s = (
+                metrics.stats_if_equal(xa, xb, dtype=b.dtype.name, done=done, workers=workers)
+                if same_dtype
+                else None
+            )
             if s is not None:
                 return ParameterDiff(
                     change_type=ChangeType.UNCHANGED,
@@ -449,7 +453,12 @@ class ModelDiff:
                     **base,  # type: ignore[arg-type]
                 )
             m = metrics.diff_arrays(
-                xa, xb, self.config.change_threshold, done=done, workers=workers
+                xa,
+                xb,
+                self.config.change_threshold,
+                dtypes=(a.dtype.name, b.dtype.name),
+                done=done,
+                workers=workers,
             )
             low_rank = self._low_rank(a, b, xa, xb) if ctype is ChangeType.MODIFIED else None
             return _from_metrics(ctype, base, m, low_rank=low_rank)
@@ -478,9 +487,10 @@ class ModelDiff:
         rows = min(a.shape[0], b.shape[0])
         row_len = int(np.prod(a.shape[1:], dtype=np.int64)) if len(a.shape) > 1 else 1
         m = metrics.diff_arrays(
-            head(a.array(), rows * row_len),
-            head(b.array(), rows * row_len),
+            head(a.storage(), rows * row_len),
+            head(b.storage(), rows * row_len),
             self.config.change_threshold,
+            dtypes=(a.dtype.name, b.dtype.name),
             done=_release_both(a, b),
             workers=self.config.num_workers,
         )
@@ -491,7 +501,10 @@ class ModelDiff:
     def _side_stats(self, ref: TensorRef) -> metrics.SideStats:
         try:
             return metrics.array_stats(
-                ref.array(), done=ref.release_range, workers=self.config.num_workers
+                ref.storage(),
+                dtype=ref.dtype.name,
+                done=ref.release_range,
+                workers=self.config.num_workers,
             )
         finally:
             ref.release()
@@ -505,7 +518,9 @@ class ModelDiff:
             return None
         from . import lowrank
 
-        return lowrank.analyze_delta(dense(xa), dense(xb), a.shape, force=True)
+        return lowrank.analyze_delta(
+            dense(xa), dense(xb), a.shape, force=True, dtypes=(a.dtype.name, b.dtype.name)
+        )
 
     def _auto_low_rank(
         self,
@@ -547,7 +562,12 @@ class ModelDiff:
             a, b = old.tensors[d.name], new.tensors[d.name]
             try:
                 # dense(): a quantized side decodes whole, within AUTO_MAX_ELEMENTS
-                info = lowrank.analyze_delta(dense(a.array()), dense(b.array()), a.shape)
+                info = lowrank.analyze_delta(
+                    dense(a.storage()),
+                    dense(b.storage()),
+                    a.shape,
+                    dtypes=(a.dtype.name, b.dtype.name),
+                )
             finally:
                 a.release()
                 b.release()

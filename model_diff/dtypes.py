@@ -4,6 +4,9 @@ Canonical names follow torch's spelling without the ``torch.`` prefix (``bfloat1
 ``float8_e4m3fn``). numpy has no bfloat16 or float8 of its own: ``ml_dtypes`` provides them,
 and it is imported only when such a tensor is actually viewed through numpy
 (``DType.numpy``): importing it costs more than everything else a git textconv does.
+The metrics kernel, hashing and byte comparisons never need it: they read a tensor's
+*storage* view (``DType.storage``: uint16 for bfloat16, uint8 for float8) and are told the
+logical dtype by name.
 This module maps between canonical names, safetensors codes, numpy dtypes and torch dtypes.
 It must not import torch, nor ml_dtypes at import time.
 """
@@ -29,6 +32,56 @@ def numpy_dtype(name: str) -> np.dtype:
     return np.dtype(name)
 
 
+@functools.cache
+def storage_dtype(name: str) -> np.dtype:
+    """The numpy dtype of a canonical name's storage view: the same bits as an unsigned
+    integer for the ml_dtypes types (uint16 for bfloat16, uint8 for float8), the numpy
+    dtype itself for every other type. Never imports ml_dtypes."""
+    if name in ML_DTYPES_NAMES:
+        return np.dtype(np.uint16 if name == "bfloat16" else np.uint8)
+    return np.dtype(name)
+
+
+@functools.cache
+def _float8_table(name: str) -> np.ndarray:
+    """float32 value of each of the 256 float8 bit patterns (OCP FP8: E4M3FN has no
+    infinities and one NaN per sign, S.1111.111; E5M2 is IEEE-like)."""
+    bits = np.arange(256, dtype=np.int64)
+    sign = np.where(bits >> 7, -1.0, 1.0)  # copysign: NaNs keep their sign bit too
+    if name == "float8_e4m3fn":
+        e, m = (bits >> 3) & 0xF, bits & 7
+        mag = np.where(e == 0, np.ldexp(m, -9), np.ldexp(m | 8, e - 10))
+        mag = np.where((e == 15) & (m == 7), np.nan, mag)
+    else:
+        e, m = (bits >> 2) & 0x1F, bits & 3
+        mag = np.where(e == 0, np.ldexp(m, -16), np.ldexp(m | 4, e - 17))
+        mag = np.where(e == 31, np.where(m == 0, np.inf, np.nan), mag)
+    out = np.copysign(mag, sign).astype(np.float32)
+    out.flags.writeable = False
+    return out
+
+
+def storage_to_float32(
+    x: np.ndarray, name: str | None, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The values of ``x`` as float32, exactly for every type of float32 precision or less,
+    without ml_dtypes: ``x`` may be the storage view of ``name`` (uint16 bits of a bfloat16,
+    uint8 of a float8), else ``x``'s own values are cast. ``out``: a float32 array of ``x``'s
+    shape to write into (a reused buffer), else a new one."""
+    if name == "bfloat16" and x.dtype == np.uint16:
+        # bfloat16 is the top half of a float32: shifting the bits up is the exact value.
+        wide = np.left_shift(
+            x, np.uint32(16), dtype=np.uint32, out=None if out is None else out.view(np.uint32)
+        )
+        return wide.view(np.float32)
+    if name in ("float8_e4m3fn", "float8_e5m2") and x.dtype == np.uint8:
+        return np.take(_float8_table(name), x, out=out)
+    if out is None:
+        return x.astype(np.float32)
+    np.copyto(out, x, casting="unsafe")
+    return out
+
+
 @dataclass(frozen=True)
 class DType:
     name: str  # canonical, e.g. "bfloat16"
@@ -45,6 +98,17 @@ class DType:
         """Element dtype of the arrays readers hand out (imports ml_dtypes for bf16/fp8;
         float32 for block-quantized types, whose values are decoded)."""
         return numpy_dtype("float32" if self.block_bytes else self.name)
+
+    @property
+    def storage(self) -> np.dtype:
+        """Element dtype of storage views (``TensorRef.storage()``): ``numpy`` itself, except
+        uint16 for bfloat16 and uint8 for float8 (the same bits, no ml_dtypes needed)."""
+        return storage_dtype("float32" if self.block_bytes else self.name)
+
+    @property
+    def storage_differs(self) -> bool:
+        """True when storage views are not of ``numpy`` (bfloat16, float8)."""
+        return not self.block_bytes and self.name in ML_DTYPES_NAMES
 
     @property
     def is_float(self) -> bool:

@@ -101,7 +101,7 @@ def tensor_xxh3(ref: TensorRef) -> str:
     h = xxhash.xxh3_128()
     h.update(_layout_tag(ref.dtype.name, ref.shape))
     try:
-        _feed_array(h, ref.array(), ref.release_range)
+        _feed_array(h, ref.storage(), ref.release_range)
     finally:
         ref.release()
     return h.hexdigest()

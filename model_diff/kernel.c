@@ -17,8 +17,10 @@
  * straight from the (possibly unaligned, possibly mmap'd) buffer with AVX2 when the CPU has
  * it (runtime dispatch), 16 elements per step; every other dtype or mixed-dtype pair converts
  * one block at a time into an L1-sized double buffer. No numpy headers: buffers come through the buffer
- * protocol, dtypes are read from the array's ``dtype`` attribute. The GIL is released while
- * computing.
+ * protocol. The caller names each input's dtype (``a_dtype``/``b_dtype``/``dtype``, a DTYPES
+ * name), so bfloat16 and float8 arrive as plain uint16/uint8 storage views and no ml_dtypes
+ * array is ever needed; without a name the array's ``dtype`` attribute decides. The GIL is
+ * released while computing.
  *
  * What runs where: on x86-64 (GCC or clang) the CPU is asked once, at import, for AVX2, FMA
  * and F16C; with them the vector loops run, else (and on every other architecture) the
@@ -689,8 +691,29 @@ static void side_run(const Ctx *cx, int dt, const char *px, size_t n, Acc *total
 
 /* ---- Python glue ------------------------------------------------------------------------------ */
 
-/* The dtype code of a numpy array (native byte order only), or -1 with an exception set. */
-static int dtype_code(PyObject *arr) {
+/* Canonical dtype names (model_diff/dtypes.py spelling), in DT_* order: what the dtype
+ * keywords of pair_step/side_step accept, exported as DTYPES. */
+static const char *const DTYPE_NAMES[DT_COUNT] = {
+    "float64", "float32", "float16", "bfloat16", "float8_e4m3fn", "float8_e5m2", "int8",
+    "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "bool"};
+
+/* The dtype code of a numpy array (native byte order only), or -1 with an exception set.
+ *
+ * With ``logical`` (a DTYPE_NAMES entry, given by the caller) the array is a storage view
+ * of that dtype: its bytes are read as ``logical`` whatever numpy calls them (uint16 for
+ * bfloat16, uint8 for float8, so that no ml_dtypes array is needed); only its item size and
+ * byte order are checked. Without it the code comes from the numpy dtype's kind, item size
+ * and, for the ml_dtypes types, name. */
+static int dtype_code(PyObject *arr, const char *logical) {
+    int want = -1;
+    if (logical) {
+        for (int i = 0; i < DT_COUNT; i++)
+            if (strcmp(logical, DTYPE_NAMES[i]) == 0) want = i;
+        if (want < 0) {
+            PyErr_Format(PyExc_ValueError, "model_diff.kernel: unknown dtype name %s", logical);
+            return -1;
+        }
+    }
     PyObject *dt = PyObject_GetAttrString(arr, "dtype");
     if (!dt) return -1;
     PyObject *kind = PyObject_GetAttrString(dt, "kind");
@@ -703,7 +726,15 @@ static int dtype_code(PyObject *arr) {
         const char *nm = PyUnicode_AsUTF8(name);
         long sz = PyLong_AsLong(size);
         if (k && o && nm && !(sz == -1 && PyErr_Occurred()) && strcmp(o, ">") != 0) {
-            if (strcmp(nm, "bfloat16") == 0) code = DT_BF16;
+            if (want >= 0) {
+                if (sz == ITEMSIZE[want] && k[0] != 'O' && k[0] != 'U' && k[0] != 'S')
+                    code = want;
+                else
+                    PyErr_Format(PyExc_TypeError,
+                                 "model_diff.kernel: a %s view needs %d-byte elements, not %R",
+                                 logical, ITEMSIZE[want], dt);
+            }
+            else if (strcmp(nm, "bfloat16") == 0) code = DT_BF16;
             else if (strcmp(nm, "float8_e4m3fn") == 0) code = DT_F8E4M3;
             else if (strcmp(nm, "float8_e5m2") == 0) code = DT_F8E5M2;
             else if (k[0] == 'f') code = sz == 8 ? DT_F64 : sz == 4 ? DT_F32 : sz == 2 ? DT_F16 : -1;
@@ -790,16 +821,18 @@ static Ctx make_ctx(PyObject *module, int simd) {
 #define NOGIL_BYTES (64 * 1024)
 
 static PyObject *py_pair_step(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"a", "b", "threshold", "facc", "cacc", "simd", NULL};
+    static char *kwlist[] = {"a", "b", "threshold", "facc", "cacc", "simd", "a_dtype", "b_dtype",
+                             NULL};
     PyObject *a, *b, *fo, *co;
     double thr;
     int simd = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOdOO|$p:pair_step", kwlist, &a, &b, &thr,
-                                     &fo, &co, &simd))
+    const char *a_dtype = NULL, *b_dtype = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOdOO|$pzz:pair_step", kwlist, &a, &b, &thr,
+                                     &fo, &co, &simd, &a_dtype, &b_dtype))
         return NULL;
-    int dta = dtype_code(a);
+    int dta = dtype_code(a, a_dtype);
     if (dta < 0) return NULL;
-    int dtb = dtype_code(b);
+    int dtb = dtype_code(b, b_dtype);
     if (dtb < 0) return NULL;
     Py_buffer va, vb;
     if (PyObject_GetBuffer(a, &va, PyBUF_SIMPLE) < 0) return NULL;
@@ -839,13 +872,14 @@ done:
 }
 
 static PyObject *py_side_step(PyObject *self, PyObject *args, PyObject *kwargs) {
-    static char *kwlist[] = {"x", "facc", "cacc", "simd", NULL};
+    static char *kwlist[] = {"x", "facc", "cacc", "simd", "dtype", NULL};
     PyObject *x, *fo, *co;
     int simd = 1;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|$p:side_step", kwlist, &x, &fo, &co,
-                                     &simd))
+    const char *x_dtype = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|$pz:side_step", kwlist, &x, &fo, &co,
+                                     &simd, &x_dtype))
         return NULL;
-    int dt = dtype_code(x);
+    int dt = dtype_code(x, x_dtype);
     if (dt < 0) return NULL;
     Py_buffer vx;
     if (PyObject_GetBuffer(x, &vx, PyBUF_SIMPLE) < 0) return NULL;
@@ -897,12 +931,14 @@ static PyObject *py_bytes_equal(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"pair_step", (PyCFunction)(void (*)(void))py_pair_step, METH_VARARGS | METH_KEYWORDS,
-     "pair_step(a, b, threshold, facc, cacc, *, simd=True): add one chunk of an old/new pair "
-     "into the accumulators (same contract as metrics.numpy_pair_step); simd=False runs the "
-     "portable loops even where the CPU has AVX2."},
+     "pair_step(a, b, threshold, facc, cacc, *, simd=True, a_dtype=None, b_dtype=None): add "
+     "one chunk of an old/new pair into the accumulators (same contract as "
+     "metrics.numpy_pair_step); simd=False runs the portable loops even where the CPU has "
+     "AVX2; a_dtype/b_dtype (a DTYPES name) read that side's bytes as that dtype (a storage "
+     "view: uint16 for bfloat16, uint8 for float8), else the array's numpy dtype decides."},
     {"side_step", (PyCFunction)(void (*)(void))py_side_step, METH_VARARGS | METH_KEYWORDS,
-     "side_step(x, facc, cacc, *, simd=True): single-side statistics into the A slots (same "
-     "contract as metrics.numpy_side_step)."},
+     "side_step(x, facc, cacc, *, simd=True, dtype=None): single-side statistics into the A "
+     "slots (same contract as metrics.numpy_side_step); dtype as pair_step's a_dtype."},
     {"bytes_equal", py_bytes_equal, METH_VARARGS,
      "bytes_equal(a, b): True when both C-contiguous buffers hold the same bytes."},
     {NULL, NULL, 0, NULL},
@@ -922,6 +958,19 @@ static int kernel_exec(PyObject *m) {
     st->cpu_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
                    __builtin_cpu_supports("f16c");
 #endif
+    PyObject *names = PyTuple_New(DT_COUNT);
+    if (!names) return -1;
+    for (int i = 0; i < DT_COUNT; i++) {
+        PyObject *nm = PyUnicode_FromString(DTYPE_NAMES[i]);
+        if (!nm) {
+            Py_DECREF(names);
+            return -1;
+        }
+        PyTuple_SET_ITEM(names, i, nm);
+    }
+    int added = PyModule_AddObjectRef(m, "DTYPES", names);
+    Py_DECREF(names);
+    if (added < 0) return -1;
     return PyModule_AddStringConstant(m, "SIMD", st->cpu_avx2 ? "avx2" : "none");
 }
 

@@ -17,6 +17,11 @@ of the true top-r energy, and it is compared with the exact total energy ||delta
 in the same pass. When the k directions hold less than 90% (99%) the rank is reported as
 None with ``rank_limit`` = k ("more than k").
 
+The inputs may be storage views (``TensorRef.storage()``: uint16 bits of a bfloat16, uint8
+of a float8) named by ``dtypes``: each chunk is widened to float32 exactly
+(``dtypes.storage_to_float32``: bits shifted for bfloat16, a 256-entry table for float8)
+into a reused buffer, so the analysis never imports ml_dtypes.
+
 "auto" (the default of ``DiffConfig.low_rank``) runs only on matrices with at most
 ``AUTO_MAX_ELEMENTS`` elements, the most-changed first, until ``AUTO_BUDGET_ELEMENTS``
 elements are analysed (``ModelDiff`` picks them after the metrics pass): a deterministic rule
@@ -36,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from .blas import single_threaded_blas
+from .dtypes import ML_DTYPES_NAMES, storage_to_float32
 
 #: Width of the randomized sketch: ranks up to this are resolved, above it "> RANK_LIMIT".
 RANK_LIMIT = 64
@@ -64,8 +70,12 @@ class _Delta:
     recomputed chunk by chunk on each pass, so memory stays at one chunk whatever its size.
     """
 
-    def __init__(self, a: np.ndarray, b: np.ndarray, m: int, n: int) -> None:
+    def __init__(
+        self, a: np.ndarray, b: np.ndarray, m: int, n: int, names: tuple[str | None, str | None]
+    ) -> None:
         self.a, self.b, self.m, self.n = a, b, m, n
+        self.names = names
+        self._buffers: tuple[np.ndarray, np.ndarray] | None = None
         self._whole: list[tuple[int, np.ndarray]] | None = None
         if m * n <= CHUNK_ELEMENTS:
             self._whole = list(self._rows())
@@ -77,10 +87,19 @@ class _Delta:
         """Yield (row offset, float32 delta rows) without materialising the whole delta."""
         a, b, m, n = self.a, self.b, self.m, self.n
         rows = max(1, CHUNK_ELEMENTS // max(n, 1))
+        na, nb = self.names
         for r0 in range(0, m, rows):
             r1 = min(m, r0 + rows)
-            # The ufunc casts while it reads (straight from the mapped inputs): no upcast copies.
-            d = np.subtract(b[r0 * n : r1 * n], a[r0 * n : r1 * n], dtype=np.float32)
+            sa, sb = a[r0 * n : r1 * n], b[r0 * n : r1 * n]
+            if na is None and nb is None:
+                # The ufunc casts while it reads (straight from the mapped inputs): no copies.
+                d = np.subtract(sb, sa, dtype=np.float32)
+            else:  # storage views: widened exactly into two reused buffers first
+                if self._buffers is None:
+                    size = min(m, rows) * n
+                    self._buffers = (np.empty(size, np.float32), np.empty(size, np.float32))
+                fa, fb = (buf[: sa.size] for buf in self._buffers)
+                d = np.subtract(storage_to_float32(sb, nb, fb), storage_to_float32(sa, na, fa))
             yield r0, d.reshape(r1 - r0, n)
 
 
@@ -89,11 +108,15 @@ def analyze_delta(
     b_flat: np.ndarray,
     shape: tuple[int, ...],
     force: bool = False,
+    *,
+    dtypes: tuple[str | None, str | None] = (None, None),
 ) -> dict[str, Any] | None:
     """Low-rank summary of ``b - a`` viewed as a ``shape`` (m, n) matrix, or None if skipped.
 
     Returns None when ``shape`` is not 2-D or, unless ``force``, when the matrix is larger
     than ``AUTO_MAX_ELEMENTS``. A delta with NaN/Inf gets ``{"skipped": "non-finite delta"}``.
+    ``dtypes``: the canonical dtype names of ``a_flat``/``b_flat`` where they are storage
+    views (``TensorRef.storage()``); the result is the same as for the arrays themselves.
     """
     if len(shape) != 2:
         return None
@@ -107,16 +130,24 @@ def analyze_delta(
             f"analyze_delta: arrays of {a_flat.size}/{b_flat.size} elements "
             f"do not match shape {shape}"
         )
+    names = (_view_name(a_flat, dtypes[0]), _view_name(b_flat, dtypes[1]))
     # NaN/Inf in the delta are detected (its energy comes out non-finite) and reported as
     # skipped; numpy's warnings on the way ("invalid value encountered in matmul") must not
     # reach the user.
     with single_threaded_blas(), np.errstate(all="ignore"):
-        return _analyze(a_flat, b_flat, m, n)
+        return _analyze(a_flat, b_flat, m, n, names)
 
 
-def _analyze(a_flat: np.ndarray, b_flat: np.ndarray, m: int, n: int) -> dict[str, Any]:
+def _view_name(x: np.ndarray, name: str | None) -> str | None:
+    """``name`` when ``x`` is its storage view (bits to widen), else None (cast directly)."""
+    return name if name in ML_DTYPES_NAMES and x.dtype.kind == "u" else None
+
+
+def _analyze(
+    a_flat: np.ndarray, b_flat: np.ndarray, m: int, n: int, names: tuple[str | None, str | None]
+) -> dict[str, Any]:
     if min(m, n) <= RANK_LIMIT:
-        total, sigma = _exact(a_flat, b_flat, m, n)
+        total, sigma = _exact(a_flat, b_flat, m, n, names)
         if not math.isfinite(total):
             return {"skipped": "non-finite delta", "method": "exact"}
         out = _summarize(sigma, total, min(m, n), "exact", exact=True)
@@ -125,7 +156,7 @@ def _analyze(a_flat: np.ndarray, b_flat: np.ndarray, m: int, n: int) -> dict[str
     # A narrow sketch first: it settles low-rank updates (LoRA-like) and noise-like full-rank
     # ones (little energy in the top directions) at a fraction of the cost; only updates in
     # between pay for the full-width sketch.
-    delta = _Delta(a_flat, b_flat, m, n)
+    delta = _Delta(a_flat, b_flat, m, n, names)
     try:
         total, sigma = _randomized(delta, FIRST_SKETCH)
         if not math.isfinite(total):
@@ -140,11 +171,13 @@ def _analyze(a_flat: np.ndarray, b_flat: np.ndarray, m: int, n: int) -> dict[str
     return out
 
 
-def _exact(a: np.ndarray, b: np.ndarray, m: int, n: int) -> tuple[float, np.ndarray]:
+def _exact(
+    a: np.ndarray, b: np.ndarray, m: int, n: int, names: tuple[str | None, str | None]
+) -> tuple[float, np.ndarray]:
     """Spectrum from the small side's Gram matrix (min(m, n) <= RANK_LIMIT), float64."""
     if n <= m:  # tall: D^T D (n x n) over row chunks
         gram = np.zeros((n, n), dtype=np.float64)
-        for _, d in _Delta(a, b, m, n).chunks():
+        for _, d in _Delta(a, b, m, n, names).chunks():
             d64 = d.astype(np.float64)
             gram += d64.T @ d64
     else:  # wide: D D^T (m x m) over column chunks
@@ -153,7 +186,8 @@ def _exact(a: np.ndarray, b: np.ndarray, m: int, n: int) -> tuple[float, np.ndar
         gram = np.zeros((m, m), dtype=np.float64)
         for c0 in range(0, n, cols):
             d64 = (
-                db[:, c0 : c0 + cols].astype(np.float32) - da[:, c0 : c0 + cols].astype(np.float32)
+                storage_to_float32(db[:, c0 : c0 + cols], names[1])
+                - storage_to_float32(da[:, c0 : c0 + cols], names[0])
             ).astype(np.float64)
             gram += d64 @ d64.T
     total = float(np.trace(gram))

@@ -9,7 +9,11 @@ kernel (``model_diff.kernel``, when built):
 The passes take flat numpy arrays or ``ChunkedArray``s (quantized or re-laid tensors, read by
 element range: ``chunked.take`` decodes a chunk, ``chunked.take_raw`` gives its stored
 bytes), so a quantized tensor streams like any other and its identical-bytes test compares
-stored blocks, never decoded values.
+stored blocks, never decoded values. They also take storage views (``TensorRef.storage()``:
+uint16 for bfloat16, uint8 for float8) with the logical dtype named (``dtype=`` /
+``dtypes=``, canonical names): the kernel is told that name and reads the bits, so a
+bfloat16 checkpoint is compared without importing ml_dtypes; only the numpy step (no
+kernel) views such a chunk through ml_dtypes.
 
 Accumulator slots are the ``F_*`` / ``C_*`` indices below. Sums cover element positions where
 both sides are finite; NaN/Inf are counted per side instead of poisoning the sums. Everything
@@ -34,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from .chunked import ChunkedArray, take, take_raw
+from .dtypes import ML_DTYPES_NAMES, numpy_dtype, storage_dtype
 
 #: Elements per chunk: 256K elements keeps float64 temporaries (~2 MiB each) in cache-ish sizes.
 CHUNK_ELEMENTS = 1 << 18
@@ -218,6 +223,15 @@ _KERNEL_DTYPES = frozenset(
 )
 
 
+def logical_name(x: Values, name: str | None) -> str:
+    """The dtype name ``x``'s elements are read as: ``name`` when ``x`` is that dtype's
+    storage view (uint16 for ``bfloat16``, uint8 for ``float8_*``), else ``x``'s own dtype
+    (``name`` is then redundant: a plain dtype, or a quantized type decoded to float32)."""
+    if name in ML_DTYPES_NAMES and x.dtype == storage_dtype(name):
+        return name
+    return x.dtype.name
+
+
 def _kernel_reads(*arrays: Values) -> bool:
     # A ChunkedArray's chunks are fresh contiguous arrays of its dtype.
     return _KERNEL is not None and all(
@@ -232,11 +246,36 @@ def _flat(x: Values) -> Values:
     return x if isinstance(x, ChunkedArray) else x.reshape(-1)
 
 
-def steps_for(*arrays: Values) -> tuple[PairStep, SideStep]:
-    """The active (pair, side) steps for these arrays: the kernel's where it reads them."""
+def steps_for(*arrays: Values, dtypes: tuple[str | None, ...] = ()) -> tuple[PairStep, SideStep]:
+    """The (pair, side) steps for these arrays: the kernel's where it reads them.
+
+    ``dtypes`` names what each array holds (``logical_name``); the pair step reads
+    ``arrays[0]``/``arrays[1]``, the side step ``arrays[0]``. The kernel is always told the
+    logical names; the numpy step views a storage chunk as its ml_dtypes type."""
+    names = [logical_name(x, dtypes[i] if i < len(dtypes) else None) for i, x in enumerate(arrays)]
     if _kernel_reads(*arrays):
-        return pair_step, side_step
-    return numpy_pair_step, numpy_side_step
+        assert _KERNEL is not None  # for mypy: _kernel_reads says so
+        a_name = names[0]
+        b_name = names[1] if len(names) > 1 else a_name
+        return (
+            functools.partial(_KERNEL.pair_step, a_dtype=a_name, b_dtype=b_name),
+            functools.partial(_KERNEL.side_step, dtype=a_name),
+        )
+    views = [
+        numpy_dtype(n) if n != x.dtype.name else None for n, x in zip(names, arrays, strict=True)
+    ]
+    if not any(v is not None for v in views):
+        return numpy_pair_step, numpy_side_step
+    va = views[0]
+    vb = views[1] if len(views) > 1 else va
+
+    def pair(a: np.ndarray, b: np.ndarray, thr: float, f: np.ndarray, c: np.ndarray) -> None:
+        numpy_pair_step(a if va is None else a.view(va), b if vb is None else b.view(vb), thr, f, c)
+
+    def side(x: np.ndarray, f: np.ndarray, c: np.ndarray) -> None:
+        numpy_side_step(x if va is None else x.view(va), f, c)
+
+    return pair, side
 
 
 def bytes_equal(a: Values, b: Values) -> bool:
@@ -458,18 +497,21 @@ def diff_arrays(
     b: Values,
     threshold: float,
     *,
+    dtypes: tuple[str | None, str | None] = (None, None),
     done: Done | None = None,
     workers: int | None = None,
 ) -> PairMetrics:
     """All pair metrics of two arrays of equal size (compared flat), in one chunked pass.
 
-    A long pair runs in parts (``PART_ELEMENTS``) on up to ``workers`` threads; ``done`` hears
-    of each part once it is read (readers release its pages).
+    ``dtypes``: the canonical dtype names of ``a`` and ``b`` where they are storage views
+    (``TensorRef.storage()``; see ``logical_name``). A long pair runs in parts
+    (``PART_ELEMENTS``) on up to ``workers`` threads; ``done`` hears of each part once it is
+    read (readers release its pages).
     """
     if a.size != b.size:
         raise ValueError(f"length mismatch: {a.size} vs {b.size}")
     a, b = _flat(a), _flat(b)
-    step, _ = steps_for(a, b)
+    step, _ = steps_for(a, b, dtypes=dtypes)
     thr = float(threshold)
 
     def part(lo: int, hi: int) -> Accumulators:
@@ -483,10 +525,17 @@ def diff_arrays(
     return finish_pair(*acc)
 
 
-def array_stats(x: Values, *, done: Done | None = None, workers: int | None = None) -> SideStats:
-    """Single-side statistics of an array (taken flat) in one chunked pass (parts as above)."""
+def array_stats(
+    x: Values,
+    *,
+    dtype: str | None = None,
+    done: Done | None = None,
+    workers: int | None = None,
+) -> SideStats:
+    """Single-side statistics of an array (taken flat) in one chunked pass (parts as above);
+    ``dtype`` as one of ``diff_arrays``' ``dtypes``."""
     x = _flat(x)
-    _, step = steps_for(x)
+    _, step = steps_for(x, dtypes=(dtype,))
 
     def part(lo: int, hi: int) -> Accumulators:
         f, c = new_accumulators()
@@ -500,9 +549,15 @@ def array_stats(x: Values, *, done: Done | None = None, workers: int | None = No
 
 
 def stats_if_equal(
-    a: Values, b: Values, *, done: Done | None = None, workers: int | None = None
+    a: Values,
+    b: Values,
+    *,
+    dtype: str | None = None,
+    done: Done | None = None,
+    workers: int | None = None,
 ) -> SideStats | None:
-    """``b``'s statistics when ``a`` and ``b`` hold the same bytes, else None.
+    """``b``'s statistics when ``a`` and ``b`` hold the same bytes, else None (``dtype``: what
+    both hold, as for ``array_stats``; callers compare the two sides' dtypes themselves).
 
     One chunked pass: each chunk is compared and, while it is still in cache, fed to the
     side step, so an identical tensor is read twice (once per side) instead of three times
@@ -515,7 +570,7 @@ def stats_if_equal(
     a, b = _flat(a), _flat(b)
     if b.size > PART_ELEMENTS and not _raw_equal(a, b, 0, CHUNK_ELEMENTS):
         return None  # spare the part pool a modified tensor's round trip
-    _, step = steps_for(b)
+    _, step = steps_for(b, dtypes=(dtype,))
     differs = threading.Event()
 
     def part(lo: int, hi: int) -> Accumulators | None:

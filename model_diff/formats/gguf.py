@@ -233,7 +233,7 @@ class _Layout:
         dt, numel = self.dtype, self.numel
         row_len = self.shape[-1] if self.shape else 1
         if not dt.is_quantized and row_order is None:
-            return lambda: np.frombuffer(mm, dtype=dt.numpy, count=numel, offset=self.start)
+            return lambda: np.frombuffer(mm, dtype=dt.storage, count=numel, offset=self.start)
         if dt.is_quantized:
             qtype = self.qtype
             block_size, block_bytes = dt.block_size, dt.block_bytes
@@ -244,7 +244,7 @@ class _Layout:
                 return out.reshape(-1)
         else:
             block_size, block_bytes = 1, dt.itemsize
-            elem = dt.numpy
+            elem = dt.storage
 
             def decode(raw: np.ndarray) -> np.ndarray:
                 return raw.view(elem)
@@ -253,7 +253,7 @@ class _Layout:
             return chunked.blocked(
                 self.storage(mm),
                 size=numel,
-                dtype=dt.numpy,
+                dtype=dt.storage,
                 block_size=block_size,
                 block_bytes=block_bytes,
                 decode=decode,

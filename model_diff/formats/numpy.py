@@ -123,21 +123,21 @@ class _Header:
     @property
     def in_place(self) -> bool:
         """True when ``to_flat`` hands out a view of the file (C order, native byte order)."""
-        return not self.fortran and self.np_dtype == self.dtype.numpy
+        return not self.fortran and self.np_dtype == self.dtype.storage
 
     def to_flat(self, arr: np.ndarray) -> np.ndarray:
         """A flat, C-ordered, native-endian array of ``arr`` (a view when it already is)."""
         if self.fortran:
             arr = np.ascontiguousarray(arr.reshape(self.shape, order="F"))
-        if arr.dtype != self.dtype.numpy:
-            arr = arr.astype(self.dtype.numpy)
+        if arr.dtype != self.dtype.storage:
+            arr = arr.astype(self.dtype.storage)
         return arr if arr.ndim == 1 else arr.reshape(-1)
 
 
 def _mapped_loader(mm: mmap.mmap, h: _Header, offset: int) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:
         if h.count == 0:
-            return np.empty(0, h.dtype.numpy)
+            return np.empty(0, h.dtype.storage)
         return h.to_flat(np.frombuffer(mm, h.np_dtype, count=h.count, offset=offset))
 
     return load
@@ -334,7 +334,7 @@ class _Spool:
     def load(self) -> np.ndarray:
         h = self.h
         if h.count == 0:
-            return np.empty(0, h.dtype.numpy)
+            return np.empty(0, h.dtype.storage)
         with self._lock:
             if h.nbytes <= SPOOL_BYTES:
                 parts: list[bytes] = []

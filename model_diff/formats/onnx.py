@@ -241,7 +241,7 @@ def _mapped_ref(
         name,
         dt,
         shape,
-        lambda: np.frombuffer(mm, dtype=dt.numpy, count=numel, offset=start),
+        lambda: np.frombuffer(mm, dtype=dt.storage, count=numel, offset=start),
         release=lambda: page_release(mm, start, start + nbytes),
         release_range=lambda a, b: page_release(mm, start + a, start + b),
     )
@@ -398,7 +398,7 @@ def _transposed_ref(ref: TensorRef, name: str) -> TensorRef:
     shape = ref.shape
 
     def load() -> Elements:
-        arr = ref.array()
+        arr = ref.storage()
         assert isinstance(arr, np.ndarray)  # ONNX initializers are plain arrays
         return chunked.transposed(arr.reshape(shape))
 

@@ -216,10 +216,11 @@ def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = Fals
         count = (end - begin) // dtype.itemsize
 
         def load(dt: DType = dtype, c: int = count, o: int = base + begin) -> np.ndarray:
-            # dt.numpy here, not at open: a bf16 dtype loads ml_dtypes, only when viewed
+            # The storage dtype (uint16 for bf16): TensorRef.array() views it as bfloat16
+            # (ml_dtypes) only for callers that ask; the metrics read the storage view.
             if c == 0:
-                return np.empty(0, dt.numpy)
-            return np.frombuffer(mm, dt.numpy, count=c, offset=o)
+                return np.empty(0, dt.storage)
+            return np.frombuffer(mm, dt.storage, count=c, offset=o)
 
         def release(o: int = base + begin, e: int = base + end) -> None:
             page_release(mm, o, e)

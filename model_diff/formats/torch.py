@@ -388,10 +388,10 @@ class _TensorData:
     def load(self) -> np.ndarray:
         size = self.dtype.itemsize
         if self.numel == 0:
-            return np.empty(0, self.dtype.numpy)
+            return np.empty(0, self.dtype.storage)
         raw = np.frombuffer(self.mm, _carrier(size), count=self.count, offset=self.start)
         if self.in_place:
-            return raw.view(self.dtype.numpy)
+            return raw.view(self.dtype.storage)
         if self.contiguous:
             arr = raw.byteswap() if self.swap else raw.copy()
         else:
@@ -402,7 +402,7 @@ class _TensorData:
             if self.swap:
                 arr.byteswap(inplace=True)  # our own copy, never the mapping
         arr.flags.writeable = False
-        return arr.view(self.dtype.numpy)
+        return arr.view(self.dtype.storage)
 
     def release(self) -> None:
         page_release(self.mm, self.start, self.end)
@@ -420,7 +420,7 @@ def _leaf_ref(name: str, leaf: Any, mm: mmap.mmap, swap: bool, label: str) -> Te
         arr = leaf.array
         if dtype is None or arr.dtype.itemsize != dtype.itemsize or arr.dtype.hasobject:
             return f"dtype {leaf.dtype} is not read by model-diff"
-        flat = np.ascontiguousarray(arr).reshape(-1).view(dtype.numpy)
+        flat = np.ascontiguousarray(arr).reshape(-1).view(dtype.storage)
         flat.flags.writeable = False
 
         def in_memory(f: np.ndarray = flat) -> np.ndarray:
@@ -628,7 +628,7 @@ def _torch_ref(torch: Any, name: str, t: Any, label: str) -> TensorRef | str:
 
     def load() -> np.ndarray:
         flat = t.detach().contiguous().reshape(-1)
-        arr = flat.view(carrier).numpy().view(dtype.numpy)
+        arr = flat.view(carrier).numpy().view(dtype.storage)
         arr.flags.writeable = False
         return np.asarray(arr)
 

@@ -65,7 +65,7 @@ def copy_of(ref: TensorRef, name: str | None = None) -> OutTensor:
     pages released as they are written)."""
 
     def chunks() -> Iterator[memoryview]:
-        arr = ref.array()
+        arr = ref.storage()  # the bits (uint16 for bfloat16): no ml_dtypes needed
         if isinstance(arr, ChunkedArray):  # quantized/permuted storage: never a writable side
             raise TypeError(f"{ref.name}: stored bytes are not its elements; cannot copy them")
         raw = arr.view(np.uint8).data if arr.size else memoryview(b"")

@@ -178,8 +178,8 @@ def test_check_on_small_files_imports_only_click(tmp_path: Path, env: dict[str, 
 def test_a_bf16_tensor_loads_ml_dtypes_only_when_viewed(
     tmp_path: Path, env: dict[str, str]
 ) -> None:
-    """Opening a bfloat16 file and describing it does not import ml_dtypes; viewing the
-    tensor's data through numpy does. The textconv lists the tensor."""
+    """Opening a bfloat16 file, describing it and reading its storage view (uint16) do not
+    import ml_dtypes; viewing the tensor's data through numpy does. The textconv lists it."""
     import ml_dtypes
 
     path = tmp_path / "bf16.safetensors"
@@ -188,6 +188,7 @@ def test_a_bf16_tensor_loads_ml_dtypes_only_when_viewed(
         "import sys\n"
         "from model_diff.formats import open_checkpoint\n"
         "c = open_checkpoint(sys.argv[1]); c.describe()\n"
+        "c['w'].storage()\n"
         "print('opened', 'ml_dtypes' in sys.modules)\n"
         "c['w'].array()\n"
         "print('viewed', 'ml_dtypes' in sys.modules)\n"

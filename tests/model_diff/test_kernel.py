@@ -191,3 +191,56 @@ def test_every_error_path_raises_a_python_exception() -> None:
         kernel.side_step(np.zeros(4), f, c, simd=True, extra=1)
     kernel.side_step(_Bytes(8), f, c)  # two float32 zeros: fine
     assert c[metrics.C_N] == 2
+
+
+_ML = ("bfloat16", "float8_e4m3fn", "float8_e5m2")
+
+
+def _sample(name: str, n: int = 1003, seed: int = 0) -> np.ndarray:
+    """``n`` values of the dtype called ``name`` (a NaN among them where it has one)."""
+    dt = np.dtype(getattr(ml_dtypes, name)) if name in _ML else np.dtype(name)
+    x = np.random.default_rng(seed).standard_normal(n) * 4
+    if name in _ML or dt.kind == "f":
+        x[5] = np.nan
+    return x.astype(dt) if dt.kind != "u" else np.abs(x).astype(dt)
+
+
+@pytest.mark.parametrize("simd", [True, False], ids=["simd", "portable"])
+@pytest.mark.parametrize("name", list(kernel.DTYPES))
+def test_a_named_dtype_reads_any_array_of_its_item_size_as_that_dtype(
+    name: str, simd: bool
+) -> None:
+    """DTYPES are the canonical names; a storage view (same bits as an unsigned integer)
+    with the name gives exactly what the array of that dtype gives without one."""
+    a, b = _sample(name, seed=1), _sample(name, seed=2)
+    bits = np.dtype(f"u{a.dtype.itemsize}")
+    f1, c1 = metrics.new_accumulators()
+    kernel.pair_step(a, b, 0.01, f1, c1, simd=simd)
+    f2, c2 = metrics.new_accumulators()
+    kernel.pair_step(
+        a.view(bits), b.view(bits), 0.01, f2, c2, simd=simd, a_dtype=name, b_dtype=name
+    )
+    assert f1.tobytes() == f2.tobytes() and list(c1) == list(c2)
+    s1, t1 = metrics.new_accumulators()
+    kernel.side_step(a, s1, t1, simd=simd)
+    s2, t2 = metrics.new_accumulators()
+    kernel.side_step(a.view(bits), s2, t2, simd=simd, dtype=name)
+    assert s1.tobytes() == s2.tobytes() and list(t1) == list(t2)
+
+
+def test_named_dtypes_are_checked() -> None:
+    """An unknown name is a ValueError; a name whose item size is not the array's, or a
+    big-endian array, a TypeError (never a silent misread)."""
+    f, c = metrics.new_accumulators()
+    x = np.zeros(8, np.uint16)
+    with pytest.raises(ValueError, match="unknown dtype name"):
+        kernel.side_step(x, f, c, dtype="bf16")
+    with pytest.raises(TypeError, match="bfloat16 view needs 2-byte elements"):
+        kernel.side_step(np.zeros(8, np.uint8), f, c, dtype="bfloat16")
+    with pytest.raises(TypeError, match="float32 view needs 4-byte"):
+        kernel.pair_step(x, x, 0.0, f, c, a_dtype="bfloat16", b_dtype="float32")
+    with pytest.raises(TypeError, match="unsupported dtype"):
+        kernel.side_step(np.zeros(8, ">u2"), f, c, dtype="bfloat16")
+    assert list(c) == [0] * metrics.NC  # nothing was added by the refused calls
+    kernel.pair_step(x, x, 0.0, f, c, a_dtype="bfloat16")  # b: uint16 by its own dtype
+    assert c[metrics.C_N] == 8
