@@ -3,20 +3,23 @@
 The commands live in one module per family (``cli_core``: compare, inspect, demo;
 ``cli_timeline``: timeline; ``cli_git``: the git drivers and ``diff``; ``cli_gate``: check,
 health, ci; ``cli_merge``: merge, compare3, merge-driver, mergetool), with the options they
-share in ``cli_options``; this module registers them and turns errors into exit codes.
+share in ``cli_options``; this module names them (a command's module is imported only when
+that command runs, so ``compare`` never pays for ``merge``'s imports) and turns errors into
+exit codes.
 Expected errors (``ModelDiffError``) become one line on stderr and their exit code; anything
 else is a bug (exit 3). See ``model_diff.errors``.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 import traceback
 from typing import Any
 
 import click
 
-from . import __version__, cli_core, cli_gate, cli_git, cli_merge, cli_timeline
+from . import __version__
 from .errors import EXIT_INTERNAL, EXIT_INTERRUPTED, ModelDiffError
 from .terminal import printable
 
@@ -27,33 +30,59 @@ def _version_message() -> str:
     return version_message()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Every command: its name and where it lives (``model_diff.<module>.<attribute>``).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "compare": ("cli_core", "compare"),
+    "inspect": ("cli_core", "inspect"),
+    "demo": ("cli_core", "demo"),
+    "timeline": ("cli_timeline", "timeline"),
+    "textconv": ("cli_git", "textconv"),
+    "install": ("cli_git", "install"),
+    "uninstall": ("cli_git", "uninstall"),
+    "status": ("cli_git", "status"),
+    "diff": ("cli_git", "diff_revisions"),
+    "difftool": ("cli_git", "difftool"),
+    "ext-diff": ("cli_git", "ext_diff"),
+    "check": ("cli_gate", "check_cmd"),
+    "health": ("cli_gate", "health_cmd"),
+    "ci": ("cli_gate", "ci_cmd"),
+    "merge": ("cli_merge", "merge"),
+    "compare3": ("cli_merge", "compare3"),
+    "merge-driver": ("cli_merge", "merge_driver"),
+    "mergetool": ("cli_merge", "mergetool"),
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a command's module when the command is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        where = COMMANDS.get(cmd_name)
+        if where is None:
+            return None
+        command = getattr(importlib.import_module(f"{__package__}.{where[0]}"), where[1])
+        assert isinstance(command, click.Command) and command.name == cmd_name, cmd_name
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, message=_version_message())
 def cli() -> None:
     """Compare model checkpoints and explain what training changed."""
 
 
-for _command in (
-    cli_core.compare,
-    cli_core.inspect,
-    cli_core.demo,
-    cli_timeline.timeline,
-    cli_git.textconv,
-    cli_git.install,
-    cli_git.uninstall,
-    cli_git.status,
-    cli_git.diff_revisions,
-    cli_git.difftool,
-    cli_git.ext_diff,
-    cli_gate.check_cmd,
-    cli_gate.health_cmd,
-    cli_gate.ci_cmd,
-    cli_merge.merge,
-    cli_merge.compare3,
-    cli_merge.merge_driver,
-    cli_merge.mergetool,
-):
-    cli.add_command(_command)
+def all_commands() -> dict[str, click.Command]:
+    """Every command by name, each module imported (for help pages and tests)."""
+    ctx = click.Context(cli)
+    commands: dict[str, click.Command] = {}
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        assert command is not None, name
+        commands[name] = command
+    return commands
 
 
 def main(argv: list[str] | None = None) -> None:
