@@ -11,6 +11,7 @@ This module must not import torch, click or the git/hook packages.
 from __future__ import annotations
 
 import functools
+import math
 import re
 import threading
 from collections.abc import Callable, Hashable, Iterator, Mapping
@@ -71,10 +72,7 @@ class TensorRef:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
+        return math.prod(self.shape)
 
     def array(self) -> Elements:
         """The tensor's elements as a flat C-contiguous array of ``self.dtype.numpy``, or a

@@ -14,6 +14,7 @@ This module must not import torch, click or the git/hook packages.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shutil
 import struct
@@ -50,10 +51,7 @@ class OutTensor:
 
     @property
     def numel(self) -> int:
-        n = 1
-        for s in self.shape:
-            n *= s
-        return n
+        return math.prod(self.shape)
 
     @property
     def nbytes(self) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -49,29 +48,9 @@ def nan_step(state: Mapping[str, np.ndarray], seed: int = 1) -> dict[str, np.nda
 @pytest.fixture(scope="module")
 def module_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """``clean_env`` for module-scoped fixtures (repos built once per test module)."""
-    from tests.conftest import _SCRUB_PREFIXES, PROJECT_ROOT
+    from tests.conftest import scrubbed_env
 
-    home = tmp_path_factory.mktemp("home")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUB_PREFIXES)}
-    env.update(
-        HOME=str(home),
-        XDG_CONFIG_HOME=str(home / ".config"),
-        GIT_CONFIG_NOSYSTEM="1",
-        GIT_CONFIG_GLOBAL=str(home / ".gitconfig"),
-        GIT_AUTHOR_NAME="Test",
-        GIT_AUTHOR_EMAIL="test@example.com",
-        GIT_COMMITTER_NAME="Test",
-        GIT_COMMITTER_EMAIL="test@example.com",
-        GIT_AUTHOR_DATE="2026-01-01T00:00:00Z",
-        GIT_COMMITTER_DATE="2026-01-01T00:00:00Z",
-        PAGER="cat",
-        GIT_PAGER="cat",
-        NO_COLOR="1",
-        PYTHONPATH=os.pathsep.join([str(PROJECT_ROOT), env.get("PYTHONPATH", "")]).rstrip(
-            os.pathsep
-        ),
-    )
-    return env
+    return scrubbed_env(tmp_path_factory.mktemp("home"))
 
 
 def init_repo(repo: Path, env: Mapping[str, str], lfs: bool = False) -> Path:
