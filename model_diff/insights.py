@@ -24,6 +24,7 @@ from . import layers
 from .diff import ChangeType, DiffSummary
 from .findings import Insight, describe_names
 from .naming import natural_key, natural_sorted
+from .numbers import fmt_cos, fmt_float, fmt_fold, fmt_pct
 from .rows import COMPARED, Row
 
 __all__ = [
@@ -53,10 +54,6 @@ LOW_RANK_FRACTION = 0.25
 #: Codes of the checkpoint-level checks (a file's readable, finite tensors), made for a pair
 #: and for a single file alike.
 CHECKS = ("nonfinite-values", "unchecked-tensors")
-
-
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3g}"
 
 
 def _changed(rows: Sequence[Row]) -> list[Row]:
@@ -411,7 +408,7 @@ def _shape_insight(shaped: Sequence[Row]) -> Insight:
             )
             parts.append(
                 f"{r.name} {old_s} -> {new_s} ({kind}, {d.added_rows:+d} rows; "
-                f"the {d.overlap_rows} kept rows changed by {_fmt(d.relative_change)})"
+                f"the {d.overlap_rows} kept rows changed by {fmt_pct(d.relative_change)})"
             )
         else:
             parts.append(f"{r.name} {old_s} -> {new_s}")
@@ -443,9 +440,9 @@ def low_cosine_insight(rows: Sequence[Row], threshold: float) -> list[Insight]:
             "low-cosine",
             "warning",
             "stability",
-            f"{len(low)} tensor(s) changed direction (cosine < {threshold:g})",
-            f"Cosine similarity between old and new fell below {threshold:g} for "
-            f"{describe_names(names)}; lowest {_fmt(worst.diff.cosine_sim)} ({worst.name}). "
+            f"{len(low)} tensor(s) changed direction (cosine < {fmt_float(threshold)})",
+            f"Cosine similarity between old and new fell below {fmt_float(threshold)} for "
+            f"{describe_names(names)}; lowest {fmt_cos(worst.diff.cosine_sim)} ({worst.name}). "
             f"Such tensors were largely rewritten: check the learning rate or whether they "
             f"were re-initialised.",
             {
@@ -470,9 +467,9 @@ def large_change_insight(rows: Sequence[Row], threshold: float) -> list[Insight]
             "large-relative-change",
             "warning",
             "training",
-            f"{len(large)} tensor(s) changed by >= {threshold:.0%} of their norm",
-            f"||new - old|| / ||old|| reached {threshold:g} or more for "
-            f"{describe_names(names)}; largest {_fmt(top.change)} ({top.name}).",
+            f"{len(large)} tensor(s) changed by >= {fmt_pct(threshold)} of their norm",
+            f"||new - old|| / ||old|| reached {fmt_float(threshold)} or more for "
+            f"{describe_names(names)}; largest {fmt_pct(top.change)} ({top.name}).",
             {
                 "tensors": names,
                 "relative_change": {r.name: r.change for r in large},
@@ -510,10 +507,10 @@ def norm_insights(rows: Sequence[Row], threshold: float) -> list[Insight]:
                 code,
                 "warning",
                 "stability",
-                f"{len(names)} tensor(s) {word} in norm by {threshold:g}x or more",
+                f"{len(names)} tensor(s) {word} in norm by {fmt_fold(threshold)} or more",
                 f"||new|| / ||old|| {'>=' if code == 'norm-explosion' else '<='} "
-                f"{threshold if code == 'norm-explosion' else 1 / threshold:.3g} for "
-                f"{describe_names(names)} (most extreme {_fmt(extreme)}).",
+                f"{fmt_float(threshold if code == 'norm-explosion' else 1 / threshold)} for "
+                f"{describe_names(names)} (most extreme {fmt_fold(extreme)}).",
                 {
                     "tensors": names,
                     "norm_ratio": {n: sel[n] for n in names},

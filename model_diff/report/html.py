@@ -10,6 +10,8 @@ This module must not load anything from the network or write files.
 from __future__ import annotations
 
 import json
+import re
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -40,14 +42,36 @@ _SCRIPT_ESCAPES = {
 }
 
 
+#: A JSON string (kept as is) or a number with an exponent (rewritten without one).
+_JSON_STRING_OR_E_NUMBER = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?[eE][+-]?\d+')
+
+
+def _positional(m: re.Match[str]) -> str:
+    token = m.group(0)
+    if token.startswith('"'):
+        return token
+    text = format(Decimal(token), "f")
+    return text if "." in text else text + ".0"  # still a float when read back
+
+
+def positional_json(text: str) -> str:
+    """JSON text with every number written without an exponent (``1.2e-05`` ->
+    ``0.000012``): the same values (Python's shortest repr, digit for digit), so a page
+    shows no e-notation even in its embedded data."""
+    return _JSON_STRING_OR_E_NUMBER.sub(_positional, text)
+
+
 def script_json(obj: Any, indent: int | None = None) -> Markup:
-    """JSON safe to place verbatim inside ``<script type="application/json">``."""
-    text = json.dumps(
-        obj,
-        allow_nan=False,
-        ensure_ascii=False,
-        indent=indent,
-        separators=None if indent else (",", ":"),
+    """JSON safe to place verbatim inside ``<script type="application/json">``, its numbers
+    without exponents (``positional_json``)."""
+    text = positional_json(
+        json.dumps(
+            obj,
+            allow_nan=False,
+            ensure_ascii=False,
+            indent=indent,
+            separators=None if indent else (",", ":"),
+        )
     )
     for ch, esc in _SCRIPT_ESCAPES.items():
         text = text.replace(ch, esc)
@@ -189,7 +213,7 @@ def render_html(view: ReportView) -> str:
         rows=rows,
         lr_rows=lr_rows,
         table_json=script_json(table_data),
-        raw_pretty=json.dumps(raw, indent=2, allow_nan=False, ensure_ascii=False)
+        raw_pretty=positional_json(json.dumps(raw, indent=2, allow_nan=False, ensure_ascii=False))
         if raw is not None
         else None,
     )

@@ -20,7 +20,7 @@ from .. import __version__
 from ..terminal import printable
 from ..timeline import Series, Step, Timeline
 from .charts import Svg, coord
-from .formatting import fmt_change, shorten
+from .formatting import fmt_pct, shorten
 from .html import environment
 from .timeline_words import RULE, cell_text, counts_text, order_text, pattern_text, row_title
 
@@ -209,7 +209,7 @@ def _heat_legend(svg: Svg, scale: LogScale | None, x0: float, y: float, width: f
                 f'<line x1="{coord(x)}" y1="{coord(y + 10)}" x2="{coord(x)}" y2="{coord(y + 14)}" '
                 f'class="axis-line"/>'
             )
-            svg.text(x, y + 26, fmt_change(v), anchor="middle", cls="tick", size=10)
+            svg.text(x, y + 26, fmt_pct(v), anchor="middle", cls="tick", size=10)
     sx, y = x0, y + 42
     for cls, fill, label in (
         ("frozen", "url(#tl-frozen)", "frozen"),
@@ -268,7 +268,7 @@ def _type_chart(
                 f'<line x1="{coord(left)}" y1="{coord(y)}" x2="{coord(right)}" y2="{coord(y)}" '
                 f'class="grid"/>'
             )
-            svg.text(left - 6, y + 4, fmt_change(v), anchor="end", cls="tick", size=10)
+            svg.text(left - 6, y + 4, fmt_pct(v), anchor="end", cls="tick", size=10)
     svg.text(left - 6, zero_y + 4, "0", anchor="end", cls="tick", size=10)
     svg.add(
         f'<line x1="{coord(left)}" y1="{coord(bottom)}" x2="{coord(right)}" y2="{coord(bottom)}" '
@@ -356,5 +356,5 @@ def render_html(t: Timeline) -> str:
         block_rows=cells(t.rows),
         type_rows=cells(t.types),
         rule=RULE,
-        change=fmt_change,
+        change=fmt_pct,
     )
