@@ -19,7 +19,7 @@ from markupsafe import Markup, escape
 from .. import __version__
 from ..terminal import printable
 from ..timeline import Series, Step, Timeline
-from .charts import Svg, coord
+from .charts import Svg, axis_room, coord
 from .formatting import fmt_pct, shorten
 from .html import environment
 from .timeline_words import RULE, cell_text, counts_text, order_text, pattern_text, row_title
@@ -247,7 +247,9 @@ def _type_chart(
 ) -> Markup:
     label = printable(r.label)
     svg = Svg(width, height, f"Relative change per step: {label}", "typeline")
-    left, right, top = 62.0, width - 12.0, 14.0
+    ticks = scale.ticks() if scale is not None else []
+    left = axis_room([fmt_pct(v) for v in ticks], least=62.0, size=10)
+    right, top = width - 12.0, 14.0
     bottom = height - 46.0  # the plot; below it the "0" strip for frozen steps, then steps
     zero_y = bottom + 12
     cls = f"s-{r.label}" if r.label in LAYER_TYPES else "s-other"
@@ -262,7 +264,7 @@ def _type_chart(
         return bottom - (bottom - top) * scale(v)
 
     if scale is not None:
-        for v in scale.ticks():
+        for v in ticks:
             y = y_of(v)
             svg.add(
                 f'<line x1="{coord(left)}" y1="{coord(y)}" x2="{coord(right)}" y2="{coord(y)}" '
