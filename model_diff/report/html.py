@@ -19,8 +19,10 @@ import jinja2
 from markupsafe import Markup, escape
 
 from .. import __version__
+from ..layers import block_position
 from ..terminal import printable
 from . import charts
+from .block_heatmap import MIN_BLOCKS, block_heatmap
 from .formatting import (
     fmt_cos,
     fmt_dtypes,
@@ -144,6 +146,19 @@ def _table_rows(view: ReportView) -> list[dict[str, Any]]:
     return rows
 
 
+def _nonfinite_cells(view: ReportView) -> dict[tuple[str, str], int]:
+    """Tensors with NaN/Inf in the new checkpoint per (block label, layer type)."""
+    types = view.tensor_types
+    out: dict[tuple[str, str], int] = {}
+    for ds in view.groups.values():
+        for d in ds:
+            pos = block_position(d.name) if d.nonfinite_new else None
+            if pos is not None:
+                key = (pos.label, types.get(d.name, "other"))
+                out[key] = out.get(key, 0) + 1
+    return out
+
+
 def render_html(view: ReportView) -> str:
     cfg = view.config
     w, h = cfg.chart_width, cfg.chart_height
@@ -174,6 +189,21 @@ def render_html(view: ReportView) -> str:
             "No changed tensor has a cosine similarity (nothing was compared element-wise).",
         ),
     ]
+    heat = block_heatmap(view.depth_profile, _nonfinite_cells(view), w)
+    if heat is not None:
+        chart_list.insert(
+            1,
+            (
+                "blockheat",
+                "Blocks × layer types",
+                f"Average relative change of each block's tensors per layer type (log colour "
+                f"scale; drawn from {MIN_BLOCKS} blocks on); hatched: every tensor frozen "
+                f"(bit-identical); red: NaN/Inf in the new checkpoint, with the number of "
+                f"such tensors. Hover a cell for its value.",
+                heat,
+                "",
+            ),
+        )
     lr_chart = charts.low_rank_chart(lr_rows, w, h)
     if lr_chart is not None or view.low_rank_summary:
         chart_list.append(
