@@ -15,7 +15,6 @@ every tensor. This module reads results only: no tensors, no printing, no click/
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from typing import Any
@@ -23,7 +22,9 @@ from typing import Any
 from . import layers
 from .diff import ChangeType, DiffSummary
 from .findings import Insight, describe_names
+from .name_groups import block_runs, describe_groups
 from .naming import natural_key, natural_sorted
+from .numbers import fmt_cos, fmt_float, fmt_fold, fmt_pct
 from .rows import COMPARED, Row
 
 __all__ = [
@@ -55,8 +56,9 @@ LOW_RANK_FRACTION = 0.25
 CHECKS = ("nonfinite-values", "unchecked-tensors")
 
 
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.3g}"
+def _types(rows: Sequence[Row]) -> dict[str, str]:
+    """Every tensor of the pair and its layer type (what tensor lists are grouped against)."""
+    return {r.name: r.layer_type for r in rows}
 
 
 def _changed(rows: Sequence[Row]) -> list[Row]:
@@ -85,11 +87,16 @@ def nonfinite_insight(rows: Sequence[Row], summary: DiffSummary) -> list[Insight
             new.append(n)
         else:
             pre.append(n)
+    types = _types(rows)
+
+    def spell(n: str) -> str:
+        return _counted(n, counts)
+
     parts = []
     if new:
-        parts.append(f"NaN/Inf appeared in {describe_names([_counted(n, counts) for n in new])}")
+        parts.append(f"NaN/Inf appeared in {describe_groups(new, types, spell)}")
     if pre:
-        shown = describe_names([_counted(n, counts) for n in pre])
+        shown = describe_groups(pre, types, spell)
         parts.append(f"already present in the old checkpoint in {shown}")
     return [
         Insight(
@@ -126,7 +133,8 @@ def health_insights(
     out = []
     if bad:
         per = {n: {"nan": counts[n][0], "inf": counts[n][1]} for n in bad}
-        shown = [_counted(n, per) for n in bad]
+        types = {n: layers.classify_layer(n) for n in counts}
+        shown = describe_groups(bad, types, lambda n: _counted(n, per))
         total_nan = sum(counts[n][0] for n in bad)
         total_inf = sum(counts[n][1] for n in bad)
         out.append(
@@ -135,7 +143,7 @@ def health_insights(
                 "critical",
                 "stability",
                 f"NaN/Inf in {len(bad)} tensor(s)",
-                f"NaN/Inf values ({total_nan} NaN, {total_inf} Inf) in {describe_names(shown)}.",
+                f"NaN/Inf values ({total_nan} NaN, {total_inf} Inf) in {shown}.",
                 {
                     "tensors": bad,
                     "nan": total_nan,
@@ -270,7 +278,7 @@ def frozen_insight(
         for g in natural_sorted(groups)
     ]
     whole = [g for g in group_ev if g["frozen"] == g["total"] and blocks[g["group"]]]
-    parts = _block_runs([b for g in whole if (b := blocks[g["group"]]) is not None])
+    parts = block_runs([b for g in whole if (b := blocks[g["group"]]) is not None])
     for g in group_ev:
         if g in whole:
             continue
@@ -313,31 +321,6 @@ def frozen_names(rows: Sequence[Row], unlisted: Sequence[str] = ()) -> list[str]
     return natural_sorted([*names, *(n for n in unlisted if not layers.is_buffer(n))])
 
 
-def _block_runs(blocks: Sequence[layers.BlockInfo]) -> list[str]:
-    """'model.layers.0-7 (whole blocks)' for consecutive whole frozen blocks."""
-    out: list[str] = []
-    blocks = sorted(blocks, key=lambda b: b.ordinal)
-    i = 0
-    while i < len(blocks):
-        j = i
-        while (
-            j + 1 < len(blocks)
-            and blocks[j + 1].ordinal == blocks[j].ordinal + 1
-            and blocks[j + 1].stack == blocks[i].stack
-        ):
-            j += 1
-        first, last = blocks[i].label, blocks[j].label
-        if i == j:
-            out.append(f"{first} (whole block)")
-        else:
-            tail = re.search(r"[\d.]+$", last[len(blocks[j].stack) :])
-            out.append(
-                f"{first}-{tail.group(0).lstrip('.') if tail else last} ({j - i + 1} whole blocks)"
-            )
-        i = j + 1
-    return out
-
-
 # -- architecture ----------------------------------------------------------------------------
 def architecture_insights(rows: Sequence[Row], summary: DiffSummary) -> list[Insight]:
     """Tensors added or removed, reshaped, or recast."""
@@ -349,9 +332,9 @@ def architecture_insights(rows: Sequence[Row], summary: DiffSummary) -> list[Ins
     if n_add or n_rem:
         parts = []
         if n_add:
-            parts.append(f"added {n_add}: {describe_names(added)}")
+            parts.append(f"added {n_add}: {describe_groups(added, _types(rows))}")
         if n_rem:
-            parts.append(f"removed {n_rem}: {describe_names(removed)}")
+            parts.append(f"removed {n_rem}: {describe_groups(removed, _types(rows))}")
         out.append(
             Insight(
                 "architecture-changed",
@@ -411,7 +394,7 @@ def _shape_insight(shaped: Sequence[Row]) -> Insight:
             )
             parts.append(
                 f"{r.name} {old_s} -> {new_s} ({kind}, {d.added_rows:+d} rows; "
-                f"the {d.overlap_rows} kept rows changed by {_fmt(d.relative_change)})"
+                f"the {d.overlap_rows} kept rows changed by {fmt_pct(d.relative_change)})"
             )
         else:
             parts.append(f"{r.name} {old_s} -> {new_s}")
@@ -443,9 +426,10 @@ def low_cosine_insight(rows: Sequence[Row], threshold: float) -> list[Insight]:
             "low-cosine",
             "warning",
             "stability",
-            f"{len(low)} tensor(s) changed direction (cosine < {threshold:g})",
-            f"Cosine similarity between old and new fell below {threshold:g} for "
-            f"{describe_names(names)}; lowest {_fmt(worst.diff.cosine_sim)} ({worst.name}). "
+            f"{len(low)} tensor(s) changed direction (cosine < {fmt_float(threshold)})",
+            f"Cosine similarity between old and new fell below {fmt_float(threshold)} for "
+            f"{describe_groups(names, _types(rows))}; lowest "
+            f"{fmt_cos(worst.diff.cosine_sim)} ({worst.name}). "
             f"Such tensors were largely rewritten: check the learning rate or whether they "
             f"were re-initialised.",
             {
@@ -470,9 +454,10 @@ def large_change_insight(rows: Sequence[Row], threshold: float) -> list[Insight]
             "large-relative-change",
             "warning",
             "training",
-            f"{len(large)} tensor(s) changed by >= {threshold:.0%} of their norm",
-            f"||new - old|| / ||old|| reached {threshold:g} or more for "
-            f"{describe_names(names)}; largest {_fmt(top.change)} ({top.name}).",
+            f"{len(large)} tensor(s) changed by >= {fmt_pct(threshold)} of their norm",
+            f"||new - old|| / ||old|| reached {fmt_float(threshold)} or more for "
+            f"{describe_groups(names, _types(rows))}; largest {fmt_pct(top.change)} "
+            f"({top.name}).",
             {
                 "tensors": names,
                 "relative_change": {r.name: r.change for r in large},
@@ -510,10 +495,10 @@ def norm_insights(rows: Sequence[Row], threshold: float) -> list[Insight]:
                 code,
                 "warning",
                 "stability",
-                f"{len(names)} tensor(s) {word} in norm by {threshold:g}x or more",
+                f"{len(names)} tensor(s) {word} in norm by {fmt_fold(threshold)} or more",
                 f"||new|| / ||old|| {'>=' if code == 'norm-explosion' else '<='} "
-                f"{threshold if code == 'norm-explosion' else 1 / threshold:.3g} for "
-                f"{describe_names(names)} (most extreme {_fmt(extreme)}).",
+                f"{fmt_float(threshold if code == 'norm-explosion' else 1 / threshold)} for "
+                f"{describe_groups(names, _types(rows))} (most extreme {fmt_fold(extreme)}).",
                 {
                     "tensors": names,
                     "norm_ratio": {n: sel[n] for n in names},
@@ -540,7 +525,8 @@ def sign_flip_insight(rows: Sequence[Row]) -> list[Insight]:
             "warning",
             "stability",
             f"{len(flips)} tensor(s) flipped the sign of >= {SIGN_FLIP_WARN:.0%} of elements",
-            f"Sign flips on a large share of elements in {describe_names(names)}: a fine-tune "
+            f"Sign flips on a large share of elements in {describe_groups(names, _types(rows))}: "
+            f"a fine-tune "
             f"flips few signs; about half flipped means the tensor was re-initialised.",
             {
                 "tensors": names,
@@ -572,7 +558,8 @@ def low_rank_insight(rows: Sequence[Row]) -> list[Insight]:
             "structure",
             f"{len(names)} weight update(s) are low-rank (LoRA-extractable)",
             f"99% of the update's energy lies in rank {ranks[0]}"
-            f"{'' if len(ranks) == 1 else f' to {ranks[-1]}'} for {describe_names(names)}: the "
+            f"{'' if len(ranks) == 1 else f' to {ranks[-1]}'} for "
+            f"{describe_groups(names, _types(rows))}: the "
             f"change could be stored as a LoRA adapter of that rank.",
             {
                 "tensors": names,

@@ -17,6 +17,7 @@ from . import layers
 from .diff import DiffSummary
 from .findings import describe_names
 from .naming import natural_sorted
+from .numbers import fmt_float, fmt_fold
 from .rows import Row, aggregate_change, mean
 
 __all__ = [
@@ -80,7 +81,7 @@ def _detail(pattern: str, ev: Mapping[str, Any], summary: DiffSummary) -> str:
 
     def ratio(key: str) -> str:
         v = ev.get(key)
-        return "without bound" if v is None else f"{v:.3g}x"
+        return "without bound" if v is None else fmt_fold(v)
 
     if pattern in ("gradient", "inverse_gradient"):
         return f" (later half of the blocks vs earlier half: {ratio('late_vs_early')})"
@@ -97,7 +98,7 @@ def _detail(pattern: str, ev: Mapping[str, Any], summary: DiffSummary) -> str:
         return f" ({describe_names(list(ev.get('units_hit') or []))})"
     if pattern == "uniform":
         cv = ev.get("block_change_cv", 0.0)
-        return f" (spread of block changes: coefficient of variation {cv:.2g})"
+        return f" (spread of block changes: coefficient of variation {fmt_float(cv)})"
     return ""
 
 

@@ -30,6 +30,7 @@ from . import dtypes
 from .diff import ChangeType, DiffSummary, ParameterDiff
 from .findings import Insight
 from .naming import natural_key
+from .numbers import fmt_pct
 
 #: Insight codes this module emits (listed in analysis.INSIGHT_CODES and docs/insights.md).
 CODES = ("quantization-error", "quantization-outliers")
@@ -209,10 +210,6 @@ def analyze_quantization(
     return section, _insights(section, records, side)
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:.3g}%"
-
-
 def _insights(
     section: dict[str, Any], records: dict[str, dict[str, Any]], side: str
 ) -> list[Insight]:
@@ -225,10 +222,11 @@ def _insights(
         else:
             parts.append(
                 f"{t}: {g['tensors']} tensor(s), relative error "
-                f"{_pct(g['aggregate_relative_error'])} (worst {_pct(g['max_relative_error'])})"
+                f"{fmt_pct(g['aggregate_relative_error'])} "
+                f"(worst {fmt_pct(g['max_relative_error'])})"
             )
     worst = section["worst"][:3]
-    worst_text = ", ".join(f"{w['name']} {_pct(w['relative_error'])}" for w in worst)
+    worst_text = ", ".join(f"{w['name']} {fmt_pct(w['relative_error'])}" for w in worst)
     ref = "old" if side == "new" else "new"
     out = [
         Insight(
@@ -236,7 +234,7 @@ def _insights(
             severity="info",
             category="quantization",
             title=f"The {side} side is a quantization of the {ref} side: relative error "
-            f"{_pct(overall['aggregate_relative_error'])} overall",
+            f"{fmt_pct(overall['aggregate_relative_error'])} overall",
             description=f"Judged as quantization, not training (training alarms are off). "
             f"{'; '.join(parts)}. Worst tensors: {worst_text or 'none'}. Cosine of the "
             f"dequantized weights with the reference: min {overall['min_cosine']:.6f}."
@@ -261,7 +259,7 @@ def _insights(
                 outliers[n] = e
     if outliers:
         names = sorted(outliers, key=natural_key)
-        shown = ", ".join(f"{n} {_pct(outliers[n])}" for n in names[:8])
+        shown = ", ".join(f"{n} {fmt_pct(outliers[n])}" for n in names[:8])
         out.append(
             Insight(
                 code="quantization-outliers",

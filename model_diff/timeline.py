@@ -34,7 +34,7 @@ from .analysis import AnalysisConfig, DiffAnalyzer, GroupChange, group_changes
 from .checkpoint import Checkpoint
 from .diff import DiffConfig, DiffSummary, ModelDiff, ParameterDiff
 from .errors import LFSObjectMissingError, ModelDiffError
-from .report.formatting import fmt_fold
+from .numbers import fmt_fold
 
 __all__ = [
     "Event",

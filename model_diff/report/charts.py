@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from ..analysis import DepthEntry, LayerStats
 
 _FONT = 12
+#: Widest advance of a digit, separator, "%" or "x" at 12px in the sans-serif fonts the page
+#: names, in CSS px (a digit is ~6.7px; "%" up to 10.7px): what a tick label is sized with.
+_CHAR_W = 7.2
+_PCT_W = 11.0
 
 
 def _f(x: float) -> str:
@@ -81,6 +85,23 @@ class _Svg:
         return Markup("".join([*self.parts, "</svg>"]))  # noqa: S704 - every text escaped above
 
 
+def label_width(text: str, size: int = _FONT) -> float:
+    """An upper bound of ``text``'s rendered width at ``size`` px (tick labels: digits,
+    separators, "%", "x", "×10ⁿ")."""
+    return sum(_PCT_W if ch in "%×" else _CHAR_W for ch in text) * size / _FONT
+
+
+def _tick_values(vmax: float, step: float) -> list[float]:
+    return [step * i for i in range(round(vmax / step) + 1)]
+
+
+def axis_room(labels: Sequence[str], least: float, size: int = _FONT) -> float:
+    """The left margin a y axis needs so its widest tick label (drawn 6px left of the axis,
+    right-aligned) stays inside the chart with 8px to spare; at least ``least``."""
+    widest = max((label_width(t, size) for t in labels), default=0.0)
+    return max(least, float(math.ceil(widest + 6 + 8)))
+
+
 def _y_axis(
     svg: _Svg,
     *,
@@ -92,9 +113,7 @@ def _y_axis(
     step: float,
     label: Any = fmt_pct,
 ) -> None:
-    n = round(vmax / step)
-    for i in range(n + 1):
-        v = step * i
+    for v in _tick_values(vmax, step):
         y = bottom - (bottom - top) * v / vmax
         svg.add(f'<line x1="{_f(left)}" y1="{_f(y)}" x2="{_f(right)}" y2="{_f(y)}" class="grid"/>')
         svg.text(left - 6, y + 4, label(v), anchor="end", cls="tick")
@@ -113,7 +132,8 @@ def depth_chart(profile: Sequence[DepthEntry], width: int, height: int) -> Marku
     types = [t for t in LAYER_TYPES if t in pts] + sorted(t for t in pts if t not in LAYER_TYPES)
     blocks = sorted({b for v in pts.values() for b, _, _ in v})
     vmax, step = _nice_max(max(v for s in pts.values() for _, v, _ in s))
-    left, right, top, bottom = 64.0, width - 16.0, 34.0, height - 40.0
+    room = axis_room([fmt_pct(v) for v in _tick_values(vmax, step)], least=64.0)
+    left, right, top, bottom = room, width - 16.0, 34.0, height - 40.0
     svg = _Svg(width, height, "Relative change by depth per layer type", "depth")
     _y_axis(svg, left=left, top=top, bottom=bottom, right=right, vmax=vmax, step=step)
     b0, b1 = blocks[0], blocks[-1]
@@ -255,10 +275,11 @@ def cosine_histogram(diffs: Sequence[ParameterDiff], width: int, height: int) ->
                 counts[i] += 1
                 break
     svg = _Svg(width, height, "Cosine similarity distribution of changed tensors", "cosine")
-    left, right, top, bottom = 56.0, width - 16.0, 30.0, height - 44.0
     vmax, step = _nice_max(max(counts))
     step = max(step, 1.0)
     vmax = max(vmax, step)
+    room = axis_room([fmt_int(round(v)) for v in _tick_values(vmax, step)], least=56.0)
+    left, right, top, bottom = room, width - 16.0, 30.0, height - 44.0
     _y_axis(
         svg,
         left=left,
@@ -384,4 +405,5 @@ def low_rank_chart(
 Svg = _Svg
 nice_max = _nice_max
 y_axis = _y_axis
+tick_values = _tick_values
 coord = _f

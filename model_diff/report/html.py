@@ -10,6 +10,8 @@ This module must not load anything from the network or write files.
 from __future__ import annotations
 
 import json
+import re
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -17,8 +19,10 @@ import jinja2
 from markupsafe import Markup, escape
 
 from .. import __version__
+from ..layers import block_position
 from ..terminal import printable
 from . import charts
+from .block_heatmap import MIN_BLOCKS, block_heatmap
 from .formatting import (
     fmt_cos,
     fmt_dtypes,
@@ -40,14 +44,36 @@ _SCRIPT_ESCAPES = {
 }
 
 
+#: A JSON string (kept as is) or a number with an exponent (rewritten without one).
+_JSON_STRING_OR_E_NUMBER = re.compile(r'"(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?[eE][+-]?\d+')
+
+
+def _positional(m: re.Match[str]) -> str:
+    token = m.group(0)
+    if token.startswith('"'):
+        return token
+    text = format(Decimal(token), "f")
+    return text if "." in text else text + ".0"  # still a float when read back
+
+
+def positional_json(text: str) -> str:
+    """JSON text with every number written without an exponent (``1.2e-05`` ->
+    ``0.000012``): the same values (Python's shortest repr, digit for digit), so a page
+    shows no e-notation even in its embedded data."""
+    return _JSON_STRING_OR_E_NUMBER.sub(_positional, text)
+
+
 def script_json(obj: Any, indent: int | None = None) -> Markup:
-    """JSON safe to place verbatim inside ``<script type="application/json">``."""
-    text = json.dumps(
-        obj,
-        allow_nan=False,
-        ensure_ascii=False,
-        indent=indent,
-        separators=None if indent else (",", ":"),
+    """JSON safe to place verbatim inside ``<script type="application/json">``, its numbers
+    without exponents (``positional_json``)."""
+    text = positional_json(
+        json.dumps(
+            obj,
+            allow_nan=False,
+            ensure_ascii=False,
+            indent=indent,
+            separators=None if indent else (",", ":"),
+        )
     )
     for ch, esc in _SCRIPT_ESCAPES.items():
         text = text.replace(ch, esc)
@@ -120,6 +146,19 @@ def _table_rows(view: ReportView) -> list[dict[str, Any]]:
     return rows
 
 
+def _nonfinite_cells(view: ReportView) -> dict[tuple[str, str], int]:
+    """Tensors with NaN/Inf in the new checkpoint per (block label, layer type)."""
+    types = view.tensor_types
+    out: dict[tuple[str, str], int] = {}
+    for ds in view.groups.values():
+        for d in ds:
+            pos = block_position(d.name) if d.nonfinite_new else None
+            if pos is not None:
+                key = (pos.label, types.get(d.name, "other"))
+                out[key] = out.get(key, 0) + 1
+    return out
+
+
 def render_html(view: ReportView) -> str:
     cfg = view.config
     w, h = cfg.chart_width, cfg.chart_height
@@ -150,6 +189,21 @@ def render_html(view: ReportView) -> str:
             "No changed tensor has a cosine similarity (nothing was compared element-wise).",
         ),
     ]
+    heat = block_heatmap(view.depth_profile, _nonfinite_cells(view), w)
+    if heat is not None:
+        chart_list.insert(
+            1,
+            (
+                "blockheat",
+                "Blocks × layer types",
+                f"Average relative change of each block's tensors per layer type (log colour "
+                f"scale; drawn from {MIN_BLOCKS} blocks on); hatched: every tensor frozen "
+                f"(bit-identical); red: NaN/Inf in the new checkpoint, with the number of "
+                f"such tensors. Hover a cell for its value.",
+                heat,
+                "",
+            ),
+        )
     lr_chart = charts.low_rank_chart(lr_rows, w, h)
     if lr_chart is not None or view.low_rank_summary:
         chart_list.append(
@@ -189,7 +243,7 @@ def render_html(view: ReportView) -> str:
         rows=rows,
         lr_rows=lr_rows,
         table_json=script_json(table_data),
-        raw_pretty=json.dumps(raw, indent=2, allow_nan=False, ensure_ascii=False)
+        raw_pretty=positional_json(json.dumps(raw, indent=2, allow_nan=False, ensure_ascii=False))
         if raw is not None
         else None,
     )

@@ -27,7 +27,6 @@ from .view import GROUPS, ReportView, block_profile
 
 _SPECIALS = re.compile(r"([\\`*_\[\]<>|~&#@!])")
 _SEVERITY_LABEL = {"critical": "CRITICAL", "warning": "WARNING", "info": "info"}
-_MAX_TENSORS_PER_INSIGHT = 5
 
 
 def md_text(text: str) -> str:
@@ -152,10 +151,9 @@ def render_markdown(view: ReportView) -> str:
             line += f" **policy: {ins.level}**"
         if ins.description:
             line += f": {md_text(ins.description)}"
-        if ins.tensors:
-            names = ", ".join(md_code(t) for t in ins.tensors[:_MAX_TENSORS_PER_INSIGHT])
-            more = len(ins.tensors) - _MAX_TENSORS_PER_INSIGHT
-            line += f" Tensors: {names}" + (f" (+{more} more)" if more > 0 else "")
+        tensors = view.insight_tensors(ins)
+        if tensors:
+            line += " Tensors: " + "; ".join(md_text(t) for t in tensors)
         head.append(line)
     head.append("")
 

@@ -150,8 +150,9 @@ def render_text(view: ReportView) -> str:
                 out.add("      " + line)
             for line in textwrap.wrap(printable(ins.description), WIDTH - 6):
                 out.add("      " + line)
-            if ins.tensors:
-                names = join_limited([printable(t) for t in ins.tensors], 4)
+            tensors = view.insight_tensors(ins)
+            if tensors:
+                names = "; ".join(printable(t) for t in tensors)
                 for i, line in enumerate(
                     textwrap.wrap(f"tensors: {names}", WIDTH - 6, break_on_hyphens=False)
                 ):

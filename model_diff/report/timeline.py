@@ -4,7 +4,7 @@
 Every format says the same: the checkpoints in order (and how they were ordered), the
 events in words, per step the pattern, insight codes and biggest movers, and per block /
 layer group and per layer type the relative change at each step with its trend. Numbers
-are never in e-notation (``formatting.fmt_change``); frozen, NaN/Inf and gap cells are
+are never in e-notation (``formatting.fmt_pct``); frozen, NaN/Inf and gap cells are
 spelled out. Names from checkpoints go through ``terminal.printable`` (text), code spans
 (Markdown) or autoescaping (HTML). This module renders only.
 """
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from ..terminal import guard_json, guard_lines, printable
 from ..timeline import Series, Step, Timeline
-from .formatting import fmt_change
+from .formatting import fmt_pct
 from .markdown import md_code, md_text
 from .timeline_words import RULE, cell_text, counts_text, order_text, pattern_text, row_title
 
@@ -70,10 +70,10 @@ def render_text(timeline: Timeline) -> str:
         codes = ", ".join(i.code for i in s.insights) or "none"
         lines.append(
             f"  pattern {pattern_text(s.change_pattern)}{span}; {counts_text(s)}; whole model "
-            f"{fmt_change(s.aggregate_change)}; insights: {codes}"
+            f"{fmt_pct(s.aggregate_change)}; insights: {codes}"
         )
         if s.movers:
-            movers = ", ".join(f"{printable(m.name)} {fmt_change(m.change)}" for m in s.movers)
+            movers = ", ".join(f"{printable(m.name)} {fmt_pct(m.change)}" for m in s.movers)
             lines.append(f"  biggest movers: {movers}")
     lines += ["", f"Relative change per block ({RULE})"]
     lines += _text_table(t.rows, steps, "block / group")
@@ -142,7 +142,7 @@ def render_markdown(timeline: Timeline) -> str:
         if s.gap is not None:
             rows.append([str(s.step), f"{src} → {md_code(s.target)}", "gap", md_text(s.gap), ""])
             continue
-        movers = ", ".join(f"{md_code(m.name)} {fmt_change(m.change)}" for m in s.movers)
+        movers = ", ".join(f"{md_code(m.name)} {fmt_pct(m.change)}" for m in s.movers)
         rows.append(
             [
                 str(s.step),

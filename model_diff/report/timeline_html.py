@@ -19,58 +19,15 @@ from markupsafe import Markup, escape
 from .. import __version__
 from ..terminal import printable
 from ..timeline import Series, Step, Timeline
-from .charts import Svg, coord
-from .formatting import fmt_change, shorten
+from .charts import Svg, axis_room, coord
+from .formatting import fmt_pct, shorten
+from .heat import NAN_FILL, LogScale, frozen_pattern, heat_legend, ramp
 from .html import environment
 from .timeline_words import RULE, cell_text, counts_text, order_text, pattern_text, row_title
 
-#: The colour ramp (viridis, low -> high): perceptually even, readable for colour-blind
-#: readers, and far from the red that marks NaN/Inf.
-RAMP = (
-    (0x44, 0x01, 0x54),
-    (0x48, 0x28, 0x78),
-    (0x3E, 0x49, 0x89),
-    (0x31, 0x68, 0x8E),
-    (0x26, 0x82, 0x8E),
-    (0x1F, 0x9E, 0x89),
-    (0x35, 0xB7, 0x79),
-    (0x6E, 0xCE, 0x58),
-    (0xB5, 0xDE, 0x2B),
-    (0xFD, 0xE7, 0x25),
-)
-NAN_FILL = "#e03131"
+#: The id of the frozen cells' hatch pattern.
+FROZEN_ID = "tl-frozen"
 LAYER_TYPES = ("embedding", "attention", "mlp", "norm", "head", "other")
-
-
-def ramp(t: float) -> str:
-    """The ramp's colour at ``t`` in [0, 1] as ``#rrggbb``."""
-    t = min(1.0, max(0.0, t)) * (len(RAMP) - 1)
-    i = min(int(t), len(RAMP) - 2)
-    f = t - i
-    a, b = RAMP[i], RAMP[i + 1]
-    return "#" + "".join(f"{round(x + (y - x) * f):02x}" for x, y in zip(a, b, strict=True))
-
-
-class LogScale:
-    """log10 over the finite positive values of a timeline (one decade when all are equal)."""
-
-    def __init__(self, values: Sequence[float]) -> None:
-        lo, hi = min(values), max(values)
-        self.lo = math.floor(math.log10(lo) * 4) / 4  # quarter decades: round, stable bounds
-        self.hi = math.ceil(math.log10(hi) * 4) / 4
-        if self.hi - self.lo < 1.0:
-            mid = (self.hi + self.lo) / 2
-            self.lo, self.hi = mid - 0.5, mid + 0.5
-
-    def __call__(self, v: float) -> float:
-        return (math.log10(v) - self.lo) / (self.hi - self.lo)
-
-    def ticks(self) -> list[float]:
-        """Powers of ten inside the range (and both ends when fewer than two fit)."""
-        out = [10.0**e for e in range(math.ceil(self.lo), math.floor(self.hi) + 1)]
-        if len(out) < 2:
-            out = sorted({10.0**self.lo, *out, 10.0**self.hi})
-        return out
 
 
 def _values(rows: Sequence[Series]) -> list[float]:
@@ -119,12 +76,7 @@ def heatmap(t: Timeline, width: int = 900) -> Markup | None:
     w = int(max(left + cell_w * len(steps), left + legend_w) + 24)
     h = int(legend_y + 70)
     svg = Svg(w, h, "Relative change per block and step", "heatmap")
-    svg.add(
-        '<defs><pattern id="tl-frozen" width="6" height="6" patternUnits="userSpaceOnUse" '
-        'patternTransform="rotate(45)"><rect width="6" height="6" class="frozen-bg"/>'
-        '<line x1="0" y1="0" x2="0" y2="6" class="frozen-line" stroke-width="2"/>'
-        "</pattern></defs>"
-    )
+    svg.add(frozen_pattern(FROZEN_ID))
     step_tips = ["\n".join(_step_lines(s)) for s in steps]
     cell_tips = ["\n".join(_cell_step_lines(s)) for s in steps]
     jumps = {(label, e.step): e for e in t.events if e.kind == "jump" for label in e.rows}
@@ -175,7 +127,10 @@ def heatmap(t: Timeline, width: int = 900) -> Markup | None:
                     f"{coord(y + row_h - 3)} M{coord(x + cell_w - 3)},{coord(y + 3)} "
                     f'L{coord(x + 3)},{coord(y + row_h - 3)}" class="nan-mark"/>'
                 )
-    _heat_legend(svg, scale, left, legend_y, legend_w)
+    sx = heat_legend(svg, scale, left, legend_y, legend_w, FROZEN_ID, gap=True)
+    y = legend_y + 42
+    svg.add(f'<rect x="{coord(sx)}" y="{coord(y)}" width="14" height="10" class="jump-mark"/>')
+    svg.text(sx + 18, y + 9, "jump (10x the previous step or more)", cls="legend", size=11)
     return svg.done()
 
 
@@ -186,45 +141,13 @@ def _cell_style(r: Series, k: int, s: Step, scale: LogScale | None) -> tuple[str
     if r.nonfinite[k] is not None:
         return "nan", NAN_FILL, str(r.nonfinite[k])
     if r.frozen[k]:
-        return "frozen", "url(#tl-frozen)", "0"
+        return "frozen", f"url(#{FROZEN_ID})", "0"
     c = r.changes[k]
     if c is None or scale is None:
         return "none", "", ""
     if c <= 0:
         return "zero", ramp(0.0), ""
     return "value", ramp(scale(c)), ""
-
-
-def _heat_legend(svg: Svg, scale: LogScale | None, x0: float, y: float, width: float) -> None:
-    if scale is not None:
-        n = 48
-        for i in range(n):
-            svg.add(
-                f'<rect x="{coord(x0 + width * i / n)}" y="{coord(y)}" '
-                f'width="{coord(width / n + 0.5)}" height="10" fill="{ramp(i / (n - 1))}"/>'
-            )
-        for v in scale.ticks():
-            x = x0 + width * scale(v)
-            svg.add(
-                f'<line x1="{coord(x)}" y1="{coord(y + 10)}" x2="{coord(x)}" y2="{coord(y + 14)}" '
-                f'class="axis-line"/>'
-            )
-            svg.text(x, y + 26, fmt_change(v), anchor="middle", cls="tick", size=10)
-    sx, y = x0, y + 42
-    for cls, fill, label in (
-        ("frozen", "url(#tl-frozen)", "frozen"),
-        ("nan", NAN_FILL, "NaN/Inf"),
-        ("gap", "", "gap"),
-    ):
-        fill_attr = f' fill="{fill}"' if fill else ""
-        svg.add(
-            f'<rect x="{coord(sx)}" y="{coord(y)}" width="14" height="10" '
-            f'class="cell {cls}"{fill_attr}/>'
-        )
-        svg.text(sx + 18, y + 9, label, cls="legend", size=11)
-        sx += 26 + 7 * len(label)
-    svg.add(f'<rect x="{coord(sx)}" y="{coord(y)}" width="14" height="10" class="jump-mark"/>')
-    svg.text(sx + 18, y + 9, "jump (10x the previous step or more)", cls="legend", size=11)
 
 
 def type_charts(t: Timeline, width: int = 300, height: int = 170) -> list[tuple[str, Markup]]:
@@ -247,7 +170,9 @@ def _type_chart(
 ) -> Markup:
     label = printable(r.label)
     svg = Svg(width, height, f"Relative change per step: {label}", "typeline")
-    left, right, top = 62.0, width - 12.0, 14.0
+    ticks = scale.ticks() if scale is not None else []
+    left = axis_room([fmt_pct(v) for v in ticks], least=62.0, size=10)
+    right, top = width - 12.0, 14.0
     bottom = height - 46.0  # the plot; below it the "0" strip for frozen steps, then steps
     zero_y = bottom + 12
     cls = f"s-{r.label}" if r.label in LAYER_TYPES else "s-other"
@@ -262,13 +187,13 @@ def _type_chart(
         return bottom - (bottom - top) * scale(v)
 
     if scale is not None:
-        for v in scale.ticks():
+        for v in ticks:
             y = y_of(v)
             svg.add(
                 f'<line x1="{coord(left)}" y1="{coord(y)}" x2="{coord(right)}" y2="{coord(y)}" '
                 f'class="grid"/>'
             )
-            svg.text(left - 6, y + 4, fmt_change(v), anchor="end", cls="tick", size=10)
+            svg.text(left - 6, y + 4, fmt_pct(v), anchor="end", cls="tick", size=10)
     svg.text(left - 6, zero_y + 4, "0", anchor="end", cls="tick", size=10)
     svg.add(
         f'<line x1="{coord(left)}" y1="{coord(bottom)}" x2="{coord(right)}" y2="{coord(bottom)}" '
@@ -356,5 +281,5 @@ def render_html(t: Timeline) -> str:
         block_rows=cells(t.rows),
         type_rows=cells(t.types),
         rule=RULE,
-        change=fmt_change,
+        change=fmt_pct,
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..timeline import Series, Step, Timeline
-from .formatting import fmt_change, fmt_int
+from .formatting import fmt_int, fmt_pct
 
 __all__ = ["RULE", "cell_text", "counts_text", "order_text", "pattern_text", "row_title"]
 
@@ -23,7 +23,7 @@ def cell_text(row: Series, i: int, steps: Sequence[Step], *, frozen: str = "0 (f
     if row.frozen[i]:
         return frozen
     c = row.changes[i]
-    return "-" if c is None else fmt_change(c)
+    return "-" if c is None else fmt_pct(c)
 
 
 def row_title(row: Series) -> str:

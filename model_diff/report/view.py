@@ -19,6 +19,8 @@ from typing import Any
 from ..analysis import Analysis, DepthEntry, LayerStats
 from ..diff import ChangeType, DiffConfig, DiffSummary, ParameterDiff
 from ..findings import Insight
+from ..layers import classify_layer
+from ..name_groups import group_names
 from ..naming import natural_key
 from .config import VisualizationConfig
 
@@ -81,6 +83,26 @@ class ReportView:
     @property
     def insights(self) -> tuple[Insight, ...]:
         return self.analysis.insights if self.analysis is not None else ()
+
+    @property
+    def tensor_types(self) -> dict[str, str]:
+        """Every tensor of the pair and its layer type (the analysis's classification when
+        it has its rows): what insight tensor lists are grouped against."""
+        rows = self.analysis.rows if self.analysis is not None else ()
+        if rows:
+            return {r.name: r.layer_type for r in rows}
+        return {d.name: classify_layer(d.name) for v in self.groups.values() for d in v}
+
+    def insight_tensors(self, ins: Insight, shown: int = 8) -> list[str]:
+        """The insight's tensors grouped by block and layer type (``name_groups``), at most
+        ``shown`` phrases then "and N more"; empty when its description already names each
+        phrase's block run or tensor (the analyzer's own insights do: a report never lists
+        them twice)."""
+        phrases = group_names(ins.tensors, self.tensor_types) if ins.tensors else []
+        if all(p.split(": ")[0] in ins.description for p in phrases[:shown]):
+            return []
+        more = len(phrases) - shown
+        return phrases[:shown] + ([f"and {more} more"] if more > 0 else [])
 
     @property
     def layer_rows(self) -> tuple[LayerStats, ...]:

@@ -111,4 +111,4 @@ def test_vocabulary_resize_still_compares_rows(tmp_path: Path) -> None:
         i for i in result.analysis.to_dict()["insights"] if i["code"] == "shape-changed"
     )
     assert "vocabulary resize, +8 rows" in shape_ins["description"]
-    assert "overlap rel.change 0.100%" in result.report("text", old_name="a", new_name="b")
+    assert "overlap rel.change 0.1%" in result.report("text", old_name="a", new_name="b")

@@ -15,7 +15,7 @@ from model_diff import compare_training_stages
 from model_diff.checkpoint import Checkpoint, from_arrays
 from model_diff.cli import cli
 from model_diff.errors import LFSObjectMissingError, ModelDiffError
-from model_diff.report.formatting import fmt_change, fmt_fold
+from model_diff.report.formatting import fmt_fold, fmt_pct
 from model_diff.report.timeline import render_json, render_text, render_timeline
 from model_diff.runs import expand
 from model_diff.timeline import Source, run_timeline, sources_from, trend
@@ -274,8 +274,8 @@ def test_trend_words_describe_the_shape() -> None:
     ],
 )
 def test_changes_read_as_percent_or_fold_never_e_notation(x: float, shown: str) -> None:
-    """fmt_change: percent with thousands separators, x-fold from 1000% on."""
-    assert fmt_change(x) == shown
+    """fmt_pct: percent with thousands separators, x-fold from 1000% on."""
+    assert fmt_pct(x) == shown
     assert fmt_fold(1400.0) == "1,400x"
 
 
@@ -283,7 +283,7 @@ def test_no_magnitude_formats_in_e_notation() -> None:
     """Every magnitude from 1e-12 to 1e12 formats without an exponent."""
     for e in range(-12, 13):
         for m in (1.0, 2.5, 9.99):
-            assert not E_NOTATION.search(fmt_change(m * 10.0**e) + fmt_fold(m * 10.0**e))
+            assert not E_NOTATION.search(fmt_pct(m * 10.0**e) + fmt_fold(m * 10.0**e))
 
 
 # -- streaming, gaps ---------------------------------------------------------------------------

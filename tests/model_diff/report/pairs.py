@@ -64,3 +64,31 @@ def analyse(
 ) -> dict[str, Any]:
     """The real analysis of a pair, as the CLI computes it."""
     return DiffAnalyzer().analyze(diffs, summary, old=old, new=new)
+
+
+#: The deep pair's blown-up blocks (every tensor x1000), its frozen block and its NaN tensor.
+DEEP_BLOWN = range(18, 24)
+DEEP_FROZEN_BLOCK = 2
+DEEP_NAN = "model.layers.12.mlp.down_proj.weight"
+
+
+def deep_arrays() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """A 24-block fine-tune whose upper six blocks blew up (x1000), block 2 frozen and one
+    NaN in block 12: what a report must read well at depth."""
+    base = toy.toy_transformer(n_blocks=24, d_model=16, vocab=32, seed=0)
+    prefix = f"model.layers.{DEEP_FROZEN_BLOCK}."
+    ft = toy.fine_tune(base, seed=1, frozen=tuple(n for n in base if n.startswith(prefix)))
+    for name in ft:
+        if any(name.startswith(f"model.layers.{b}.") for b in DEEP_BLOWN):
+            ft[name] = ft[name] * 1000
+    ft[DEEP_NAN] = ft[DEEP_NAN].copy()
+    ft[DEEP_NAN][0, 0] = np.nan
+    return base, ft
+
+
+def deep_checkpoints() -> tuple[Checkpoint, Checkpoint]:
+    base, ft = deep_arrays()
+    return (
+        from_arrays(base, path="base.safetensors", format="safetensors"),
+        from_arrays(ft, path="deep.safetensors", format="safetensors"),
+    )

@@ -156,7 +156,13 @@ def test_charts_render_and_hostile_names_run_nothing(loaded: tuple[str, Path]) -
     dom = _Dom()
     dom.feed(dom_text)
     charts = {str(s["class"]): int(s["children"]) for s in dom.svgs}  # type: ignore[call-overload]
-    assert set(charts) == {"chart depth", "chart layers", "chart cosine", "chart lowrank"}
+    assert set(charts) == {
+        "chart depth",
+        "chart blockheat",  # six blocks: the blocks x layer-types heatmap is drawn
+        "chart layers",
+        "chart cosine",
+        "chart lowrank",
+    }
     assert all(n >= 10 for n in charts.values()), charts
     # The payloads did not run: title unchanged, no attribute set, no element injected.
     assert dom.title == "model-diff: base → finetuned"
