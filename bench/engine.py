@@ -341,6 +341,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         total = old.stat().st_size + new.stat().st_size
         write_pair(small_old, small_new, 1 / 1024, args.dtype, "small")  # ~1 MB each
+        os.sync()  # the kernel's writeback of the new files must not run during the timings
         small_mb = small_old.stat().st_size / 1e6
         read_rate([old, new], repeats=1)  # warm the page cache
         backends = ["kernel", "numpy"] if args.backend == "both" else [args.backend]
