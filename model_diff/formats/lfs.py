@@ -17,10 +17,8 @@ It never fetches anything: a missing object is an ``LFSObjectMissingError``.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import re
-import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
@@ -223,6 +221,9 @@ def store_object(common_dir: str, src: str) -> LFSPointer:
     sha256 (``<lfs dir>/objects/aa/bb/<oid>``, ``lfs.storage`` respected) and return its
     pointer. An object already stored under that name (the same bytes) is kept and ``src``
     removed. The object gets the permissions a new file gets (``0666`` less the umask)."""
+    import hashlib  # here, not at the top: reading a checkpoint never needs it (start-up)
+    import shutil
+
     digest = hashlib.sha256()
     size = 0
     with open(src, "rb") as f:

@@ -20,8 +20,6 @@ from __future__ import annotations
 import io
 import mmap
 import os
-import shutil
-import tempfile
 import threading
 import zipfile
 from collections.abc import Callable
@@ -316,8 +314,11 @@ class _Spool:
 
     def _spooled(self) -> mmap.mmap:
         if self._mm is None:
+            import tempfile  # only a compressed member needs it (start-up of every reader)
+
             tmpdir = tempfile.gettempdir()
-            free = shutil.disk_usage(tmpdir).free
+            st = os.statvfs(tmpdir)
+            free = st.f_bavail * st.f_frsize
             if self.h.nbytes + SPOOL_RESERVE > free:
                 raise CheckpointError(
                     f"member {self.member!r} inflates to {self.h.nbytes:,} bytes; the "
