@@ -22,7 +22,7 @@ from ..name_groups import TYPE_WORDS
 from ..terminal import printable
 from .charts import Svg, coord
 from .formatting import fmt_pct, shorten
-from .heat import NAN_FILL, LogScale, frozen_pattern, heat_legend, ramp
+from .heat import NAN_FILL, LogScale, frozen_pattern, grid, heat_legend, ramp
 
 if TYPE_CHECKING:
     from ..analysis import DepthEntry
@@ -86,18 +86,20 @@ def block_heatmap(
     scale = LogScale(values) if values else None
     order = sorted(blocks)
     labels = [printable(blocks[b]) for b in order]
-    char_w = 6.9 if len(order) <= 48 else 5.7  # monospace at 11.5px / 9.5px (CSS .rowlbl)
-    label_w = float(min(260, 16 + char_w * max(len(x) for x in labels)))
-    chars = int((label_w - 16) / char_w + 0.01)
-    cell_w = max(44.0, min(110.0, (width - label_w - 24) / len(types)))
-    row_h = 18.0 if len(order) <= 48 else 10.0
-    top, left = 30.0, label_w
-    grid_h = row_h * len(order)
-    legend_y = top + grid_h + 22
-    legend_w = max(240.0, min(400.0, cell_w * len(types)))
-    w = int(max(left + cell_w * len(types), left + legend_w) + 24)
-    h = int(legend_y + 64)
-    svg = Svg(w, h, "Relative change per block and layer type", "blockheat")
+    g = grid(
+        labels,
+        len(types),
+        width,
+        dense_above=48,
+        max_label_w=260,
+        cell_w_range=(44.0, 110.0),
+        row_heights=(18.0, 10.0),
+        top=30.0,
+        bottom=64,
+    )
+    left, top, cell_w, row_h, chars = g.left, g.top, g.cell_w, g.row_h, g.chars
+    legend_y, legend_w = g.legend_y, g.legend_w
+    svg = Svg(g.width, g.height, "Relative change per block and layer type", "blockheat")
     svg.add(frozen_pattern(FROZEN_ID))
     for k, t in enumerate(types):
         svg.text(

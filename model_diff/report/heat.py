@@ -7,11 +7,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from .charts import Svg, coord
 from .formatting import fmt_pct
 
-__all__ = ["NAN_FILL", "RAMP", "LogScale", "frozen_pattern", "heat_legend", "ramp"]
+__all__ = [
+    "NAN_FILL",
+    "RAMP",
+    "Grid",
+    "LogScale",
+    "frozen_pattern",
+    "grid",
+    "heat_legend",
+    "ramp",
+]
 
 #: The colour ramp (viridis, low -> high): perceptually even, readable for colour-blind
 #: readers, and far from the red that marks NaN/Inf.
@@ -28,6 +38,60 @@ RAMP = (
     (0xFD, 0xE7, 0x25),
 )
 NAN_FILL = "#e03131"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Where a heatmap's parts go: row labels left of ``left``, cells of ``cell_w`` x
+    ``row_h`` from (``left``, ``top``), the legend at ``legend_y``; ``chars`` is how many
+    characters of a row label fit; ``width`` x ``height`` the whole picture."""
+
+    left: float
+    top: float
+    cell_w: float
+    row_h: float
+    chars: int
+    legend_y: float
+    legend_w: float
+    width: int
+    height: int
+
+
+def grid(
+    labels: Sequence[str],
+    columns: int,
+    width: int,
+    *,
+    dense_above: int,
+    max_label_w: float,
+    cell_w_range: tuple[float, float],
+    row_heights: tuple[float, float],
+    top: float,
+    bottom: float,
+) -> Grid:
+    """The layout of a heatmap of ``len(labels)`` rows and ``columns`` columns in about
+    ``width`` pixels: rows get the smaller height and font once there are more than
+    ``dense_above``; the label column is as wide as the longest label (up to
+    ``max_label_w``), the cells share the rest within ``cell_w_range``."""
+    dense = len(labels) > dense_above
+    char_w = 5.7 if dense else 6.9  # monospace at 9.5px / 11.5px (CSS .rowlbl)
+    label_w = float(min(max_label_w, 16 + char_w * max(len(x) for x in labels)))
+    low, high = cell_w_range
+    cell_w = max(low, min(high, (width - label_w - 24) / columns))
+    row_h = row_heights[1] if dense else row_heights[0]
+    legend_y = top + row_h * len(labels) + 22
+    legend_w = max(240.0, min(400.0, cell_w * columns))
+    return Grid(
+        left=label_w,
+        top=top,
+        cell_w=cell_w,
+        row_h=row_h,
+        chars=int((label_w - 16) / char_w + 0.01),
+        legend_y=legend_y,
+        legend_w=legend_w,
+        width=int(max(label_w + cell_w * columns, label_w + legend_w) + 24),
+        height=int(legend_y + bottom),
+    )
 
 
 def ramp(t: float) -> str:

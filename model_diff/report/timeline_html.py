@@ -21,7 +21,7 @@ from ..terminal import printable
 from ..timeline import Series, Step, Timeline
 from .charts import Svg, axis_room, coord
 from .formatting import fmt_pct, shorten
-from .heat import NAN_FILL, LogScale, frozen_pattern, heat_legend, ramp
+from .heat import NAN_FILL, LogScale, frozen_pattern, grid, heat_legend, ramp
 from .html import environment
 from .timeline_words import RULE, cell_text, counts_text, order_text, pattern_text, row_title
 
@@ -64,18 +64,20 @@ def heatmap(t: Timeline, width: int = 900) -> Markup | None:
     values = _values(rows)
     scale = LogScale(values) if values else None
     labels = [printable(row_title(r)) for r in rows]
-    char_w = 6.9 if len(rows) <= 40 else 5.7  # monospace at 11.5px / 9.5px (CSS .rowlbl)
-    label_w = float(min(300, 16 + char_w * max(len(x) for x in labels)))
-    chars = int((label_w - 16) / char_w + 0.01)
-    cell_w = max(14.0, min(88.0, (width - label_w - 24) / len(steps)))
-    row_h = 22.0 if len(rows) <= 40 else 12.0
-    top, left = 40.0, label_w
-    grid_h = row_h * len(rows)
-    legend_y = top + grid_h + 22
-    legend_w = max(240.0, min(400.0, cell_w * len(steps)))
-    w = int(max(left + cell_w * len(steps), left + legend_w) + 24)
-    h = int(legend_y + 70)
-    svg = Svg(w, h, "Relative change per block and step", "heatmap")
+    g = grid(
+        labels,
+        len(steps),
+        width,
+        dense_above=40,
+        max_label_w=300,
+        cell_w_range=(14.0, 88.0),
+        row_heights=(22.0, 12.0),
+        top=40.0,
+        bottom=70,
+    )
+    left, top, cell_w, row_h, chars = g.left, g.top, g.cell_w, g.row_h, g.chars
+    legend_y, legend_w = g.legend_y, g.legend_w
+    svg = Svg(g.width, g.height, "Relative change per block and step", "heatmap")
     svg.add(frozen_pattern(FROZEN_ID))
     step_tips = ["\n".join(_step_lines(s)) for s in steps]
     cell_tips = ["\n".join(_cell_step_lines(s)) for s in steps]
