@@ -20,6 +20,7 @@ from .cli_options import (
     policy_option,
     progress_callback,
     select_option,
+    threshold_option,
     unsafe_option,
     use_color,
     workers_option,
@@ -90,13 +91,7 @@ def run_compare(
 @click.argument("new")
 @format_option()
 @output_option
-@click.option(
-    "--threshold",
-    type=click.FloatRange(min=0),
-    default=1e-6,
-    show_default=True,
-    help="An element counts as changed when |new-old| exceeds this (change_ratio).",
-)
+@threshold_option
 @click.option("--include-unchanged", is_flag=True, help="List unchanged tensors too.")
 @click.option(
     "--top-k",

@@ -111,6 +111,13 @@ optimizer_option = click.option(
     is_flag=True,
     help="Compare the optimizer state too (tensors paired by parameter order).",
 )
+threshold_option = click.option(
+    "--threshold",
+    type=click.FloatRange(min=0),
+    default=1e-6,
+    show_default=True,
+    help="An element counts as changed when |new-old| exceeds this (change_ratio).",
+)
 workers_option = click.option(
     "--workers",
     type=click.IntRange(min=1),

@@ -17,7 +17,14 @@ from collections.abc import Sequence
 import click
 
 from .checkpoint import Checkpoint
-from .cli_options import REPORT_FORMATS, format_option, output_option, unsafe_option, write_output
+from .cli_options import (
+    REPORT_FORMATS,
+    format_option,
+    output_option,
+    threshold_option,
+    unsafe_option,
+    write_output,
+)
 from .diff import DiffConfig
 from .errors import GitError
 from .timeline import Source, run_timeline
@@ -42,13 +49,7 @@ from .timeline import Source, run_timeline
 )
 @format_option(REPORT_FORMATS, help="Output format.")
 @output_option
-@click.option(
-    "--threshold",
-    type=click.FloatRange(min=0),
-    default=1e-6,
-    show_default=True,
-    help="|new-old| above which an element counts as changed.",
-)
+@threshold_option
 @unsafe_option
 def timeline(
     checkpoints: tuple[str, ...],
