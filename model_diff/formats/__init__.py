@@ -6,7 +6,7 @@ by content where the content says it (a ``.bin`` that is safetensors, a ``.pt`` 
 numpy's magic, an LFS pointer's text), else by extension. Readers are plug-in modules meeting
 ``base.Reader``, listed in ``READERS``.
 
-This package must not import torch at import time (only ``formats.torch`` does, lazily, when
+This package must not import torch at import time (only ``formats.torch_read`` does, lazily, when
 a pickle is actually read), nor click, dulwich or the git/hook packages: the git textconv
 opens safetensors files through it and must start fast.
 """

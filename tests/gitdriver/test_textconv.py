@@ -141,6 +141,7 @@ def _imports_of(args: list[str], env: dict[str, str], cwd: Path | None = None) -
         "except SystemExit:\n    pass\n"
         f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))\n"
         "print('HEAVY', heavy, file=sys.stderr)\n"
+        "print('MODULES', ' '.join(sorted(sys.modules)), file=sys.stderr)\n"
     )
     proc = subprocess.run(
         [sys.executable, "-c", probe, *args],
@@ -151,7 +152,13 @@ def _imports_of(args: list[str], env: dict[str, str], cwd: Path | None = None) -
         check=True,
     )
     line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("HEAVY "))
+    modules = next(ln for ln in proc.stderr.splitlines() if ln.startswith("MODULES "))
+    _LOADED[tuple(args)] = set(modules.split()[1:])
     return list(ast.literal_eval(line[len("HEAVY ") :]))
+
+
+#: Every module the last ``_imports_of`` run of each argument list had loaded.
+_LOADED: dict[tuple[str, ...], set[str]] = {}
 
 
 def test_startup_imports_neither_click_torch_jinja2_dulwich_nor_ml_dtypes(
@@ -163,6 +170,9 @@ def test_startup_imports_neither_click_torch_jinja2_dulwich_nor_ml_dtypes(
     path = tmp_path / "small.safetensors"
     save_safetensors(path, toy_transformer(n_blocks=1, d_model=8, vocab=16))
     assert _imports_of(["textconv", str(path)], env) == []
+    # nor another format's reading machinery (PyTorch's restricted unpickler)
+    loaded = _LOADED[("textconv", str(path))]
+    assert {"model_diff.formats.torch_read", "model_diff.formats.torch_pickle"} & loaded == set()
     assert _imports_of(["--version"], env) == []
 
 
