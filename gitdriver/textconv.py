@@ -32,7 +32,6 @@ import json
 import os
 import stat
 import sys
-from concurrent.futures import ThreadPoolExecutor
 
 from model_diff import __version__
 from model_diff.checkpoint import TensorRef
@@ -44,6 +43,8 @@ from model_diff.terminal import printable
 
 from .cache import TEXTCONV_FORMAT_VERSION, TextconvCache, file_key, lfs_key
 
+#: Files smaller than this are read on one thread: starting a pool costs more than it saves.
+POOL_MIN_BYTES = 16 << 20
 _PREFIX = "model-diff textconv"
 
 
@@ -91,7 +92,9 @@ def render(path: str, *, file_hash: str, fast: bool) -> str:
     with open_checkpoint(path) as ckpt:
         refs = list(ckpt.tensors.values())
         workers = min(default_workers(), max(1, len(refs)))
-        if workers > 1:
+        if workers > 1 and ckpt.size_bytes >= POOL_MIN_BYTES:
+            from concurrent.futures import ThreadPoolExecutor  # not for small files (start-up)
+
             with ThreadPoolExecutor(max_workers=workers) as pool:
                 lines = list(pool.map(lambda r: tensor_line(r, fast=fast), refs))
         else:

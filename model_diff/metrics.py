@@ -30,15 +30,17 @@ import math
 import os
 import threading
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .chunked import ChunkedArray, take, take_raw
 from .dtypes import ML_DTYPES_NAMES, numpy_dtype, storage_dtype
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 #: Elements per chunk: 256K elements keeps float64 temporaries (~2 MiB each) in cache-ish sizes.
 CHUNK_ELEMENTS = 1 << 18
@@ -433,6 +435,8 @@ _SUM_SLOTS = [F_SUM_D2, F_SUM_ABS_D, F_SUM_D, F_SUM_AB, F_SUM_A2, F_SUM_B2, F_SU
 @functools.lru_cache(maxsize=1)
 def _parts_executor() -> ThreadPoolExecutor:
     """The process-wide pool the parts of large tensors run on (threads start on first use)."""
+    from concurrent.futures import ThreadPoolExecutor  # only large tensors need it (start-up)
+
     return ThreadPoolExecutor(max_workers=default_workers(), thread_name_prefix="model-diff-part")
 
 
