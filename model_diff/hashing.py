@@ -16,7 +16,6 @@ click or the git/hook packages.
 
 from __future__ import annotations
 
-import hashlib
 import mmap
 import os
 from collections.abc import Callable, Iterable
@@ -125,6 +124,8 @@ def file_xxh3_sized(path: str | os.PathLike[str]) -> tuple[str, int]:
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
     """sha256 of a file's bytes (a Git LFS oid when the file is an LFS object)."""
+    import hashlib  # here: the xxh3 keys of a compare or textconv never need it (start-up)
+
     h = hashlib.sha256()
     _feed_file(h, path)
     return h.hexdigest()
@@ -132,6 +133,8 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 
 def array_sha256(arr: np.ndarray) -> str:
     """sha256 of an array's raw bytes in C order (no dtype or shape mixed in)."""
+    import hashlib
+
     h = hashlib.sha256()
     _feed_array(h, arr)
     return h.hexdigest()

@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import stat
 import sys
 from dataclasses import dataclass
@@ -111,7 +110,7 @@ def _create_temp(folder: str) -> tuple[int, str]:
     """A new file in ``folder`` created with mode 0666, so the kernel applies the umask exactly
     as it would to ``open(path, "w")`` (``mkstemp`` would give 0600)."""
     while True:
-        name = os.path.join(folder, f".model-diff-{secrets.token_hex(6)}.tmp")
+        name = os.path.join(folder, f".model-diff-{os.urandom(6).hex()}.tmp")
         try:
             return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), name
         except FileExistsError:
