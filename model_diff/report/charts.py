@@ -119,6 +119,29 @@ def _y_axis(
         svg.text(left - 6, y + 4, label(v), anchor="end", cls="tick")
 
 
+def count_axis(
+    svg: _Svg, largest: int, *, width: int, top: float, bottom: float
+) -> tuple[float, float, float]:
+    """A y axis of whole counts from 0 to a round maximum at or above ``largest``, its left
+    margin sized to the widest label; returns (left, right, vmax) of the plot area."""
+    vmax, step = _nice_max(largest)
+    step = max(step, 1.0)
+    vmax = max(vmax, step)
+    left = axis_room([fmt_int(round(v)) for v in _tick_values(vmax, step)], least=56.0)
+    right = width - 16.0
+    _y_axis(
+        svg,
+        left=left,
+        top=top,
+        bottom=bottom,
+        right=right,
+        vmax=vmax,
+        step=step,
+        label=lambda v: fmt_int(round(v)),
+    )
+    return left, right, vmax
+
+
 def depth_chart(profile: Sequence[DepthEntry], width: int, height: int) -> Markup | None:
     """Relative change per block, one line per layer type (cells without a defined change
     are left out: nothing is drawn at 0 that was not measured at 0)."""
@@ -275,21 +298,8 @@ def cosine_histogram(diffs: Sequence[ParameterDiff], width: int, height: int) ->
                 counts[i] += 1
                 break
     svg = _Svg(width, height, "Cosine similarity distribution of changed tensors", "cosine")
-    vmax, step = _nice_max(max(counts))
-    step = max(step, 1.0)
-    vmax = max(vmax, step)
-    room = axis_room([fmt_int(round(v)) for v in _tick_values(vmax, step)], least=56.0)
-    left, right, top, bottom = room, width - 16.0, 30.0, height - 44.0
-    _y_axis(
-        svg,
-        left=left,
-        top=top,
-        bottom=bottom,
-        right=right,
-        vmax=vmax,
-        step=step,
-        label=lambda v: fmt_int(round(v)),
-    )
+    top, bottom = 30.0, height - 44.0
+    left, right, vmax = count_axis(svg, max(counts), width=width, top=top, bottom=bottom)
     slot = (right - left) / len(_COS_BINS)
     for i, ((lo, _hi, label), n) in enumerate(zip(_COS_BINS, counts, strict=True)):
         h = (bottom - top) * n / vmax
@@ -400,10 +410,8 @@ def low_rank_chart(
     return svg.done()
 
 
-# Public names of the drawing helpers, shared with the three-way report's charts
-# (``threeway_html``); the private spellings stay for this module's own use.
+# Public names of the drawing helpers, shared with the three-way, timeline and heatmap
+# charts; the private spellings stay for this module's own use.
 Svg = _Svg
-nice_max = _nice_max
 y_axis = _y_axis
-tick_values = _tick_values
 coord = _f

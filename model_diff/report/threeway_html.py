@@ -17,7 +17,7 @@ from markupsafe import Markup, escape
 from .. import __version__
 from ..terminal import printable
 from ..threeway import NO_BLOCK, GroupStats, ThreeWay, ThreeWayTensor
-from .charts import Svg, coord, nice_max, y_axis
+from .charts import Svg, coord, count_axis, y_axis
 from .formatting import fmt_cos, fmt_int, fmt_pct
 from .html import environment
 from .threeway_words import (
@@ -54,20 +54,9 @@ def block_changes_chart(
     if not rows:
         return None
     svg = Svg(width, height, "Changed tensors per block, by side", "blocks")
-    left, right, top, bottom = 56.0, width - 16.0, 34.0, height - 40.0
-    vmax, step = nice_max(max(sum(g.counts[k] for k, _ in SERIES) for g in rows))
-    step = max(step, 1.0)
-    vmax = max(vmax, step)
-    y_axis(
-        svg,
-        left=left,
-        top=top,
-        bottom=bottom,
-        right=right,
-        vmax=vmax,
-        step=step,
-        label=lambda v: fmt_int(round(v)),
-    )
+    top, bottom = 34.0, height - 40.0
+    largest = max(sum(g.counts[k] for k, _ in SERIES) for g in rows)
+    left, right, vmax = count_axis(svg, largest, width=width, top=top, bottom=bottom)
     slot = (right - left) / len(rows)
     stride = max(1, math.ceil(len(rows) / max(1, int((right - left) // 28))))
     for i, g in enumerate(rows):
@@ -124,20 +113,8 @@ def cosine_chart(
     for c in values:
         counts[min(len(counts) - 1, int((c + 1.0) / 0.2))] += 1
     svg = Svg(width, height, "cos(Δours, Δtheirs) of conflicting tensors", "cos3")
-    left, right, top, bottom = 56.0, width - 16.0, 30.0, height - 44.0
-    vmax, step = nice_max(max(counts))
-    step = max(step, 1.0)
-    vmax = max(vmax, step)
-    y_axis(
-        svg,
-        left=left,
-        top=top,
-        bottom=bottom,
-        right=right,
-        vmax=vmax,
-        step=step,
-        label=lambda v: fmt_int(round(v)),
-    )
+    top, bottom = 30.0, height - 44.0
+    left, right, vmax = count_axis(svg, max(counts), width=width, top=top, bottom=bottom)
     slot = (right - left) / len(counts)
     for i, n in enumerate(counts):
         lo, hi = _COS_EDGES[i], _COS_EDGES[i + 1]
