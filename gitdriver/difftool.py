@@ -25,7 +25,8 @@ from model_diff.formats import is_checkpoint_name
 from model_diff.naming import natural_sorted
 
 from .extdiff import describe, facts, open_side
-from .git import Change, DiffSides, Repo, display_path, open_spec, pair_replaced
+from .git import Change, DiffSides, Repo, display_path, pair_replaced
+from .spec import open_spec
 
 if TYPE_CHECKING:
     from model_diff.analysis import AnalysisConfig

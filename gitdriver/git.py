@@ -13,7 +13,7 @@ with the ``git commit`` that runs a hook.
   rename detection, then checkpoint folders made one unit, then ``pair_replaced``.
 - ``Repo.history(path, rev_range)`` lists the commits that changed a checkpoint file or folder,
   oldest first (``model-diff timeline --git``).
-- ``Repo.open(side, path)`` / ``open_spec("REV:path")`` open a checkpoint file or folder as
+- ``Repo.open(side, path)`` / ``open_revision(rev, path)`` open a checkpoint file or folder as
   it is at a revision; Git LFS pointers are parsed and resolved by ``model_diff.formats.lfs``.
 
 Paths are ``str`` decoded with ``os.fsdecode`` (undecodable bytes kept as surrogates, so they
@@ -43,6 +43,8 @@ from typing import Any, Literal
 from model_diff.checkpoint import Checkpoint
 from model_diff.errors import GitError, ModelDiffError
 from model_diff.formats import folder_file, hf, is_checkpoint_name, lfs
+
+from .local import open_any, open_local, open_named
 
 Status = Literal["added", "removed", "modified", "renamed"]
 
@@ -718,7 +720,7 @@ class Repo:
         if not is_folder:
             ptr = pointers.get(entries[0].sha)
             if ptr is not None:
-                return _open_file(self._lfs_object(ptr, label), label, path, **kw)
+                return open_named(self._lfs_object(ptr, label), label, path, **kw)
         tmp = tempfile.mkdtemp(prefix="model-diff-rev-")
         try:
             target = os.path.join(tmp, posixpath.basename(path) or "checkout")
@@ -728,10 +730,10 @@ class Repo:
                     dest = os.path.join(target, *rel.split("/"))
                     os.makedirs(os.path.dirname(dest), exist_ok=True)
                     self._write_blob(e, dest, f"{label}/{display_path(rel)}", small, pointers)
-                inner = _relabel(lambda: _open_checkpoint(target, **kw), target, tmp, label)
+                inner = _relabel(lambda: open_any(target, **kw), target, tmp, label)
             else:
                 self._write_blob(entries[0], target, label, small, pointers)
-                inner = _open_file(target, label, path, **kw)
+                inner = open_named(target, label, path, **kw)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -767,64 +769,20 @@ class Repo:
 # -- REV:path arguments ----------------------------------------------------------------------
 
 
-def split_spec(spec: str) -> tuple[str, str] | None:
-    """``("HEAD~2", "ckpt/m.safetensors")`` for ``"HEAD~2:ckpt/m.safetensors"``; None otherwise.
-
-    An existing file or folder is never a spec, whatever it contains. An empty revision
-    (``:path``) means the index, as in git.
-    """
-    if os.path.exists(spec) or ":" not in spec:
-        return None
-    rev, path = spec.split(":", 1)
-    return rev, path
-
-
-def open_spec(
-    spec: str,
+def open_revision(
+    rev: str,
+    path: str,
     *,
     cwd: str | os.PathLike[str] | None = None,
     display: str | None = None,
     **kw: Any,
 ) -> Checkpoint:
-    """Open a checkpoint argument: a path on disk, or ``REV:path`` from git history.
-
-    This is where "revision or path?" is decided: an existing path is a path. The checkpoint
-    is named ``display`` (default: ``spec``, escaped); ``kw`` goes to the reader.
-    """
-    parts = split_spec(spec)
-    if parts is None:
-        full = os.path.join(os.fspath(cwd), spec) if cwd is not None else spec
-        return open_local(full, display=display, **kw)
-    rev, path = parts
+    """Open ``path`` (relative to ``cwd``, as git resolves it) as it is at ``rev`` (``""``:
+    the index), named ``display`` (default ``REV:path``, escaped): the ``REV:path`` half of
+    ``spec.open_spec``."""
     repo = Repo.discover(cwd)
-    label = display or display_path(spec)
+    label = display or display_path(f"{rev}:{path}")
     return repo.open(INDEX if rev == "" else rev, repo.repo_path(path), display=label, **kw)
-
-
-def open_local(path: str, *, display: str | None = None, **kw: Any) -> Checkpoint:
-    """A file or folder on disk, named ``display``; an LFS pointer in it is resolved from the
-    local store by the reader (``formats.lfs``)."""
-    if display is None or os.path.isdir(path):
-        ckpt = _open_checkpoint(path, **kw)
-        if display is not None:
-            ckpt.path = display
-        return ckpt
-    return _open_file(path, display, path, **kw)
-
-
-def _open_checkpoint(path: str, **kw: Any) -> Checkpoint:
-    from model_diff.formats import open_checkpoint
-
-    return open_checkpoint(path, **kw)
-
-
-def _open_file(path: str, label: str, name: str, **kw: Any) -> Checkpoint:
-    """One file; ``label`` names it in messages, ``name``'s extension helps detection."""
-    from model_diff.formats import open_file
-
-    if not os.path.exists(path):
-        return _open_checkpoint(path, **kw)  # the reader's own "no such file" error
-    return open_file(path, label=label, name=name, **kw)
 
 
 def _relabel(opener: Callable[[], Checkpoint], target: str, tmp: str, name: str) -> Checkpoint:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from model_diff.gitdriver.git import open_spec
+from model_diff.gitdriver.spec import open_spec
 
 from model_diff.analysis import DiffAnalyzer
 from model_diff.checkpoint import Checkpoint
@@ -90,7 +90,7 @@ def local_opener(path: str) -> Opener:
 
 
 def spec_opener(spec: str) -> Opener:
-    """A path on disk or ``REV:path`` from git history (``gitdriver.git.open_spec``)."""
+    """A path on disk or ``REV:path`` from git history (``gitdriver.spec.open_spec``)."""
     return lambda: open_spec(spec)
 
 

@@ -4,7 +4,7 @@
 ``merge BASE OURS THEIRS -o OUT`` runs ``merge.merge_checkpoints``: exit 0 when the merged
 checkpoint was written, 1 when conflicts remain (listed on stderr; nothing written), 2 for
 unreadable or unwritable input. ``compare3 BASE OURS THEIRS`` renders the three-way report.
-Both take paths or ``REV:path`` (opened by ``gitdriver.git.open_spec``, like ``compare``).
+Both take paths or ``REV:path`` (opened by ``gitdriver.spec.open_spec``, like ``compare``).
 ``merge-driver`` and ``mergetool`` are what ``model-diff install`` registers with git
 (``model_diff.gitdriver.mergedriver``). Like ``cli``, this module prints and exits; the
 engine below it does neither.
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 @contextlib.contextmanager
 def _opened(*specs: str) -> Iterator[list[Checkpoint]]:
     """Checkpoint arguments opened (paths, or ``REV:path`` from git history), closed after."""
-    from .gitdriver.git import open_spec
+    from .gitdriver.spec import open_spec
 
     with contextlib.ExitStack() as stack:
         yield [stack.enter_context(open_spec(spec)) for spec in specs]

@@ -218,10 +218,10 @@ def open_argument(
     state_choice: bool = False,
 ) -> Checkpoint:
     """Open a checkpoint argument: a path, or ``REV:path`` read from git history
-    (``gitdriver.git.open_spec`` decides which); narrowed to ``select`` / with the optimizer
+    (``gitdriver.spec.open_spec`` decides which); narrowed to ``select`` / with the optimizer
     state when asked. ``state_choice`` prints which parts of the file are compared (stderr)
     when the file holds more than its weights."""
-    from model_diff.gitdriver.git import open_spec
+    from model_diff.gitdriver.spec import open_spec
 
     ckpt: Checkpoint = open_spec(spec, unsafe_pickle=unsafe_pickle)
     try:

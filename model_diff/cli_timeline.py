@@ -111,7 +111,7 @@ def build_report(
 
 
 def _open(spec: str, unsafe_pickle: bool) -> Checkpoint:
-    from .gitdriver.git import open_spec  # a path, or REV:path from git history
+    from .gitdriver.spec import open_spec  # a path, or REV:path from git history
 
     return open_spec(spec, unsafe_pickle=unsafe_pickle)
 

@@ -127,7 +127,7 @@ def test_the_walk_sees_the_packages_and_their_edges() -> None:
     graph = _graph()
     assert len(MODULES) > 60
     assert "model_diff.analysis" in graph["model_diff.pipeline"]
-    assert "model_diff.gitdriver.git" in graph["model_diff.hooks.gate"]
+    assert "model_diff.gitdriver.spec" in graph["model_diff.hooks.gate"]
     # a function-level import counts: the checkpoint computes its stats with metrics
     assert "model_diff.metrics" in graph["model_diff.checkpoint"]
 

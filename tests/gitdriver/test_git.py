@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
-from model_diff.gitdriver.git import Change, Repo, open_spec, split_spec
+from model_diff.gitdriver.git import Change, Repo
+from model_diff.gitdriver.spec import open_spec, split_spec
 
 from model_diff.checkpoint import Checkpoint, from_arrays
 from model_diff.cli import cli

@@ -176,7 +176,8 @@ def test_demo_runs_and_shows_the_story(clean_env: dict[str, str]) -> None:
 
 def test_compare_imports_only_its_own_command(pair: tuple[Path, Path]) -> None:
     """The group imports a command's module when it runs: `compare` loads neither merge,
-    three-way, timeline nor the gate (their imports are start-up time compare would pay)."""
+    three-way, timeline, the gate nor, for files on disk, the git layer (their imports are
+    start-up time compare would pay)."""
     import subprocess
 
     code = (
@@ -195,6 +196,8 @@ def test_compare_imports_only_its_own_command(pair: tuple[Path, Path]) -> None:
     assert "model_diff.cli_core" in loaded
     for module in ("cli_merge", "merge", "threeway", "cli_timeline", "timeline", "cli_gate"):
         assert f"model_diff.{module}" not in loaded, module
+    # two files on disk: the git layer is not needed (only REV:path arguments load it)
+    assert "model_diff.gitdriver.git" not in loaded
     assert json.loads(proc.stdout)["summary"]
 
 
