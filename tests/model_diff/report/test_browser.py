@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -13,38 +11,14 @@ import pytest
 
 from model_diff.report import VisualizationConfig, create_diff_report
 
+from .chromium import CHROMIUM, run_chromium
 from .pairs import XSS_NAME, XSS_TITLE_NAME, analyse, diff_pair, golden_arrays
 from .png import read_png
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (CI installs it)"),
 ]
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--virtual-time-budget=2000",
-]
-
-
-def _chromium(tmp_path: Path, url: str, *extra: str) -> str:
-    profile = tmp_path / "profile"  # a fresh profile: no state from any other run
-    proc = subprocess.run(
-        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *extra, url],  # type: ignore[list-item]
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return proc.stdout
 
 
 _VOID = {"wbr", "br", "input", "meta", "img", "hr", "link"}
@@ -139,7 +113,7 @@ def loaded(hostile_report: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
     shot = tmp / "report.png"
     # Half device scale: a 1000x1600 CSS-pixel page (header to depth chart) in 500x800 pixels,
     # a quarter of the PNG to decode.
-    dom_text = _chromium(
+    dom_text = run_chromium(
         tmp,
         hostile_report.as_uri() + "#q=script&sort=-rel",
         "--window-size=1000,1600",
