@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine import GIB, pieces, to_dtype, transformer_shapes
+from engine import GIB, pieces, safetensors_prefix, to_dtype, transformer_shapes
 
 ROOT = Path(__file__).resolve().parent.parent
 MIB = 1 << 20
@@ -55,24 +55,13 @@ def write_triple(d: Path, size_gib: float, dtype: str, overlap: str) -> dict[str
         b = _block(name)
         return overlap == "all" or (b is not None and b >= blocks // 2)
 
-    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
-    offset = 0
-    for name, shape in shapes:
-        nbytes = int(np.prod(shape)) * itemsize
-        header[name] = {
-            "dtype": code,
-            "shape": list(shape),
-            "data_offsets": [offset, offset + nbytes],
-        }
-        offset += nbytes
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
+    prefix = safetensors_prefix(shapes, code, itemsize)
     rng = np.random.default_rng(0)
     counts = {"unchanged": 0, "ours": 0, "theirs": 0, "conflict": 0}
     files = [open(d / f"{n}.safetensors", "wb") for n in ("base", "ours", "theirs")]  # noqa: SIM115
     try:
         for f in files:
-            f.write(len(raw).to_bytes(8, "little") + raw)
+            f.write(prefix)
         for name, shape in shapes:
             std = 1.0 / np.sqrt(shape[-1])
             o, t = ours_changes(name), theirs_changes(name)

@@ -108,17 +108,18 @@ def to_dtype(x: np.ndarray, dtype: str) -> np.ndarray:
     return (x.view(np.uint32) >> 16).astype(np.uint16)
 
 
-def write_pair(old: Path, new: Path, size_gib: float, dtype: str, layout: str = "llama") -> int:
-    """Write OLD and NEW safetensors files; returns the number of tensors."""
-    itemsize = 4 if dtype == "fp32" else 2
-    code = "F32" if dtype == "fp32" else "BF16"
-    if layout == "single":  # one large matrix, all of it perturbed
-        shapes = [("weight", (max(1, int(size_gib * GIB) // itemsize // 1024), 1024))]
-    else:
-        shapes = transformer_shapes(int(size_gib * GIB), itemsize, DIMS[layout])
-    header: dict[str, object] = {"__metadata__": {"format": "pt"}}
+def safetensors_prefix(
+    shapes: list[tuple[str, tuple[int, ...]]],
+    code: str,
+    itemsize: int,
+    metadata: dict[str, str] | None = None,
+) -> bytes:
+    """The bytes a safetensors file starts with (header length, then the JSON header) for
+    tensors of ``shapes`` stored in that order, dtype ``code`` (``F32``, ``BF16``), with
+    ``metadata`` beside ``format: pt``."""
+    header: dict[str, object] = {"__metadata__": {"format": "pt", **(metadata or {})}}
     offset = 0
-    for name, shape in sorted(shapes):
+    for name, shape in shapes:
         nbytes = int(np.prod(shape)) * itemsize
         header[name] = {
             "dtype": code,
@@ -128,11 +129,23 @@ def write_pair(old: Path, new: Path, size_gib: float, dtype: str, layout: str = 
         offset += nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
+    return len(raw).to_bytes(8, "little") + raw
+
+
+def write_pair(old: Path, new: Path, size_gib: float, dtype: str, layout: str = "llama") -> int:
+    """Write OLD and NEW safetensors files; returns the number of tensors."""
+    itemsize = 4 if dtype == "fp32" else 2
+    code = "F32" if dtype == "fp32" else "BF16"
+    if layout == "single":  # one large matrix, all of it perturbed
+        shapes = [("weight", (max(1, int(size_gib * GIB) // itemsize // 1024), 1024))]
+    else:
+        shapes = transformer_shapes(int(size_gib * GIB), itemsize, DIMS[layout])
+    prefix = safetensors_prefix(sorted(shapes), code, itemsize)
     rng = np.random.default_rng(0)
     order = {name: i for i, (name, _) in enumerate(shapes)}
     with open(old, "wb") as fo, open(new, "wb") as fn:
         for f in (fo, fn):
-            f.write(len(raw).to_bytes(8, "little") + raw)
+            f.write(prefix)
         for name, shape in sorted(shapes):
             std = 1.0 if len(shape) == 1 else 1.0 / np.sqrt(shape[-1])
             frozen = layout != "single" and is_frozen(name, order[name])

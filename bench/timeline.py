@@ -28,25 +28,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare3 import run, warm
-from engine import pieces, transformer_shapes
+from engine import pieces, safetensors_prefix, transformer_shapes
 
 MIB = 1 << 20
 
 
 def _header(shapes: list[tuple[str, tuple[int, ...]]], step: int) -> tuple[bytes, int]:
-    header: dict[str, object] = {"__metadata__": {"format": "pt", "global_step": str(step)}}
-    offset = 0
-    for name, shape in shapes:
-        nbytes = int(np.prod(shape)) * 4
-        header[name] = {
-            "dtype": "F32",
-            "shape": list(shape),
-            "data_offsets": [offset, offset + nbytes],
-        }
-        offset += nbytes
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    return len(raw).to_bytes(8, "little") + raw, offset
+    """A float32 file's leading bytes (its step in the metadata) and its data size."""
+    head = safetensors_prefix(shapes, "F32", 4, metadata={"global_step": str(step)})
+    return head, sum(int(np.prod(shape)) for _, shape in shapes) * 4
 
 
 def write_run(d: Path, count: int, size_mb: float) -> list[Path]:
