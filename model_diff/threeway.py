@@ -207,8 +207,27 @@ def stream_float64(
             r.release()
 
 
+class _UpdateRatios:
+    """``cosine`` and ``sign_disagreement`` of the update sums a class holds (one tensor's,
+    or a group's pooled)."""
+
+    both_changed: int
+    sign_disagree: int
+    dot: float
+    ours_sq: float
+    theirs_sq: float
+
+    @property
+    def cosine(self) -> float | None:
+        return pooled_cosine(self.dot, self.ours_sq, self.theirs_sq)
+
+    @property
+    def sign_disagreement(self) -> float | None:
+        return self.sign_disagree / self.both_changed if self.both_changed else None
+
+
 @dataclass(frozen=True)
-class UpdateStats:
+class UpdateStats(_UpdateRatios):
     """How two updates of one tensor (Δours, Δtheirs from the same base) relate.
 
     Sums cover positions where all three versions are finite (``nonfinite`` counts the rest).
@@ -235,14 +254,6 @@ class UpdateStats:
     @property
     def theirs_norm(self) -> float:
         return math.sqrt(self.theirs_sq)
-
-    @property
-    def cosine(self) -> float | None:
-        return pooled_cosine(self.dot, self.ours_sq, self.theirs_sq)
-
-    @property
-    def sign_disagreement(self) -> float | None:
-        return self.sign_disagree / self.both_changed if self.both_changed else None
 
     @property
     def norm_ratio(self) -> float | None:
@@ -323,7 +334,7 @@ def update_stats(base: TensorRef, ours: TensorRef, theirs: TensorRef) -> UpdateS
 
 
 @dataclass
-class GroupStats:
+class GroupStats(_UpdateRatios):
     """Counts of one group of tensors (a layer type, a block) and the update numbers pooled
     over its content conflicts (identical changes on both sides would only dilute them)."""
 
@@ -349,14 +360,6 @@ class GroupStats:
     @property
     def total(self) -> int:
         return sum(self.counts.values())
-
-    @property
-    def cosine(self) -> float | None:
-        return pooled_cosine(self.dot, self.ours_sq, self.theirs_sq)
-
-    @property
-    def sign_disagreement(self) -> float | None:
-        return self.sign_disagree / self.both_changed if self.both_changed else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
