@@ -23,6 +23,7 @@ import math
 __all__ = [
     "NA",
     "PCT_FLOOR",
+    "finite_or_none",
     "fmt_cos",
     "fmt_float",
     "fmt_fold",
@@ -41,6 +42,11 @@ _SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 
 def is_number(x: object) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def finite_or_none(x: float | None) -> float | None:
+    """``x`` when it is a finite number, else None (what JSON and the reports show as n/a)."""
+    return x if x is not None and math.isfinite(x) else None
 
 
 def significant(v: float, digits: int = 3) -> str:

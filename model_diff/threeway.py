@@ -37,6 +37,7 @@ from .hashing import tensor_xxh3
 from .layers import LAYER_TYPES, LayerClassifier, block_layout, block_position
 from .metrics import default_workers
 from .naming import natural_sorted
+from .numbers import finite_or_none
 
 if TYPE_CHECKING:
     from .checkpoint import Checkpoint, TensorRef
@@ -276,18 +277,14 @@ class UpdateStats(_UpdateRatios):
             "theirs_changed": self.theirs_changed,
             "both_changed": self.both_changed,
             "sign_disagree": self.sign_disagree,
-            "cosine": _finite(self.cosine),
-            "sign_disagreement": _finite(self.sign_disagreement),
-            "ours_norm": _finite(self.ours_norm),
-            "theirs_norm": _finite(self.theirs_norm),
-            "norm_ratio": _finite(self.norm_ratio),
-            "ours_relative": _finite(self.ours_relative),
-            "theirs_relative": _finite(self.theirs_relative),
+            "cosine": finite_or_none(self.cosine),
+            "sign_disagreement": finite_or_none(self.sign_disagreement),
+            "ours_norm": finite_or_none(self.ours_norm),
+            "theirs_norm": finite_or_none(self.theirs_norm),
+            "norm_ratio": finite_or_none(self.norm_ratio),
+            "ours_relative": finite_or_none(self.ours_relative),
+            "theirs_relative": finite_or_none(self.theirs_relative),
         }
-
-
-def _finite(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
 
 
 def pooled_cosine(dot: float, a_sq: float, b_sq: float) -> float | None:
@@ -367,10 +364,10 @@ class GroupStats(_UpdateRatios):
             "tensors": self.total,
             "counts": dict(self.counts),
             "compared": self.compared,
-            "cosine": _finite(self.cosine),
-            "sign_disagreement": _finite(self.sign_disagreement),
-            "ours_norm": _finite(math.sqrt(self.ours_sq)),
-            "theirs_norm": _finite(math.sqrt(self.theirs_sq)),
+            "cosine": finite_or_none(self.cosine),
+            "sign_disagreement": finite_or_none(self.sign_disagreement),
+            "ours_norm": finite_or_none(math.sqrt(self.ours_sq)),
+            "theirs_norm": finite_or_none(math.sqrt(self.theirs_sq)),
         }
 
 
@@ -409,8 +406,8 @@ class Readiness:
             "content_conflicts": self.content_conflicts,
             "arithmetic": self.arithmetic,
             "structural_conflicts": self.structural_conflicts,
-            "cosine": _finite(self.cosine),
-            "sign_disagreement": _finite(self.sign_disagreement),
+            "cosine": finite_or_none(self.cosine),
+            "sign_disagreement": finite_or_none(self.sign_disagreement),
             "opposing": self.opposing,
             "interference": self.interference,
         }

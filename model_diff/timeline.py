@@ -34,7 +34,7 @@ from .analysis import AnalysisConfig, DiffAnalyzer, GroupChange, group_changes
 from .checkpoint import Checkpoint
 from .diff import DiffConfig, DiffSummary, ModelDiff, ParameterDiff
 from .errors import LFSObjectMissingError, ModelDiffError
-from .numbers import fmt_fold
+from .numbers import finite_or_none, fmt_fold
 
 __all__ = [
     "Event",
@@ -367,10 +367,6 @@ def _close(ckpt: Checkpoint, src: Source) -> None:
         ckpt.close()
 
 
-def _finite(x: float | None) -> float | None:
-    return x if x is not None and math.isfinite(x) else None
-
-
 def _step(
     i: int,
     source: str,
@@ -399,7 +395,7 @@ def _step(
         unchanged=summary.unchanged_parameters,
         added=summary.added_parameters,
         removed=summary.removed_parameters,
-        avg_relative_change=_finite(summary.avg_relative_change),
+        avg_relative_change=finite_or_none(summary.avg_relative_change),
         insights=tuple(
             StepInsight(x["code"], x["severity"], x["title"]) for x in analysis["insights"]
         ),
