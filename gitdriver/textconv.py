@@ -38,13 +38,11 @@ from model_diff.checkpoint import TensorRef
 from model_diff.errors import LFSObjectMissingError, ModelDiffError
 from model_diff.formats import lfs, open_checkpoint
 from model_diff.hashing import array_xxh3
-from model_diff.metrics import array_stats, default_workers
+from model_diff.metrics import POOL_MIN_BYTES, array_stats, default_workers
 from model_diff.terminal import printable
 
 from .cache import TEXTCONV_FORMAT_VERSION, TextconvCache, file_key, lfs_key
 
-#: Files smaller than this are read on one thread: starting a pool costs more than it saves.
-POOL_MIN_BYTES = 16 << 20
 _PREFIX = "model-diff textconv"
 
 

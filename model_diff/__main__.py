@@ -8,12 +8,18 @@ input whatever the arguments, and ``--version``. Everything else goes to the cli
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def main(argv: list[str] | None = None) -> None:
     """Run ``model-diff ARGS`` (``sys.argv[1:]`` by default) and exit with its code."""
     args = sys.argv[1:] if argv is None else list(argv)
+    # Before numpy is imported: model-diff runs its own threads and keeps BLAS single-threaded
+    # (model_diff.blas), so the pool numpy's OpenBLAS starts at import (one thread per core,
+    # spinning a while) would only take CPU from start-up and the workers. An explicit
+    # setting is kept.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     if args[:1] == ["textconv"] and not {"-h", "--help"} & set(args[1:]):
         sys.exit(_textconv(args[1:]))
     if args == ["--version"]:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import importlib
 import sys
-import traceback
 from typing import Any
 
 import click
@@ -105,6 +104,8 @@ def main(argv: list[str] | None = None) -> None:
     except BrokenPipeError:
         sys.exit(0)
     except Exception:
+        import traceback  # only for a bug's report (start-up)
+
         traceback.print_exc()
         click.echo(
             "model-diff: internal error (a bug): please report it with the traceback above",

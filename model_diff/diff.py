@@ -8,11 +8,11 @@ no arrays. This module must not import torch, click or the git/hook packages.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
@@ -26,6 +26,9 @@ from .chunked import dense, head
 from .dtypes import BY_NAME
 from .layers import EMBEDDING, HEAD, builtin_layer_type
 from .naming import natural_key, natural_sorted
+
+#: ``map`` or a thread pool's ``map``: results in input order.
+_OrderedMap = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 
 class ChangeType(str, Enum):
@@ -375,14 +378,19 @@ class ModelDiff:
 
         workers = self.config.num_workers or metrics.default_workers()
         all_diffs: list[ParameterDiff] = []
-        with single_threaded_blas(), ThreadPoolExecutor(max_workers=workers) as pool:
-            for d in pool.map(work, names):
+        with single_threaded_blas(), contextlib.ExitStack() as stack:
+            ordered_map: _OrderedMap = map
+            if workers > 1 and old.size_bytes + new.size_bytes >= metrics.POOL_MIN_BYTES:
+                from concurrent.futures import ThreadPoolExecutor  # not for small pairs
+
+                ordered_map = stack.enter_context(ThreadPoolExecutor(max_workers=workers)).map
+            for d in ordered_map(work, names):
                 all_diffs.append(d)
                 done += 1
                 if progress is not None:
                     progress(done, total, d.name)
             if self.config.low_rank == "auto":
-                all_diffs = self._auto_low_rank(all_diffs, old, new, pool)
+                all_diffs = self._auto_low_rank(all_diffs, old, new, ordered_map)
         all_diffs = _label_pairs(all_diffs, pairing, old, new)
         summary = summarize(all_diffs, self.config, old, new, name_mapping=mapping)
         kept = [
@@ -527,7 +535,7 @@ class ModelDiff:
         diffs: list[ParameterDiff],
         old: Checkpoint,
         new: Checkpoint,
-        pool: ThreadPoolExecutor,
+        ordered_map: _OrderedMap,
     ) -> list[ParameterDiff]:
         """Low-rank analysis where affordable: the most-changed 2-D deltas within a budget.
 
@@ -573,7 +581,7 @@ class ModelDiff:
                 b.release()
             return dataclasses.replace(d, low_rank=info)
 
-        return list(pool.map(analyze, diffs))
+        return list(ordered_map(analyze, diffs))
 
 
 def is_vocabulary(name: str) -> bool:

@@ -225,19 +225,25 @@ _KERNEL_DTYPES = frozenset(
 )
 
 
+@functools.lru_cache(maxsize=256)
+def _dtype_name(dt: np.dtype) -> str:
+    # numpy's ``dtype.name`` is a Python property (~8 us): asked several times per tensor.
+    return dt.name
+
+
 def logical_name(x: Values, name: str | None) -> str:
     """The dtype name ``x``'s elements are read as: ``name`` when ``x`` is that dtype's
     storage view (uint16 for ``bfloat16``, uint8 for ``float8_*``), else ``x``'s own dtype
     (``name`` is then redundant: a plain dtype, or a quantized type decoded to float32)."""
     if name in ML_DTYPES_NAMES and x.dtype == storage_dtype(name):
         return name
-    return x.dtype.name
+    return _dtype_name(x.dtype)
 
 
 def _kernel_reads(*arrays: Values) -> bool:
     # A ChunkedArray's chunks are fresh contiguous arrays of its dtype.
     return _KERNEL is not None and all(
-        x.dtype.name in _KERNEL_DTYPES
+        _dtype_name(x.dtype) in _KERNEL_DTYPES
         and x.dtype.isnative
         and (isinstance(x, ChunkedArray) or x.flags.c_contiguous)
         for x in arrays
@@ -264,7 +270,8 @@ def steps_for(*arrays: Values, dtypes: tuple[str | None, ...] = ()) -> tuple[Pai
             functools.partial(_KERNEL.side_step, dtype=a_name),
         )
     views = [
-        numpy_dtype(n) if n != x.dtype.name else None for n, x in zip(names, arrays, strict=True)
+        numpy_dtype(n) if n != _dtype_name(x.dtype) else None
+        for n, x in zip(names, arrays, strict=True)
     ]
     if not any(v is not None for v in views):
         return numpy_pair_step, numpy_side_step
@@ -517,10 +524,13 @@ def diff_arrays(
     a, b = _flat(a), _flat(b)
     step, _ = steps_for(a, b, dtypes=dtypes)
     thr = float(threshold)
+    # The kernel walks a mapped part itself (in L1-sized blocks, without the GIL): one call
+    # per part spares thousands of Python round trips; the numpy step needs bounded chunks.
+    whole = _kernel_reads(a, b) and isinstance(a, np.ndarray) and isinstance(b, np.ndarray)
 
     def part(lo: int, hi: int) -> Accumulators:
         f, c = new_accumulators()
-        for start, stop in _spans(lo, hi):
+        for start, stop in [(lo, hi)] if whole else _spans(lo, hi):
             step(take(a, start, stop), take(b, start, stop), thr, f, c)
         return f, c
 
@@ -588,6 +598,11 @@ def stats_if_equal(
 
     acc = _in_parts(part, b.size, done, workers)
     return None if acc is None else _side_from(*acc, "a")
+
+
+#: Work on fewer bytes than this runs on the calling thread (a pair's two sides together, one
+#: file's tensors for textconv): starting a pool costs more than it saves.
+POOL_MIN_BYTES = 16 << 20
 
 
 def default_workers() -> int:

@@ -21,9 +21,8 @@ import io
 import mmap
 import os
 import threading
-import zipfile
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
 
@@ -31,6 +30,9 @@ from ..checkpoint import Checkpoint, TensorRef
 from ..dtypes import DType, from_numpy
 from ..errors import CheckpointError
 from .base import ZIP_MAGIC, close_mmap, first_zip_member, page_release, zip_data_offset
+
+if TYPE_CHECKING:
+    import zipfile
 
 NAME = "numpy"
 EXTENSIONS: tuple[str, ...] = (".npy", ".npz")
@@ -179,6 +181,8 @@ def _open_npy(path: str, label: str) -> Checkpoint:
 
 
 def _open_npz(path: str, label: str) -> Checkpoint:
+    import zipfile  # npz only: not on every start-up
+
     try:
         zf = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
@@ -206,6 +210,8 @@ def _open_npz(path: str, label: str) -> Checkpoint:
 def _npz_members(
     zf: zipfile.ZipFile, mm: mmap.mmap, path: str, label: str
 ) -> tuple[dict[str, TensorRef], list[str], dict[str, str], list[_Spool]]:
+    import zipfile  # npz only: not on every start-up
+
     refs: dict[str, TensorRef] = {}
     skipped: list[str] = []
     unchecked: dict[str, str] = {}
@@ -297,6 +303,8 @@ class _Spool:
         )
 
     def _inflate(self, sink: Callable[[bytes], object]) -> None:
+        import zipfile  # npz only: not on every start-up
+
         try:
             with zipfile.ZipFile(self.path) as zf, zf.open(self.member) as f:
                 f.read(self.h.header_len)

@@ -198,6 +198,9 @@ def test_compare_imports_only_its_own_command(pair: tuple[Path, Path]) -> None:
         assert f"model_diff.{module}" not in loaded, module
     # two files on disk: the git layer is not needed (only REV:path arguments load it)
     assert "model_diff.gitdriver.git" not in loaded
+    # a small pair runs on the calling thread; npz's zipfile and a bug's traceback load on need
+    for module in ("concurrent.futures", "zipfile", "traceback"):
+        assert module not in loaded, module
     assert json.loads(proc.stdout)["summary"]
 
 
@@ -216,6 +219,33 @@ def test_version_names_the_metrics_backend() -> None:
     r = CliRunner().invoke(cli, ["--version"])
     assert r.exit_code == 0 and "metrics backend" in r.stdout
     assert sys.version_info >= (3, 10)
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
+def test_the_cli_starts_no_blas_threads(clean_env: dict[str, str]) -> None:
+    """numpy's OpenBLAS starts a thread per core at import unless told otherwise; the entry
+    point tells it (model-diff keeps BLAS single-threaded and runs its own workers), so a
+    command that imports numpy runs on one thread; an explicit user setting is kept."""
+    import subprocess
+
+    code = (
+        "import atexit, os, sys\n"
+        "atexit.register(lambda: print(len(os.listdir('/proc/self/task')),"
+        " os.environ['OPENBLAS_NUM_THREADS'], file=sys.stderr))\n"
+        "from model_diff.__main__ import main\n"
+        "main(['--version'])\n"
+    )
+    env = {k: v for k, v in clean_env.items() if k != "OPENBLAS_NUM_THREADS"}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and "metrics backend" in r.stdout, r.stderr
+    assert r.stderr.split() == ["1", "1"]
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        env=dict(env, OPENBLAS_NUM_THREADS="2"),
+        capture_output=True,
+        text=True,
+    )
+    assert r.stderr.split()[1] == "2"
 
 
 def _on_a_pty(
