@@ -176,9 +176,9 @@ class ParameterDiff:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict: non-finite floats become None, enums their values."""
         out: dict[str, Any] = {}
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if v is None and f.name in _PAIRING_FIELDS:
+        for name in _PARAMETER_FIELDS:
+            v = getattr(self, name)
+            if v is None and name in _PAIRING_FIELDS:
                 continue  # set only where tensors were paired across names
             if isinstance(v, ChangeType):
                 v = v.value
@@ -188,7 +188,7 @@ class ParameterDiff:
                 v = v.to_dict()
             elif isinstance(v, float) and not math.isfinite(v):
                 v = None
-            out[f.name] = v
+            out[name] = v
         return out
 
 
@@ -290,6 +290,8 @@ _API_ONLY_FIELDS = frozenset(
 _OMITTED_WHEN_EMPTY = frozenset({"name_mapping", "renamed_parameters", "tied_parameters"})
 #: ParameterDiff fields serialised only when set.
 _PAIRING_FIELDS = frozenset({"old_name", "tied_to", "tied_by"})
+#: ParameterDiff's field names in order (``dataclasses.fields`` rebuilds them per call).
+_PARAMETER_FIELDS = tuple(f.name for f in fields(ParameterDiff))
 _NOT_CHANGES = frozenset({ChangeType.UNCHANGED, ChangeType.RENAMED, ChangeType.TIED})
 
 ProgressCallback = Callable[[int, int, str], None]

@@ -12,12 +12,13 @@ torch, click or the git/hook packages.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from .naming import natural_key
+from .naming import NAME_CACHE, natural_key
 
 EMBEDDING = "embedding"
 ATTENTION = "attention"
@@ -134,6 +135,7 @@ BUFFER_GLOBS: tuple[str, ...] = (
 )
 
 
+@functools.lru_cache(maxsize=NAME_CACHE)
 def is_buffer(name: str, dtype: str | None = None) -> bool:
     """Whether a tensor is a non-trainable buffer: by name (``BUFFER_GLOBS``) or by dtype
     (integer and bool tensors hold indices, masks and counters, never trained weights).
@@ -193,6 +195,7 @@ def _is_embedding(seg: str) -> bool:
     return "embed" in seg or seg in _EMBED_EXACT
 
 
+@functools.lru_cache(maxsize=NAME_CACHE)
 def builtin_layer_type(name: str) -> str:
     """The layer type of ``name`` by the built-in ordered rules (no user patterns)."""
     segs = _segments(name)
@@ -270,6 +273,7 @@ def classify_layer(name: str, patterns: Mapping[str, str] | None = None) -> str:
     return LayerClassifier(patterns).layer_type(name)
 
 
+@functools.lru_cache(maxsize=NAME_CACHE)
 def block_position(name: str) -> BlockPosition | None:
     """The block ``name`` belongs to, or None for tensors outside repeated blocks.
 

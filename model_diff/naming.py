@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 _DIGITS = re.compile(r"(\d+)")
 
 
+#: Pure functions of a name are cached: a report asks about each name many times.
+NAME_CACHE = 1 << 16
+
+
+@functools.lru_cache(maxsize=NAME_CACHE)
 def natural_key(name: str) -> tuple[tuple[int, int | str], ...]:
     """Sort key that orders digit runs numerically and the rest as text; total and stable."""
     parts = _DIGITS.split(name)
