@@ -64,9 +64,13 @@ def _tensor(d: ParameterDiff) -> dict[str, Any]:
     return out
 
 
+#: One line, by the C encoder (indent= forces the slow Python one); made once, not per record.
+_ONE_LINE = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(", ", ": "))
+
+
 def _dumps(obj: Any, indent: int | None) -> str:
-    if indent is None:  # one line, by the C encoder (indent= forces the slow Python one)
-        return json.dumps(obj, allow_nan=False, ensure_ascii=False, separators=(", ", ": "))
+    if indent is None:
+        return _ONE_LINE.encode(obj)
     return json.dumps(obj, indent=indent, allow_nan=False, ensure_ascii=False)
 
 
