@@ -473,3 +473,18 @@ def test_dir_diff_folders_apply_the_same_rule(tmp_path: Path) -> None:
         ("added", None, "other.safetensors"),
     ]
     assert pairs[0].old == str(left / "ckpt" / "step_1000.safetensors")
+
+
+def test_a_cli_run_on_revisions_leaves_no_temporary_folder(
+    history: History, tmp_path: Path
+) -> None:
+    """`model-diff compare REV:path REV:path` in its own process (which exits without tearing
+    the interpreter down) delivers its whole report and removes what it checked out."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = dict(scrubbed_env(tmp_path / "home"), TMPDIR=str(tmp))
+    args = ["compare", "HEAD~2:model.safetensors", "HEAD:model.safetensors", "--format", "json"]
+    r = run_model_diff(args, env, cwd=history.root)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["summary"]["total_parameters"] > 0
+    assert list(tmp.iterdir()) == []

@@ -278,16 +278,19 @@ def test_low_rank_storage_mixed_with_float32() -> None:
 def _modules_after(args: list[str], env: dict[str, str]) -> tuple[bool, bool, str]:
     """(ml_dtypes imported, torch imported, stdout) of `python -m model_diff ARGS` run in
     one process (runpy), whatever its exit code."""
+    # Reported from an exit handler: the entry point leaves with os._exit once its exit
+    # handlers have run, so code after run_module never runs.
     probe = (
-        "import runpy, sys\n"
+        "import atexit, runpy, sys\n"
+        "def report():\n"
+        "    flags = ['ml_dtypes' in sys.modules, 'torch' in sys.modules]\n"
+        "    print('MODULES', flags, file=sys.stderr)\n"
+        "atexit.register(report)\n"
         "sys.argv = ['model_diff', *sys.argv[1:]]\n"
-        "try:\n    runpy.run_module('model_diff', run_name='__main__')\n"
-        "except SystemExit:\n    pass\n"
-        "sys.stdout.flush()\n"
-        "print('MODULES', ['ml_dtypes' in sys.modules, 'torch' in sys.modules], file=sys.stderr)\n"
+        "runpy.run_module('model_diff', run_name='__main__')\n"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", probe, *args], env=env, capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe, *args], env=env, capture_output=True, text=True, check=False
     )
     line = next(ln for ln in proc.stderr.splitlines() if ln.startswith("MODULES "))
     ml, torch = ast.literal_eval(line[len("MODULES ") :])
