@@ -24,8 +24,9 @@
  *
  * What runs where: on x86-64 (GCC or clang) the CPU is asked once, at import, for AVX2, FMA
  * and F16C, and for AVX-512 F/BW/VL/BF16 (and POPCNT). With AVX2 the AVX2 loops run; with
- * AVX-512 as well, bf16 == bf16 pairs run the AVX-512 loops (pair_avx512_bf16, 32 elements
- * per step, one pass, VDPBF16PS for the products) and everything else the AVX2 loops; without
+ * AVX-512 as well, bf16 == bf16 pairs and bf16 single sides run the AVX-512 loops
+ * (pair_avx512_bf16 / side_avx512_bf16: 32 elements per step, one pass, VDPBF16PS for the
+ * products) and everything else the AVX2 loops; without
  * AVX2 (and on every other architecture) the portable loops over doubles. kernel.SIMD names
  * the best level ("avx512", "avx2", "none"), kernel.SIMD_LEVELS every level the CPU runs. A
  * caller may ask per call for a lower level (``simd="avx2"``/``"none"``, ``simd=False`` for
@@ -668,6 +669,43 @@ static AVX512 int pair_avx512_bf16(const char *pa, const char *pb, size_t n32, d
     return 1;
 }
 
+/* One bf16 side, as pair_avx512_bf16 (same denormal rule): sum a*a and a by VDPBF16PS,
+ * extrema on float32 halves, zeros by a mask compare. */
+static AVX512 int side_avx512_bf16(const char *px, size_t n32, Acc *acc) {
+    const __m512i hi16 = _mm512_set1_epi32((int)0xffff0000u);
+    const __m512i mag = _mm512_set1_epi16(0x7fff), expo = _mm512_set1_epi16(0x7f80);
+    const __m512bh one = (__m512bh)_mm512_set1_epi16(0x3f80); /* bf16 1.0 */
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 mn = _mm512_set1_ps(INFINITY), mx = _mm512_set1_ps(-INFINITY);
+    uint64_t z = 0;
+    __mmask32 den = 0;
+    double t2 = 0, t1 = 0;
+    for (size_t i0 = 0; i0 < n32; i0 += SUB512) {
+        size_t i1 = n32 - i0 < SUB512 ? n32 : i0 + SUB512;
+        __m512 s2 = zero, s = zero;
+        for (size_t i = i0; i < i1; i += 32) {
+            __m512i w = _mm512_loadu_si512((const void *)(px + 2 * i));
+            __m512 a0 = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+            __m512 a1 = _mm512_castsi512_ps(_mm512_and_si512(w, hi16));
+            s2 = _mm512_dpbf16_ps(s2, (__m512bh)w, (__m512bh)w);
+            s = _mm512_dpbf16_ps(s, (__m512bh)w, one);
+            mn = _mm512_min_ps(mn, _mm512_min_ps(a0, a1));
+            mx = _mm512_max_ps(mx, _mm512_max_ps(a0, a1));
+            __mmask32 zm = _mm512_testn_epi16_mask(w, mag);
+            z += (uint64_t)__builtin_popcount(zm);
+            den |= _mm512_testn_epi16_mask(w, expo) & ~zm;
+        }
+        t2 += hsum512_ps(s2); t1 += hsum512_ps(s);
+    }
+    if (den) return 0;
+    acc->f[F_SUM_A2] += t2; acc->f[F_SUM_A] += t1;
+    acc->f[F_MIN_A] = fmin(acc->f[F_MIN_A], (double)_mm512_reduce_min_ps(mn));
+    acc->f[F_MAX_A] = fmax(acc->f[F_MAX_A], (double)_mm512_reduce_max_ps(mx));
+    acc->c[C_N] += (int64_t)n32; acc->c[C_FINITE] += (int64_t)n32;
+    acc->c[C_ZERO_A] += (int64_t)z;
+    return 1;
+}
+
 typedef void (*pair_vec_fn)(const char *, const char *, size_t, double, Acc *);
 typedef void (*side_vec_fn)(const char *, size_t, Acc *);
 
@@ -711,9 +749,9 @@ static int tiny_block(const Acc *t, double limit) {
 }
 
 /* tiny_block for one side. */
-static int tiny_side(const Acc *t) {
+static int tiny_side(const Acc *t, double limit) {
     double m = fmax(fabs(t->f[F_MIN_A]), fabs(t->f[F_MAX_A]));
-    return m > 0 && m < 0x1p-50;
+    return m > 0 && m < limit;
 }
 
 /* ---- the chunk drivers ---------------------------------------------------------------------- */
@@ -786,6 +824,7 @@ static void side_run(const Ctx *cx, int dt, const char *px, size_t n, Acc *total
     const size_t es = (size_t)ITEMSIZE[dt];
 #if MD_X86
     side_vec_fn vec = side_vec_for(cx, dt);
+    const int v512 = cx->vec >= SIMD_AVX512 && dt == DT_BF16;
 #endif
     for (size_t start = 0; start < n; start += BLOCK) {
         size_t len = n - start < BLOCK ? n - start : BLOCK;
@@ -793,10 +832,24 @@ static void side_run(const Ctx *cx, int dt, const char *px, size_t n, Acc *total
         Acc t;
         acc_init(&t);
         size_t done = 0;
+        double tiny = 0x1p-50;
 #if MD_X86
-        if (vec) {
-            done = len & ~(size_t)15; /* the vector loops take 16 elements per step */
+        int vectored = 0;
+        if (v512) {
+            done = len & ~(size_t)31; /* 32 elements per step */
+            if (side_avx512_bf16(bx, done, &t)) {
+                vectored = 1;
+                tiny = TINY_AVX512;
+            } else {
+                done = 0; /* a bf16 denormal: this block runs the AVX2 loops */
+            }
+        }
+        if (!vectored && vec) {
+            done = len & ~(size_t)15; /* the AVX2 loops take 16 elements per step */
             vec(bx, done, &t);
+            vectored = 1;
+        }
+        if (vectored) {
             if (len > done) {
                 convert_block(cx, dt, bx + done * es, len - done, xa);
                 side_fast_f64(xa, len - done, &t);
@@ -808,7 +861,7 @@ static void side_run(const Ctx *cx, int dt, const char *px, size_t n, Acc *total
             convert_block(cx, dt, bx, len, xa);
             side_fast_f64(xa, len, &t);
         }
-        if (isfinite(t.f[F_SUM_A2]) && (dt == DT_BF16 || dt == DT_F16) && tiny_side(&t)) {
+        if (isfinite(t.f[F_SUM_A2]) && (dt == DT_BF16 || dt == DT_F16) && tiny_side(&t, tiny)) {
             /* float32 squares of these values could underflow: redo the block in double */
             acc_init(&t);
             convert_block(cx, dt, bx, len, xa);

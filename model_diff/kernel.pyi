@@ -5,8 +5,8 @@ from typing import Literal
 import numpy as np
 
 #: The best vector level this CPU runs: "avx512" (AVX-512 F/BW/VL/BF16 on top of AVX2: bf16
-#: pairs run AVX-512 loops, everything else as under "avx2"), "avx2" (AVX2, FMA and F16C) or
-#: "none" (portable loops).
+#: pairs and bf16 single sides run AVX-512 loops, everything else as under "avx2"), "avx2"
+#: (AVX2, FMA and F16C) or "none" (portable loops).
 SIMD: Literal["avx512", "avx2", "none"]
 #: The levels this CPU runs, best first (SIMD first, "none" last); each is a ``simd=`` value.
 SIMD_LEVELS: tuple[str, ...]

@@ -544,14 +544,20 @@ def test_bf16_denormals_are_neither_flushed_nor_miscounted(
     if backend == "avx512" and "avx2" in _LEVELS:  # the kernel's block holding the denormal
         blk = slice(pos // 2048 * 2048, pos // 2048 * 2048 + 2048)
         assert run_pair("avx512", a[blk], b[blk]) == run_pair("avx2", a[blk], b[blk])
+    x = a if side == "old" else b
+    one = run_side(backend, x)
+    check_side(one, ref_side(x.astype(np.float64), np.ones(n, bool)), side, rtol(backend, x.dtype))
+    assert one.min == float(tiny[()]) and one.zero_fraction == 0.0
+    if backend == "avx512" and "avx2" in _LEVELS:
+        assert run_side("avx512", x[blk]) == run_side("avx2", x[blk])
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_bf16_blocks_of_tiny_values_are_redone_in_double(backend: str) -> None:
     """Blocks whose largest magnitude is below 2^-45 (AVX-512 loops; 2^-50 for AVX2) are
     redone in float64, where products the dot-product instructions would flush survive: the
-    AVX-512 result is then exactly the portable loops' one, and the norms match the
-    reference."""
+    AVX-512 result (pair and single side) is then exactly the portable loops' one, and the
+    norms match the reference."""
     rng = np.random.default_rng(21)
     n = 2048 * 2 + 7
     a = _bf16(rng.standard_normal(n) * 2.0**-48)
@@ -560,8 +566,13 @@ def test_bf16_blocks_of_tiny_values_are_redone_in_double(backend: str) -> None:
     m = run_pair(backend, a, b, threshold=0.0)
     check(m, want, rtol(backend, a.dtype))
     assert m.new.norm and m.new.norm > 0
+    side = run_side(backend, a)
+    check_side(
+        side, ref_side(a.astype(np.float64), np.ones(n, bool)), "side", rtol(backend, a.dtype)
+    )
     if backend == "avx512":
         assert m == run_pair("portable", a, b, threshold=0.0)
+        assert side == run_side("portable", a)
 
 
 # -- semantics ------------------------------------------------------------------------------
