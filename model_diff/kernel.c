@@ -55,6 +55,13 @@
 #else
 #define MD_X86 0
 #endif
+/* The AVX-512 bf16 loops need a compiler that knows avx512bf16 (GCC 10, clang 12 and later);
+ * with an older one the module builds without them (SIMD is at most "avx2"). */
+#if MD_X86 && (defined(__clang__) ? __clang_major__ >= 12 : __GNUC__ >= 10)
+#define MD_AVX512 1
+#else
+#define MD_AVX512 0
+#endif
 
 /* Accumulator slots: must match metrics.py. */
 enum {
@@ -562,6 +569,7 @@ DEFINE_SIDE_AVX2(side_avx2_f32, ld_f32, 4)
 DEFINE_SIDE_AVX2_PS(side_avx2_bf16, LD16_BF16, 2)
 DEFINE_SIDE_AVX2_PS(side_avx2_f16, LD16_F16, 2)
 
+#if MD_AVX512
 /* ---- AVX-512 loops for bfloat16 (avx512f/bw/vl + avx512bf16) ----------------------------- */
 
 /* One zmm load holds 32 bf16 words per side. VDPBF16PS (_mm512_dpbf16_ps) multiplies the
@@ -706,6 +714,8 @@ static AVX512 int side_avx512_bf16(const char *px, size_t n32, Acc *acc) {
     return 1;
 }
 
+#endif /* MD_AVX512 */
+
 typedef void (*pair_vec_fn)(const char *, const char *, size_t, double, Acc *);
 typedef void (*side_vec_fn)(const char *, size_t, Acc *);
 
@@ -762,7 +772,9 @@ static void pair_run(const Ctx *cx, int dta, const char *pa, int dtb, const char
     const size_t ea = (size_t)ITEMSIZE[dta], eb = (size_t)ITEMSIZE[dtb];
 #if MD_X86
     pair_vec_fn vec = dta == dtb ? pair_vec_for(cx, dta) : NULL;
+#if MD_AVX512
     const int v512 = cx->vec >= SIMD_AVX512 && dta == DT_BF16 && dtb == DT_BF16;
+#endif
 #endif
     for (size_t start = 0; start < n; start += BLOCK) {
         size_t len = n - start < BLOCK ? n - start : BLOCK;
@@ -773,6 +785,7 @@ static void pair_run(const Ctx *cx, int dta, const char *pa, int dtb, const char
         double tiny = 0x1p-50;
 #if MD_X86
         int vectored = 0;
+#if MD_AVX512
         if (v512) {
             done = len & ~(size_t)31; /* 32 elements per step */
             if (pair_avx512_bf16(ba, bb, done, thr, &t)) {
@@ -782,6 +795,7 @@ static void pair_run(const Ctx *cx, int dta, const char *pa, int dtb, const char
                 done = 0; /* a bf16 denormal: this block runs the AVX2 loops */
             }
         }
+#endif
         if (!vectored && vec) {
             done = len & ~(size_t)15; /* the AVX2 loops take 16 elements per step */
             vec(ba, bb, done, thr, &t);
@@ -824,7 +838,9 @@ static void side_run(const Ctx *cx, int dt, const char *px, size_t n, Acc *total
     const size_t es = (size_t)ITEMSIZE[dt];
 #if MD_X86
     side_vec_fn vec = side_vec_for(cx, dt);
+#if MD_AVX512
     const int v512 = cx->vec >= SIMD_AVX512 && dt == DT_BF16;
+#endif
 #endif
     for (size_t start = 0; start < n; start += BLOCK) {
         size_t len = n - start < BLOCK ? n - start : BLOCK;
@@ -835,6 +851,7 @@ static void side_run(const Ctx *cx, int dt, const char *px, size_t n, Acc *total
         double tiny = 0x1p-50;
 #if MD_X86
         int vectored = 0;
+#if MD_AVX512
         if (v512) {
             done = len & ~(size_t)31; /* 32 elements per step */
             if (side_avx512_bf16(bx, done, &t)) {
@@ -844,6 +861,7 @@ static void side_run(const Ctx *cx, int dt, const char *px, size_t n, Acc *total
                 done = 0; /* a bf16 denormal: this block runs the AVX2 loops */
             }
         }
+#endif
         if (!vectored && vec) {
             done = len & ~(size_t)15; /* the AVX2 loops take 16 elements per step */
             vec(bx, done, &t);
@@ -1178,10 +1196,12 @@ static int kernel_exec(PyObject *m) {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
         __builtin_cpu_supports("f16c")) {
         st->cpu_level = SIMD_AVX2;
+#if MD_AVX512
         if (__builtin_cpu_supports("popcnt") && __builtin_cpu_supports("avx512f") &&
             __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
             __builtin_cpu_supports("avx512bf16"))
             st->cpu_level = SIMD_AVX512;
+#endif
     }
 #endif
     PyObject *names = PyTuple_New(DT_COUNT);
