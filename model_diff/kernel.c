@@ -23,11 +23,16 @@
  * released while computing.
  *
  * What runs where: on x86-64 (GCC or clang) the CPU is asked once, at import, for AVX2, FMA
- * and F16C; with them the vector loops run, else (and on every other architecture) the
- * portable loops over doubles. A caller may ask for the portable loops per call
- * (``simd=False``), which the tests use to check both on one machine.
+ * and F16C, and for AVX-512 F/BW/VL/BF16 (and POPCNT). With AVX2 the AVX2 loops run; with
+ * AVX-512 as well, bf16 == bf16 pairs and bf16 single sides run the AVX-512 loops
+ * (pair_avx512_bf16 / side_avx512_bf16: 32 elements per step, one pass, VDPBF16PS for the
+ * products) and everything else the AVX2 loops; without
+ * AVX2 (and on every other architecture) the portable loops over doubles. kernel.SIMD names
+ * the best level ("avx512", "avx2", "none"), kernel.SIMD_LEVELS every level the CPU runs. A
+ * caller may ask per call for a lower level (``simd="avx2"``/``"none"``, ``simd=False`` for
+ * the portable loops), which the tests use to check every level on one machine.
  *
- * Threads: no global is written after import. The CPU flag and the float8 tables live in the
+ * Threads: no global is written after import. The CPU level and the float8 tables live in the
  * module's state (multi-phase init, one state per interpreter), are filled by the exec slot
  * before any call, and are only read afterwards; each call copies what it needs into a Ctx on
  * its stack. So steps run in parallel without the GIL (the module declares Py_mod_gil
@@ -49,6 +54,13 @@
 #include <immintrin.h>
 #else
 #define MD_X86 0
+#endif
+/* The AVX-512 bf16 loops need a compiler that knows avx512bf16 (GCC 10, clang 12 and later);
+ * with an older one the module builds without them (SIMD is at most "avx2"). */
+#if MD_X86 && (defined(__clang__) ? __clang_major__ >= 12 : __GNUC__ >= 10)
+#define MD_AVX512 1
+#else
+#define MD_AVX512 0
 #endif
 
 /* Accumulator slots: must match metrics.py. */
@@ -78,15 +90,20 @@ typedef struct {
 typedef struct {
     double f8_e4m3[256];
     double f8_e5m2[256];
-    int cpu_avx2; /* the CPU has AVX2, FMA and F16C */
+    int cpu_level; /* the best SIMD_* level the CPU runs */
 } KernelState;
+
+/* Vector levels, in order: SIMD_AVX2 needs AVX2, FMA and F16C; SIMD_AVX512 needs those and
+ * AVX-512 F/BW/VL/BF16 (and POPCNT), and adds the AVX-512 loops for bf16 pairs. */
+enum { SIMD_NONE, SIMD_AVX2, SIMD_AVX512, SIMD_COUNT };
+static const char *const SIMD_NAMES[SIMD_COUNT] = {"none", "avx2", "avx512"};
 
 /* What one call computes with: copied from the state (and the caller's simd flag) onto the
  * stack before the GIL is released. */
 typedef struct {
     const double *f8_e4m3;
     const double *f8_e5m2;
-    int vec; /* run the AVX2 loops */
+    int vec; /* the SIMD_* level this call runs */
 } Ctx;
 
 static void acc_init(Acc *a) {
@@ -552,6 +569,153 @@ DEFINE_SIDE_AVX2(side_avx2_f32, ld_f32, 4)
 DEFINE_SIDE_AVX2_PS(side_avx2_bf16, LD16_BF16, 2)
 DEFINE_SIDE_AVX2_PS(side_avx2_f16, LD16_F16, 2)
 
+#if MD_AVX512
+/* ---- AVX-512 loops for bfloat16 (avx512f/bw/vl + avx512bf16) ----------------------------- */
+
+/* One zmm load holds 32 bf16 words per side. VDPBF16PS (_mm512_dpbf16_ps) multiplies the
+ * bf16 words pairwise and adds both products of a 32-bit lane into a float32 lane, straight
+ * from the raw words: a*b, a*a, b*b, and a*1, b*1 for the plain sums. A product of two bf16
+ * values is exact in float32, so this is the float32-partial-sums scheme of
+ * DEFINE_PAIR_SUMS_AVX2_PS (partial sums of SUB512 elements, 32 per lane, folded into
+ * double). d = b - a, min/max and |d| > t use float32 halves of the words (shift / and, as
+ * LD16_BF16); zero counts and sign flips come from the raw words with mask compares and
+ * popcount. One pass computes everything.
+ *
+ * Denormals: VDPBF16PS treats denormal inputs as zero and flushes denormal results (DAZ,
+ * FTZ), whatever MXCSR says. Only the five dot-product sums see this; everything else (d,
+ * |d|, extrema, zeros, sign flips) is exact as on the AVX2 path. Rule: a block holding any
+ * bf16 denormal (exponent bits zero, mantissa non-zero) on either side is redone on the AVX2
+ * path (pair_avx512_bf16 returns 0 for it), so such a block's result is the AVX2 path's.
+ * Products of normal values that fall below 2^-126 are still flushed: at most 2^-126 each,
+ * 2^-115 per block, which is below float32 rounding (2^-24 relative) of any block whose sum
+ * of squares is at least 2^-90; so the driver redoes in double every AVX-512 block whose
+ * largest magnitude is below TINY_AVX512 = 2^-45 (the AVX2 path's limit is 2^-50). Non-finite
+ * values make the dot-product sums of squares non-finite, and the driver redoes the block with
+ * the masked loop, as for the other paths. */
+#define AVX512 __attribute__((target("avx2,fma,f16c,popcnt,avx512f,avx512bw,avx512vl,avx512bf16")))
+#define SUB512 512
+#define TINY_AVX512 0x1p-45
+
+static inline AVX512 double hsum512_ps(__m512 v) {
+    __m512d s = _mm512_add_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(v)),
+                              _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+    return _mm512_reduce_add_pd(s);
+}
+
+/* n32 elements (a multiple of 32) of a bf16 pair into acc; 0 (acc untouched) when the block
+ * holds a bf16 denormal and must run on the AVX2 path instead. */
+static AVX512 int pair_avx512_bf16(const char *pa, const char *pb, size_t n32, double thr,
+                                   Acc *acc) {
+    const __m512i hi16 = _mm512_set1_epi32((int)0xffff0000u);
+    const __m512i mag = _mm512_set1_epi16(0x7fff), expo = _mm512_set1_epi16(0x7f80);
+    const __m512i sign = _mm512_set1_epi16((short)0x8000);
+    const __m512bh one = (__m512bh)_mm512_set1_epi16(0x3f80); /* bf16 1.0 */
+    float tf = (float)thr;
+    if ((double)tf > thr) tf = nextafterf(tf, -INFINITY);
+    const __m512 vthr = _mm512_set1_ps(tf), zero = _mm512_setzero_ps();
+    __m512 mxd = zero, mna = _mm512_set1_ps(INFINITY), mnb = mna;
+    __m512 mxa = _mm512_set1_ps(-INFINITY), mxb = mxa;
+    uint64_t ch = 0, fl = 0, za = 0, zb = 0;
+    __mmask32 den = 0;
+    double t[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    for (size_t i0 = 0; i0 < n32; i0 += SUB512) {
+        size_t i1 = n32 - i0 < SUB512 ? n32 : i0 + SUB512;
+        __m512 sd2 = zero, sd2b = zero, sad = zero, sd = zero, sab = zero, sa2 = zero;
+        __m512 sb2 = zero, sa = zero, sb = zero;
+        for (size_t i = i0; i < i1; i += 32) {
+            __m512i wa = _mm512_loadu_si512((const void *)(pa + 2 * i));
+            __m512i wb = _mm512_loadu_si512((const void *)(pb + 2 * i));
+            __m512 a0 = _mm512_castsi512_ps(_mm512_slli_epi32(wa, 16));
+            __m512 a1 = _mm512_castsi512_ps(_mm512_and_si512(wa, hi16));
+            __m512 b0 = _mm512_castsi512_ps(_mm512_slli_epi32(wb, 16));
+            __m512 b1 = _mm512_castsi512_ps(_mm512_and_si512(wb, hi16));
+            sab = _mm512_dpbf16_ps(sab, (__m512bh)wa, (__m512bh)wb);
+            sa2 = _mm512_dpbf16_ps(sa2, (__m512bh)wa, (__m512bh)wa);
+            sb2 = _mm512_dpbf16_ps(sb2, (__m512bh)wb, (__m512bh)wb);
+            sa = _mm512_dpbf16_ps(sa, (__m512bh)wa, one);
+            sb = _mm512_dpbf16_ps(sb, (__m512bh)wb, one);
+            __m512 d0 = _mm512_sub_ps(b0, a0), d1 = _mm512_sub_ps(b1, a1);
+            __m512 ad0 = _mm512_abs_ps(d0), ad1 = _mm512_abs_ps(d1);
+            sd2 = _mm512_fmadd_ps(d0, d0, sd2);
+            sd2b = _mm512_fmadd_ps(d1, d1, sd2b);
+            sd = _mm512_add_ps(sd, _mm512_add_ps(d0, d1));
+            sad = _mm512_add_ps(sad, _mm512_add_ps(ad0, ad1));
+            mxd = _mm512_max_ps(mxd, _mm512_max_ps(ad0, ad1));
+            __mmask16 c0 = _mm512_cmp_ps_mask(ad0, vthr, _CMP_GT_OQ);
+            __mmask16 c1 = _mm512_cmp_ps_mask(ad1, vthr, _CMP_GT_OQ);
+            ch += (uint64_t)__builtin_popcount((unsigned)c0 | ((unsigned)c1 << 16));
+            mna = _mm512_min_ps(mna, _mm512_min_ps(a0, a1));
+            mxa = _mm512_max_ps(mxa, _mm512_max_ps(a0, a1));
+            mnb = _mm512_min_ps(mnb, _mm512_min_ps(b0, b1));
+            mxb = _mm512_max_ps(mxb, _mm512_max_ps(b0, b1));
+            __mmask32 zam = _mm512_testn_epi16_mask(wa, mag), zbm = _mm512_testn_epi16_mask(wb, mag);
+            __mmask32 flm = _mm512_mask_test_epi16_mask((__mmask32) ~(zam | zbm),
+                                                        _mm512_xor_si512(wa, wb), sign);
+            za += (uint64_t)__builtin_popcount(zam);
+            zb += (uint64_t)__builtin_popcount(zbm);
+            fl += (uint64_t)__builtin_popcount(flm);
+            /* exponent bits zero and not a zero: a denormal */
+            den |= (_mm512_testn_epi16_mask(wa, expo) & ~zam) |
+                   (_mm512_testn_epi16_mask(wb, expo) & ~zbm);
+        }
+        t[0] += hsum512_ps(_mm512_add_ps(sd2, sd2b)); t[1] += hsum512_ps(sad);
+        t[2] += hsum512_ps(sd); t[3] += hsum512_ps(sab); t[4] += hsum512_ps(sa2);
+        t[5] += hsum512_ps(sb2); t[6] += hsum512_ps(sa); t[7] += hsum512_ps(sb);
+    }
+    if (den) return 0;
+    acc->f[F_SUM_D2] += t[0]; acc->f[F_SUM_ABS_D] += t[1]; acc->f[F_SUM_D] += t[2];
+    acc->f[F_SUM_AB] += t[3]; acc->f[F_SUM_A2] += t[4]; acc->f[F_SUM_B2] += t[5];
+    acc->f[F_SUM_A] += t[6]; acc->f[F_SUM_B] += t[7];
+    acc->f[F_MAX_ABS_D] = fmax(acc->f[F_MAX_ABS_D], (double)_mm512_reduce_max_ps(mxd));
+    acc->f[F_MIN_A] = fmin(acc->f[F_MIN_A], (double)_mm512_reduce_min_ps(mna));
+    acc->f[F_MAX_A] = fmax(acc->f[F_MAX_A], (double)_mm512_reduce_max_ps(mxa));
+    acc->f[F_MIN_B] = fmin(acc->f[F_MIN_B], (double)_mm512_reduce_min_ps(mnb));
+    acc->f[F_MAX_B] = fmax(acc->f[F_MAX_B], (double)_mm512_reduce_max_ps(mxb));
+    acc->c[C_N] += (int64_t)n32; acc->c[C_FINITE] += (int64_t)n32;
+    acc->c[C_CHANGED] += (int64_t)ch; acc->c[C_SIGN_FLIPS] += (int64_t)fl;
+    acc->c[C_ZERO_A] += (int64_t)za; acc->c[C_ZERO_B] += (int64_t)zb;
+    return 1;
+}
+
+/* One bf16 side, as pair_avx512_bf16 (same denormal rule): sum a*a and a by VDPBF16PS,
+ * extrema on float32 halves, zeros by a mask compare. */
+static AVX512 int side_avx512_bf16(const char *px, size_t n32, Acc *acc) {
+    const __m512i hi16 = _mm512_set1_epi32((int)0xffff0000u);
+    const __m512i mag = _mm512_set1_epi16(0x7fff), expo = _mm512_set1_epi16(0x7f80);
+    const __m512bh one = (__m512bh)_mm512_set1_epi16(0x3f80); /* bf16 1.0 */
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 mn = _mm512_set1_ps(INFINITY), mx = _mm512_set1_ps(-INFINITY);
+    uint64_t z = 0;
+    __mmask32 den = 0;
+    double t2 = 0, t1 = 0;
+    for (size_t i0 = 0; i0 < n32; i0 += SUB512) {
+        size_t i1 = n32 - i0 < SUB512 ? n32 : i0 + SUB512;
+        __m512 s2 = zero, s = zero;
+        for (size_t i = i0; i < i1; i += 32) {
+            __m512i w = _mm512_loadu_si512((const void *)(px + 2 * i));
+            __m512 a0 = _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+            __m512 a1 = _mm512_castsi512_ps(_mm512_and_si512(w, hi16));
+            s2 = _mm512_dpbf16_ps(s2, (__m512bh)w, (__m512bh)w);
+            s = _mm512_dpbf16_ps(s, (__m512bh)w, one);
+            mn = _mm512_min_ps(mn, _mm512_min_ps(a0, a1));
+            mx = _mm512_max_ps(mx, _mm512_max_ps(a0, a1));
+            __mmask32 zm = _mm512_testn_epi16_mask(w, mag);
+            z += (uint64_t)__builtin_popcount(zm);
+            den |= _mm512_testn_epi16_mask(w, expo) & ~zm;
+        }
+        t2 += hsum512_ps(s2); t1 += hsum512_ps(s);
+    }
+    if (den) return 0;
+    acc->f[F_SUM_A2] += t2; acc->f[F_SUM_A] += t1;
+    acc->f[F_MIN_A] = fmin(acc->f[F_MIN_A], (double)_mm512_reduce_min_ps(mn));
+    acc->f[F_MAX_A] = fmax(acc->f[F_MAX_A], (double)_mm512_reduce_max_ps(mx));
+    acc->c[C_N] += (int64_t)n32; acc->c[C_FINITE] += (int64_t)n32;
+    acc->c[C_ZERO_A] += (int64_t)z;
+    return 1;
+}
+
+#endif /* MD_AVX512 */
+
 typedef void (*pair_vec_fn)(const char *, const char *, size_t, double, Acc *);
 typedef void (*side_vec_fn)(const char *, size_t, Acc *);
 
@@ -584,18 +748,20 @@ static int pair_ok(const Acc *t) {
            isfinite(t->f[F_SUM_B2]);
 }
 
-/* True when the block's largest magnitude is non-zero but below 2^-50: its float32 squares
- * (below 2^-100) would lose terms near the float32 underflow (2^-149) that matter to it. */
-static int tiny_block(const Acc *t) {
+/* True when the block's largest magnitude is non-zero but below ``limit`` (2^-50 for the
+ * AVX2 loops, whose float32 squares below 2^-100 would lose terms near the float32
+ * underflow (2^-149) that matter; TINY_AVX512 for the AVX-512 loops, which flush products
+ * below 2^-126). */
+static int tiny_block(const Acc *t, double limit) {
     double m = fmax(fmax(fabs(t->f[F_MIN_A]), fabs(t->f[F_MAX_A])),
                     fmax(fabs(t->f[F_MIN_B]), fabs(t->f[F_MAX_B])));
-    return m > 0 && m < 0x1p-50;
+    return m > 0 && m < limit;
 }
 
 /* tiny_block for one side. */
-static int tiny_side(const Acc *t) {
+static int tiny_side(const Acc *t, double limit) {
     double m = fmax(fabs(t->f[F_MIN_A]), fabs(t->f[F_MAX_A]));
-    return m > 0 && m < 0x1p-50;
+    return m > 0 && m < limit;
 }
 
 /* ---- the chunk drivers ---------------------------------------------------------------------- */
@@ -606,6 +772,9 @@ static void pair_run(const Ctx *cx, int dta, const char *pa, int dtb, const char
     const size_t ea = (size_t)ITEMSIZE[dta], eb = (size_t)ITEMSIZE[dtb];
 #if MD_X86
     pair_vec_fn vec = dta == dtb ? pair_vec_for(cx, dta) : NULL;
+#if MD_AVX512
+    const int v512 = cx->vec >= SIMD_AVX512 && dta == DT_BF16 && dtb == DT_BF16;
+#endif
 #endif
     for (size_t start = 0; start < n; start += BLOCK) {
         size_t len = n - start < BLOCK ? n - start : BLOCK;
@@ -613,10 +782,26 @@ static void pair_run(const Ctx *cx, int dta, const char *pa, int dtb, const char
         Acc t;
         acc_init(&t);
         size_t done = 0;
+        double tiny = 0x1p-50;
 #if MD_X86
-        if (vec) {
-            done = len & ~(size_t)15; /* the vector loops take 16 elements per step */
+        int vectored = 0;
+#if MD_AVX512
+        if (v512) {
+            done = len & ~(size_t)31; /* 32 elements per step */
+            if (pair_avx512_bf16(ba, bb, done, thr, &t)) {
+                vectored = 1;
+                tiny = TINY_AVX512;
+            } else {
+                done = 0; /* a bf16 denormal: this block runs the AVX2 loops */
+            }
+        }
+#endif
+        if (!vectored && vec) {
+            done = len & ~(size_t)15; /* the AVX2 loops take 16 elements per step */
             vec(ba, bb, done, thr, &t);
+            vectored = 1;
+        }
+        if (vectored) {
             if (len > done) {
                 convert_block(cx, dta, ba + done * ea, len - done, xa);
                 convert_block(cx, dtb, bb + done * eb, len - done, xb);
@@ -630,7 +815,8 @@ static void pair_run(const Ctx *cx, int dta, const char *pa, int dtb, const char
             convert_block(cx, dtb, bb, len, xb);
             pair_fast_f64(xa, xb, len, thr, &t);
         }
-        if (pair_ok(&t) && (dta == DT_BF16 || dta == DT_F16) && dta == dtb && tiny_block(&t)) {
+        if (pair_ok(&t) && (dta == DT_BF16 || dta == DT_F16) && dta == dtb &&
+            tiny_block(&t, tiny)) {
             /* float32 products of these values could underflow: redo the block in double */
             acc_init(&t);
             convert_block(cx, dta, ba, len, xa);
@@ -652,6 +838,9 @@ static void side_run(const Ctx *cx, int dt, const char *px, size_t n, Acc *total
     const size_t es = (size_t)ITEMSIZE[dt];
 #if MD_X86
     side_vec_fn vec = side_vec_for(cx, dt);
+#if MD_AVX512
+    const int v512 = cx->vec >= SIMD_AVX512 && dt == DT_BF16;
+#endif
 #endif
     for (size_t start = 0; start < n; start += BLOCK) {
         size_t len = n - start < BLOCK ? n - start : BLOCK;
@@ -659,10 +848,26 @@ static void side_run(const Ctx *cx, int dt, const char *px, size_t n, Acc *total
         Acc t;
         acc_init(&t);
         size_t done = 0;
+        double tiny = 0x1p-50;
 #if MD_X86
-        if (vec) {
-            done = len & ~(size_t)15; /* the vector loops take 16 elements per step */
+        int vectored = 0;
+#if MD_AVX512
+        if (v512) {
+            done = len & ~(size_t)31; /* 32 elements per step */
+            if (side_avx512_bf16(bx, done, &t)) {
+                vectored = 1;
+                tiny = TINY_AVX512;
+            } else {
+                done = 0; /* a bf16 denormal: this block runs the AVX2 loops */
+            }
+        }
+#endif
+        if (!vectored && vec) {
+            done = len & ~(size_t)15; /* the AVX2 loops take 16 elements per step */
             vec(bx, done, &t);
+            vectored = 1;
+        }
+        if (vectored) {
             if (len > done) {
                 convert_block(cx, dt, bx + done * es, len - done, xa);
                 side_fast_f64(xa, len - done, &t);
@@ -674,7 +879,7 @@ static void side_run(const Ctx *cx, int dt, const char *px, size_t n, Acc *total
             convert_block(cx, dt, bx, len, xa);
             side_fast_f64(xa, len, &t);
         }
-        if (isfinite(t.f[F_SUM_A2]) && (dt == DT_BF16 || dt == DT_F16) && tiny_side(&t)) {
+        if (isfinite(t.f[F_SUM_A2]) && (dt == DT_BF16 || dt == DT_F16) && tiny_side(&t, tiny)) {
             /* float32 squares of these values could underflow: redo the block in double */
             acc_init(&t);
             convert_block(cx, dt, bx, len, xa);
@@ -810,11 +1015,42 @@ static Py_ssize_t element_count(const Py_buffer *v, int dt, const char *what) {
     return v->len / ITEMSIZE[dt];
 }
 
-/* The call's context: the module state's tables and CPU flag, and the caller's simd wish. */
-static Ctx make_ctx(PyObject *module, int simd) {
+/* The call's context: the module state's tables, and the SIMD level the caller's ``simd``
+ * asks for: True (or any true object but a string) the best the CPU has, False the portable
+ * loops, a SIMD_NAMES string that level, which the CPU must have (ValueError otherwise).
+ * Returns 0, or -1 with an exception set. */
+static int make_ctx(PyObject *module, PyObject *simd, Ctx *cx) {
     const KernelState *st = (const KernelState *)PyModule_GetState(module);
-    Ctx cx = {st->f8_e4m3, st->f8_e5m2, simd && st->cpu_avx2};
-    return cx;
+    cx->f8_e4m3 = st->f8_e4m3;
+    cx->f8_e5m2 = st->f8_e5m2;
+    cx->vec = st->cpu_level;
+    if (!simd) return 0;
+    if (PyUnicode_Check(simd)) {
+        const char *name = PyUnicode_AsUTF8(simd);
+        if (!name) return -1;
+        for (int i = 0; i < SIMD_COUNT; i++) {
+            if (strcmp(name, SIMD_NAMES[i]) == 0) {
+                if (i > st->cpu_level) {
+                    PyErr_Format(PyExc_ValueError,
+                                 "model_diff.kernel: simd=%R is not available on this CPU "
+                                 "(kernel.SIMD is '%s')",
+                                 simd, SIMD_NAMES[st->cpu_level]);
+                    return -1;
+                }
+                cx->vec = i;
+                return 0;
+            }
+        }
+        PyErr_Format(PyExc_ValueError,
+                     "model_diff.kernel: simd must be True, False, 'avx512', 'avx2' or 'none', "
+                     "not %R",
+                     simd);
+        return -1;
+    }
+    int on = PyObject_IsTrue(simd);
+    if (on < 0) return -1;
+    if (!on) cx->vec = SIMD_NONE;
+    return 0;
 }
 
 /* Below this many bytes, releasing the GIL costs more than it gains. */
@@ -823,11 +1059,10 @@ static Ctx make_ctx(PyObject *module, int simd) {
 static PyObject *py_pair_step(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"a", "b", "threshold", "facc", "cacc", "simd", "a_dtype", "b_dtype",
                              NULL};
-    PyObject *a, *b, *fo, *co;
+    PyObject *a, *b, *fo, *co, *simd = NULL;
     double thr;
-    int simd = 1;
     const char *a_dtype = NULL, *b_dtype = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOdOO|$pzz:pair_step", kwlist, &a, &b, &thr,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOdOO|$Ozz:pair_step", kwlist, &a, &b, &thr,
                                      &fo, &co, &simd, &a_dtype, &b_dtype))
         return NULL;
     int dta = dtype_code(a, a_dtype);
@@ -850,7 +1085,8 @@ static PyObject *py_pair_step(PyObject *self, PyObject *args, PyObject *kwargs) 
         PyErr_Format(PyExc_ValueError, "pair_step: length mismatch: %zd vs %zd", na, nb);
         goto done;
     }
-    const Ctx cx = make_ctx(self, simd);
+    Ctx cx;
+    if (make_ctx(self, simd, &cx) < 0) goto done;
     const size_t n = (size_t)na;
     Acc t;
     acc_init(&t);
@@ -873,10 +1109,9 @@ done:
 
 static PyObject *py_side_step(PyObject *self, PyObject *args, PyObject *kwargs) {
     static char *kwlist[] = {"x", "facc", "cacc", "simd", "dtype", NULL};
-    PyObject *x, *fo, *co;
-    int simd = 1;
+    PyObject *x, *fo, *co, *simd = NULL;
     const char *x_dtype = NULL;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|$pz:side_step", kwlist, &x, &fo, &co,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOO|$Oz:side_step", kwlist, &x, &fo, &co,
                                      &simd, &x_dtype))
         return NULL;
     int dt = dtype_code(x, x_dtype);
@@ -888,7 +1123,8 @@ static PyObject *py_side_step(PyObject *self, PyObject *args, PyObject *kwargs) 
     Py_ssize_t nx = element_count(&vx, dt, "side_step");
     if (nx < 0) goto done;
     if (get_accs(fo, co, &ab) < 0) goto done;
-    const Ctx cx = make_ctx(self, simd);
+    Ctx cx;
+    if (make_ctx(self, simd, &cx) < 0) goto done;
     const size_t n = (size_t)nx;
     Acc t;
     acc_init(&t);
@@ -933,12 +1169,14 @@ static PyMethodDef methods[] = {
     {"pair_step", (PyCFunction)(void (*)(void))py_pair_step, METH_VARARGS | METH_KEYWORDS,
      "pair_step(a, b, threshold, facc, cacc, *, simd=True, a_dtype=None, b_dtype=None): add "
      "one chunk of an old/new pair into the accumulators (same contract as "
-     "metrics.numpy_pair_step); simd=False runs the portable loops even where the CPU has "
-     "AVX2; a_dtype/b_dtype (a DTYPES name) read that side's bytes as that dtype (a storage "
+     "metrics.numpy_pair_step); simd=True runs the best SIMD level the CPU has (SIMD), "
+     "simd=False the portable loops, simd='avx512'|'avx2'|'none' that level (ValueError "
+     "when the CPU lacks it); a_dtype/b_dtype (a DTYPES name) read that side's bytes as that dtype (a storage "
      "view: uint16 for bfloat16, uint8 for float8), else the array's numpy dtype decides."},
     {"side_step", (PyCFunction)(void (*)(void))py_side_step, METH_VARARGS | METH_KEYWORDS,
      "side_step(x, facc, cacc, *, simd=True, dtype=None): single-side statistics into the A "
-     "slots (same contract as metrics.numpy_side_step); dtype as pair_step's a_dtype."},
+     "slots (same contract as metrics.numpy_side_step); simd as pair_step's; dtype as "
+     "pair_step's a_dtype."},
     {"bytes_equal", py_bytes_equal, METH_VARARGS,
      "bytes_equal(a, b): True when both C-contiguous buffers hold the same bytes."},
     {NULL, NULL, 0, NULL},
@@ -952,11 +1190,19 @@ static int kernel_exec(PyObject *m) {
         return -1;
     }
     build_f8_tables(st);
-    st->cpu_avx2 = 0;
+    st->cpu_level = SIMD_NONE;
 #if MD_X86
     __builtin_cpu_init();
-    st->cpu_avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                   __builtin_cpu_supports("f16c");
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("f16c")) {
+        st->cpu_level = SIMD_AVX2;
+#if MD_AVX512
+        if (__builtin_cpu_supports("popcnt") && __builtin_cpu_supports("avx512f") &&
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+            __builtin_cpu_supports("avx512bf16"))
+            st->cpu_level = SIMD_AVX512;
+#endif
+    }
 #endif
     PyObject *names = PyTuple_New(DT_COUNT);
     if (!names) return -1;
@@ -971,7 +1217,21 @@ static int kernel_exec(PyObject *m) {
     int added = PyModule_AddObjectRef(m, "DTYPES", names);
     Py_DECREF(names);
     if (added < 0) return -1;
-    return PyModule_AddStringConstant(m, "SIMD", st->cpu_avx2 ? "avx2" : "none");
+    /* SIMD_LEVELS: the levels this CPU runs, best first (each a valid simd= argument). */
+    PyObject *levels = PyTuple_New(st->cpu_level + 1);
+    if (!levels) return -1;
+    for (int i = st->cpu_level; i >= 0; i--) {
+        PyObject *nm = PyUnicode_FromString(SIMD_NAMES[i]);
+        if (!nm) {
+            Py_DECREF(levels);
+            return -1;
+        }
+        PyTuple_SET_ITEM(levels, st->cpu_level - i, nm);
+    }
+    added = PyModule_AddObjectRef(m, "SIMD_LEVELS", levels);
+    Py_DECREF(levels);
+    if (added < 0) return -1;
+    return PyModule_AddStringConstant(m, "SIMD", SIMD_NAMES[st->cpu_level]);
 }
 
 static PyModuleDef_Slot slots[] = {

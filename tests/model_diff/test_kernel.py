@@ -27,7 +27,51 @@ def test_the_kernel_is_the_active_backend_when_built() -> None:
     else:
         assert metrics.BACKEND == "kernel"
         assert metrics.pair_step is kernel.pair_step and metrics.side_step is kernel.side_step
-    assert kernel.SIMD in ("avx2", "none")
+    assert kernel.SIMD in ("avx512", "avx2", "none")
+
+
+_ALL_LEVELS = ("avx512", "avx2", "none")
+
+
+def _level(name: str) -> object:
+    """A ``simd=`` level as a test parameter, skipped where this CPU lacks it."""
+    return pytest.param(
+        name,
+        marks=pytest.mark.skipif(
+            name not in kernel.SIMD_LEVELS,
+            reason=f"this CPU lacks the kernel's {name} loops (kernel.SIMD is {kernel.SIMD!r})",
+        ),
+    )
+
+
+def test_simd_levels_name_the_best_first_and_each_is_a_simd_argument() -> None:
+    """SIMD_LEVELS lists what the CPU runs, best first (SIMD), down to "none"; simd=True is
+    the best level, simd=False the portable loops; a level the CPU lacks or an unknown name
+    is a ValueError (never a silent fallback)."""
+    assert _ALL_LEVELS[_ALL_LEVELS.index(kernel.SIMD) :] == kernel.SIMD_LEVELS
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal(5000).astype(ml_dtypes.bfloat16)
+    b = (a.astype(np.float64) + rng.standard_normal(5000) * 0.1).astype(ml_dtypes.bfloat16)
+
+    def run(simd: object) -> bytes:
+        f, c = metrics.new_accumulators()
+        kernel.pair_step(a, b, 0.01, f, c, simd=simd)
+        kernel.side_step(a, f, c, simd=simd)
+        return f.tobytes() + c.tobytes()
+
+    by_level = {level: run(level) for level in kernel.SIMD_LEVELS}
+    assert run(True) == by_level[kernel.SIMD] and run(1) == by_level[kernel.SIMD]
+    assert run(False) == by_level["none"] and run(0) == by_level["none"]
+    # bf16 pairs run different loops on each level (float32 sums in another order)
+    assert len(set(by_level.values())) == len(by_level)
+    f, c = metrics.new_accumulators()
+    for bad in ("avx-512", "AVX2", ""):
+        with pytest.raises(ValueError, match="simd must be True, False"):
+            kernel.pair_step(a, b, 0.01, f, c, simd=bad)
+    for missing in set(_ALL_LEVELS) - set(kernel.SIMD_LEVELS):
+        with pytest.raises(ValueError, match="not available on this CPU"):
+            kernel.side_step(a, f, c, simd=missing)
+    assert list(c) == [0] * metrics.NC
 
 
 def test_length_mismatch_is_a_value_error() -> None:
@@ -134,30 +178,32 @@ def test_bytes_equal_compares_raw_bytes_of_any_dtype() -> None:
 def test_the_simd_choice_is_per_call_while_other_threads_run() -> None:
     """Threads asking for the vector loops and threads asking for the portable loops at the
     same time each get exactly their own loops' result (no global switch between them)."""
-    if kernel.SIMD != "avx2":
+    levels = kernel.SIMD_LEVELS
+    if len(levels) < 2:
         pytest.skip("only the portable loops exist on this CPU")
     rng = np.random.default_rng(0)
     x = rng.standard_normal(1 << 18).astype(ml_dtypes.bfloat16)  # sums differ by loop kind
+    y = (x.astype(np.float64) * 1.01).astype(ml_dtypes.bfloat16)
 
-    def stats(simd: bool) -> bytes:
+    def stats(simd: str) -> bytes:
         f, c = metrics.new_accumulators()
-        kernel.side_step(x, f, c, simd=simd)
+        kernel.pair_step(x, y, 1e-3, f, c, simd=simd)
         return f.tobytes() + c.tobytes()
 
-    expected = {True: stats(True), False: stats(False)}
-    assert expected[True] != expected[False]  # else this test could not tell them apart
-    got: list[tuple[bool, bytes]] = []
+    expected = {level: stats(level) for level in levels}
+    assert len(set(expected.values())) == len(levels)  # else this test could not tell them apart
+    got: list[tuple[str, bytes]] = []
 
-    def run(simd: bool) -> None:
+    def run(simd: str) -> None:
         for _ in range(20):
             got.append((simd, stats(simd)))
 
-    threads = [threading.Thread(target=run, args=(i % 2 == 0,)) for i in range(4)]
+    threads = [threading.Thread(target=run, args=(levels[i % len(levels)],)) for i in range(6)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(got) == 80 and all(r == expected[simd] for simd, r in got)
+    assert len(got) == 120 and all(r == expected[simd] for simd, r in got)
 
 
 class _Odd:
@@ -205,11 +251,9 @@ def _sample(name: str, n: int = 1003, seed: int = 0) -> np.ndarray:
     return x.astype(dt) if dt.kind != "u" else np.abs(x).astype(dt)
 
 
-@pytest.mark.parametrize("simd", [True, False], ids=["simd", "portable"])
+@pytest.mark.parametrize("simd", [_level(name) for name in _ALL_LEVELS])
 @pytest.mark.parametrize("name", list(kernel.DTYPES))
-def test_a_named_dtype_reads_any_array_of_its_item_size_as_that_dtype(
-    name: str, simd: bool
-) -> None:
+def test_a_named_dtype_reads_any_array_of_its_item_size_as_that_dtype(name: str, simd: str) -> None:
     """DTYPES are the canonical names; a storage view (same bits as an unsigned integer)
     with the name gives exactly what the array of that dtype gives without one."""
     a, b = _sample(name, seed=1), _sample(name, seed=2)

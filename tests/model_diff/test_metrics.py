@@ -1,7 +1,9 @@
 """The metric suite, run on both step implementations against a plain float64 reference.
 
 Every test that computes metrics is parametrized by backend: "numpy" calls the reference
-steps of ``model_diff.metrics``, "kernel" the compiled ``model_diff.kernel`` steps. The
+steps of ``model_diff.metrics``; "avx512", "avx2" and "portable" the compiled
+``model_diff.kernel`` steps with that SIMD level forced per call (``simd="avx512"`` / ``"avx2"``
+/ ``"none"``), each skipped where the CPU lacks it. The
 reference below is written independently: whole-array float64 numpy with exact (``fsum``)
 sums, no chunking, no accumulators.
 """
@@ -32,12 +34,24 @@ except ImportError:  # pragma: no cover - exercised on machines without a compil
 _NO_KERNEL = pytest.mark.skipif(
     kernel is None, reason="model_diff.kernel not built (python setup.py build_ext -i)"
 )
-#: numpy step, kernel (vector loops where the CPU has AVX2), kernel with portable loops only.
-BACKENDS = [
-    "numpy",
-    pytest.param("kernel", marks=_NO_KERNEL),
-    pytest.param("portable", marks=_NO_KERNEL),
-]
+#: kernel.SIMD_LEVELS: the SIMD levels this CPU runs (each a ``simd=`` argument).
+_LEVELS: tuple[str, ...] = kernel.SIMD_LEVELS if kernel is not None else ()
+#: Backend name -> the kernel's ``simd=`` argument.
+_SIMD = {"avx512": "avx512", "avx2": "avx2", "portable": "none"}
+
+
+def _kernel_backend(name: str) -> Any:
+    level = _SIMD[name]
+    why = (
+        "model_diff.kernel not built (python setup.py build_ext -i)"
+        if kernel is None
+        else f"this CPU lacks the kernel's {level} loops (kernel.SIMD is {kernel.SIMD!r})"
+    )
+    return pytest.param(name, marks=pytest.mark.skipif(level not in _LEVELS, reason=why))
+
+
+#: numpy step; kernel with its AVX-512 loops, its AVX2 loops, its portable loops only.
+BACKENDS = ["numpy", *(_kernel_backend(name) for name in _SIMD)]
 
 FLOATS = [
     np.float64,
@@ -51,9 +65,9 @@ INTS = [np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16, np.uint32, n
 ALL_DTYPES = [*FLOATS, *INTS, np.bool_]
 
 RTOL = 1e-9
-#: The AVX2 kernel sums bf16/f16 values (pairs and single sides) in float32 over 256-element
-#: sub-blocks (products of their short significands are exact there): ~1e-7 relative, far
-#: inside their own rounding.
+#: The AVX2 and AVX-512 kernels sum bf16/f16 values (pairs and single sides) in float32 over
+#: 256/512-element sub-blocks (products of their short significands are exact there): ~1e-7
+#: relative, far inside their own rounding.
 RTOL_HALF = 1e-5
 _HALF = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
 
@@ -61,23 +75,21 @@ _HALF = (np.dtype(np.float16), np.dtype(ml_dtypes.bfloat16))
 def rtol(backend: str, *dtypes: Any) -> float:
     """1e-9, or RTOL_HALF where the kernel's vector loops sum 16-bit floats in float32."""
     same = len({np.dtype(d) for d in dtypes}) == 1
-    if backend == "kernel" and same and np.dtype(dtypes[0]) in _HALF:
+    if backend in ("avx512", "avx2") and same and np.dtype(dtypes[0]) in _HALF:
         return RTOL_HALF
     return RTOL
 
 
 def steps(backend: str) -> tuple[Callable[..., None], Callable[..., None]]:
-    """The (pair, side) steps of a backend; "portable" asks the kernel, per call, for its
-    portable loops (no global switch: other threads may be running steps)."""
+    """The (pair, side) steps of a backend; a kernel backend asks the kernel, per call, for
+    its SIMD level (no global switch: other threads may be running steps)."""
     if backend == "numpy":
         return metrics.numpy_pair_step, metrics.numpy_side_step
     assert kernel is not None
-    if backend == "portable":
-        return (
-            functools.partial(kernel.pair_step, simd=False),
-            functools.partial(kernel.side_step, simd=False),
-        )
-    return kernel.pair_step, kernel.side_step
+    return (
+        functools.partial(kernel.pair_step, simd=_SIMD[backend]),
+        functools.partial(kernel.side_step, simd=_SIMD[backend]),
+    )
 
 
 def run_pair(
@@ -473,6 +485,94 @@ def test_misaligned_buffers_give_the_aligned_result(backend: str, offset: int, d
     assert got == run_pair(backend, a, b, threshold=0.01)
     check(got, reference(a, b, 0.01), rtol(backend, dtype))
     assert run_side(backend, ma) == run_side(backend, a)
+
+
+def _bf16(x: Any) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64).astype(ml_dtypes.bfloat16)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("n", [31, 32, 33, 63, 64, 65, 2048 + 31, 2048 + 32, 3 * 2048 + 17])
+def test_bf16_lanes_counts_and_tails(backend: str, n: int) -> None:
+    """bf16 pairs at lengths around the 32-element AVX-512 step and the block: even and odd
+    elements of a 32-bit word differ in kind (a wrong lane split pairs the wrong old and new
+    values), and zeros, signed zeros, sign flips and changes sit only in the upper 16 words of
+    each 32-word vector (a count of half a mask misses them)."""
+    i = np.arange(n)
+    rng = np.random.default_rng(n)
+    a = np.where(i % 2 == 0, 2.0, -0.75) + rng.integers(0, 4, n) * 0.25
+    b = np.where(i % 2 == 0, a, a + 0.125)  # odd elements change by exactly 0.125
+    upper = i % 32 >= 16
+    a[upper & (i % 5 == 0)] = 0.0
+    b[upper & (i % 7 == 0)] = -0.0
+    flip = upper & (i % 3 == 0) & (a != 0) & (b != 0)
+    b[flip] = -b[flip]
+    a16, b16 = _bf16(a), _bf16(b)
+    want = reference(a16, b16, 0.1)
+    m = run_pair(backend, a16, b16, threshold=0.1)
+    check(m, want, rtol(backend, a16.dtype))
+    assert m.sign_flip_ratio == want["sign_flip_ratio"] > 0
+    assert m.old.zero_fraction == want["old"]["zero_fraction"] > 0
+    assert m.new.zero_fraction == want["new"]["zero_fraction"] > 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("side", ["old", "new"])
+@pytest.mark.parametrize("pos", [0, 17, 31, 1000, 2047, 2048 + 40])
+def test_bf16_denormals_are_neither_flushed_nor_miscounted(
+    backend: str, side: str, pos: int
+) -> None:
+    """One bf16 denormal among normal values, on either side, at lane positions low and high
+    in a vector and block: it is non-zero (zero counts), has a sign (sign flips) and is the
+    extreme of its side, as in the reference. The AVX-512 loops (whose dot products flush
+    denormals) hand such a block to the AVX2 loops: its result is exactly the AVX2 one."""
+    n = 2048 * 2 + 45
+    rng = np.random.default_rng(pos)
+    # positive (the denormal is the minimum), over a wide range (float32 sums round)
+    a = _bf16(np.exp(rng.standard_normal(n) * 3))
+    b = perturbed(a, seed=pos + 1)
+    b[b <= 0] = a[b <= 0]
+    tiny = _bf16(-3e-39)  # exponent bits zero, mantissa non-zero
+    assert 0 < abs(float(tiny[()])) < float(ml_dtypes.finfo(ml_dtypes.bfloat16).tiny)
+    (a if side == "old" else b)[pos] = tiny
+    want = reference(a, b, 0.01)
+    m = run_pair(backend, a, b, threshold=0.01)
+    check(m, want, rtol(backend, a.dtype))
+    stats = m.old if side == "old" else m.new
+    assert stats.min == float(tiny[()]) and stats.zero_fraction == 0.0
+    assert m.sign_flip_ratio == want["sign_flip_ratio"] == 1 / n
+    if backend == "avx512" and "avx2" in _LEVELS:  # the kernel's block holding the denormal
+        blk = slice(pos // 2048 * 2048, pos // 2048 * 2048 + 2048)
+        assert run_pair("avx512", a[blk], b[blk]) == run_pair("avx2", a[blk], b[blk])
+    x = a if side == "old" else b
+    one = run_side(backend, x)
+    check_side(one, ref_side(x.astype(np.float64), np.ones(n, bool)), side, rtol(backend, x.dtype))
+    assert one.min == float(tiny[()]) and one.zero_fraction == 0.0
+    if backend == "avx512" and "avx2" in _LEVELS:
+        assert run_side("avx512", x[blk]) == run_side("avx2", x[blk])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bf16_blocks_of_tiny_values_are_redone_in_double(backend: str) -> None:
+    """Blocks whose largest magnitude is below 2^-45 (AVX-512 loops; 2^-50 for AVX2) are
+    redone in float64, where products the dot-product instructions would flush survive: the
+    AVX-512 result (pair and single side) is then exactly the portable loops' one, and the
+    norms match the reference."""
+    rng = np.random.default_rng(21)
+    n = 2048 * 2 + 7
+    a = _bf16(rng.standard_normal(n) * 2.0**-48)
+    b = _bf16(rng.standard_normal(n) * 2.0**-64)  # squares below 2^-126 for the most part
+    want = reference(a, b, 0.0)
+    m = run_pair(backend, a, b, threshold=0.0)
+    check(m, want, rtol(backend, a.dtype))
+    assert m.new.norm and m.new.norm > 0
+    side = run_side(backend, a)
+    check_side(
+        side, ref_side(a.astype(np.float64), np.ones(n, bool)), "side", rtol(backend, a.dtype)
+    )
+    if backend == "avx512":
+        assert m == run_pair("portable", a, b, threshold=0.0)
+        assert side == run_side("portable", a)
 
 
 # -- semantics ------------------------------------------------------------------------------
