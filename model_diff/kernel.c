@@ -924,7 +924,11 @@ static int dtype_code(PyObject *arr, const char *logical) {
     PyObject *kind = PyObject_GetAttrString(dt, "kind");
     PyObject *size = kind ? PyObject_GetAttrString(dt, "itemsize") : NULL;
     PyObject *order = size ? PyObject_GetAttrString(dt, "byteorder") : NULL;
-    PyObject *name = order ? PyObject_GetAttrString(dt, "name") : NULL;
+    /* numpy's dtype.name is a Python-level property (~8 us): asked only when no logical
+     * name says what the elements are (the engine always names them). */
+    PyObject *name = !order ? NULL
+                     : want >= 0 ? PyUnicode_FromString("")
+                                 : PyObject_GetAttrString(dt, "name");
     int code = -1;
     if (name && PyUnicode_Check(kind) && PyUnicode_Check(order) && PyUnicode_Check(name)) {
         const char *k = PyUnicode_AsUTF8(kind), *o = PyUnicode_AsUTF8(order);
