@@ -424,11 +424,15 @@ def main(argv: list[str] | None = None) -> int:
                 + "; ".join(f"{c} {v} {'met' if ok else 'NOT met'}" for c, ok, v in checks)
             )
             print(
-                f"[{backend}]     all runs (b/a, c/a): "
+                f"[{backend}]     all runs (a GB/s, b s, b/a, c/a): "
                 + ", ".join(
-                    f"({total / p[1] / p[0]:.2f}, {total / p[5] / p[4]:.2f})" for p in pairs
+                    f"({p[0] / 1e9:.1f}, {p[1]:.2f}, {total / p[1] / p[0]:.2f}, "
+                    f"{total / p[5] / p[4]:.2f})"
+                    for p in pairs
                 )
             )
+            ratios = sorted(total / p[1] / p[0] for p in pairs)
+            print(f"[{backend}]     median b/a over the runs: {ratios[len(ratios) // 2]:.2f}")
     finally:
         for p in (small_old, small_new):
             p.unlink(missing_ok=True)
