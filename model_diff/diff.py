@@ -63,7 +63,8 @@ class DiffConfig:
     normalize_by_size: bool = True
     #: Number of most-changed tensors listed in ``DiffSummary.top_changed_layers``.
     top_k_layers: int = 10
-    #: Worker threads for the tensor pass (None: min(4, cores)).
+    #: Worker threads for the tensor pass (None: min(4, cores)); a pair holding less than
+    #: ``metrics.POOL_MIN_BYTES`` of tensor data runs on the calling thread whatever this says.
     num_workers: int | None = None
     #: Pair tensors whose names differ (model_diff.alignment): strip a wrapper prefix
     #: (``module.``, ``_orig_mod.``) that only one side has, apply name rules found across

@@ -99,7 +99,10 @@ class _Delta:
                     size = min(m, rows) * n
                     self._buffers = (np.empty(size, np.float32), np.empty(size, np.float32))
                 fa, fb = (buf[: sa.size] for buf in self._buffers)
-                d = np.subtract(storage_to_float32(sb, nb, fb), storage_to_float32(sa, na, fa))
+                # into b's buffer: this chunk's delta is read before the next one is formed
+                d = np.subtract(
+                    storage_to_float32(sb, nb, fb), storage_to_float32(sa, na, fa), out=fb
+                )
             yield r0, d.reshape(r1 - r0, n)
 
 
