@@ -568,8 +568,6 @@ class ModelDiff:
                 budget -= d.num_elements
 
         def analyze(d: ParameterDiff) -> ParameterDiff:
-            if d.name not in chosen:
-                return d
             a, b = old.tensors[d.name], new.tensors[d.name]
             try:
                 # dense(): a quantized side decodes whole, within AUTO_MAX_ELEMENTS
@@ -584,7 +582,11 @@ class ModelDiff:
                 b.release()
             return dataclasses.replace(d, low_rank=info)
 
-        return list(ordered_map(analyze, diffs))
+        # Only the chosen go to the pool: a future per tensor of a large checkpoint costs more
+        # than the analyses themselves.
+        picked = [d for d in diffs if d.name in chosen]
+        analysed = {d.name: r for d, r in zip(picked, ordered_map(analyze, picked), strict=True)}
+        return [analysed.get(d.name, d) for d in diffs]
 
 
 def is_vocabulary(name: str) -> bool:
