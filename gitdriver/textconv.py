@@ -38,7 +38,7 @@ from model_diff.checkpoint import TensorRef
 from model_diff.errors import LFSObjectMissingError, ModelDiffError
 from model_diff.formats import lfs, open_checkpoint
 from model_diff.hashing import array_xxh3
-from model_diff.metrics import POOL_MIN_BYTES, array_stats, default_workers
+from model_diff.metrics import array_stats, default_workers, ordered_map
 from model_diff.terminal import printable
 
 from .cache import TEXTCONV_FORMAT_VERSION, TextconvCache, file_key, lfs_key
@@ -90,13 +90,8 @@ def render(path: str, *, file_hash: str, fast: bool) -> str:
     with open_checkpoint(path) as ckpt:
         refs = list(ckpt.tensors.values())
         workers = min(default_workers(), max(1, len(refs)))
-        if workers > 1 and ckpt.size_bytes >= POOL_MIN_BYTES:
-            from concurrent.futures import ThreadPoolExecutor  # not for small files (start-up)
-
-            with ThreadPoolExecutor(max_workers=workers) as pool:
-                lines = list(pool.map(lambda r: tensor_line(r, fast=fast), refs))
-        else:
-            lines = [tensor_line(r, fast=fast) for r in refs]
+        with ordered_map(ckpt.size_bytes, workers) as each:
+            lines = list(each(lambda r: tensor_line(r, fast=fast), refs))
         header = [
             f"{_PREFIX} v{TEXTCONV_FORMAT_VERSION} {'fast' if fast else 'full'}",
             f"checkpoint {ckpt.format} tensors={len(refs)} parameters={ckpt.num_parameters}"

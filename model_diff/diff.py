@@ -8,11 +8,10 @@ no arrays. This module must not import torch, click or the git/hook packages.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any
@@ -26,9 +25,6 @@ from .chunked import dense, head
 from .dtypes import BY_NAME
 from .layers import EMBEDDING, HEAD, builtin_layer_type
 from .naming import natural_key, natural_sorted
-
-#: ``map`` or a thread pool's ``map``: results in input order.
-_OrderedMap = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 
 class ChangeType(str, Enum):
@@ -381,12 +377,8 @@ class ModelDiff:
 
         workers = self.config.num_workers or metrics.default_workers()
         all_diffs: list[ParameterDiff] = []
-        with single_threaded_blas(), contextlib.ExitStack() as stack:
-            ordered_map: _OrderedMap = map
-            if workers > 1 and old.size_bytes + new.size_bytes >= metrics.POOL_MIN_BYTES:
-                from concurrent.futures import ThreadPoolExecutor  # not for small pairs
-
-                ordered_map = stack.enter_context(ThreadPoolExecutor(max_workers=workers)).map
+        nbytes = old.size_bytes + new.size_bytes
+        with single_threaded_blas(), metrics.ordered_map(nbytes, workers) as ordered_map:
             for d in ordered_map(work, names):
                 all_diffs.append(d)
                 done += 1
@@ -538,7 +530,7 @@ class ModelDiff:
         diffs: list[ParameterDiff],
         old: Checkpoint,
         new: Checkpoint,
-        ordered_map: _OrderedMap,
+        ordered_map: metrics.OrderedMap,
     ) -> list[ParameterDiff]:
         """Low-rank analysis where affordable: the most-changed 2-D deltas within a budget.
 

@@ -25,11 +25,12 @@ This module must not import torch, click or the git/hook packages.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -590,7 +591,8 @@ def stats_if_equal(
     def part(lo: int, hi: int) -> Accumulators | None:
         f, c = new_accumulators()
         for start, stop in _spans(lo, hi):
-            if differs.is_set() or not _raw_equal(a, b, start, stop):
+            # chunk 0 was compared above
+            if differs.is_set() or (start and not _raw_equal(a, b, start, stop)):
                 differs.set()
                 return None
             step(take(b, start, stop), f, c)
@@ -603,6 +605,23 @@ def stats_if_equal(
 #: Work on fewer bytes than this runs on the calling thread (a pair's two sides together, one
 #: file's tensors for textconv): starting a pool costs more than it saves.
 POOL_MIN_BYTES = 16 << 20
+
+#: ``map`` or a thread pool's ``map``: results in input order.
+OrderedMap = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
+
+
+@contextlib.contextmanager
+def ordered_map(nbytes: int, workers: int) -> Iterator[OrderedMap]:
+    """A ``map`` for work over ``nbytes`` of tensor data: the built-in one (the calling thread)
+    under ``POOL_MIN_BYTES`` or with one worker, else a pool of ``workers`` threads' (shut down
+    on exit; ``concurrent.futures`` is imported only then, which small inputs never pay)."""
+    if workers <= 1 or nbytes < POOL_MIN_BYTES:
+        yield map
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        yield pool.map
 
 
 def default_workers() -> int:
