@@ -926,13 +926,12 @@ static int dtype_code(PyObject *arr, const char *logical) {
     PyObject *order = size ? PyObject_GetAttrString(dt, "byteorder") : NULL;
     /* numpy's dtype.name is a Python-level property (~8 us): asked only when no logical
      * name says what the elements are (the engine always names them). */
-    PyObject *name = !order ? NULL
-                     : want >= 0 ? PyUnicode_FromString("")
-                                 : PyObject_GetAttrString(dt, "name");
+    PyObject *name = order && want < 0 ? PyObject_GetAttrString(dt, "name") : NULL;
     int code = -1;
-    if (name && PyUnicode_Check(kind) && PyUnicode_Check(order) && PyUnicode_Check(name)) {
+    if (order && PyUnicode_Check(kind) && PyUnicode_Check(order) &&
+        (want >= 0 || (name && PyUnicode_Check(name)))) {
         const char *k = PyUnicode_AsUTF8(kind), *o = PyUnicode_AsUTF8(order);
-        const char *nm = PyUnicode_AsUTF8(name);
+        const char *nm = name ? PyUnicode_AsUTF8(name) : "";
         long sz = PyLong_AsLong(size);
         if (k && o && nm && !(sz == -1 && PyErr_Occurred()) && strcmp(o, ">") != 0) {
             if (want >= 0) {
