@@ -221,6 +221,25 @@ def test_version_names_the_metrics_backend() -> None:
     assert sys.version_info >= (3, 10)
 
 
+def test_the_cli_runs_without_the_cyclic_collector(clean_env: dict[str, str]) -> None:
+    """The entry point runs one command and leaves: the cyclic garbage collector is off
+    while it runs (it only rescanned what the command keeps alive); the library leaves it
+    as the caller has it."""
+    import subprocess
+
+    code = (
+        "import atexit, gc, sys\n"
+        "atexit.register(lambda: print(gc.isenabled(), file=sys.stderr))\n"
+        "import model_diff\n"
+        "print(gc.isenabled(), file=sys.stderr)\n"
+        "from model_diff.__main__ import main\n"
+        "main(['--version'])\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], env=clean_env, capture_output=True, text=True)
+    assert r.returncode == 0 and "metrics backend" in r.stdout, r.stderr
+    assert r.stderr.split() == ["True", "False"]
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc")
 def test_the_cli_starts_no_blas_threads(clean_env: dict[str, str]) -> None:
     """numpy's OpenBLAS starts a thread per core at import unless told otherwise; the entry
