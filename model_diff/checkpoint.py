@@ -100,9 +100,10 @@ class TensorRef:
         # size, so checking a bfloat16 storage view never imports ml_dtypes.
         arr = self._loader()
         st = self.dtype.storage
-        name = "float32" if self.dtype.is_quantized else self.dtype.name
-        if arr.dtype != st and (arr.dtype.name != name or arr.dtype.itemsize != st.itemsize):
-            raise TypeError(f"reader bug: {self.name} loader returned {arr.dtype}")
+        if arr.dtype != st:
+            name = "float32" if self.dtype.is_quantized else self.dtype.name
+            if arr.dtype.name != name or arr.dtype.itemsize != st.itemsize:
+                raise TypeError(f"reader bug: {self.name} loader returned {arr.dtype}")
         if isinstance(arr, ChunkedArray):
             if arr.size != self.numel:
                 raise TypeError(f"reader bug: {self.name} loader returned {arr!r}")

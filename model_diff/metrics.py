@@ -81,11 +81,19 @@ NF = 13
 NC = 10
 
 
-def new_accumulators() -> tuple[np.ndarray, np.ndarray]:
+def _empty_accumulators() -> tuple[np.ndarray, np.ndarray]:
     f = np.zeros(NF, dtype=np.float64)
     f[[F_MIN_A, F_MIN_B]] = np.inf
     f[[F_MAX_A, F_MAX_B]] = -np.inf
     return f, np.zeros(NC, dtype=np.int64)
+
+
+_EMPTY_F, _EMPTY_C = _empty_accumulators()
+
+
+def new_accumulators() -> tuple[np.ndarray, np.ndarray]:
+    """Fresh (float64 sums and extrema, int64 counts) accumulators of nothing yet."""
+    return _EMPTY_F.copy(), _EMPTY_C.copy()  # copies of a template: one per tensor part
 
 
 def _dot(x: np.ndarray, y: np.ndarray) -> float:
@@ -252,7 +260,16 @@ def _kernel_reads(*arrays: Values) -> bool:
 
 
 def _flat(x: Values) -> Values:
-    return x if isinstance(x, ChunkedArray) else x.reshape(-1)
+    return x if isinstance(x, ChunkedArray) or x.ndim == 1 else x.reshape(-1)
+
+
+@functools.lru_cache(maxsize=64)
+def _kernel_steps(a_name: str, b_name: str) -> tuple[PairStep, SideStep]:
+    assert _KERNEL is not None  # for mypy: only asked where _kernel_reads says so
+    return (
+        functools.partial(_KERNEL.pair_step, a_dtype=a_name, b_dtype=b_name),
+        functools.partial(_KERNEL.side_step, dtype=a_name),
+    )
 
 
 def steps_for(*arrays: Values, dtypes: tuple[str | None, ...] = ()) -> tuple[PairStep, SideStep]:
@@ -263,13 +280,7 @@ def steps_for(*arrays: Values, dtypes: tuple[str | None, ...] = ()) -> tuple[Pai
     logical names; the numpy step views a storage chunk as its ml_dtypes type."""
     names = [logical_name(x, dtypes[i] if i < len(dtypes) else None) for i, x in enumerate(arrays)]
     if _kernel_reads(*arrays):
-        assert _KERNEL is not None  # for mypy: _kernel_reads says so
-        a_name = names[0]
-        b_name = names[1] if len(names) > 1 else a_name
-        return (
-            functools.partial(_KERNEL.pair_step, a_dtype=a_name, b_dtype=b_name),
-            functools.partial(_KERNEL.side_step, dtype=a_name),
-        )
+        return _kernel_steps(names[0], names[1] if len(names) > 1 else names[0])
     views = [
         numpy_dtype(n) if n != _dtype_name(x.dtype) else None
         for n, x in zip(names, arrays, strict=True)
@@ -326,7 +337,7 @@ class SideStats:
     inf_count: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: _json_float(v) for k, v in self.__dict__.items()}
+        return {k: finite_or_none(v) for k, v in self.__dict__.items()}
 
 
 @dataclass(frozen=True)
@@ -348,76 +359,71 @@ class PairMetrics:
     new: SideStats
 
 
-def _json_float(v: Any) -> Any:
+def finite_or_none(v: Any) -> Any:
+    """``v``, or None where it is a non-finite float (JSON has no NaN or Inf)."""
     if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
 
 
+#: (sum, sum of squares, min, max) float slots and (nan, inf, zero) count slots of each side.
+_SIDE_SLOTS = {
+    "a": (F_SUM_A, F_SUM_A2, F_MIN_A, F_MAX_A, C_NAN_A, C_INF_A, C_ZERO_A),
+    "b": (F_SUM_B, F_SUM_B2, F_MIN_B, F_MAX_B, C_NAN_B, C_INF_B, C_ZERO_B),
+}
+
+
 def _side_from(f: np.ndarray, c: np.ndarray, side: str) -> SideStats:
-    if side == "a":
-        s, s2, mn, mx, nan, inf, zero = (
-            F_SUM_A,
-            F_SUM_A2,
-            F_MIN_A,
-            F_MAX_A,
-            C_NAN_A,
-            C_INF_A,
-            C_ZERO_A,
-        )
-    else:
-        s, s2, mn, mx, nan, inf, zero = (
-            F_SUM_B,
-            F_SUM_B2,
-            F_MIN_B,
-            F_MAX_B,
-            C_NAN_B,
-            C_INF_B,
-            C_ZERO_B,
-        )
-    n = int(c[C_FINITE])
+    return _side_of(f.tolist(), c.tolist(), side)
+
+
+def _side_of(f: list[float], c: list[int], side: str) -> SideStats:
+    # Python floats and ints (``tolist()``): indexing an ndarray makes a numpy scalar each time.
+    s, s2, mn, mx, nan, inf, zero = _SIDE_SLOTS[side]
+    n = c[C_FINITE]
     if n == 0:
-        return SideStats(None, None, None, None, None, None, int(c[nan]), int(c[inf]))
-    mean = float(f[s]) / n
-    var = max(float(f[s2]) / n - mean * mean, 0.0)
+        return SideStats(None, None, None, None, None, None, c[nan], c[inf])
+    mean = f[s] / n
+    var = max(f[s2] / n - mean * mean, 0.0)
     return SideStats(
         mean=mean,
         std=math.sqrt(var),
-        min=float(f[mn]),
-        max=float(f[mx]),
-        norm=math.sqrt(float(f[s2])),
-        zero_fraction=int(c[zero]) / n,
-        nan_count=int(c[nan]),
-        inf_count=int(c[inf]),
+        min=f[mn],
+        max=f[mx],
+        norm=math.sqrt(f[s2]),
+        zero_fraction=c[zero] / n,
+        nan_count=c[nan],
+        inf_count=c[inf],
     )
 
 
-def finish_pair(f: np.ndarray, c: np.ndarray) -> PairMetrics:
+def finish_pair(facc: np.ndarray, cacc: np.ndarray) -> PairMetrics:
     """Turn pair accumulators into metrics (definitions in DESIGN §5)."""
-    n, fin = int(c[C_N]), int(c[C_FINITE])
-    old, new = _side_from(f, c, "a"), _side_from(f, c, "b")
+    f, c = facc.tolist(), cacc.tolist()
+    n, fin = c[C_N], c[C_FINITE]
+    old, new = _side_of(f, c, "a"), _side_of(f, c, "b")
     if fin == 0:
         return PairMetrics(n, 0, None, None, None, None, None, None, None, None, None, old, new)
-    l2 = math.sqrt(float(f[F_SUM_D2]))
-    na, nb = math.sqrt(float(f[F_SUM_A2])), math.sqrt(float(f[F_SUM_B2]))
+    l2 = math.sqrt(f[F_SUM_D2])
+    na, nb = math.sqrt(f[F_SUM_A2]), math.sqrt(f[F_SUM_B2])
     if na == 0.0 and nb == 0.0:
         cos: float | None = 1.0
     elif na == 0.0 or nb == 0.0:
         cos = None
     else:
-        cos = max(-1.0, min(1.0, float(f[F_SUM_AB]) / (na * nb)))
+        cos = max(-1.0, min(1.0, f[F_SUM_AB] / (na * nb)))
     return PairMetrics(
         numel=n,
         finite_pairs=fin,
         l2_diff=l2,
-        l1_diff=float(f[F_SUM_ABS_D]),
-        max_diff=float(f[F_MAX_ABS_D]),
-        mean_diff=float(f[F_SUM_ABS_D]) / fin,
-        mean_signed_diff=float(f[F_SUM_D]) / fin,
+        l1_diff=f[F_SUM_ABS_D],
+        max_diff=f[F_MAX_ABS_D],
+        mean_diff=f[F_SUM_ABS_D] / fin,
+        mean_signed_diff=f[F_SUM_D] / fin,
         cosine_sim=cos,
         relative_change=(l2 / na) if na > 0 else None,
-        change_ratio=int(c[C_CHANGED]) / fin,
-        sign_flip_ratio=int(c[C_SIGN_FLIPS]) / fin,
+        change_ratio=c[C_CHANGED] / fin,
+        sign_flip_ratio=c[C_SIGN_FLIPS] / fin,
         old=old,
         new=new,
     )
@@ -474,9 +480,9 @@ def _in_parts(
     ``workers`` allows more than one thread, else inline one after another, and ``done`` is
     told about each part once it has been read.
     """
-    bounds = [(s, min(n, s + PART_ELEMENTS)) for s in range(0, max(n, 1), PART_ELEMENTS)]
-    if len(bounds) == 1:
+    if n <= PART_ELEMENTS:
         return fn(0, n)
+    bounds = [(s, min(n, s + PART_ELEMENTS)) for s in range(0, n, PART_ELEMENTS)]
 
     def run(start: int, stop: int) -> Accumulators | None:
         try:
