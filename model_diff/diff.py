@@ -171,21 +171,38 @@ class ParameterDiff:
         return round(self.change_ratio * self.finite_pairs)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-safe dict: non-finite floats become None, enums their values."""
-        out: dict[str, Any] = {}
-        for name in _PARAMETER_FIELDS:
+        """A JSON-safe dict in field order: non-finite floats become None, enums their values,
+        shapes lists; the pairing fields (``old_name``, ``tied_to``, ``tied_by``) only where set.
+        Spelled out field by field: a report calls it once per tensor."""
+        fin = metrics.finite_or_none
+        out: dict[str, Any] = {
+            "name": self.name,
+            "change_type": self.change_type.value,
+            "old_shape": None if self.old_shape is None else list(self.old_shape),
+            "new_shape": None if self.new_shape is None else list(self.new_shape),
+            "old_dtype": self.old_dtype,
+            "new_dtype": self.new_dtype,
+            "num_elements": self.num_elements,
+            "l2_diff": fin(self.l2_diff),
+            "l1_diff": fin(self.l1_diff),
+            "max_diff": fin(self.max_diff),
+            "mean_diff": fin(self.mean_diff),
+            "mean_signed_diff": fin(self.mean_signed_diff),
+            "cosine_sim": fin(self.cosine_sim),
+            "relative_change": fin(self.relative_change),
+            "change_ratio": fin(self.change_ratio),
+            "sign_flip_ratio": fin(self.sign_flip_ratio),
+            "finite_pairs": self.finite_pairs,
+            "old_stats": None if self.old_stats is None else self.old_stats.to_dict(),
+            "new_stats": None if self.new_stats is None else self.new_stats.to_dict(),
+            "overlap_rows": self.overlap_rows,
+            "added_rows": self.added_rows,
+            "low_rank": self.low_rank,
+        }
+        for name in _PAIRING_FIELDS:
             v = getattr(self, name)
-            if v is None and name in _PAIRING_FIELDS:
-                continue  # set only where tensors were paired across names
-            if isinstance(v, ChangeType):
-                v = v.value
-            elif isinstance(v, tuple):
-                v = list(v)
-            elif isinstance(v, metrics.SideStats):
-                v = v.to_dict()
-            elif isinstance(v, float) and not math.isfinite(v):
-                v = None
-            out[name] = v
+            if v is not None:
+                out[name] = v
         return out
 
 
@@ -286,9 +303,7 @@ _API_ONLY_FIELDS = frozenset(
 #: DiffSummary fields serialised only when set (reports without them keep their shape).
 _OMITTED_WHEN_EMPTY = frozenset({"name_mapping", "renamed_parameters", "tied_parameters"})
 #: ParameterDiff fields serialised only when set.
-_PAIRING_FIELDS = frozenset({"old_name", "tied_to", "tied_by"})
-#: ParameterDiff's field names in order (``dataclasses.fields`` rebuilds them per call).
-_PARAMETER_FIELDS = tuple(f.name for f in fields(ParameterDiff))
+_PAIRING_FIELDS = ("old_name", "tied_to", "tied_by")
 _NOT_CHANGES = frozenset({ChangeType.UNCHANGED, ChangeType.RENAMED, ChangeType.TIED})
 
 ProgressCallback = Callable[[int, int, str], None]

@@ -200,6 +200,18 @@ def jsonable(obj: Any) -> Any:
     Sorting keys makes the output independent of how a producer happened to build its
     dicts (set iteration order varies with PYTHONHASHSEED).
     """
+    # The plain built-in types first, by exact type (a report's analysis is thousands of
+    # them); subclasses (str/int enums, numpy scalars) and everything else take the checks
+    # below, in the same order as ever.
+    t = type(obj)
+    if t is str or t is int or t is bool or obj is None:
+        return obj
+    if t is float:
+        return obj if math.isfinite(obj) else None
+    if t is dict:
+        return {str(k): jsonable(obj[k]) for k in sorted(obj, key=str)}
+    if t is list or t is tuple:
+        return [jsonable(v) for v in obj]
     if isinstance(obj, enum.Enum):
         return jsonable(obj.value)
     if obj is None or isinstance(obj, bool):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from model_diff.checkpoint import from_arrays
-from model_diff.diff import ChangeType, DiffConfig, ModelDiff, align_names
+from model_diff.diff import ChangeType, DiffConfig, ModelDiff, ParameterDiff, align_names
 
 
 def _pair() -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -123,6 +123,27 @@ def test_one_nan_is_a_change_and_is_counted() -> None:
     assert d.finite_pairs == 9
     assert summary.nonfinite_tensors == ["w"]
     assert all(not (isinstance(v, float) and not math.isfinite(v)) for v in d.to_dict().values())
+
+
+def test_to_dict_writes_every_field_in_order() -> None:
+    """``ParameterDiff.to_dict`` (spelled out field by field) covers every field, in field
+    order, with the pairing fields only where set, and makes each value JSON-safe."""
+    import dataclasses
+
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    (d,) = ModelDiff().diff(from_arrays({"w": a}), from_arrays({"w": a + 1}))[0]
+    names = [f.name for f in dataclasses.fields(ParameterDiff)]
+    pairing = ["old_name", "tied_to", "tied_by"]
+    assert list(d.to_dict()) == [n for n in names if n not in pairing]
+    full = dataclasses.replace(
+        d, old_name="v", tied_to="u", tied_by="bytes", l2_diff=math.inf, low_rank={"k": 1}
+    )
+    out = full.to_dict()
+    assert list(out) == names
+    assert out["change_type"] == "modified" and out["old_shape"] == [3, 4]
+    assert out["l2_diff"] is None and out["low_rank"] == {"k": 1}
+    assert d.old_stats is not None and out["old_stats"] == d.old_stats.to_dict()
+    assert (out["old_name"], out["tied_to"], out["tied_by"]) == ("v", "u", "bytes")
 
 
 def test_bitwise_identical_nan_tensors_are_unchanged_but_counted() -> None:
