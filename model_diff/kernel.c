@@ -40,14 +40,18 @@
  * sets a Python exception.
  *
  * This module must not allocate per element, keep state between calls, or hold the GIL
- * while it reads tensor data.
+ * while it reads tensor data (beyond bytes_equal's first EQUAL_PROBE bytes).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#endif
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define MD_X86 1
@@ -1147,6 +1151,11 @@ done:
     return ret;
 }
 
+/* Bytes bytes_equal compares before it lets go of the GIL: a modified tensor usually differs
+ * in its first bytes, and letting go of the GIL for that would hand it to a waiting thread
+ * and queue this one behind that thread's Python. */
+#define EQUAL_PROBE 4096
+
 static PyObject *py_bytes_equal(PyObject *self, PyObject *args) {
     PyObject *a, *b;
     (void)self;
@@ -1159,14 +1168,53 @@ static PyObject *py_bytes_equal(PyObject *self, PyObject *args) {
     }
     int eq = va.len == vb.len;
     if (eq) {
-        Py_BEGIN_ALLOW_THREADS
-        eq = memcmp(va.buf, vb.buf, (size_t)va.len) == 0;
-        Py_END_ALLOW_THREADS
+        size_t n = (size_t)va.len, probe = n < EQUAL_PROBE ? n : EQUAL_PROBE;
+        eq = memcmp(va.buf, vb.buf, probe) == 0;
+        if (eq && n > probe) {
+            const char *pa = (const char *)va.buf + probe, *pb = (const char *)vb.buf + probe;
+            Py_BEGIN_ALLOW_THREADS
+            eq = memcmp(pa, pb, n - probe) == 0;
+            Py_END_ALLOW_THREADS
+        }
     }
     PyBuffer_Release(&va);
     PyBuffer_Release(&vb);
     return PyBool_FromLong(eq);
 }
+
+#ifdef MADV_DONTNEED
+/* madvise(MADV_DONTNEED) of bytes [start, start + length) of a read-only file mapping (an
+ * mmap.mmap; start page-aligned), without the GIL: unmapping thousands of pages takes a
+ * while, and the other workers run their Python meanwhile. Holding the buffer keeps the
+ * mapping from being closed during the call. */
+static PyObject *py_madvise_dontneed(PyObject *self, PyObject *args) {
+    PyObject *obj;
+    Py_ssize_t start, length;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "Onn:madvise_dontneed", &obj, &start, &length)) return NULL;
+    Py_buffer v;
+    if (PyObject_GetBuffer(obj, &v, PyBUF_SIMPLE) < 0) return NULL;
+    if (start < 0 || length < 0 || start > v.len || length > v.len - start) {
+        PyBuffer_Release(&v);
+        PyErr_SetString(PyExc_ValueError, "madvise_dontneed: range outside the mapping");
+        return NULL;
+    }
+    int rc = 0, err = 0;
+    if (length > 0) {
+        char *at = (char *)v.buf + start;
+        Py_BEGIN_ALLOW_THREADS
+        rc = madvise(at, (size_t)length, MADV_DONTNEED);
+        err = errno;
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&v);
+    if (rc != 0) {
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+#endif
 
 static PyMethodDef methods[] = {
     {"pair_step", (PyCFunction)(void (*)(void))py_pair_step, METH_VARARGS | METH_KEYWORDS,
@@ -1182,6 +1230,12 @@ static PyMethodDef methods[] = {
      "pair_step's a_dtype."},
     {"bytes_equal", py_bytes_equal, METH_VARARGS,
      "bytes_equal(a, b): True when both C-contiguous buffers hold the same bytes."},
+#ifdef MADV_DONTNEED
+    {"madvise_dontneed", py_madvise_dontneed, METH_VARARGS,
+     "madvise_dontneed(mm, start, length): madvise(MADV_DONTNEED) of that byte range of a "
+     "read-only file mapping (an mmap.mmap; start page-aligned), without the GIL. Only where "
+     "the platform has MADV_DONTNEED."},
+#endif
     {NULL, NULL, 0, NULL},
 };
 

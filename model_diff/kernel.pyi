@@ -1,5 +1,6 @@
 """Types of the compiled metric kernel (model_diff/kernel.c); absent when not built."""
 
+import mmap
 from typing import Literal
 
 import numpy as np
@@ -38,3 +39,6 @@ def side_step(
     dtype: str | None = None,
 ) -> None: ...
 def bytes_equal(a: np.ndarray, b: np.ndarray) -> bool: ...
+
+# Only where the platform has MADV_DONTNEED (absent from the module elsewhere).
+def madvise_dontneed(mm: mmap.mmap, start: int, length: int) -> None: ...

@@ -10,9 +10,11 @@ This module must not import torch.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import mmap
 import os
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..checkpoint import Checkpoint
@@ -63,9 +65,23 @@ def page_release(mm: mmap.mmap, start: int, end: int) -> None:
         # The file's last page has no neighbour after it: release it whole.
         last = end - end % mmap.PAGESIZE if end < size else size
         if last > first:
-            mm.madvise(_DONTNEED, first, last - first)
+            _dontneed()(mm, first, last - first)
     except (ValueError, OSError):  # closed mapping, or a kernel that refuses the advice
         return
+
+
+@functools.cache
+def _dontneed() -> Callable[[mmap.mmap, int, int], None]:
+    """``madvise(MADV_DONTNEED)`` of a range of a mapping: the compiled kernel's, which lets
+    go of the GIL for the system call (the other workers run their Python meanwhile), else
+    ``mmap.madvise`` (which holds it). Imported on the first release, not at start."""
+    try:
+        from ..kernel import madvise_dontneed
+    except ImportError:  # no compiled kernel, or a platform without MADV_DONTNEED in it
+        advice = _DONTNEED
+        assert advice is not None  # page_release returns first where there is none
+        return lambda mm, start, length: mm.madvise(advice, start, length)
+    return madvise_dontneed
 
 
 def close_mmap(mm: mmap.mmap) -> None:

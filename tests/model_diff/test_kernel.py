@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from pathlib import Path
 
 import ml_dtypes
 import numpy as np
@@ -173,6 +174,55 @@ def test_bytes_equal_compares_raw_bytes_of_any_dtype() -> None:
     assert not kernel.bytes_equal(a, np.array([np.nan, 1.0, 0.0]))
     assert not kernel.bytes_equal(a, a[:2].copy())
     assert kernel.bytes_equal(a.view(np.uint8), a.view(np.int16).copy())
+
+
+def test_bytes_equal_finds_a_difference_before_and_after_its_first_page() -> None:
+    """The first 4096 bytes are compared with the GIL held and the rest without it: a
+    difference on either side of that edge, or at it, is found; short buffers too."""
+    for n in (1, 4095, 4096, 4097, 3 * 4096 + 5):
+        a = np.arange(n, dtype=np.uint8)
+        assert kernel.bytes_equal(a, a.copy())
+        for i in sorted({0, min(n - 1, 4095), min(n - 1, 4096), n - 1}):
+            b = a.copy()
+            b[i] ^= 1
+            assert not kernel.bytes_equal(a, b), (n, i)
+
+
+@pytest.mark.skipif(
+    not hasattr(kernel, "madvise_dontneed") or not os.path.exists("/proc/self/statm"),
+    reason="needs MADV_DONTNEED and Linux /proc",
+)
+def test_madvise_dontneed_drops_the_pages_of_a_file_mapping(tmp_path: Path) -> None:
+    """madvise_dontneed gives the mapped pages of a range back (resident memory falls), the
+    data stays readable, a range outside the mapping is refused, and a closed mapping too."""
+    import mmap
+
+    page = mmap.PAGESIZE
+    path = tmp_path / "data.bin"
+    path.write_bytes(np.arange(8 << 20, dtype=np.uint32).tobytes())  # 32 MiB
+
+    def resident() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * page
+
+    with open(path, "rb") as f:
+        mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    arr = np.frombuffer(mm, np.uint32)
+    before = resident()
+    assert int(arr[:: page // 4].sum(dtype=np.int64)) > 0  # touch every page
+    touched = resident()
+    kernel.madvise_dontneed(mm, 0, len(mm))
+    released = resident()
+    assert touched - before > 24 << 20 and touched - released > 24 << 20
+    assert int(arr[-1]) == (8 << 20) - 1  # read back from the page cache
+    with pytest.raises(ValueError):
+        kernel.madvise_dontneed(mm, page, len(mm))
+    with pytest.raises(ValueError):
+        kernel.madvise_dontneed(mm, -page, page)
+    del arr
+    mm.close()
+    with pytest.raises(ValueError):
+        kernel.madvise_dontneed(mm, 0, page)
 
 
 def test_the_simd_choice_is_per_call_while_other_threads_run() -> None:
