@@ -616,18 +616,33 @@ POOL_MIN_BYTES = 16 << 20
 OrderedMap = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
 
 
+#: Most items one pool task takes in turn (``ordered_map``).
+BATCH_MAX = 16
+
+
 @contextlib.contextmanager
 def ordered_map(nbytes: int, workers: int) -> Iterator[OrderedMap]:
     """A ``map`` for work over ``nbytes`` of tensor data: the built-in one (the calling thread)
-    under ``POOL_MIN_BYTES`` or with one worker, else a pool of ``workers`` threads' (shut down
-    on exit; ``concurrent.futures`` is imported only then, which small inputs never pay)."""
+    under ``POOL_MIN_BYTES`` or with one worker, else one over a pool of ``workers`` threads
+    (shut down on exit; ``concurrent.futures`` is imported only then, which small inputs never
+    pay). The pool runs consecutive items in batches (up to ``BATCH_MAX``, at least 8 batches
+    per worker): a task per item cost each tensor a future and a wake-up of the consuming
+    thread, which then competed with the workers for the GIL."""
     if workers <= 1 or nbytes < POOL_MIN_BYTES:
         yield map
         return
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        yield pool.map
+
+        def batched(fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[Any]:
+            todo = list(items)
+            size = max(1, min(BATCH_MAX, len(todo) // (8 * workers)))
+            batches = [todo[i : i + size] for i in range(0, len(todo), size)]
+            for results in pool.map(lambda batch: [fn(x) for x in batch], batches):
+                yield from results
+
+        yield batched
 
 
 def default_workers() -> int:
