@@ -59,7 +59,7 @@ class TensorRef:
     ) -> None:
         self.name = name
         self.dtype = dtype
-        self.shape = tuple(int(s) for s in shape)
+        self.shape = tuple(map(int, shape))
         self.nbytes = dtype.storage_nbytes(self.numel)
         self.source = source  # file the data lives in (a shard, an npz member), for messages
         #: Where the reader found the elements (file, byte offset, dtype, shape, strides) when

@@ -48,16 +48,20 @@ def _fail(label: str, what: str, hint: str = _HINT) -> CheckpointError:
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in pairs:
-        if k in out:
-            raise ValueError(f"duplicate key {k!r}")
-        out[k] = v
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise ValueError(f"duplicate key {k!r}")
+            seen.add(k)
     return out
 
 
-def _is_uint(v: object) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+def _uints(v: object) -> bool:
+    """A list of integers >= 0 (JSON numbers without a fraction; not true/false)."""
+    # type() is int, not isinstance: bool is an int subclass, and excluded
+    return isinstance(v, list) and all(type(x) is int and x >= 0 for x in v)
 
 
 def read_header(path: str, *, label: str | None = None) -> tuple[int, dict[str, Any], int]:
@@ -150,13 +154,9 @@ def parse_entries(
                 f"not read (known: {known})",
                 "convert the tensor to a supported dtype",
             )
-        if not isinstance(shape, list) or not all(_is_uint(s) for s in shape):
+        if not _uints(shape):
             raise _fail(label, f"tensor {name!r} has an invalid shape {shape!r}")
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(_is_uint(o) for o in offsets)
-        ):
+        if not _uints(offsets) or len(offsets) != 2:
             raise _fail(label, f"tensor {name!r} has invalid data_offsets {offsets!r}")
         begin, end = offsets
         if end < begin:
