@@ -40,6 +40,7 @@ class TensorRef:
         "dtype",
         "name",
         "nbytes",
+        "numel",
         "shape",
         "source",
         "storage_key",
@@ -60,6 +61,8 @@ class TensorRef:
         self.name = name
         self.dtype = dtype
         self.shape = tuple(map(int, shape))
+        #: Elements (the product of the shape).
+        self.numel = math.prod(self.shape)
         self.nbytes = dtype.storage_nbytes(self.numel)
         self.source = source  # file the data lives in (a shard, an npz member), for messages
         #: Where the reader found the elements (file, byte offset, dtype, shape, strides) when
@@ -69,10 +72,6 @@ class TensorRef:
         self._loader = loader
         self._release = release
         self._release_range = release_range  # (start byte, stop byte) of the tensor's data
-
-    @property
-    def numel(self) -> int:
-        return math.prod(self.shape)
 
     def array(self) -> Elements:
         """The tensor's elements as a flat C-contiguous array of ``self.dtype.numpy``, or a

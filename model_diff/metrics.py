@@ -337,7 +337,19 @@ class SideStats:
     inf_count: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: finite_or_none(v) for k, v in self.__dict__.items()}
+        """JSON-safe, in field order (non-finite floats become None); spelled out: a report
+        asks twice per tensor."""
+        fin = finite_or_none
+        return {
+            "mean": fin(self.mean),
+            "std": fin(self.std),
+            "min": fin(self.min),
+            "max": fin(self.max),
+            "norm": fin(self.norm),
+            "zero_fraction": fin(self.zero_fraction),
+            "nan_count": self.nan_count,
+            "inf_count": self.inf_count,
+        }
 
 
 @dataclass(frozen=True)

@@ -143,6 +143,9 @@ def test_to_dict_writes_every_field_in_order() -> None:
     assert out["change_type"] == "modified" and out["old_shape"] == [3, 4]
     assert out["l2_diff"] is None and out["low_rank"] == {"k": 1}
     assert d.old_stats is not None and out["old_stats"] == d.old_stats.to_dict()
+    stats = dataclasses.replace(d.old_stats, mean=math.nan, norm=-math.inf).to_dict()
+    assert list(stats) == [f.name for f in dataclasses.fields(d.old_stats)]
+    assert stats["mean"] is None and stats["norm"] is None and stats["std"] == d.old_stats.std
     assert (out["old_name"], out["tied_to"], out["tied_by"]) == ("v", "u", "bytes")
 
 
