@@ -133,25 +133,47 @@ def test_select_narrows_flat_formats_by_name_prefix(tmp_path: Path) -> None:
         open_checkpoint(tmp_path / "m.safetensors", select="student")
 
 
-def test_page_release_stays_inside_the_tensor(monkeypatch: pytest.MonkeyPatch) -> None:
-    """page_release drops only whole pages inside [start, end): never the page a neighbour
-    shares at either edge (the file's last page excepted: it has no neighbour after it)."""
+def test_page_release_hands_back_aligned_runs_of_what_was_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """page_release merges the ranges reported read (any order) and hands them back in runs
+    aligned to huge pages, of RELEASE_RUN bytes or more (or reaching the mapping's end),
+    never touching a byte not reported; what waits stays under RELEASE_LIMIT, past which
+    every whole page read goes back."""
     import mmap
 
     from model_diff.formats import base
 
     calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(base, "_dontneed", lambda: lambda mm, s, n: calls.append((s, n)))
+    huge, run, page = base.HUGE_PAGE, base.RELEASE_RUN, mmap.PAGESIZE
 
     class Mapping:
-        def __len__(self) -> int:
-            return 10 * mmap.PAGESIZE + 100
+        def __init__(self, size: int) -> None:
+            self.size = size
 
-    monkeypatch.setattr(base, "_dontneed", lambda: lambda mm, s, n: calls.append((s, n)))
-    page = mmap.PAGESIZE
-    base.page_release(Mapping(), 100, 3 * page + 5)  # type: ignore[arg-type]
-    assert calls == [(page, 2 * page)]
+        def __len__(self) -> int:
+            return self.size
+
+    m = Mapping(100 * huge + 100)
+    base.page_release(m, 100, huge + 5)  # type: ignore[arg-type]
+    assert calls == []  # no run of RELEASE_RUN yet: it waits
+    base.page_release(m, 2 * huge + 7, run + huge)  # type: ignore[arg-type]
+    assert calls == []  # not touching the first range, and its inside is short of a run
+    base.page_release(m, huge + 5, 2 * huge + 7)  # type: ignore[arg-type]
+    # one range [100, run + huge) now: its aligned inside goes back in one call
+    assert calls == [(huge, run)]
     calls.clear()
-    base.page_release(Mapping(), 10, page - 10)  # type: ignore[arg-type]
-    assert calls == []  # no whole page inside: nothing released
-    base.page_release(Mapping(), 9 * page + 1, 10 * page + 100)  # type: ignore[arg-type]
-    assert calls == [(10 * page, 100)]
+    base.page_release(m, 98 * huge + 1, 100 * huge + 100)  # type: ignore[arg-type]
+    assert calls == [(99 * huge, huge + 100)]  # reaches the end: handed back up to it
+    calls.clear()
+    # Ranges far apart: each waits until together they pass RELEASE_LIMIT; then every whole
+    # page read goes back (rounded inward: the unread neighbours keep theirs).
+    starts = [10 * huge + 7 + i * 3 * huge for i in range(base.RELEASE_LIMIT // huge)]
+    for s in starts:
+        base.page_release(m, s, s + huge + page)  # type: ignore[arg-type]
+    assert calls, "RELEASE_LIMIT passed, nothing handed back"
+    read = [(s, s + huge + page) for s in starts]
+    read += [(100, huge), (98 * huge + 1, 99 * huge)]  # reported earlier, still waiting
+    for s, n in calls:
+        assert s % page == 0 and any(lo <= s and s + n <= hi for lo, hi in read), (s, n)
