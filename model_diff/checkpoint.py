@@ -41,6 +41,7 @@ class TensorRef:
         "name",
         "nbytes",
         "numel",
+        "offset",
         "shape",
         "source",
         "storage_key",
@@ -57,6 +58,7 @@ class TensorRef:
         release_range: Callable[[int, int], None] | None = None,
         source: str | None = None,
         storage_key: Hashable | None = None,
+        offset: int | None = None,
     ) -> None:
         self.name = name
         self.dtype = dtype
@@ -69,6 +71,9 @@ class TensorRef:
         #: several names can share them (torch saves tied weights once, under each name):
         #: equal keys in one checkpoint are one tensor saved twice. None: not known.
         self.storage_key = storage_key
+        #: Byte offset of the data in ``source`` where the reader knows it (None: not known):
+        #: a pass reads tensors in this order, front to back through each file.
+        self.offset = offset
         self._loader = loader
         self._release = release
         self._release_range = release_range  # (start byte, stop byte) of the tensor's data

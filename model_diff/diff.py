@@ -387,18 +387,30 @@ class ModelDiff:
         total = len(names)
         done = 0
 
+        # Read in file order where the reader knows the offsets (the new side's, else the
+        # old's; natural order otherwise): a pass front to back through each file, whose read
+        # pages then go back in long runs (formats.base.page_release). Safetensors files
+        # keep their tensors in name order (layers 1, 10, 100, 11, ...). Reports keep the
+        # natural order.
+        def position(name: str) -> tuple[str, int]:
+            ref = new.tensors.get(name) or old.tensors[name]
+            return (ref.source or "", -1 if ref.offset is None else ref.offset)
+
+        order = sorted(names, key=position)  # stable: natural order among the unknown
+
         def work(name: str) -> ParameterDiff:
             return self.diff_tensor(old.tensors.get(name), new.tensors.get(name))
 
         workers = self.config.num_workers or metrics.default_workers()
-        all_diffs: list[ParameterDiff] = []
+        found: dict[str, ParameterDiff] = {}
         nbytes = old.size_bytes + new.size_bytes
         with single_threaded_blas(), metrics.ordered_map(nbytes, workers) as ordered_map:
-            for d in ordered_map(work, names):
-                all_diffs.append(d)
+            for name, d in zip(order, ordered_map(work, order), strict=True):
+                found[name] = d
                 done += 1
                 if progress is not None:
                     progress(done, total, d.name)
+            all_diffs = [found[name] for name in names]
             if self.config.low_rank == "auto":
                 all_diffs = self._auto_low_rank(all_diffs, old, new, ordered_map)
         all_diffs = _label_pairs(all_diffs, pairing, old, new)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import mmap
 import os
@@ -66,41 +67,63 @@ RELEASE_LIMIT = 32 << 20
 
 
 class _Unreleased:
-    """The bytes of one mapping read and not yet handed back: disjoint, non-touching ranges."""
+    """Per mapping: the byte ranges reported read, merged (disjoint, not touching), each as
+    ``[lo, hi, rlo, rhi]``: read ``[lo, hi)``, of which ``[rlo, rhi)`` is handed back."""
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.lock = threading.Lock()
-        self.ranges: list[tuple[int, int]] = []
+        self.ranges: list[list[int]] = []
 
     def add(self, start: int, end: int) -> list[tuple[int, int]]:
-        """Record bytes ``[start, end)`` as read; return the ranges to hand back now."""
+        """Record bytes ``[start, end)`` as read; return the byte ranges to hand back now."""
+        page = mmap.PAGESIZE
         lo, hi = start, end
-        kept: list[tuple[int, int]] = []
-        for s, e in self.ranges:
-            if e < lo or s > hi:
-                kept.append((s, e))
-            else:  # touching or overlapping: one range
-                lo, hi = min(lo, s), max(hi, e)
+        kept: list[list[int]] = []
+        given: list[tuple[int, int]] = []  # handed back already, within what is now one range
+        out: list[tuple[int, int]] = []
+        for r in self.ranges:
+            if r[1] < lo or r[0] > hi:
+                kept.append(r)
+                continue
+            if r[0] <= start and end <= r[1]:  # read again: its pages are mapped again
+                a, b = max(-(-start // page) * page, r[2]), min(end - end % page, r[3])
+                if b > a:
+                    out.append((a, b))
+            lo, hi = min(lo, r[0]), max(hi, r[1])
+            if r[3] > r[2]:
+                given.append((r[2], r[3]))
+        given.sort()
+        # Between two runs handed back: read bytes bounded by run edges, whatever their size.
+        out += [(a, b) for (_, a), (b, _) in itertools.pairwise(given) if b > a]
         first = -(-lo // HUGE_PAGE) * HUGE_PAGE
         # The mapping's end has no neighbour after it: a range reaching it ends a run there.
         last = hi if hi >= self.size else hi - hi % HUGE_PAGE
-        out: list[tuple[int, int]] = []
-        if last - first >= RELEASE_RUN or (hi >= self.size and last > first):
-            out.append((first, last))
-            kept += [(s, e) for s, e in ((lo, first), (last, hi)) if e > s]
-        else:
-            kept.append((lo, hi))
-        if sum(e - s for s, e in kept) <= RELEASE_LIMIT:
-            self.ranges = kept
-            return out
-        page = mmap.PAGESIZE
-        for s, e in kept:  # whole pages only: never a byte of a neighbour not read yet
-            first = -(-s // page) * page
-            last = e if e >= self.size else e - e % page
-            if last > first:
+        at_end = hi >= self.size
+        rlo, rhi = (given[0][0], given[-1][1]) if given else (first, first)
+        if rhi == rlo:
+            if last - first >= RELEASE_RUN or (at_end and last > first):
                 out.append((first, last))
-        self.ranges = []
+                rlo, rhi = first, last
+        else:
+            if rlo - first >= RELEASE_RUN:
+                out.append((first, rlo))
+                rlo = first
+            if last - rhi >= RELEASE_RUN or (at_end and last > rhi):
+                out.append((rhi, last))
+                rhi = last
+        kept.append([lo, hi, rlo, rhi])
+        if sum((r[1] - r[0]) - (r[3] - r[2]) for r in kept) > RELEASE_LIMIT:
+            for r in kept:  # whole pages only: never a byte of a neighbour not read yet
+                plo = -(-r[0] // page) * page
+                phi = r[1] if r[1] >= self.size else r[1] - r[1] % page
+                if r[3] > r[2]:
+                    out += [(a, b) for a, b in ((plo, r[2]), (r[3], phi)) if b > a]
+                    r[2], r[3] = min(r[2], plo), max(r[3], phi)
+                elif phi > plo:
+                    out.append((plo, phi))
+                    r[2], r[3] = plo, phi
+        self.ranges = kept
         return out
 
 

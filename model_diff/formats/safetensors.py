@@ -229,6 +229,13 @@ def open_path(path: str, *, label: str | None = None, unsafe_pickle: bool = Fals
             page_release(mm, o + lo, o + hi)
 
         refs[name] = TensorRef(
-            name, dtype, shape, load, release=release, release_range=release_range, source=label
+            name,
+            dtype,
+            shape,
+            load,
+            release=release,
+            release_range=release_range,
+            source=label,
+            offset=base + begin,
         )
     return Checkpoint(label, NAME, refs, metadata=metadata, closers=[lambda: close_mmap(mm)])

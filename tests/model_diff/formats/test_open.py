@@ -167,6 +167,19 @@ def test_page_release_hands_back_aligned_runs_of_what_was_read(
     base.page_release(m, 98 * huge + 1, 100 * huge + 100)  # type: ignore[arg-type]
     assert calls == [(99 * huge, huge + 100)]  # reaches the end: handed back up to it
     calls.clear()
+    # Read again (a second pass over a tensor maps its pages again): handed back again.
+    base.page_release(m, 2 * huge, 3 * huge + 5)  # type: ignore[arg-type]
+    assert calls == [(2 * huge, huge)]
+    calls.clear()
+    # Two runs handed back, then the bytes between them: bounded by run edges on both
+    # sides, they go back whatever their size.
+    base.page_release(m, 40 * huge + 9, 40 * huge + 9 + run + huge)  # type: ignore[arg-type]
+    base.page_release(m, 50 * huge + 3, 50 * huge + 3 + run + huge)  # type: ignore[arg-type]
+    assert calls == [(41 * huge, run), (51 * huge, run)]
+    calls.clear()
+    base.page_release(m, 40 * huge + 9 + run + huge, 50 * huge + 3)  # type: ignore[arg-type]
+    assert calls == [(41 * huge + run, 10 * huge - run)]
+    calls.clear()
     # Ranges far apart: each waits until together they pass RELEASE_LIMIT; then every whole
     # page read goes back (rounded inward: the unread neighbours keep theirs).
     starts = [10 * huge + 7 + i * 3 * huge for i in range(base.RELEASE_LIMIT // huge)]
@@ -175,5 +188,6 @@ def test_page_release_hands_back_aligned_runs_of_what_was_read(
     assert calls, "RELEASE_LIMIT passed, nothing handed back"
     read = [(s, s + huge + page) for s in starts]
     read += [(100, huge), (98 * huge + 1, 99 * huge)]  # reported earlier, still waiting
+    read += [(40 * huge + 9, 41 * huge), (50 * huge + 3 + run + huge, 60 * huge)]
     for s, n in calls:
         assert s % page == 0 and any(lo <= s and s + n <= hi for lo, hi in read), (s, n)
