@@ -47,9 +47,9 @@ if TYPE_CHECKING:
 CHUNK_ELEMENTS = 1 << 18
 #: A tensor longer than this is processed in parts of this many elements (a multiple of
 #: CHUNK_ELEMENTS): the parts of one tensor run on a shared thread pool, so a single large
-#: tensor uses every core, and each part's pages are handed back (the ``done`` hook) as soon
-#: as it is finished, so one huge tensor never maps itself whole. Parts are merged in part
-#: order, so results do not depend on how many threads ran them.
+#: tensor uses every core, and each part is reported read (the ``done`` hook: readers hand
+#: its pages back) as soon as it is finished, so one huge tensor never maps itself whole.
+#: Parts are merged in part order, so results do not depend on how many threads ran them.
 PART_ELEMENTS = 1 << 22
 
 #: ``done(start, stop)``: called with an element range of the inputs once it is fully read.
