@@ -145,6 +145,13 @@ class TensorRef:
         return f"TensorRef({self.name!r}, {self.dtype.name}, {self.shape})"
 
 
+def read_position(ref: TensorRef) -> tuple[str, int]:
+    """Where ``ref``'s data sits: (source file, byte offset; -1 where the reader does not know
+    it). A pass sorted by this (stably, from natural order) reads each file front to back, so
+    the pages it has read go back in long runs (``formats.base.page_release``)."""
+    return (ref.source or "", -1 if ref.offset is None else ref.offset)
+
+
 @dataclass(frozen=True)
 class TensorInfo:
     """Per-tensor facts of one checkpoint (the original API's ``Checkpoint.tensor_info``)."""

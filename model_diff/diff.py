@@ -20,7 +20,7 @@ import numpy as np
 
 from . import alignment, layers, metrics
 from .blas import single_threaded_blas
-from .checkpoint import Checkpoint, NameMapping, TensorInfo, TensorRef
+from .checkpoint import Checkpoint, NameMapping, TensorInfo, TensorRef, read_position
 from .chunked import dense, head
 from .dtypes import BY_NAME
 from .layers import EMBEDDING, HEAD, builtin_layer_type
@@ -387,16 +387,10 @@ class ModelDiff:
         total = len(names)
         done = 0
 
-        # Read in file order where the reader knows the offsets (the new side's, else the
-        # old's; natural order otherwise): a pass front to back through each file, whose read
-        # pages then go back in long runs (formats.base.page_release). Safetensors files
-        # keep their tensors in name order (layers 1, 10, 100, 11, ...). Reports keep the
-        # natural order.
-        def position(name: str) -> tuple[str, int]:
-            ref = new.tensors.get(name) or old.tensors[name]
-            return (ref.source or "", -1 if ref.offset is None else ref.offset)
-
-        order = sorted(names, key=position)  # stable: natural order among the unknown
+        # Read in file order (the new side's where it has the tensor; natural order where
+        # the reader knows no offsets): safetensors files keep tensors in name order (layers
+        # 1, 10, 100, 11, ...). Reports keep the natural order.
+        order = sorted(names, key=lambda n: read_position(new.tensors.get(n) or old.tensors[n]))
 
         def work(name: str) -> ParameterDiff:
             return self.diff_tensor(old.tensors.get(name), new.tensors.get(name))

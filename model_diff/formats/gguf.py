@@ -291,6 +291,7 @@ class _Layout:
             loader,
             release=lambda: page_release(mm, start, start + nbytes),
             release_range=(lambda a, b: page_release(mm, start + a, start + b)) if ranged else None,
+            offset=start,
         )
 
 

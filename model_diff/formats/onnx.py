@@ -244,6 +244,7 @@ def _mapped_ref(
         lambda: np.frombuffer(mm, dtype=dt.storage, count=numel, offset=start),
         release=lambda: page_release(mm, start, start + nbytes),
         release_range=lambda a, b: page_release(mm, start + a, start + b),
+        offset=start,
     )
 
 

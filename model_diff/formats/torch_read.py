@@ -440,6 +440,7 @@ def _leaf_ref(name: str, leaf: Any, mm: mmap.mmap, swap: bool, label: str) -> Te
         # torch saves a tensor reachable under two names (tied weights) once: both names
         # are views of the same bytes of the file
         storage_key=(label, data.start, leaf.shape, leaf.stride, dtype.name),
+        offset=data.start,
     )
 
 

@@ -77,6 +77,10 @@ def test_header_metadata_shapes_and_quant_types(files: dict[str, Path]) -> None:
         assert q.nbytes == 32 * 64 // 32 * 18
         assert c["blk.0.attn_norm.weight"].dtype.name == "float32"
         assert c["token_embd.weight"].shape == (96, 64)
+        # Each tensor's data offset in the file: the order a pass reads tensors in.
+        stored = {t.name: int(t.data_offset) for t in gguf.GGUFReader(files["Q4_0"]).tensors}
+        assert c["token_embd.weight"].offset == stored["token_embd.weight"]
+        assert all(isinstance(ref.offset, int) for ref in c.tensors.values())
 
 
 def test_dequantized_values_match_gguf_and_stream_in_any_range(files: dict[str, Path]) -> None:

@@ -92,6 +92,9 @@ def test_external_data_is_mapped_from_its_file(tmp_path: Path) -> None:
     assert (ext / "weights.bin").stat().st_size > 0
     with open_checkpoint(st_path) as s, open_checkpoint(ext / "net.onnx") as o:
         c = compare(s, o)
+        # byte offsets in the side file: the order a pass reads the initializers in
+        offsets = [ref.offset for ref in o.tensors.values()]
+        assert all(isinstance(v, int) for v in offsets) and len(set(offsets)) == len(offsets)
     assert c.summary.unchanged_parameters == len(state) and c.summary.total_parameters == len(state)
     (ext / "weights.bin").unlink()
     with pytest.raises(CheckpointError, match=r"external data file 'weights\.bin'.*missing"):

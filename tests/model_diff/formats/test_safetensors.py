@@ -413,3 +413,29 @@ def test_corrupted_files_are_rejected_exactly_when_the_library_rejects_them(
     except CheckpointError:
         ours_ok = False
     assert ours_ok == library_ok
+
+
+def test_the_pass_reads_in_file_order_and_reports_in_natural_order(tmp_path: Path) -> None:
+    """The safetensors library stores tensors in name order (layers.1, layers.10, layers.2);
+    the reader records each tensor's byte offset, the pass reads in that order (the progress
+    callback hears of each tensor as stored) and the diffs come in natural order."""
+    from model_diff.diff import DiffConfig, ModelDiff
+    from model_diff.naming import natural_sorted
+
+    names = [f"layers.{i}.w" for i in (1, 2, 10, 11, 3)]
+    old = {n: np.full(4, i, np.float32) for i, n in enumerate(names)}
+    save_file(old, str(tmp_path / "a.safetensors"))
+    save_file({n: v + 1 for n, v in old.items()}, str(tmp_path / "b.safetensors"))
+    with open_checkpoint(tmp_path / "b.safetensors") as ckpt:
+        offsets = {n: ref.offset for n, ref in ckpt.tensors.items()}
+        assert all(isinstance(o, int) and o >= 8 for o in offsets.values())
+    stored = sorted(names, key=lambda n: offsets[n])
+    assert stored != natural_sorted(names)  # this file is not in natural order
+    seen: list[str] = []
+    diffs, _ = ModelDiff(DiffConfig(low_rank=False)).diff(
+        str(tmp_path / "a.safetensors"),
+        str(tmp_path / "b.safetensors"),
+        progress=lambda done, total, name: seen.append(name),
+    )
+    assert seen == stored
+    assert [d.name for d in diffs] == natural_sorted(names)

@@ -534,3 +534,23 @@ def test_tensors_inside_lists_are_read_and_checked(tmp_path: Path) -> None:
     with open_checkpoint(tmp_path / "m.pt") as ckpt:
         assert ckpt.layer_names == ["heads.0", "heads.1"]
         assert ckpt.tensor_info["heads.1"].nan_count == 1
+
+
+def test_mapped_tensors_know_their_offsets_and_the_pass_follows_them(tmp_path: Path) -> None:
+    """Every tensor read from the mapped archive records the byte offset of its data; the
+    pass reads in that order (the progress callback hears of each tensor as stored)."""
+    names = [f"layers.{i}.w" for i in (3, 1, 10, 2)]
+    state = {n: np.full(8, i, np.float32) for i, n in enumerate(names)}
+    save_pt(tmp_path / "a.pt", state)
+    save_pt(tmp_path / "b.pt", {n: v + 1 for n, v in state.items()})
+    with open_checkpoint(tmp_path / "b.pt") as ckpt:
+        offsets = {n: ref.offset for n, ref in ckpt.tensors.items()}
+    assert all(isinstance(o, int) and o > 0 for o in offsets.values())
+    assert len(set(offsets.values())) == len(names)  # one storage each
+    seen: list[str] = []
+    ModelDiff().diff(
+        str(tmp_path / "a.pt"),
+        str(tmp_path / "b.pt"),
+        progress=lambda done, total, name: seen.append(name),
+    )
+    assert seen == sorted(names, key=lambda n: offsets[n])
