@@ -25,6 +25,7 @@ from .chunked import dense, head
 from .dtypes import BY_NAME
 from .layers import EMBEDDING, HEAD, builtin_layer_type
 from .naming import natural_key, natural_sorted
+from .numbers import finite_or_none
 
 
 class ChangeType(str, Enum):
@@ -174,7 +175,7 @@ class ParameterDiff:
         """A JSON-safe dict in field order: non-finite floats become None, enums their values,
         shapes lists; the pairing fields (``old_name``, ``tied_to``, ``tied_by``) only where set.
         Spelled out field by field: a report calls it once per tensor."""
-        fin = metrics.finite_or_none
+        fin = finite_or_none
         out: dict[str, Any] = {
             "name": self.name,
             "change_type": self.change_type.value,

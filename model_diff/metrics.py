@@ -39,6 +39,7 @@ import numpy as np
 
 from .chunked import ChunkedArray, take, take_raw
 from .dtypes import ML_DTYPES_NAMES, numpy_dtype, storage_dtype
+from .numbers import finite_or_none
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -369,13 +370,6 @@ class PairMetrics:
     sign_flip_ratio: float | None
     old: SideStats
     new: SideStats
-
-
-def finite_or_none(v: Any) -> Any:
-    """``v``, or None where it is a non-finite float (JSON has no NaN or Inf)."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    return v
 
 
 #: (sum, sum of squares, min, max) float slots and (nan, inf, zero) count slots of each side.
