@@ -408,6 +408,10 @@ class ModelDiff:
             all_diffs = [found[name] for name in names]
             if self.config.low_rank == "auto":
                 all_diffs = self._auto_low_rank(all_diffs, old, new, ordered_map)
+        if self.config.low_rank is not False:
+            from . import lowrank
+
+            lowrank.release_scratch()  # this thread's buffers (the pool's ended with it)
         all_diffs = _label_pairs(all_diffs, pairing, old, new)
         summary = summarize(all_diffs, self.config, old, new, name_mapping=mapping)
         kept = [

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -175,6 +177,45 @@ def test_model_diff_fills_low_rank_and_analysis_reports_lora_extractable() -> No
     assert analysis["low_rank"]["analysed"] == 2
     off, _ = ModelDiff(DiffConfig(low_rank=False)).diff(old, new)
     assert all(d.low_rank is None for d in off)
+
+
+def test_reused_buffers_give_the_results_of_fresh_ones() -> None:
+    """Analyses on one thread share its two scratch buffers (fresh ones cost page faults):
+    a smaller matrix after a larger one, a bfloat16 one among float32 ones, and a matrix
+    analysed again each give what a thread with no buffers yet gives; ``release_scratch``
+    drops them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    big, small = _planted(512, 256, 6, seed=1), _planted(100, 80, 3, seed=2)
+    a16, b16 = (x.astype(ml_dtypes.bfloat16) for x in _planted(256, 200, 4, scale=1e-1))
+    jobs = [
+        (big[0].ravel(), big[1].ravel(), (512, 256), (None, None)),
+        (small[0].ravel(), small[1].ravel(), (100, 80), (None, None)),
+        (a16.view(np.uint16).ravel(), b16.view(np.uint16).ravel(), (256, 200), ("bfloat16",) * 2),
+    ]
+
+    def fresh(job: tuple[Any, ...]) -> dict[str, Any] | None:
+        lowrank.release_scratch()
+        return analyze_delta(job[0], job[1], job[2], dtypes=job[3])
+
+    with ThreadPoolExecutor(1) as pool:  # a thread with no buffers for each job
+        want = [pool.submit(fresh, job).result() for job in jobs]
+    lowrank.release_scratch()
+    got = [analyze_delta(j[0], j[1], j[2], dtypes=j[3]) for j in jobs + jobs[::-1]]
+    assert got == want + want[::-1]
+    assert lowrank._SCRATCH.buffers[0].size == 512 * 256
+    lowrank.release_scratch()
+    assert not hasattr(lowrank._SCRATCH, "buffers")
+
+
+def test_model_diff_drops_the_callers_scratch_buffers() -> None:
+    """A diff whose low-rank analyses ran on the calling thread (a small pair) leaves no
+    scratch buffers behind on it."""
+    a, b = _planted(128, 96, 2)
+    ModelDiff(DiffConfig(low_rank="auto")).diff(
+        from_arrays({"l.0.attn.q_proj.weight": a}), from_arrays({"l.0.attn.q_proj.weight": b})
+    )
+    assert not hasattr(lowrank._SCRATCH, "buffers")
 
 
 def test_blas_thread_setting_is_restored_after_concurrent_analyses() -> None:
