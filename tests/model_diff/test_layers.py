@@ -243,3 +243,33 @@ def test_invalid_user_pattern_is_a_value_error_naming_it() -> None:
     """A malformed regex is rejected up front, naming the type it was given for."""
     with pytest.raises(ValueError, match="layer_patterns\\['mlp'\\]"):
         LayerClassifier({"mlp": "("})
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "model.layers.0.self_attn.rotary_emb.inv_freq",
+        "inv_freq",
+        "inv_freq.weight",
+        "model.rotary_emb.cos_cached",
+        "rotary_emb",
+        "bert.embeddings.position_ids",
+        "bn1.running_mean",
+        "bn1.running_mean\n",
+        "bn1.num_batches_tracked",
+        "transformer.h.0.attn.bias",
+        "transformer.h.0.attn.bias.x",
+        "transformer.h.0.c_attn.bias",
+        "transformer.h.0.attn.masked_bias",
+        "a\nb.token_type_ids",
+        "model.layers.0.mlp.up_proj.weight",
+        "",
+    ],
+)
+def test_is_buffer_answers_as_each_glob_would(name: str) -> None:
+    """The one compiled pattern says what ``fnmatchcase`` with each of BUFFER_GLOBS says."""
+    from fnmatch import fnmatchcase
+
+    from model_diff.layers import BUFFER_GLOBS, is_buffer
+
+    assert is_buffer(name) == any(fnmatchcase(name, g) for g in BUFFER_GLOBS)
