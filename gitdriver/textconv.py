@@ -34,7 +34,7 @@ import stat
 import sys
 
 from model_diff import __version__
-from model_diff.checkpoint import TensorRef, read_position
+from model_diff.checkpoint import TensorRef, in_read_order
 from model_diff.errors import LFSObjectMissingError, ModelDiffError
 from model_diff.formats import lfs, open_checkpoint
 from model_diff.hashing import array_xxh3
@@ -90,12 +90,10 @@ def render(path: str, *, file_hash: str, fast: bool) -> str:
     with open_checkpoint(path) as ckpt:
         refs = list(ckpt.tensors.values())
         workers = min(default_workers(), max(1, len(refs)))
-        # read in file order, written in natural order
-        order = sorted(range(len(refs)), key=lambda i: read_position(refs[i]))
-        lines = [""] * len(refs)
+        lines = [""] * len(refs)  # read in file order, written in natural order
         with ordered_map(ckpt.size_bytes, workers) as each:
-            for i, line in zip(
-                order, each(lambda i: tensor_line(refs[i], fast=fast), order), strict=True
+            for i, line in in_read_order(
+                each, lambda r: tensor_line(r, fast=fast), refs, lambda r: r
             ):
                 lines[i] = line
         header = [

@@ -14,9 +14,9 @@ import functools
 import math
 import re
 import threading
-from collections.abc import Callable, Hashable, Iterator, Mapping
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -24,6 +24,8 @@ from .chunked import ChunkedArray, dense
 from .dtypes import DType
 from .errors import CheckpointError
 from .naming import natural_sorted
+
+_T = TypeVar("_T")
 
 #: What ``TensorRef.array()`` hands out: a flat view, or a ``ChunkedArray`` where the stored
 #: bytes are not the elements themselves (quantized blocks, permuted or transposed layouts).
@@ -145,11 +147,25 @@ class TensorRef:
         return f"TensorRef({self.name!r}, {self.dtype.name}, {self.shape})"
 
 
-def read_position(ref: TensorRef) -> tuple[str, int]:
-    """Where ``ref``'s data sits: (source file, byte offset; -1 where the reader does not know
-    it). A pass sorted by this (stably, from natural order) reads each file front to back, so
-    the pages it has read go back in long runs (``formats.base.page_release``)."""
-    return (ref.source or "", -1 if ref.offset is None else ref.offset)
+def in_read_order(
+    each: Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]],
+    fn: Callable[[_T], Any],
+    items: Sequence[_T],
+    ref: Callable[[_T], TensorRef],
+) -> Iterator[tuple[int, Any]]:
+    """``each(fn, items)`` (``map`` or a pool's ordered map) with the items taken in the order
+    their data sits in the files (``ref(item)``'s source, then offset; items whose reader
+    knows no offset keep their order, ahead of the rest of their file): yields (index in
+    ``items``, result) as results come. Each file is read front to back, so the pages read go
+    back in long runs (``formats.base.page_release``); callers put results back in their
+    own order (reports keep natural order)."""
+
+    def position(i: int) -> tuple[str, int]:
+        r = ref(items[i])
+        return (r.source or "", -1 if r.offset is None else r.offset)
+
+    order = sorted(range(len(items)), key=position)
+    return zip(order, each(lambda i: fn(items[i]), order), strict=True)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import alignment, layers, metrics
 from .blas import single_threaded_blas
-from .checkpoint import Checkpoint, NameMapping, TensorInfo, TensorRef, read_position
+from .checkpoint import Checkpoint, NameMapping, TensorInfo, TensorRef, in_read_order
 from .chunked import dense, head
 from .dtypes import BY_NAME
 from .layers import EMBEDDING, HEAD, builtin_layer_type
@@ -388,24 +388,23 @@ class ModelDiff:
         total = len(names)
         done = 0
 
-        # Read in file order (the new side's where it has the tensor; natural order where
-        # the reader knows no offsets): safetensors files keep tensors in name order (layers
-        # 1, 10, 100, 11, ...). Reports keep the natural order.
-        order = sorted(names, key=lambda n: read_position(new.tensors.get(n) or old.tensors[n]))
-
         def work(name: str) -> ParameterDiff:
             return self.diff_tensor(old.tensors.get(name), new.tensors.get(name))
 
         workers = self.config.num_workers or metrics.default_workers()
-        found: dict[str, ParameterDiff] = {}
+        found: dict[int, ParameterDiff] = {}
         nbytes = old.size_bytes + new.size_bytes
         with single_threaded_blas(), metrics.ordered_map(nbytes, workers) as ordered_map:
-            for name, d in zip(order, ordered_map(work, order), strict=True):
-                found[name] = d
+            # In file order (the new side's where it has the tensor): safetensors files keep
+            # tensors in name order (layers 1, 10, 100, 11, ...). Reports keep natural order.
+            for i, d in in_read_order(
+                ordered_map, work, names, lambda n: new.tensors.get(n) or old.tensors[n]
+            ):
+                found[i] = d
                 done += 1
                 if progress is not None:
                     progress(done, total, d.name)
-            all_diffs = [found[name] for name in names]
+            all_diffs = [found[i] for i in range(total)]
             if self.config.low_rank == "auto":
                 all_diffs = self._auto_low_rank(all_diffs, old, new, ordered_map)
         if self.config.low_rank is not False:
