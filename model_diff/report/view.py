@@ -201,8 +201,8 @@ def jsonable(obj: Any) -> Any:
     dicts (set iteration order varies with PYTHONHASHSEED).
     """
     # The plain built-in types first, by exact type (a report's analysis is thousands of
-    # them); subclasses (str/int enums, numpy scalars) and everything else take the checks
-    # below, in the same order as ever.
+    # them; None and bool, which has no subclasses, end here); subclasses (str/int enums,
+    # numpy scalars) and everything else take the checks below.
     t = type(obj)
     if t is str or t is int or t is bool or obj is None:
         return obj
@@ -214,8 +214,6 @@ def jsonable(obj: Any) -> Any:
         return [jsonable(v) for v in obj]
     if isinstance(obj, enum.Enum):
         return jsonable(obj.value)
-    if obj is None or isinstance(obj, bool):
-        return obj
     if isinstance(obj, str):
         return str(obj)
     if isinstance(obj, int):
