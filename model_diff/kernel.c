@@ -39,8 +39,14 @@
  * NOT_USED for free-threaded builds, and per-interpreter GIL support). Every error path
  * sets a Python exception.
  *
+ * side_step_if_equal(x, other, facc, cacc) is side_step of x when x and other hold the same
+ * bytes, in one pass: blocks of EQUAL_BLOCK elements are compared and, while still in cache,
+ * read for statistics (an unchanged tensor's pair, read once per side; False at the first
+ * difference).
+ *
  * This module must not allocate per element, keep state between calls, or hold the GIL
- * while it reads tensor data (beyond bytes_equal's first EQUAL_PROBE bytes).
+ * while it reads tensor data (beyond the first EQUAL_PROBE bytes bytes_equal and
+ * side_step_if_equal compare).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1150,6 +1156,24 @@ done:
     return ret;
 }
 
+/* Elements side_step_if_equal compares before side_run reads them: a multiple of BLOCK, so
+ * the statistics fold exactly as one side_run over the whole, and small enough (64 KiB of
+ * bfloat16 per side) that the block is still in cache when side_run reads it. */
+#define EQUAL_BLOCK (16 * BLOCK)
+
+/* side_run over px when px and py hold the same n elements' bytes (1), else 0 at the first
+ * block that differs (total then holds a partial sum the caller discards). */
+static int equal_side_run(const Ctx *cx, int dt, const char *px, const char *py, size_t n,
+                          Acc *total) {
+    const size_t es = (size_t)ITEMSIZE[dt];
+    for (size_t start = 0; start < n; start += EQUAL_BLOCK) {
+        size_t len = n - start < EQUAL_BLOCK ? n - start : EQUAL_BLOCK;
+        if (memcmp(px + start * es, py + start * es, len * es) != 0) return 0;
+        side_run(cx, dt, px + start * es, len, total);
+    }
+    return 1;
+}
+
 /* Bytes bytes_equal compares before it lets go of the GIL: a modified tensor usually differs
  * in its first bytes, and letting go of the GIL for that would hand it to a waiting thread
  * and queue this one behind that thread's Python. */
@@ -1179,6 +1203,55 @@ static PyObject *py_bytes_equal(PyObject *self, PyObject *args) {
     PyBuffer_Release(&va);
     PyBuffer_Release(&vb);
     return PyBool_FromLong(eq);
+}
+
+/* side_step of x when x and other hold the same bytes, in one pass: each block is compared,
+ * then read for statistics while it is still in cache. Returns True with the accumulators
+ * updated (exactly as side_step would), or False with them untouched. */
+static PyObject *py_side_step_if_equal(PyObject *self, PyObject *args, PyObject *kwargs) {
+    static char *kwlist[] = {"x", "other", "facc", "cacc", "simd", "dtype", NULL};
+    PyObject *x, *y, *fo, *co, *simd = NULL;
+    const char *x_dtype = NULL;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OOOO|$Oz:side_step_if_equal", kwlist, &x,
+                                     &y, &fo, &co, &simd, &x_dtype))
+        return NULL;
+    int dt = dtype_code(x, x_dtype);
+    if (dt < 0) return NULL;
+    Py_buffer vx, vy;
+    if (PyObject_GetBuffer(x, &vx, PyBUF_SIMPLE) < 0) return NULL;
+    if (PyObject_GetBuffer(y, &vy, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(&vx);
+        return NULL;
+    }
+    PyObject *ret = NULL;
+    AccBufs ab = {0};
+    Py_ssize_t nx = element_count(&vx, dt, "side_step_if_equal");
+    if (nx < 0) goto done;
+    if (get_accs(fo, co, &ab) < 0) goto done;
+    Ctx cx;
+    if (make_ctx(self, simd, &cx) < 0) goto done;
+    const char *px = (const char *)vx.buf, *py = (const char *)vy.buf;
+    /* a modified tensor differs in its first bytes: answered before letting go of the GIL */
+    size_t probe = (size_t)vx.len < EQUAL_PROBE ? (size_t)vx.len : EQUAL_PROBE;
+    int eq = vx.len == vy.len && memcmp(px, py, probe) == 0;
+    if (eq) {
+        Acc t;
+        acc_init(&t);
+        if ((size_t)vx.len >= NOGIL_BYTES) {
+            Py_BEGIN_ALLOW_THREADS
+            eq = equal_side_run(&cx, dt, px, py, (size_t)nx, &t);
+            Py_END_ALLOW_THREADS
+        } else {
+            eq = equal_side_run(&cx, dt, px, py, (size_t)nx, &t);
+        }
+        if (eq) store(&t, &ab);
+    }
+    ret = PyBool_FromLong(eq);
+done:
+    release_accs(&ab);
+    PyBuffer_Release(&vx);
+    PyBuffer_Release(&vy);
+    return ret;
 }
 
 #ifdef MADV_DONTNEED
@@ -1227,6 +1300,12 @@ static PyMethodDef methods[] = {
      "side_step(x, facc, cacc, *, simd=True, dtype=None): single-side statistics into the A "
      "slots (same contract as metrics.numpy_side_step); simd as pair_step's; dtype as "
      "pair_step's a_dtype."},
+    {"side_step_if_equal", (PyCFunction)(void (*)(void))py_side_step_if_equal,
+     METH_VARARGS | METH_KEYWORDS,
+     "side_step_if_equal(x, other, facc, cacc, *, simd=True, dtype=None): side_step of x when "
+     "x and other (C-contiguous buffers) hold the same bytes, in one pass that compares each "
+     "block and then reads it for statistics while it is in cache; returns True, or False "
+     "with the accumulators untouched. simd and dtype as side_step's."},
     {"bytes_equal", py_bytes_equal, METH_VARARGS,
      "bytes_equal(a, b): True when both C-contiguous buffers hold the same bytes."},
 #ifdef MADV_DONTNEED

@@ -563,10 +563,11 @@ def array_stats(
     ``dtype`` as one of ``diff_arrays``' ``dtypes``."""
     x = _flat(x)
     _, step = steps_for(x, dtypes=(dtype,))
+    whole = _kernel_reads(x) and isinstance(x, np.ndarray)  # one kernel call per part
 
     def part(lo: int, hi: int) -> Accumulators:
         f, c = new_accumulators()
-        for start, stop in _spans(lo, hi):
+        for start, stop in [(lo, hi)] if whole else _spans(lo, hi):
             step(take(x, start, stop), f, c)
         return f, c
 
@@ -586,29 +587,43 @@ def stats_if_equal(
     """``b``'s statistics when ``a`` and ``b`` hold the same bytes, else None (``dtype``: what
     both hold, as for ``array_stats``; callers compare the two sides' dtypes themselves).
 
-    One chunked pass: each chunk is compared and, while it is still in cache, fed to the
-    side step, so an identical tensor is read twice (once per side) instead of three times
-    (``bytes_equal`` then ``array_stats``). A difference in the first chunk (the usual case
-    for a modified tensor) answers before any part starts; parts stop at the first
-    difference any of them finds.
+    One pass: each chunk is compared and, while it is still in cache, fed to the side step,
+    so an identical tensor is read twice (once per side) instead of three times
+    (``bytes_equal`` then ``array_stats``). Where the kernel reads both, that is one
+    ``side_step_if_equal`` call per part (it compares and reads in cache-sized blocks itself),
+    with the same sums as ``array_stats``. A difference in the first chunk (the usual case for
+    a modified tensor) answers before any part starts; parts stop at the first difference any
+    of them finds.
     """
     if a.nbytes != b.nbytes or a.dtype != b.dtype or a.size != b.size:
         return None
     a, b = _flat(a), _flat(b)
     if not _raw_equal(a, b, 0, min(b.size, CHUNK_ELEMENTS)):
         return None  # a modified tensor (the usual case) answers here, before any set-up
-    _, step = steps_for(b, dtypes=(dtype,))
     differs = threading.Event()
+    if _kernel_reads(a, b) and isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        assert _KERNEL is not None  # for mypy: _kernel_reads says so
+        equal_step = functools.partial(_KERNEL.side_step_if_equal, dtype=logical_name(b, dtype))
 
-    def part(lo: int, hi: int) -> Accumulators | None:
-        f, c = new_accumulators()
-        for start, stop in _spans(lo, hi):
-            # chunk 0 was compared above
-            if differs.is_set() or (start and not _raw_equal(a, b, start, stop)):
+        def part(lo: int, hi: int) -> Accumulators | None:
+            f, c = new_accumulators()
+            if differs.is_set() or not equal_step(b[lo:hi], a[lo:hi], f, c):
                 differs.set()
                 return None
-            step(take(b, start, stop), f, c)
-        return f, c
+            return f, c
+
+    else:
+        _, step = steps_for(b, dtypes=(dtype,))
+
+        def part(lo: int, hi: int) -> Accumulators | None:
+            f, c = new_accumulators()
+            for start, stop in _spans(lo, hi):
+                # chunk 0 was compared above
+                if differs.is_set() or (start and not _raw_equal(a, b, start, stop)):
+                    differs.set()
+                    return None
+                step(take(b, start, stop), f, c)
+            return f, c
 
     acc = _in_parts(part, b.size, done, workers)
     return None if acc is None else _side_from(*acc, "a")

@@ -338,3 +338,72 @@ def test_named_dtypes_are_checked() -> None:
     assert list(c) == [0] * metrics.NC  # nothing was added by the refused calls
     kernel.pair_step(x, x, 0.0, f, c, a_dtype="bfloat16")  # b: uint16 by its own dtype
     assert c[metrics.C_N] == 8
+
+
+#: side_step_if_equal's block (kernel.c EQUAL_BLOCK = 16 * BLOCK): lengths around it matter.
+_EQUAL_BLOCK = 16 * 2048
+
+
+@pytest.mark.parametrize("simd", [_level(name) for name in _ALL_LEVELS])
+@pytest.mark.parametrize("name", ["bfloat16", "float32", "float16", "float64", "int8"])
+def test_side_step_if_equal_is_side_step_exactly_for_equal_bytes(name: str, simd: str) -> None:
+    """For equal buffers it returns True and adds exactly what side_step adds (the same
+    blocks, folded in the same order: bit for bit), whatever the length around its block
+    size, NaN included, with the logical dtype named over a storage view."""
+    for n in (7, 31, 4096, _EQUAL_BLOCK - 1, _EQUAL_BLOCK, 3 * _EQUAL_BLOCK + 77):
+        x = _sample(name, n, seed=n)
+        storage = x.view(np.uint16) if name == "bfloat16" else x
+        f1, c1 = metrics.new_accumulators()
+        f1[metrics.F_SUM_A] = 0.5  # added to, not overwritten
+        f2, c2 = f1.copy(), c1.copy()
+        assert kernel.side_step_if_equal(storage, storage.copy(), f1, c1, simd=simd, dtype=name)
+        kernel.side_step(storage, f2, c2, simd=simd, dtype=name)
+        assert f1.tobytes() == f2.tobytes() and list(c1) == list(c2), (name, n)
+
+
+def test_side_step_if_equal_answers_false_at_any_difference_and_leaves_the_sums() -> None:
+    """A difference in the first bytes (compared with the GIL held), at a block edge, or in
+    the last element, a length mismatch, and equal values with other bytes (-0.0 vs 0.0):
+    False, with the accumulators untouched."""
+    n = 3 * _EQUAL_BLOCK + 5
+    x = np.random.default_rng(1).standard_normal(n).astype(np.float32)
+    untouched = metrics.new_accumulators()
+    for i in (0, 1023, 1024, _EQUAL_BLOCK - 1, _EQUAL_BLOCK, 2 * _EQUAL_BLOCK + 3, n - 1):
+        y = x.copy()
+        y[i] = np.nextafter(y[i], np.float32(np.inf))
+        f, c = metrics.new_accumulators()
+        assert not kernel.side_step_if_equal(x, y, f, c), i
+        assert f.tobytes() == untouched[0].tobytes() and list(c) == list(untouched[1]), i
+    f, c = metrics.new_accumulators()
+    assert not kernel.side_step_if_equal(x, x[:-1].copy(), f, c)
+    z = np.zeros(8, np.float32)
+    assert not kernel.side_step_if_equal(z, -z, f, c)  # equal values, other bits
+    assert f.tobytes() == untouched[0].tobytes() and list(c) == list(untouched[1])
+
+
+def test_side_step_if_equal_lets_go_of_the_gil_and_checks_its_arguments() -> None:
+    """Another thread runs while a large equal pair is compared and read; malformed
+    accumulators and byte lengths are the same errors as side_step's."""
+    x = np.ones(1 << 22, dtype=np.float32)
+    y = x.copy()
+    f, c = metrics.new_accumulators()
+    done = threading.Event()
+
+    def work() -> None:
+        for _ in range(8):
+            assert kernel.side_step_if_equal(x, y, f, c)
+        done.set()
+
+    ticks = 0
+    t = threading.Thread(target=work)
+    t.start()
+    while not done.is_set():
+        ticks += 1
+    t.join()
+    assert c[metrics.C_N] == 8 * x.size and ticks > 10_000
+    with pytest.raises(ValueError, match="float64 array"):
+        kernel.side_step_if_equal(x, y, np.zeros(3), c)
+    with pytest.raises(ValueError, match="whole number"):
+        kernel.side_step_if_equal(_Bytes(5), _Bytes(5), f, c)
+    with pytest.raises(TypeError, match="unsupported dtype"):
+        kernel.side_step_if_equal(_Odd(), x, f, c)

@@ -59,6 +59,10 @@ def _values(name: str, n: int, seed: int, scale: float = 1.0) -> np.ndarray:
 
 
 def _use_backend(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+    # A fresh cache of the kernel's bound steps for this test: steps cached under another
+    # backend would otherwise run instead of this one's (and this one's after the test).
+    fresh = functools.lru_cache(maxsize=64)(metrics._kernel_steps.__wrapped__)
+    monkeypatch.setattr(metrics, "_kernel_steps", fresh)
     if backend == "numpy":
         monkeypatch.setattr(metrics, "_KERNEL", None)
     elif backend == "portable":
@@ -66,6 +70,7 @@ def _use_backend(monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
         shim = types.SimpleNamespace(
             pair_step=functools.partial(ckernel.pair_step, simd=False),
             side_step=functools.partial(ckernel.side_step, simd=False),
+            side_step_if_equal=functools.partial(ckernel.side_step_if_equal, simd=False),
             bytes_equal=ckernel.bytes_equal,
         )
         monkeypatch.setattr(metrics, "_KERNEL", shim)
