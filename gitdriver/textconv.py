@@ -91,7 +91,7 @@ def render(path: str, *, file_hash: str, fast: bool) -> str:
         refs = list(ckpt.tensors.values())
         workers = min(default_workers(), max(1, len(refs)))
         lines = [""] * len(refs)  # read in file order, written in natural order
-        with ordered_map(ckpt.size_bytes, workers) as each:
+        with ordered_map(ckpt.size_bytes, workers, len(refs)) as each:
             for i, line in in_read_order(
                 each, lambda r: tensor_line(r, fast=fast), refs, lambda r: r
             ):

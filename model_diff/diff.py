@@ -60,8 +60,9 @@ class DiffConfig:
     normalize_by_size: bool = True
     #: Number of most-changed tensors listed in ``DiffSummary.top_changed_layers``.
     top_k_layers: int = 10
-    #: Worker threads for the tensor pass (None: min(4, cores)); a pair holding less than
-    #: ``metrics.POOL_MIN_BYTES`` of tensor data runs on the calling thread whatever this says.
+    #: Worker threads for the tensor pass (None: min(4, cores)); a pair of checkpoints holding
+    #: less than ``metrics.POOL_MIN_BYTES`` of tensor data, or tensors averaging less than
+    #: ``metrics.POOL_MIN_ITEM_BYTES`` a pair, runs on the calling thread whatever this says.
     num_workers: int | None = None
     #: Pair tensors whose names differ (model_diff.alignment): strip a wrapper prefix
     #: (``module.``, ``_orig_mod.``) that only one side has, apply name rules found across
@@ -394,7 +395,7 @@ class ModelDiff:
         workers = self.config.num_workers or metrics.default_workers()
         found: dict[int, ParameterDiff] = {}
         nbytes = old.size_bytes + new.size_bytes
-        with single_threaded_blas(), metrics.ordered_map(nbytes, workers) as ordered_map:
+        with single_threaded_blas(), metrics.ordered_map(nbytes, workers, total) as ordered_map:
             # In file order (the new side's where it has the tensor): safetensors files keep
             # tensors in name order (layers 1, 10, 100, 11, ...). Reports keep natural order.
             for i, d in in_read_order(

@@ -632,6 +632,11 @@ def stats_if_equal(
 #: Work on fewer bytes than this runs on the calling thread (a pair's two sides together, one
 #: file's tensors for textconv): starting a pool costs more than it saves.
 POOL_MIN_BYTES = 16 << 20
+#: Items (tensor pairs, or one file's tensors) averaging fewer bytes than this run on the
+#: calling thread too: per item, Python work (holding the GIL) then outweighs the kernel's
+#: (without it), and threads contending for the GIL ran 1.1-1.8x slower than one thread
+#: (docs/performance.md, "Many small tensors").
+POOL_MIN_ITEM_BYTES = 1 << 20
 
 #: ``map`` or a thread pool's ``map``: results in input order.
 OrderedMap = Callable[[Callable[[Any], Any], Iterable[Any]], Iterator[Any]]
@@ -642,14 +647,15 @@ BATCH_MAX = 16
 
 
 @contextlib.contextmanager
-def ordered_map(nbytes: int, workers: int) -> Iterator[OrderedMap]:
-    """A ``map`` for work over ``nbytes`` of tensor data: the built-in one (the calling thread)
-    under ``POOL_MIN_BYTES`` or with one worker, else one over a pool of ``workers`` threads
+def ordered_map(nbytes: int, workers: int, items: int = 1) -> Iterator[OrderedMap]:
+    """A ``map`` for work over ``nbytes`` of tensor data in ``items`` items: the built-in one
+    (the calling thread) under ``POOL_MIN_BYTES``, for items averaging under
+    ``POOL_MIN_ITEM_BYTES``, or with one worker; else one over a pool of ``workers`` threads
     (shut down on exit; ``concurrent.futures`` is imported only then, which small inputs never
     pay). The pool runs consecutive items in batches (up to ``BATCH_MAX``, at least 8 batches
     per worker): a task per item cost each tensor a future and a wake-up of the consuming
     thread, which then competed with the workers for the GIL."""
-    if workers <= 1 or nbytes < POOL_MIN_BYTES:
+    if workers <= 1 or nbytes < POOL_MIN_BYTES or nbytes < POOL_MIN_ITEM_BYTES * max(items, 1):
         yield map
         return
     from concurrent.futures import ThreadPoolExecutor

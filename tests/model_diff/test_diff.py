@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 
 import ml_dtypes
 import numpy as np
@@ -307,6 +308,21 @@ def test_auto_low_rank_takes_the_most_changed_matrices_within_the_budget(
     assert analysed("auto") == ["w2", "w3", "w4"]
     assert analysed(True) == ["w0", "w1", "w2", "w3", "w4"]
     assert analysed(False) == []
+
+
+def test_many_small_tensors_run_on_the_calling_thread() -> None:
+    """Items averaging under POOL_MIN_ITEM_BYTES run on the calling thread however many bytes
+    they hold in all (threads contending for the GIL over Python work only slow it down);
+    large items get the pool."""
+    from model_diff import metrics
+
+    many = 64 * metrics.POOL_MIN_BYTES // metrics.POOL_MIN_ITEM_BYTES
+    with metrics.ordered_map(64 * metrics.POOL_MIN_BYTES, 2, many + 1) as each:
+        assert each is map
+    with metrics.ordered_map(64 * metrics.POOL_MIN_BYTES, 2, many) as each:
+        assert each is not map
+        names = list(each(lambda _: threading.current_thread().name, range(100)))
+        assert threading.current_thread().name not in names
 
 
 def test_stats_if_equal_matches_array_stats_and_spots_a_late_difference() -> None:
