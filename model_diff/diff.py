@@ -562,8 +562,9 @@ class ModelDiff:
 
         Candidates are modified float matrices of at most ``lowrank.AUTO_MAX_ELEMENTS``
         elements, taken by relative change (largest first, then name) while their elements
-        fit in ``lowrank.AUTO_BUDGET_ELEMENTS``: a rule on the data, not on timing, so two
-        runs give the same report. Costs a second read of the chosen tensors only.
+        fit in ``lowrank.AUTO_BUDGET_ELEMENTS``, ``lowrank.AUTO_MAX_MATRICES`` at most: a rule
+        on the data, not on timing, so two runs give the same report. Costs a second read of
+        the chosen tensors only.
         """
         from . import lowrank
 
@@ -581,6 +582,8 @@ class ModelDiff:
         chosen: set[str] = set()
         budget = lowrank.AUTO_BUDGET_ELEMENTS
         for d in eligible:
+            if len(chosen) == lowrank.AUTO_MAX_MATRICES:
+                break
             if d.num_elements <= budget:
                 chosen.add(d.name)
                 budget -= d.num_elements

@@ -24,7 +24,8 @@ into a reused buffer, so the analysis never imports ml_dtypes.
 
 "auto" (the default of ``DiffConfig.low_rank``) runs only on matrices with at most
 ``AUTO_MAX_ELEMENTS`` elements, the most-changed first, until ``AUTO_BUDGET_ELEMENTS``
-elements are analysed (``ModelDiff`` picks them after the metrics pass): a deterministic rule
+elements or ``AUTO_MAX_MATRICES`` matrices are analysed (``ModelDiff`` picks them after the
+metrics pass): a deterministic rule
 (no timing), so two runs give the same report, and a bounded cost (~0.1 s here) whatever
 the checkpoint's size. ``force=True`` runs on any size.
 
@@ -57,6 +58,10 @@ POWER_ITERATIONS = 1
 AUTO_MAX_ELEMENTS = 1024 * 1024
 #: "auto" analyses at most this many elements in all (8 matrices of 1024 x 1024).
 AUTO_BUDGET_ELEMENTS = 8 * 1024 * 1024
+#: ... and at most this many matrices: an analysis also costs ~0.1 ms whatever its size, and
+#: a checkpoint of 20,000 small matrices (a mixture of experts cut fine) fitted 17,000 of them
+#: into the element budget: 2-3 s of low-rank analysis (docs/performance.md).
+AUTO_MAX_MATRICES = 64
 #: Elements of the delta materialised at once (float32), whatever the matrix size.
 CHUNK_ELEMENTS = 1 << 20
 #: Singular values kept in the result (largest first).

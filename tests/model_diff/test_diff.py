@@ -310,6 +310,22 @@ def test_auto_low_rank_takes_the_most_changed_matrices_within_the_budget(
     assert analysed(False) == []
 
 
+def test_auto_low_rank_takes_at_most_its_matrix_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many small matrices fit the element budget; "auto" still analyses at most
+    AUTO_MAX_MATRICES of them, the most changed."""
+    from model_diff import lowrank
+
+    rng = np.random.default_rng(4)
+    old = {f"w{i}": rng.standard_normal((8, 16)).astype(np.float32) for i in range(12)}
+    new = {
+        k: v + np.float32(0.01 * (i + 1)) * rng.standard_normal((8, 16)).astype(np.float32)
+        for i, (k, v) in enumerate(old.items())
+    }
+    monkeypatch.setattr(lowrank, "AUTO_MAX_MATRICES", 4)
+    diffs, _ = ModelDiff(DiffConfig(low_rank="auto")).diff(from_arrays(old), from_arrays(new))
+    assert [d.name for d in diffs if d.low_rank is not None] == ["w8", "w9", "w10", "w11"]
+
+
 def test_many_small_tensors_run_on_the_calling_thread() -> None:
     """Items averaging under POOL_MIN_ITEM_BYTES run on the calling thread however many bytes
     they hold in all (threads contending for the GIL over Python work only slow it down);
