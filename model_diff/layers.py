@@ -301,7 +301,7 @@ def block_position(name: str) -> BlockPosition | None:
     return None
 
 
-def _stack_rank(stack: str) -> tuple[int, tuple[tuple[int, int | str], ...]]:
+def _stack_rank(stack: str) -> tuple[int, tuple[int | str, ...]]:
     # Encoders run before decoders; other stacks in natural order between them.
     s = stack.lower()
     rank = 0 if "encoder" in s else 2 if "decoder" in s else 1
