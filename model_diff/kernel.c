@@ -1016,6 +1016,16 @@ static void store(const Acc *t, AccBufs *ab) {
     memcpy(ab->c.buf, cur.c, sizeof(cur.c));
 }
 
+/* Both objects' buffers (PyBUF_SIMPLE): 0, or -1 with neither held and an exception set. */
+static int get_two_buffers(PyObject *a, PyObject *b, Py_buffer *va, Py_buffer *vb) {
+    if (PyObject_GetBuffer(a, va, PyBUF_SIMPLE) < 0) return -1;
+    if (PyObject_GetBuffer(b, vb, PyBUF_SIMPLE) < 0) {
+        PyBuffer_Release(va);
+        return -1;
+    }
+    return 0;
+}
+
 /* The elements in a buffer of dtype dt, or -1 with ValueError set when the byte length is not
  * a whole number of elements. */
 static Py_ssize_t element_count(const Py_buffer *v, int dt, const char *what) {
@@ -1065,6 +1075,17 @@ static int make_ctx(PyObject *module, PyObject *simd, Ctx *cx) {
     return 0;
 }
 
+/* The set-up every step call shares: the element count of vx read as dtype dt, the caller's
+ * accumulators and the call's context. Returns the count, or -1 with an exception set (ab
+ * may hold buffers either way: the caller releases them). */
+static Py_ssize_t step_setup(PyObject *self, PyObject *simd, const Py_buffer *vx, int dt,
+                             const char *what, PyObject *fo, PyObject *co, AccBufs *ab,
+                             Ctx *cx) {
+    Py_ssize_t n = element_count(vx, dt, what);
+    if (n < 0 || get_accs(fo, co, ab) < 0 || make_ctx(self, simd, cx) < 0) return -1;
+    return n;
+}
+
 /* Below this many bytes, releasing the GIL costs more than it gains. */
 #define NOGIL_BYTES (64 * 1024)
 
@@ -1082,23 +1103,17 @@ static PyObject *py_pair_step(PyObject *self, PyObject *args, PyObject *kwargs) 
     int dtb = dtype_code(b, b_dtype);
     if (dtb < 0) return NULL;
     Py_buffer va, vb;
-    if (PyObject_GetBuffer(a, &va, PyBUF_SIMPLE) < 0) return NULL;
-    if (PyObject_GetBuffer(b, &vb, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&va);
-        return NULL;
-    }
+    if (get_two_buffers(a, b, &va, &vb) < 0) return NULL;
     PyObject *ret = NULL;
     AccBufs ab = {0};
-    Py_ssize_t na = element_count(&va, dta, "pair_step"), nb;
+    Ctx cx;
+    Py_ssize_t na = step_setup(self, simd, &va, dta, "pair_step", fo, co, &ab, &cx), nb;
     if (na < 0) goto done;
     if ((nb = element_count(&vb, dtb, "pair_step")) < 0) goto done;
-    if (get_accs(fo, co, &ab) < 0) goto done;
     if (na != nb) {
         PyErr_Format(PyExc_ValueError, "pair_step: length mismatch: %zd vs %zd", na, nb);
         goto done;
     }
-    Ctx cx;
-    if (make_ctx(self, simd, &cx) < 0) goto done;
     const size_t n = (size_t)na;
     Acc t;
     acc_init(&t);
@@ -1132,11 +1147,9 @@ static PyObject *py_side_step(PyObject *self, PyObject *args, PyObject *kwargs) 
     if (PyObject_GetBuffer(x, &vx, PyBUF_SIMPLE) < 0) return NULL;
     PyObject *ret = NULL;
     AccBufs ab = {0};
-    Py_ssize_t nx = element_count(&vx, dt, "side_step");
-    if (nx < 0) goto done;
-    if (get_accs(fo, co, &ab) < 0) goto done;
     Ctx cx;
-    if (make_ctx(self, simd, &cx) < 0) goto done;
+    Py_ssize_t nx = step_setup(self, simd, &vx, dt, "side_step", fo, co, &ab, &cx);
+    if (nx < 0) goto done;
     const size_t n = (size_t)nx;
     Acc t;
     acc_init(&t);
@@ -1184,11 +1197,7 @@ static PyObject *py_bytes_equal(PyObject *self, PyObject *args) {
     (void)self;
     if (!PyArg_ParseTuple(args, "OO:bytes_equal", &a, &b)) return NULL;
     Py_buffer va, vb;
-    if (PyObject_GetBuffer(a, &va, PyBUF_SIMPLE) < 0) return NULL;
-    if (PyObject_GetBuffer(b, &vb, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&va);
-        return NULL;
-    }
+    if (get_two_buffers(a, b, &va, &vb) < 0) return NULL;
     int eq = va.len == vb.len;
     if (eq) {
         size_t n = (size_t)va.len, probe = n < EQUAL_PROBE ? n : EQUAL_PROBE;
@@ -1218,18 +1227,12 @@ static PyObject *py_side_step_if_equal(PyObject *self, PyObject *args, PyObject 
     int dt = dtype_code(x, x_dtype);
     if (dt < 0) return NULL;
     Py_buffer vx, vy;
-    if (PyObject_GetBuffer(x, &vx, PyBUF_SIMPLE) < 0) return NULL;
-    if (PyObject_GetBuffer(y, &vy, PyBUF_SIMPLE) < 0) {
-        PyBuffer_Release(&vx);
-        return NULL;
-    }
+    if (get_two_buffers(x, y, &vx, &vy) < 0) return NULL;
     PyObject *ret = NULL;
     AccBufs ab = {0};
-    Py_ssize_t nx = element_count(&vx, dt, "side_step_if_equal");
-    if (nx < 0) goto done;
-    if (get_accs(fo, co, &ab) < 0) goto done;
     Ctx cx;
-    if (make_ctx(self, simd, &cx) < 0) goto done;
+    Py_ssize_t nx = step_setup(self, simd, &vx, dt, "side_step_if_equal", fo, co, &ab, &cx);
+    if (nx < 0) goto done;
     const char *px = (const char *)vx.buf, *py = (const char *)vy.buf;
     /* a modified tensor differs in its first bytes: answered before letting go of the GIL */
     size_t probe = (size_t)vx.len < EQUAL_PROBE ? (size_t)vx.len : EQUAL_PROBE;

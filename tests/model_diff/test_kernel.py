@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import ml_dtypes
@@ -144,27 +145,34 @@ def test_accumulators_are_added_to_not_overwritten() -> None:
     np.testing.assert_allclose(f1, f2, rtol=1e-14)
 
 
+def _turns_while(call: Callable[[], object], times: int = 8) -> int:
+    """Turns of a Python loop on this thread while another thread makes ``call`` ``times``
+    times: a call that held the GIL for its ~10 ms would leave the loop a handful of turns."""
+    done = threading.Event()
+
+    def work() -> None:
+        try:
+            for _ in range(times):
+                call()
+        finally:
+            done.set()
+
+    turns = 0
+    t = threading.Thread(target=work)
+    t.start()
+    while not done.is_set():
+        turns += 1
+    t.join()
+    return turns
+
+
 def test_the_gil_is_released_while_computing() -> None:
     """Another Python thread keeps running while a large chunk is being reduced."""
     a = np.ones(1 << 22, dtype=np.float32)
     b = np.full(1 << 22, 2.0, dtype=np.float32)
     f, c = metrics.new_accumulators()
-    done = threading.Event()
-
-    def work() -> None:
-        for _ in range(8):
-            kernel.pair_step(a, b, 0.0, f, c)
-        done.set()
-
-    ticks = 0
-    t = threading.Thread(target=work)
-    t.start()
-    while not done.is_set():
-        ticks += 1
-    t.join()
+    assert _turns_while(lambda: kernel.pair_step(a, b, 0.0, f, c)) > 10_000
     assert c[metrics.C_CHANGED] == 8 * a.size
-    # Holding the GIL for each ~10 ms call would leave this loop a handful of turns.
-    assert ticks > 10_000
 
 
 def test_bytes_equal_compares_raw_bytes_of_any_dtype() -> None:
@@ -387,20 +395,8 @@ def test_side_step_if_equal_lets_go_of_the_gil_and_checks_its_arguments() -> Non
     x = np.ones(1 << 22, dtype=np.float32)
     y = x.copy()
     f, c = metrics.new_accumulators()
-    done = threading.Event()
-
-    def work() -> None:
-        for _ in range(8):
-            assert kernel.side_step_if_equal(x, y, f, c)
-        done.set()
-
-    ticks = 0
-    t = threading.Thread(target=work)
-    t.start()
-    while not done.is_set():
-        ticks += 1
-    t.join()
-    assert c[metrics.C_N] == 8 * x.size and ticks > 10_000
+    assert _turns_while(lambda: kernel.side_step_if_equal(x, y, f, c)) > 10_000
+    assert c[metrics.C_N] == 8 * x.size  # every call found the buffers equal
     with pytest.raises(ValueError, match="float64 array"):
         kernel.side_step_if_equal(x, y, np.zeros(3), c)
     with pytest.raises(ValueError, match="whole number"):
